@@ -1,0 +1,29 @@
+# tlshub: `make demo` runs the main job, `make test` runs every test.
+# Each target installs what it needs (scripts/setup) on a fresh machine.
+SHELL := /bin/bash
+.PHONY: all setup kernel kmod helper test demo clean
+
+all: kmod helper
+
+setup:
+	@scripts/setup
+
+kernel: setup
+	@scripts/kernel-build >/dev/null
+
+kmod: kernel
+	@scripts/kmod-build
+
+helper: setup
+	@. scripts/common.sh && cargo build --quiet --release --manifest-path helper/Cargo.toml
+
+test: kmod helper
+	@scripts/test
+
+demo: kmod helper
+	@scripts/demo
+
+clean:
+	@. scripts/common.sh && d=$$(kernel_dir) && [ -d "$$d/src" ] && \
+		$(MAKE) -s -C "$$d/src" M=$(CURDIR)/kmod LLVM=$$LLVM_SUFFIX clean || true
+	@rm -rf helper/target

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Per-node state of tlshub: the key-provider mode, the live pod-node
+//! mapping and the staged replacement, and counters.
+//!
+//! The datapath reads the mapping under RCU without locks; every change is
+//! made by one writer at a time (the `update` mutex) by building a complete
+//! new table and swapping it in.
+
+use crate::mapping::{Builder, IpAddr, MapError, Table};
+use crate::rcu::{RcuBox, WriterToken};
+use crate::uapi;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use kernel::{new_mutex, prelude::*, sync::Mutex};
+
+/// Counters since load.
+#[derive(Default)]
+pub struct Stats {
+    pub lookups: AtomicU64,
+    pub lookup_misses: AtomicU64,
+    pub map_updates: AtomicU64,
+}
+
+/// A replacement table being staged by one netlink socket.
+struct Staging {
+    owner: u32,
+    builder: Builder,
+}
+
+/// Writer-side state, only touched with `Hub::update` held.
+struct Update {
+    token: WriterToken,
+    staging: Option<Staging>,
+}
+
+/// Why a staging request was refused.
+pub enum StageError<E> {
+    /// Nothing staged by this sender (no `begin`, or it was discarded).
+    NotStaging,
+    /// Another sender's replacement is in progress.
+    Busy,
+    /// An entry was refused.
+    Entry(E),
+}
+
+#[pin_data]
+pub struct Hub {
+    mode: AtomicU32,
+    table: RcuBox<Table>,
+    #[pin]
+    update: Mutex<Update>,
+    pub stats: Stats,
+}
+
+impl Hub {
+    pub fn new() -> Result<Pin<KBox<Self>>> {
+        let (table, token) = RcuBox::new(KVBox::new(Table::new(), GFP_KERNEL)?);
+        KBox::pin_init(
+            try_pin_init!(Hub {
+                mode: AtomicU32::new(uapi::mode::TLSHUB),
+                table,
+                update <- new_mutex!(Update { token, staging: None }),
+                stats: Stats::default(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub fn mode(&self) -> u32 {
+        self.mode.load(Ordering::Relaxed)
+    }
+
+    pub fn set_mode(&self, mode: u32) {
+        self.mode.store(mode, Ordering::Relaxed);
+    }
+
+    /// Run `f` on the live table (any context; `f` must not sleep).
+    pub fn with_table<R>(&self, f: impl FnOnce(&Table) -> R) -> R {
+        self.table.read(f)
+    }
+
+    /// Count a lookup and whether it hit.
+    pub fn count_lookup(&self, hit: bool) {
+        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        if !hit {
+            self.stats.lookup_misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `ip` belongs to a known pod (the datapath's question).
+    pub fn is_pod_ip(&self, ip: &IpAddr) -> bool {
+        let hit = self.with_table(|t| t.pod_by_ip(ip).is_some());
+        self.count_lookup(hit);
+        hit
+    }
+
+    fn commit(&self, up: &mut Update, b: Builder) -> Result<(u32, usize, usize), MapError> {
+        let gen = match self.table.get(&up.token).generation().wrapping_add(1) {
+            0 => 1, // 0 is "no snapshot" for dump consistency checks
+            g => g,
+        };
+        let t = b.finish(gen);
+        let counts = (gen, t.pod_count(), t.node_count());
+        let old = self.table.replace(KVBox::new(t, GFP_KERNEL)?, &mut up.token);
+        drop(old);
+        self.stats.map_updates.fetch_add(1, Ordering::Relaxed);
+        Ok(counts)
+    }
+
+    /// Build a new table from the live one with `f` and swap it in, or
+    /// change nothing if `f` fails.
+    pub fn modify<E: From<MapError>>(&self, f: impl FnOnce(&Table) -> Result<Builder, E>) -> Result<(), E> {
+        let mut up = self.update.lock();
+        let b = f(self.table.get(&up.token))?;
+        self.commit(&mut up, b)?;
+        Ok(())
+    }
+
+    /// Stage entries for sender `owner`; `begin` starts over. On any error
+    /// the staged replacement is dropped: a replacement is all or nothing.
+    pub fn stage<E>(
+        &self,
+        owner: u32,
+        begin: bool,
+        f: impl FnOnce(&mut Builder) -> Result<(), E>,
+    ) -> Result<(), StageError<E>> {
+        let mut up = self.update.lock();
+        if begin {
+            up.staging = Some(Staging { owner, builder: Builder::new() });
+        }
+        let st = match up.staging.as_mut() {
+            None => return Err(StageError::NotStaging),
+            Some(st) if st.owner != owner => return Err(StageError::Busy),
+            Some(st) => st,
+        };
+        if let Err(e) = f(&mut st.builder) {
+            up.staging = None;
+            return Err(StageError::Entry(e));
+        }
+        Ok(())
+    }
+
+    /// Swap the replacement staged by `owner` in; returns (generation, pods, nodes).
+    pub fn commit_staged(&self, owner: u32) -> Result<(u32, usize, usize), StageError<MapError>> {
+        let mut up = self.update.lock();
+        match up.staging.as_ref() {
+            None => return Err(StageError::NotStaging),
+            Some(st) if st.owner != owner => return Err(StageError::Busy),
+            Some(_) => {}
+        }
+        let st = up.staging.take().ok_or(StageError::NotStaging)?;
+        self.commit(&mut up, st.builder).map_err(StageError::Entry)
+    }
+}
