@@ -14,8 +14,21 @@ use crate::nlattr::{Attr, Attrs};
 use core::ffi::{c_int, c_void, CStr};
 use kernel::{bindings, prelude::*, types::Opaque, ThisModule};
 
+/// `-EMSGSIZE`: the message buffer is full.
+pub(crate) fn emsgsize() -> Error {
+    Error::from_errno(-(bindings::EMSGSIZE as i32))
+}
+
+/// `-EOPNOTSUPP`: a command the handler does not implement.
+pub(crate) fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+/// Payload room in a `do` reply; our replies are small.
+const REPLY_SIZE: usize = 3072;
+
 /// How an attribute is validated by the netlink core.
-pub enum Kind {
+pub(crate) enum Kind {
     U16,
     U32,
     /// A `u32` no larger than the given value.
@@ -32,32 +45,32 @@ pub enum Kind {
 }
 
 /// An attribute set: `attrs` lists `(type, kind)`; types run 1..=`max`.
-pub struct AttrSet {
-    pub max: u16,
-    pub attrs: &'static [(u16, Kind)],
+pub(crate) struct AttrSet {
+    pub(crate) max: u16,
+    pub(crate) attrs: &'static [(u16, Kind)],
 }
 
 /// One command.
-pub struct OpSpec {
-    pub cmd: u8,
+pub(crate) struct OpSpec {
+    pub(crate) cmd: u8,
     /// Needs CAP_NET_ADMIN (`GENL_ADMIN_PERM`).
-    pub admin: bool,
-    pub doit: bool,
-    pub dump: bool,
+    pub(crate) admin: bool,
+    pub(crate) doit: bool,
+    pub(crate) dump: bool,
     /// Top-level attributes this command accepts; all others are rejected.
-    pub request: &'static [u16],
+    pub(crate) request: &'static [u16],
 }
 
 /// A whole family.
-pub struct FamilySpec {
-    pub name: &'static CStr,
-    pub version: u8,
-    pub attrs: &'static AttrSet,
-    pub ops: &'static [OpSpec],
+pub(crate) struct FamilySpec {
+    pub(crate) name: &'static CStr,
+    pub(crate) version: u8,
+    pub(crate) attrs: &'static AttrSet,
+    pub(crate) ops: &'static [OpSpec],
 }
 
 /// Receives the family's requests. Runs in process context and may sleep.
-pub trait Handler: Send + Sync + 'static {
+pub(crate) trait Handler: Send + Sync + 'static {
     /// A `do` request; errors become the request's netlink error.
     fn doit(&self, cmd: u8, req: &Request<'_>) -> Result;
     /// One round of a dump: add entries until `dump` is full or done, and
@@ -92,7 +105,7 @@ impl<H: Handler> Storage<H> {
 }
 
 /// A registered family; unregistered when dropped.
-pub struct Registration<H: Handler> {
+pub(crate) struct Registration<H: Handler> {
     storage: KBox<Storage<H>>,
 }
 
@@ -157,7 +170,7 @@ fn build_policy(
 
 impl<H: Handler> Registration<H> {
     /// Build the C tables for `spec` and register the family.
-    pub fn new(module: &'static ThisModule, spec: &FamilySpec, handler: Pin<KBox<H>>) -> Result<Self> {
+    pub(crate) fn new(module: &'static ThisModule, spec: &FamilySpec, handler: Pin<KBox<H>>) -> Result<Self> {
         let mut policies = KVec::new();
         let mut ops = KVec::with_capacity(spec.ops.len(), GFP_KERNEL)?;
         for op in spec.ops {
@@ -201,11 +214,6 @@ impl<H: Handler> Registration<H> {
         kernel::error::to_result(unsafe { bindings::genl_register_family(storage.family.get()) })?;
         Ok(Self { storage })
     }
-
-    /// The handler, e.g. for the module to read its state.
-    pub fn handler(&self) -> Pin<&H> {
-        self.storage.handler.as_ref()
-    }
 }
 
 impl<H: Handler> Drop for Registration<H> {
@@ -228,7 +236,7 @@ unsafe fn set_extack(extack: *mut bindings::netlink_ext_ack, attr: *const u8, ms
     // SAFETY: non-null and valid per the caller; `msg` is 'static, as the
     // core requires of `_msg`.
     unsafe {
-        (*extack)._msg = msg.as_ptr();
+        (*extack)._msg = msg.as_ptr().cast();
         (*extack).bad_attr = attr.cast();
     }
 }
@@ -288,30 +296,30 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 }
 
 /// A `do` request.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
     payload: &'a [u8],
 }
 
 impl<'a> Request<'a> {
     /// All attributes, in order (for multi-attributes).
-    pub fn attrs(&self) -> Attrs<'a> {
+    pub(crate) fn attrs(&self) -> Attrs<'a> {
         Attrs::new(self.payload)
     }
 
     /// The sender's netlink port id.
-    pub fn portid(&self) -> u32 {
+    pub(crate) fn portid(&self) -> u32 {
         // SAFETY: `info` is valid for the request.
         unsafe { (*self.info).snd_portid }
     }
 
     /// The first attribute of type `ty`.
-    pub fn attr(&self, ty: u16) -> Option<Attr<'a>> {
+    pub(crate) fn attr(&self, ty: u16) -> Option<Attr<'a>> {
         self.attrs().find(ty)
     }
 
     /// Report `msg` about `attr` to the sender and return `err`.
-    pub fn fail(&self, err: Error, attr: Option<&Attr<'_>>, msg: &'static CStr) -> Error {
+    pub(crate) fn fail(&self, err: Error, attr: Option<&Attr<'_>>, msg: &'static CStr) -> Error {
         let ptr = attr.map_or(core::ptr::null(), |a| a.header_ptr());
         // SAFETY: `info` is valid for the request; its extack too.
         unsafe { set_extack((*self.info).extack, ptr, msg) };
@@ -319,7 +327,7 @@ impl<'a> Request<'a> {
     }
 
     /// Report an attribute of type `ty` as missing; returns `EINVAL`.
-    pub fn missing(&self, ty: u16, msg: &'static CStr) -> Error {
+    pub(crate) fn missing(&self, ty: u16, msg: &'static CStr) -> Error {
         // SAFETY: as in `fail`.
         let extack = unsafe { (*self.info).extack };
         if !extack.is_null() {
@@ -330,9 +338,9 @@ impl<'a> Request<'a> {
     }
 
     /// Start the reply to this request.
-    pub fn reply(&self, cmd: u8) -> Result<Reply> {
+    pub(crate) fn reply(&self, cmd: u8) -> Result<Reply> {
         // SAFETY: plain allocation; process context.
-        let skb = unsafe { bindings::genlmsg_new(bindings::NLMSG_DEFAULT_SIZE as usize, bindings::GFP_KERNEL) };
+        let skb = unsafe { bindings::genlmsg_new(REPLY_SIZE, bindings::GFP_KERNEL) };
         if skb.is_null() {
             return Err(ENOMEM);
         }
@@ -342,14 +350,14 @@ impl<'a> Request<'a> {
             bindings::genlmsg_put(skb, (*self.info).snd_portid, (*self.info).snd_seq, (*self.info).family, 0, cmd)
         };
         if reply.hdr.is_null() {
-            return Err(EMSGSIZE);
+            return Err(emsgsize());
         }
         Ok(reply)
     }
 }
 
 /// Writes attributes into a message under construction.
-pub struct Writer {
+pub(crate) struct Writer {
     skb: *mut bindings::sk_buff,
 }
 
@@ -361,33 +369,33 @@ impl Writer {
         kernel::error::to_result(ret)
     }
 
-    pub fn put_u16(&mut self, ty: u16, v: u16) -> Result {
+    pub(crate) fn put_u16(&mut self, ty: u16, v: u16) -> Result {
         self.put_raw(ty, &v.to_ne_bytes())
     }
 
-    pub fn put_u32(&mut self, ty: u16, v: u32) -> Result {
+    pub(crate) fn put_u32(&mut self, ty: u16, v: u32) -> Result {
         self.put_raw(ty, &v.to_ne_bytes())
     }
 
     /// A `u64`, 8-byte aligned with a `pad` attribute where needed.
-    pub fn put_u64(&mut self, ty: u16, v: u64, pad: u16) -> Result {
+    pub(crate) fn put_u64(&mut self, ty: u16, v: u64, pad: u16) -> Result {
         // SAFETY: `skb` is a valid message buffer.
         let ret = unsafe { bindings::nla_put_u64_64bit(self.skb, c_int::from(ty), v, c_int::from(pad)) };
         kernel::error::to_result(ret)
     }
 
     /// Raw bytes (e.g. an address in network byte order).
-    pub fn put_bytes(&mut self, ty: u16, data: &[u8]) -> Result {
+    pub(crate) fn put_bytes(&mut self, ty: u16, data: &[u8]) -> Result {
         self.put_raw(ty, data)
     }
 
     /// A NUL-terminated string.
-    pub fn put_str(&mut self, ty: u16, s: &[u8]) -> Result {
+    pub(crate) fn put_str(&mut self, ty: u16, s: &[u8]) -> Result {
         let len = c_int::try_from(s.len() + 1)?;
         // SAFETY: `skb` is a valid message buffer.
         let nla = unsafe { bindings::nla_reserve(self.skb, c_int::from(ty), len) };
         if nla.is_null() {
-            return Err(EMSGSIZE);
+            return Err(emsgsize());
         }
         // SAFETY: `nla_reserve` made room for the header plus `len` bytes.
         unsafe {
@@ -399,11 +407,11 @@ impl Writer {
     }
 
     /// A nest of attributes written by `f`; removed again if `f` fails.
-    pub fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Self) -> Result) -> Result {
+    pub(crate) fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Self) -> Result) -> Result {
         // SAFETY: `skb` is a valid message buffer.
         let start = unsafe { bindings::nla_nest_start(self.skb, c_int::from(ty)) };
         if start.is_null() {
-            return Err(EMSGSIZE);
+            return Err(emsgsize());
         }
         match f(self) {
             Ok(()) => {
@@ -421,7 +429,7 @@ impl Writer {
 }
 
 /// A reply to a `do` request; freed if dropped unsent.
-pub struct Reply {
+pub(crate) struct Reply {
     w: Writer,
     info: *const bindings::genl_info,
     hdr: *mut c_void,
@@ -442,7 +450,7 @@ impl core::ops::DerefMut for Reply {
 
 impl Reply {
     /// Finish and send the reply.
-    pub fn send(self) -> Result {
+    pub(crate) fn send(self) -> Result {
         let (skb, info, hdr) = (self.w.skb, self.info, self.hdr);
         core::mem::forget(self);
         // SAFETY: `hdr` is the message `genlmsg_put` started on `skb`.
@@ -460,7 +468,7 @@ impl Drop for Reply {
 }
 
 /// One round of a dump.
-pub struct Dump<'a> {
+pub(crate) struct Dump<'a> {
     w: Writer,
     cb: *mut bindings::netlink_callback,
     info: *const bindings::genl_info,
@@ -471,15 +479,15 @@ pub struct Dump<'a> {
 
 impl<'a> Dump<'a> {
     /// Cursor `i` (0..6), kept between rounds; starts at 0.
-    pub fn cursor(&self, i: usize) -> usize {
+    pub(crate) fn cursor(&self, i: usize) -> usize {
         // SAFETY: `cb` is valid for the round.
-        let args = unsafe { &(*self.cb).args };
+        let args = unsafe { &(*self.cb).__bindgen_anon_1.args };
         args.get(i).map_or(0, |v| *v as usize)
     }
 
-    pub fn set_cursor(&mut self, i: usize, v: usize) {
+    pub(crate) fn set_cursor(&mut self, i: usize, v: usize) {
         // SAFETY: `cb` is valid for the round and only we write `args`.
-        let args = unsafe { &mut (*self.cb).args };
+        let args = unsafe { &mut (*self.cb).__bindgen_anon_1.args };
         if let Some(slot) = args.get_mut(i) {
             *slot = v as _;
         }
@@ -487,13 +495,13 @@ impl<'a> Dump<'a> {
 
     /// Mark the dump's snapshot: if `seq` changes between rounds, the
     /// messages after the change carry NLM_F_DUMP_INTR. `seq` must not be 0.
-    pub fn set_seq(&mut self, seq: u32) {
+    pub(crate) fn set_seq(&mut self, seq: u32) {
         // SAFETY: `cb` is valid for the round.
         unsafe { (*self.cb).seq = seq };
     }
 
     /// Add one message written by `f`. `Ok(false)`: no room left this round.
-    pub fn entry(&mut self, cmd: u8, f: impl FnOnce(&mut Writer) -> Result) -> Result<bool> {
+    pub(crate) fn entry(&mut self, cmd: u8, f: impl FnOnce(&mut Writer) -> Result) -> Result<bool> {
         let skb = self.w.skb;
         // SAFETY: `info` is the dump's info, valid for the round.
         let hdr = unsafe {
@@ -521,14 +529,14 @@ impl<'a> Dump<'a> {
             Err(e) => {
                 // SAFETY: as above; removes the partial message.
                 unsafe { bindings::genlmsg_cancel(skb, hdr) };
-                if e == EMSGSIZE { self.full() } else { Err(e) }
+                if e == emsgsize() { self.full() } else { Err(e) }
             }
         }
     }
 
     fn full(&self) -> Result<bool> {
         // An entry that does not fit into an empty buffer never will.
-        if self.entries == 0 { Err(EMSGSIZE) } else { Ok(false) }
+        if self.entries == 0 { Err(emsgsize()) } else { Ok(false) }
     }
 }
 

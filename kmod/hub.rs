@@ -6,7 +6,7 @@
 //! made by one writer at a time (the `update` mutex) by building a complete
 //! new table and swapping it in.
 
-use crate::mapping::{Builder, IpAddr, MapError, Table};
+use crate::mapping::{Builder, MapError, Table};
 use crate::rcu::{RcuBox, WriterToken};
 use crate::uapi;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,10 +14,10 @@ use kernel::{new_mutex, prelude::*, sync::Mutex};
 
 /// Counters since load.
 #[derive(Default)]
-pub struct Stats {
-    pub lookups: AtomicU64,
-    pub lookup_misses: AtomicU64,
-    pub map_updates: AtomicU64,
+pub(crate) struct Stats {
+    pub(crate) lookups: AtomicU64,
+    pub(crate) lookup_misses: AtomicU64,
+    pub(crate) map_updates: AtomicU64,
 }
 
 /// A replacement table being staged by one netlink socket.
@@ -33,7 +33,7 @@ struct Update {
 }
 
 /// Why a staging request was refused.
-pub enum StageError<E> {
+pub(crate) enum StageError<E> {
     /// Nothing staged by this sender (no `begin`, or it was discarded).
     NotStaging,
     /// Another sender's replacement is in progress.
@@ -43,16 +43,16 @@ pub enum StageError<E> {
 }
 
 #[pin_data]
-pub struct Hub {
+pub(crate) struct Hub {
     mode: AtomicU32,
     table: RcuBox<Table>,
     #[pin]
     update: Mutex<Update>,
-    pub stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 impl Hub {
-    pub fn new() -> Result<Pin<KBox<Self>>> {
+    pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
         let (table, token) = RcuBox::new(KVBox::new(Table::new(), GFP_KERNEL)?);
         KBox::pin_init(
             try_pin_init!(Hub {
@@ -65,32 +65,25 @@ impl Hub {
         )
     }
 
-    pub fn mode(&self) -> u32 {
+    pub(crate) fn mode(&self) -> u32 {
         self.mode.load(Ordering::Relaxed)
     }
 
-    pub fn set_mode(&self, mode: u32) {
+    pub(crate) fn set_mode(&self, mode: u32) {
         self.mode.store(mode, Ordering::Relaxed);
     }
 
     /// Run `f` on the live table (any context; `f` must not sleep).
-    pub fn with_table<R>(&self, f: impl FnOnce(&Table) -> R) -> R {
+    pub(crate) fn with_table<R>(&self, f: impl FnOnce(&Table) -> R) -> R {
         self.table.read(f)
     }
 
     /// Count a lookup and whether it hit.
-    pub fn count_lookup(&self, hit: bool) {
+    pub(crate) fn count_lookup(&self, hit: bool) {
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         if !hit {
             self.stats.lookup_misses.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Whether `ip` belongs to a known pod (the datapath's question).
-    pub fn is_pod_ip(&self, ip: &IpAddr) -> bool {
-        let hit = self.with_table(|t| t.pod_by_ip(ip).is_some());
-        self.count_lookup(hit);
-        hit
     }
 
     fn commit(&self, up: &mut Update, b: Builder) -> Result<(u32, usize, usize), MapError> {
@@ -108,7 +101,7 @@ impl Hub {
 
     /// Build a new table from the live one with `f` and swap it in, or
     /// change nothing if `f` fails.
-    pub fn modify<E: From<MapError>>(&self, f: impl FnOnce(&Table) -> Result<Builder, E>) -> Result<(), E> {
+    pub(crate) fn modify<E: From<MapError>>(&self, f: impl FnOnce(&Table) -> Result<Builder, E>) -> Result<(), E> {
         let mut up = self.update.lock();
         let b = f(self.table.get(&up.token))?;
         self.commit(&mut up, b)?;
@@ -117,7 +110,7 @@ impl Hub {
 
     /// Stage entries for sender `owner`; `begin` starts over. On any error
     /// the staged replacement is dropped: a replacement is all or nothing.
-    pub fn stage<E>(
+    pub(crate) fn stage<E>(
         &self,
         owner: u32,
         begin: bool,
@@ -140,7 +133,7 @@ impl Hub {
     }
 
     /// Swap the replacement staged by `owner` in; returns (generation, pods, nodes).
-    pub fn commit_staged(&self, owner: u32) -> Result<(u32, usize, usize), StageError<MapError>> {
+    pub(crate) fn commit_staged(&self, owner: u32) -> Result<(u32, usize, usize), StageError<MapError>> {
         let mut up = self.update.lock();
         match up.staging.as_ref() {
             None => return Err(StageError::NotStaging),

@@ -11,16 +11,16 @@
 use kernel::prelude::*;
 
 /// Longest Kubernetes object name (DNS-1123 subdomain).
-pub const NAME_MAX_LEN: usize = crate::uapi::NAME_MAX_LEN;
+pub(crate) const NAME_MAX_LEN: usize = crate::uapi::NAME_MAX_LEN;
 /// IP addresses one pod may have.
-pub const MAX_POD_IPS: usize = 8;
+pub(crate) const MAX_POD_IPS: usize = 8;
 /// Most pods one table may hold: bounds the memory an update can pin.
-pub const MAX_PODS: usize = 1 << 20;
+pub(crate) const MAX_PODS: usize = 1 << 20;
 
 /// Why a change to a table was refused. After any error the [`Builder`] is
 /// discarded by its user: changes are all-or-nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapError {
+pub(crate) enum MapError {
     InvalidName,
     DuplicatePod,
     DuplicateIp,
@@ -54,26 +54,26 @@ impl From<kernel::alloc::AllocError> for MapError {
 
 /// An IPv4 or IPv6 address, in network byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpAddr {
+pub(crate) struct IpAddr {
     v6: bool,
     bytes: [u8; 16],
 }
 
 impl IpAddr {
     /// An IPv4 address (network byte order).
-    pub fn v4(a: [u8; 4]) -> Self {
+    pub(crate) fn v4(a: [u8; 4]) -> Self {
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&a);
         Self { v6: false, bytes }
     }
 
     /// An IPv6 address (network byte order).
-    pub fn v6(bytes: [u8; 16]) -> Self {
+    pub(crate) fn v6(bytes: [u8; 16]) -> Self {
         Self { v6: true, bytes }
     }
 
     /// The IPv4 address, if this is one.
-    pub fn as_v4(&self) -> Option<[u8; 4]> {
+    pub(crate) fn as_v4(&self) -> Option<[u8; 4]> {
         if self.v6 {
             return None;
         }
@@ -83,7 +83,7 @@ impl IpAddr {
     }
 
     /// The IPv6 address, if this is one.
-    pub fn as_v6(&self) -> Option<[u8; 16]> {
+    pub(crate) fn as_v6(&self) -> Option<[u8; 16]> {
         self.v6.then_some(self.bytes)
     }
 
@@ -94,9 +94,9 @@ impl IpAddr {
 
 /// Where a node's TLSHub agent listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeAddr {
-    pub ip: IpAddr,
-    pub port: u16,
+pub(crate) struct NodeAddr {
+    pub(crate) ip: IpAddr,
+    pub(crate) port: u16,
 }
 
 /// FNV-1a: tiny and good enough for names and addresses that only an
@@ -112,7 +112,7 @@ fn hash_bytes(b: &[u8]) -> u32 {
 
 /// Kubernetes DNS-1123 subdomain: lowercase alphanumerics, '-' and '.',
 /// starting and ending alphanumeric, at most 253 bytes.
-pub fn valid_name(name: &[u8]) -> bool {
+pub(crate) fn valid_name(name: &[u8]) -> bool {
     let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     match (name.first(), name.last()) {
         (Some(f), Some(l)) if name.len() <= NAME_MAX_LEN && alnum(f) && alnum(l) => {
@@ -215,7 +215,7 @@ struct PodIp {
 }
 
 /// An immutable mapping, shared by readers under RCU.
-pub struct Table {
+pub(crate) struct Table {
     strings: KVVec<u8>,
     nodes: KVVec<NodeEntry>,
     pods: KVVec<PodEntry>,
@@ -228,29 +228,29 @@ pub struct Table {
 
 /// A node as seen by readers.
 #[derive(Clone, Copy)]
-pub struct NodeRef<'a> {
-    pub name: &'a [u8],
-    pub addr: Option<NodeAddr>,
+pub(crate) struct NodeRef<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) addr: Option<NodeAddr>,
 }
 
 /// A pod as seen by readers.
 #[derive(Clone, Copy)]
-pub struct PodRef<'a> {
-    pub name: &'a [u8],
-    pub node: NodeRef<'a>,
+pub(crate) struct PodRef<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) node: NodeRef<'a>,
     ips: &'a [PodIp],
 }
 
 impl<'a> PodRef<'a> {
     /// The pod's addresses, in the order they were given.
-    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + 'a {
+    pub(crate) fn ips(&self) -> impl Iterator<Item = IpAddr> + 'a {
         self.ips.iter().map(|p| p.addr)
     }
 }
 
 impl Table {
     /// An empty table.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             strings: KVVec::new(),
             nodes: KVVec::new(),
@@ -263,16 +263,16 @@ impl Table {
         }
     }
 
-    pub fn pod_count(&self) -> usize {
+    pub(crate) fn pod_count(&self) -> usize {
         self.pods.len()
     }
 
-    pub fn node_count(&self) -> usize {
+    pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
     /// Bumped by every committed change; lets dumps detect a concurrent swap.
-    pub fn generation(&self) -> u32 {
+    pub(crate) fn generation(&self) -> u32 {
         self.generation
     }
 
@@ -282,13 +282,13 @@ impl Table {
     }
 
     /// The `i`-th node, in insertion order.
-    pub fn node(&self, i: usize) -> Option<NodeRef<'_>> {
+    pub(crate) fn node(&self, i: usize) -> Option<NodeRef<'_>> {
         let n = self.nodes.get(i)?;
         Some(NodeRef { name: self.str(n.name), addr: n.addr })
     }
 
     /// The `i`-th pod, in insertion order.
-    pub fn pod(&self, i: usize) -> Option<PodRef<'_>> {
+    pub(crate) fn pod(&self, i: usize) -> Option<PodRef<'_>> {
         let p = self.pods.get(i)?;
         let start = p.ip_start as usize;
         Some(PodRef {
@@ -315,36 +315,36 @@ impl Table {
     }
 
     /// The pod called `name` (`get_node_by_pod`).
-    pub fn pod_by_name(&self, name: &[u8]) -> Option<PodRef<'_>> {
+    pub(crate) fn pod_by_name(&self, name: &[u8]) -> Option<PodRef<'_>> {
         self.pod(self.pod_idx(name)? as usize)
     }
 
     /// The pod owning `ip`: the datapath's question. Safe in any context.
-    pub fn pod_by_ip(&self, ip: &IpAddr) -> Option<PodRef<'_>> {
+    pub(crate) fn pod_by_ip(&self, ip: &IpAddr) -> Option<PodRef<'_>> {
         let pip = self.ips.get(self.ip_idx(ip)? as usize)?;
         self.pod(pip.pod as usize)
     }
 
     /// The node called `name`.
-    pub fn node_by_name(&self, name: &[u8]) -> Option<NodeRef<'_>> {
+    pub(crate) fn node_by_name(&self, name: &[u8]) -> Option<NodeRef<'_>> {
         self.node(self.node_idx(name)? as usize)
     }
 }
 
 /// Builds a new [`Table`], checking every invariant as entries arrive.
-pub struct Builder {
+pub(crate) struct Builder {
     t: Table,
 }
 
 impl Builder {
     /// Start from an empty table.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { t: Table::new() }
     }
 
     /// Start from a copy of `old`, leaving out the pod `skip_pod` and the
     /// node `skip_node` (the latter must have no pods left).
-    pub fn copy_of(
+    pub(crate) fn copy_of(
         old: &Table,
         skip_pod: Option<&[u8]>,
         skip_node: Option<&[u8]>,
@@ -377,11 +377,6 @@ impl Builder {
         Ok(b)
     }
 
-    /// Number of pods so far.
-    pub fn pod_count(&self) -> usize {
-        self.t.pod_count()
-    }
-
     fn intern(&mut self, name: &[u8]) -> Result<Span, MapError> {
         let off = u32::try_from(self.t.strings.len()).map_err(|_| MapError::TooBig)?;
         let len = u16::try_from(name.len()).map_err(|_| MapError::InvalidName)?;
@@ -400,7 +395,7 @@ impl Builder {
     /// Declare node `name`. A node first named by a pod has no address yet
     /// and may get one here; declaring an address twice is an error unless
     /// `update` is set (map-add), which overwrites it.
-    pub fn add_node(
+    pub(crate) fn add_node(
         &mut self,
         name: &[u8],
         addr: Option<NodeAddr>,
@@ -425,7 +420,7 @@ impl Builder {
 
     /// Add pod `name` on `node` with addresses `ips`; the node is created if
     /// needed. Checks everything before changing anything.
-    pub fn add_pod(&mut self, name: &[u8], node: &[u8], ips: &[IpAddr]) -> Result<(), MapError> {
+    pub(crate) fn add_pod(&mut self, name: &[u8], node: &[u8], ips: &[IpAddr]) -> Result<(), MapError> {
         if !valid_name(name) || !valid_name(node) {
             return Err(MapError::InvalidName);
         }
@@ -465,14 +460,8 @@ impl Builder {
         Ok(())
     }
 
-    /// Whether node `name` exists and has pods.
-    pub fn node_has_pods(&self, name: &[u8]) -> Option<bool> {
-        let idx = self.t.node_idx(name)?;
-        Some(self.t.nodes.get(idx as usize)?.pods > 0)
-    }
-
     /// The finished table, stamped with `generation`.
-    pub fn finish(mut self, generation: u32) -> Table {
+    pub(crate) fn finish(mut self, generation: u32) -> Table {
         self.t.generation = generation;
         self.t
     }

@@ -3,7 +3,7 @@
 //! (as WireGuard's netlink.c). Described by `spec/tlshub.yaml`; numbers come
 //! from `spec/uapi.rs`. Plain safe Rust over the `genl` wrapper.
 
-use crate::genl::{AttrSet, Dump, FamilySpec, Handler, Kind, OpSpec, Request, Writer};
+use crate::genl::{eopnotsupp, AttrSet, Dump, FamilySpec, Handler, Kind, OpSpec, Request, Writer};
 use crate::hub::{Hub, StageError};
 use crate::mapping::{Builder, IpAddr, MapError, NodeAddr, NodeRef, PodRef, MAX_POD_IPS};
 use crate::nlattr::Attr;
@@ -67,7 +67,7 @@ const fn op(cmd: u8, admin: bool, doit: bool, dump: bool, request: &'static [u16
 }
 
 /// The family as `spec/tlshub.yaml` describes it.
-pub static FAMILY: FamilySpec = FamilySpec {
+pub(crate) static FAMILY: FamilySpec = FamilySpec {
     name: c"tlshub",
     version: uapi::FAMILY_VERSION,
     attrs: &TOP_SET,
@@ -84,8 +84,8 @@ pub static FAMILY: FamilySpec = FamilySpec {
 };
 
 /// Handles the family's requests against the node's [`Hub`].
-pub struct Control {
-    pub hub: Pin<KBox<Hub>>,
+pub(crate) struct Control {
+    pub(crate) hub: Pin<KBox<Hub>>,
 }
 
 /// A pod as carried in a `pod` nest.
@@ -176,7 +176,7 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
 }
 
 /// Where a node's TLSHub agent listens unless told otherwise.
-pub const DEFAULT_AGENT_PORT: u16 = 7443;
+pub(crate) const DEFAULT_AGENT_PORT: u16 = 7443;
 
 /// Report a mapping error about `at` (the attribute that caused it).
 fn map_err(req: &Request<'_>, at: Option<&Attr<'_>>, e: MapError) -> Error {
@@ -392,7 +392,7 @@ impl Handler for Control {
             cmd::MAP_DEL => self.map_del(req),
             cmd::MAP_STAGE => self.map_stage(req),
             cmd::MAP_COMMIT => self.map_commit(req),
-            _ => Err(EOPNOTSUPP),
+            _ => Err(eopnotsupp()),
         }
     }
 
@@ -400,7 +400,7 @@ impl Handler for Control {
     /// the next entry; a table swap between rounds marks the dump interrupted.
     fn dumpit(&self, c: u8, dump: &mut Dump<'_>) -> Result {
         if c != cmd::MAP_GET {
-            return Err(EOPNOTSUPP);
+            return Err(eopnotsupp());
         }
         let mut i = dump.cursor(0);
         self.hub.with_table(|t| -> Result {

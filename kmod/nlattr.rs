@@ -18,7 +18,7 @@ const fn align4(n: usize) -> usize {
 
 /// One attribute: its type and payload, borrowed from the message.
 #[derive(Clone, Copy)]
-pub struct Attr<'a> {
+pub(crate) struct Attr<'a> {
     ty: u16,
     /// The attribute including its header; its address identifies the
     /// attribute in extended-ack error reports.
@@ -27,40 +27,40 @@ pub struct Attr<'a> {
 
 impl<'a> Attr<'a> {
     /// The attribute type, flags stripped.
-    pub fn ty(&self) -> u16 {
+    pub(crate) fn ty(&self) -> u16 {
         self.ty
     }
 
     /// Start of the attribute header, for `extack->bad_attr`.
-    pub fn header_ptr(&self) -> *const u8 {
+    pub(crate) fn header_ptr(&self) -> *const u8 {
         self.whole.as_ptr()
     }
 
     /// The payload.
-    pub fn data(&self) -> &'a [u8] {
+    pub(crate) fn data(&self) -> &'a [u8] {
         self.whole.get(NLA_HDRLEN..).unwrap_or(&[])
     }
 
     /// A `u16` payload in host byte order.
-    pub fn u16(&self) -> Result<u16> {
+    pub(crate) fn u16(&self) -> Result<u16> {
         let b: [u8; 2] = self.data().try_into().map_err(|_| EINVAL)?;
         Ok(u16::from_ne_bytes(b))
     }
 
     /// A `u32` payload in host byte order.
-    pub fn u32(&self) -> Result<u32> {
+    pub(crate) fn u32(&self) -> Result<u32> {
         let b: [u8; 4] = self.data().try_into().map_err(|_| EINVAL)?;
         Ok(u32::from_ne_bytes(b))
     }
 
     /// A fixed-size binary payload, e.g. an address kept in network order.
-    pub fn array<const N: usize>(&self) -> Result<[u8; N]> {
+    pub(crate) fn array<const N: usize>(&self) -> Result<[u8; N]> {
         self.data().try_into().map_err(|_| EINVAL)
     }
 
     /// A string payload: an optional trailing NUL is dropped, an embedded NUL
     /// is an error.
-    pub fn str_bytes(&self) -> Result<&'a [u8]> {
+    pub(crate) fn str_bytes(&self) -> Result<&'a [u8]> {
         let d = self.data();
         let d = match d.split_last() {
             Some((0, rest)) => rest,
@@ -73,25 +73,25 @@ impl<'a> Attr<'a> {
     }
 
     /// The attributes nested inside this one.
-    pub fn nested(&self) -> Attrs<'a> {
+    pub(crate) fn nested(&self) -> Attrs<'a> {
         Attrs::new(self.data())
     }
 }
 
 /// Iterator over a stream of attributes. Stops at the first malformed header
 /// (the core's validation makes that unreachable for requests we receive).
-pub struct Attrs<'a> {
+pub(crate) struct Attrs<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Attrs<'a> {
     /// Iterate over the attributes in `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { rest: buf }
     }
 
     /// The first attribute of type `ty`, if any.
-    pub fn find(self, ty: u16) -> Option<Attr<'a>> {
+    pub(crate) fn find(self, ty: u16) -> Option<Attr<'a>> {
         self.filter(|a| a.ty() == ty).next()
     }
 }

@@ -18,7 +18,7 @@ use kernel::{bindings, prelude::*};
 /// `ptr` always comes from `KVBox::into_raw` and is owned by this object;
 /// after a replacement, the old pointer is only freed once a grace period has
 /// elapsed, so a reader inside `rcu_read_lock()` never sees freed memory.
-pub struct RcuBox<T> {
+pub(crate) struct RcuBox<T> {
     ptr: AtomicPtr<T>,
 }
 
@@ -31,18 +31,18 @@ unsafe impl<T: Send + Sync> Send for RcuBox<T> {}
 /// The right to replace the object of one [`RcuBox`]. There is exactly one
 /// per box, so whoever holds `&mut` to it is the only writer; keep it inside
 /// the writers' lock.
-pub struct WriterToken(());
+pub(crate) struct WriterToken(());
 
 impl<T> RcuBox<T> {
     /// Take ownership of `value`; the token is the box's only writer right.
-    pub fn new(value: KVBox<T>) -> (Self, WriterToken) {
+    pub(crate) fn new(value: KVBox<T>) -> (Self, WriterToken) {
         (Self { ptr: AtomicPtr::new(KVBox::into_raw(value)) }, WriterToken(()))
     }
 
     /// The current object, for the writer: it cannot be replaced while the
     /// token is borrowed, so no RCU section is needed and the caller may sleep.
     /// `token` must be the one returned with this box.
-    pub fn get<'a>(&'a self, _token: &'a WriterToken) -> &'a T {
+    pub(crate) fn get<'a>(&'a self, _token: &'a WriterToken) -> &'a T {
         // SAFETY: `replace` needs `&mut WriterToken`, so the object cannot be
         // replaced (and freed) while `_token` is borrowed for `'a`.
         unsafe { &*self.ptr.load(Ordering::Acquire) }
@@ -51,7 +51,7 @@ impl<T> RcuBox<T> {
     /// Run `f` on the current object inside an RCU read-side section.
     ///
     /// `f` must not sleep. Callable from any context.
-    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         // SAFETY: no preconditions; paired with the unlock below.
         unsafe { bindings::rcu_read_lock() };
         let p = self.ptr.load(Ordering::Acquire);
@@ -65,7 +65,7 @@ impl<T> RcuBox<T> {
 
     /// Publish `new` and return the old object once no reader can still see
     /// it. Sleeps: process context only.
-    pub fn replace(&self, new: KVBox<T>, _token: &mut WriterToken) -> KVBox<T> {
+    pub(crate) fn replace(&self, new: KVBox<T>, _token: &mut WriterToken) -> KVBox<T> {
         let old = self.ptr.swap(KVBox::into_raw(new), Ordering::AcqRel);
         // SAFETY: process context, as documented; waits for all readers that
         // may still hold `old`.

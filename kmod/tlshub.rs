@@ -19,7 +19,7 @@ mod rcu;
 mod uapi;
 
 /// Reported by `tlshubctl status` and logged on load.
-pub const VERSION: &str = "0.1.0";
+pub(crate) const VERSION: &str = "0.1.0";
 
 module! {
     type: TlsHubModule,

@@ -2,7 +2,7 @@
 //! Numbers of the `tlshub` generic netlink family, mirrored from
 //! `spec/tlshub.yaml` (the YNL spec). Shared verbatim by the kernel module and
 //! `tlshubctl`; `helper/tests/spec.rs` checks it against the YAML.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub const FAMILY_NAME: &str = "tlshub";
 pub const FAMILY_VERSION: u8 = 1;
