@@ -7,8 +7,8 @@
 //! [`Registration`] turns it into the C `genl_family`, `genl_ops` and
 //! `nla_policy` tables, registers it, and routes every request to a
 //! [`Handler`]. Policies are strict: the core rejects unknown attributes,
-//! wrong types and lengths with `-EINVAL` and an extack message before a
-//! handler runs. All raw `bindings::` use for genetlink lives in this file.
+//! wrong integer sizes and bad nesting with `-EINVAL` and an extack message
+//! before a handler runs; see [`Kind`] for what is left to handlers. All raw `bindings::` use for genetlink lives in this file.
 
 use crate::nlattr::{Attr, Attrs};
 use core::ffi::{c_int, c_void, CStr};
@@ -27,19 +27,21 @@ pub(crate) fn eopnotsupp() -> Error {
 /// Payload room in a `do` reply; our replies are small.
 const REPLY_SIZE: usize = 3072;
 
-/// How an attribute is validated by the netlink core.
+/// The type of an attribute, as checked by the netlink core.
+///
+/// Limits (string length, exact binary size, value range, empty flag) are
+/// deliberately left to the handler: the core would answer them with
+/// `-ERANGE`, while our contract is `-EINVAL` with a message naming the
+/// attribute. Type, length of fixed-size integers and nesting are the core's.
 pub(crate) enum Kind {
     U16,
     U32,
-    /// A `u32` no larger than the given value.
-    U32Max(u16),
-    /// A `u64` (only ever sent, never accepted).
+    /// Only ever sent, never accepted.
     U64,
+    /// A flag; accepted as binary so that a payload is the handler's EINVAL.
     Flag,
-    /// A string of at most this many bytes (a trailing NUL is allowed).
-    Str(u16),
-    /// Binary data of exactly this many bytes.
-    Exact(u16),
+    Str,
+    Binary,
     /// Nested attributes of the given set.
     Nest(&'static AttrSet),
 }
@@ -134,25 +136,8 @@ fn build_policy(
             Kind::U16 => p.type_ = bindings::NLA_U16 as u8,
             Kind::U32 => p.type_ = bindings::NLA_U32 as u8,
             Kind::U64 => p.type_ = bindings::NLA_U64 as u8,
-            Kind::U32Max(max) => {
-                p.type_ = bindings::NLA_U32 as u8;
-                p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_MAX as u8;
-                p.__bindgen_anon_1.__bindgen_anon_1.max = *max as i16;
-            }
-            Kind::Flag => p.type_ = bindings::NLA_FLAG as u8,
-            Kind::Str(max) => {
-                p.type_ = bindings::NLA_STRING as u8;
-                p.len = *max;
-            }
-            Kind::Exact(len) => {
-                p.type_ = bindings::NLA_BINARY as u8;
-                p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_RANGE as u8;
-                p.__bindgen_anon_1.__bindgen_anon_1 =
-                    bindings::nla_policy__bindgen_ty_1__bindgen_ty_1 {
-                        min: *len as i16,
-                        max: *len as i16,
-                    };
-            }
+            Kind::Flag | Kind::Binary => p.type_ = bindings::NLA_BINARY as u8,
+            Kind::Str => p.type_ = bindings::NLA_STRING as u8,
             Kind::Nest(inner) => {
                 p.type_ = bindings::NLA_NESTED as u8;
                 p.len = inner.max;

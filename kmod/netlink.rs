@@ -12,24 +12,22 @@ use core::ffi::CStr;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
-const NAME: u16 = uapi::NAME_MAX_LEN as u16;
-
 static POD_SET: AttrSet = AttrSet {
     max: pod::MAX,
     attrs: &[
-        (pod::NAME, Kind::Str(NAME)),
-        (pod::NODE, Kind::Str(NAME)),
+        (pod::NAME, Kind::Str),
+        (pod::NODE, Kind::Str),
         (pod::IPV4, Kind::U32),
-        (pod::IPV6, Kind::Exact(16)),
+        (pod::IPV6, Kind::Binary),
     ],
 };
 
 static NODE_SET: AttrSet = AttrSet {
     max: node::MAX,
     attrs: &[
-        (node::NAME, Kind::Str(NAME)),
+        (node::NAME, Kind::Str),
         (node::IPV4, Kind::U32),
-        (node::IPV6, Kind::Exact(16)),
+        (node::IPV6, Kind::Binary),
         (node::PORT, Kind::U16),
     ],
 };
@@ -46,18 +44,18 @@ static STATS_SET: AttrSet = AttrSet {
 static TOP_SET: AttrSet = AttrSet {
     max: attr::MAX,
     attrs: &[
-        (attr::MODE, Kind::U32Max(uapi::mode::MAX as u16)),
-        (attr::VERSION, Kind::Str(64)),
+        (attr::MODE, Kind::U32),
+        (attr::VERSION, Kind::Str),
         (attr::POD, Kind::Nest(&POD_SET)),
         (attr::NODE, Kind::Nest(&NODE_SET)),
         (attr::POD_COUNT, Kind::U32),
         (attr::NODE_COUNT, Kind::U32),
         (attr::GENERATION, Kind::U32),
         (attr::BEGIN, Kind::Flag),
-        (attr::POD_NAME, Kind::Str(NAME)),
-        (attr::NODE_NAME, Kind::Str(NAME)),
+        (attr::POD_NAME, Kind::Str),
+        (attr::NODE_NAME, Kind::Str),
         (attr::IPV4, Kind::U32),
-        (attr::IPV6, Kind::Exact(16)),
+        (attr::IPV6, Kind::Binary),
         (attr::STATS, Kind::Nest(&STATS_SET)),
     ],
 };
@@ -108,8 +106,12 @@ struct NodeMsg<'a> {
     addr: Option<NodeAddr>,
 }
 
+/// A name attribute: a string of at most 253 bytes (`msg` names it).
 fn name_of<'a>(req: &Request<'_>, a: Attr<'a>, msg: &'static CStr) -> Result<&'a [u8]> {
-    a.str_bytes().map_err(|_| req.fail(EINVAL, Some(&a), msg))
+    match a.str_bytes() {
+        Ok(s) if s.len() <= uapi::NAME_MAX_LEN => Ok(s),
+        _ => Err(req.fail(EINVAL, Some(&a), msg)),
+    }
 }
 
 fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
@@ -118,17 +120,17 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
     for a in nest.nested() {
         let ip = match a.ty() {
             pod::NAME => {
-                m.name = name_of(req, a, c"pod: bad name")?;
+                m.name = name_of(req, a, c"pod name: not a string of at most 253 bytes")?;
                 has_name = true;
                 continue;
             }
             pod::NODE => {
-                m.node = name_of(req, a, c"pod: bad node")?;
+                m.node = name_of(req, a, c"pod node: not a string of at most 253 bytes")?;
                 has_node = true;
                 continue;
             }
-            pod::IPV4 => IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"pod: bad ipv4"))?),
-            pod::IPV6 => IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"pod: bad ipv6"))?),
+            pod::IPV4 => IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"pod ipv4: must be 4 bytes"))?),
+            pod::IPV6 => IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"pod ipv6: must be 16 bytes"))?),
             _ => continue,
         };
         let slot = m.ips.get_mut(m.n_ips).ok_or_else(|| req.fail(EINVAL, Some(&a), c"pod: more than 8 IP addresses"))?;
@@ -150,16 +152,16 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     let mut port = None;
     for a in nest.nested() {
         match a.ty() {
-            node::NAME => name = Some(name_of(req, a, c"node: bad name")?),
+            node::NAME => name = Some(name_of(req, a, c"node name: not a string of at most 253 bytes")?),
             node::IPV4 | node::IPV6 if ip.is_some() => {
                 return Err(req.fail(EINVAL, Some(&a), c"node: more than one address"))
             }
-            node::IPV4 => ip = Some(IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"node: bad ipv4"))?)),
-            node::IPV6 => ip = Some(IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"node: bad ipv6"))?)),
+            node::IPV4 => ip = Some(IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"node ipv4: must be 4 bytes"))?)),
+            node::IPV6 => ip = Some(IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"node ipv6: must be 16 bytes"))?)),
             node::PORT => {
-                let p = a.u16().map_err(|e| req.fail(e, Some(&a), c"node: bad port"))?;
+                let p = a.u16().map_err(|e| req.fail(e, Some(&a), c"node port: must be 2 bytes"))?;
                 if p == 0 {
-                    return Err(req.fail(EINVAL, Some(&a), c"node: port 0"));
+                    return Err(req.fail(EINVAL, Some(&a), c"node port: must not be 0"));
                 }
                 port = Some(p);
             }
@@ -238,9 +240,9 @@ impl Control {
 
     fn mode_set(&self, req: &Request<'_>) -> Result {
         let a = req.attr(attr::MODE).ok_or_else(|| req.missing(attr::MODE, c"mode missing"))?;
-        let mode = a.u32().map_err(|e| req.fail(e, Some(&a), c"bad mode"))?;
+        let mode = a.u32().map_err(|e| req.fail(e, Some(&a), c"mode: must be 4 bytes"))?;
         if mode > uapi::mode::MAX {
-            return Err(req.fail(EINVAL, Some(&a), c"unknown mode"));
+            return Err(req.fail(EINVAL, Some(&a), c"mode: out of range (tlshub=0, openssl=1, boringssl=2)"));
         }
         self.hub.set_mode(mode);
         Ok(())
@@ -271,12 +273,12 @@ impl Control {
             return Err(req.fail(EINVAL, None, c"need exactly one of pod-name, ipv4, ipv6"));
         };
         let ip = match key.ty() {
-            attr::IPV4 => Some(IpAddr::v4(key.array().map_err(|e| req.fail(e, Some(&key), c"bad ipv4"))?)),
-            attr::IPV6 => Some(IpAddr::v6(key.array().map_err(|e| req.fail(e, Some(&key), c"bad ipv6"))?)),
+            attr::IPV4 => Some(IpAddr::v4(key.array().map_err(|e| req.fail(e, Some(&key), c"ipv4: must be 4 bytes"))?)),
+            attr::IPV6 => Some(IpAddr::v6(key.array().map_err(|e| req.fail(e, Some(&key), c"ipv6: must be 16 bytes"))?)),
             _ => None,
         };
         let name = match ip {
-            None => name_of(req, key, c"bad pod-name")?,
+            None => name_of(req, key, c"pod-name: not a string of at most 253 bytes")?,
             Some(_) => &[],
         };
         // Allocate before entering the RCU section: filling does not sleep.
@@ -322,7 +324,7 @@ impl Control {
     fn map_del(&self, req: &Request<'_>) -> Result {
         match (req.attr(attr::POD_NAME), req.attr(attr::NODE_NAME)) {
             (Some(a), None) => {
-                let name = name_of(req, a, c"bad pod-name")?;
+                let name = name_of(req, a, c"pod-name: not a string of at most 253 bytes")?;
                 self.hub.modify(|old| {
                     old.pod_by_name(name).ok_or(MapError::NoSuchPod)?;
                     Builder::copy_of(old, Some(name), None)
@@ -330,7 +332,7 @@ impl Control {
                 .map_err(|e| map_err(req, Some(&a), e))
             }
             (None, Some(a)) => {
-                let name = name_of(req, a, c"bad node-name")?;
+                let name = name_of(req, a, c"node-name: not a string of at most 253 bytes")?;
                 self.hub.modify(|old| {
                     old.node_by_name(name).ok_or(MapError::NoSuchNode)?;
                     Builder::copy_of(old, None, Some(name))
@@ -342,7 +344,10 @@ impl Control {
     }
 
     fn map_stage(&self, req: &Request<'_>) -> Result {
-        let begin = req.attr(attr::BEGIN).is_some();
+        let begin = match req.attr(attr::BEGIN) {
+            None => false,
+            Some(a) => a.flag().map_err(|e| req.fail(e, Some(&a), c"begin: a flag carries no payload"))?,
+        };
         let res = self.hub.stage(req.portid(), begin, |b| -> Result {
             for a in req.attrs() {
                 match a.ty() {

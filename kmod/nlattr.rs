@@ -72,6 +72,11 @@ impl<'a> Attr<'a> {
         Ok(d)
     }
 
+    /// A flag: present, with no payload.
+    pub(crate) fn flag(&self) -> Result<bool> {
+        if self.data().is_empty() { Ok(true) } else { Err(EINVAL) }
+    }
+
     /// The attributes nested inside this one.
     pub(crate) fn nested(&self) -> Attrs<'a> {
         Attrs::new(self.data())

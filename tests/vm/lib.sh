@@ -33,3 +33,19 @@ kmemleak_check() {
     local leaks; leaks=$(cat $f)
     [ -z "$leaks" ] || { echo "$leaks" | head -40 >&2; fail "kmemleak reports leaks"; }
 }
+
+# The seed's print_pod_node_mapping() output for a mapping file, from the C
+# reference (ref_print.c): comments, `node` lines and the legacy header out.
+ref_table() {
+    [ -x /tmp/ref_print ] || gcc -O1 -o /tmp/ref_print ref_print.c
+    sed 's/#.*//' "$1" | grep -vE '^[[:space:]]*node[[:space:]]|^pod_name node_name[[:space:]]*$' | /tmp/ref_print
+}
+
+# A mapping file of N pods over 50 nodes, each pod with an IPv4 and an IPv6.
+gen_mapping() {
+    awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++)
+        printf "pod-%d node-%d 10.%d.%d.%d fd00::%x\n", i, i % 50, int(i / 65536) % 256, int(i / 256) % 256, i % 256, i }'
+}
+
+# Run as an unprivileged user (no capabilities).
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$@"; }

@@ -1,0 +1,40 @@
+# Lookups by pod name, IPv4 and IPv6; single-entry add/delete; mode round
+# trip; status.
+. ./lib.sh
+load_module
+tlshubctl mapping load ../../examples/pod_node_mapping.conf >/dev/null
+expect_eq "by name" "node-1" "$(tlshubctl mapping lookup web-pod-2)"
+expect_eq "by IPv4" "node-2" "$(tlshubctl mapping lookup 10.244.2.11)"
+expect_eq "by IPv6" "node-1" "$(tlshubctl mapping lookup fd00:1::10)"
+if out=$(tlshubctl mapping lookup no-such-pod 2>&1); then fail "missing pod found"; fi
+expect_contains "missing pod" "pod not found" "$out"
+tlshubctl mapping lookup 10.9.9.9 >/dev/null 2>&1 && fail "missing IP found"
+
+tlshubctl mapping add new-pod node-9 10.9.9.9 fd00:9::9
+expect_eq "added by IPv4" "node-9" "$(tlshubctl mapping lookup 10.9.9.9)"
+expect_eq "added by IPv6" "node-9" "$(tlshubctl mapping lookup fd00:9::9)"
+tlshubctl mapping add-node node-9 192.0.2.9:9443
+tlshubctl mapping add other-pod node-9 10.9.9.9 >/dev/null 2>&1 && fail "duplicate IP accepted"
+tlshubctl mapping del-node node-9 >/dev/null 2>&1 && fail "deleted a node that has pods"
+tlshubctl mapping del new-pod
+tlshubctl mapping lookup new-pod >/dev/null 2>&1 && fail "deleted pod still found"
+tlshubctl mapping del-node node-9
+tlshubctl mapping del new-pod >/dev/null 2>&1 && fail "deleting a missing pod succeeded"
+expect_eq "count after add/del" "Pod-Node Mapping Table (6 entries):" "$(tlshubctl mapping show | head -1)"
+
+expect_eq "default mode" "tlshub" "$(tlshubctl mode get)"
+for m in openssl boringssl tlshub; do
+    tlshubctl mode set $m
+    expect_eq "mode $m" "$m" "$(tlshubctl mode get)"
+done
+tlshubctl mode set nonsense >/dev/null 2>&1 && fail "bad mode accepted"
+st=$(tlshubctl status)
+expect_contains "status version" "0.1.0" "$st"
+expect_contains "status mode" "tlshub" "$st"
+tlshubctl status --json | python3 -c 'import json,sys; json.load(sys.stdin)' || fail "status --json"
+
+# capture.conf applies mode and mapping together.
+printf 'mode = boringssl\npod_node_config = %s\n' "$PWD/../data/seed-example.conf" > /tmp/capture.conf
+tlshubctl apply --config /tmp/capture.conf
+expect_eq "apply mode" "boringssl" "$(tlshubctl mode get)"
+expect_eq "apply mapping" "Pod-Node Mapping Table (2 entries):" "$(tlshubctl mapping show | head -1)"

@@ -1,0 +1,7 @@
+# Malformed genetlink requests (raw socket, tests/vm/nlfuzz.py) are refused
+# with EINVAL and an extack message; the module stays healthy and unchanged.
+. ./lib.sh
+load_module
+tlshubctl mapping load ../../examples/pod_node_mapping.conf >/dev/null
+python3 nlfuzz.py
+expect_eq "still healthy" "node-1" "$(tlshubctl mapping lookup web-pod-1)"
