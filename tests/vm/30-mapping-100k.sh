@@ -21,7 +21,7 @@ for line in open(sys.argv[1]):
     want.append((pod, node, sorted(str(ipaddress.ip_address(i)) for i in ips)))
 doc = json.load(open(sys.argv[2]))
 pods = doc["pods"] if isinstance(doc, dict) else doc
-got = [(p["pod"], p["node"], sorted(str(ipaddress.ip_address(i)) for i in p.get("ips", []))) for p in pods]
+got = [(p["name"], p["node"], sorted(str(ipaddress.ip_address(i)) for i in p.get("ips", []))) for p in pods]
 if got != want:
     print(f"{len(got)} entries vs {len(want)}; first difference:",
           next(((g, w) for g, w in zip(got, want) if g != w), None))
@@ -29,7 +29,7 @@ if got != want:
 PY
 expect_eq "lookup pod-77777" "node-27" "$(tlshubctl mapping lookup pod-77777)"
 expect_eq "lookup 10.1.134.159" "node-$(( 99999 % 50 ))" "$(tlshubctl mapping lookup 10.1.134.159)"
-expect_eq "lookup fd00::1869f" "node-$(( 99999 % 50 ))" "$(tlshubctl mapping lookup fd00::1869f)"
+expect_eq "lookup fd00::1:869f" "node-$(( 99999 % 50 ))" "$(tlshubctl mapping lookup fd00::1:869f)"
 # Replace again: the old entries are gone.
 tlshubctl mapping load ../data/seed-example.conf >/dev/null
 tlshubctl mapping lookup pod-5 >/dev/null 2>&1 && fail "old entry survived replace"

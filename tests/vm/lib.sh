@@ -44,7 +44,7 @@ ref_table() {
 # A mapping file of N pods over 50 nodes, each pod with an IPv4 and an IPv6.
 gen_mapping() {
     awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++)
-        printf "pod-%d node-%d 10.%d.%d.%d fd00::%x\n", i, i % 50, int(i / 65536) % 256, int(i / 256) % 256, i % 256, i }'
+        printf "pod-%d node-%d 10.%d.%d.%d fd00::%x:%x\n", i, i % 50, int(i / 65536) % 256, int(i / 256) % 256, i % 256, int(i / 65536), i % 65536 }'
 }
 
 # Run as an unprivileged user (no capabilities).

@@ -1,0 +1,661 @@
+//! The pod-node mapping: which peers are pods, which node each one runs on,
+//! and where each node's TLSHub agent listens.
+//!
+//! This is the seed's `pod_mapping` API (`init_pod_node_mapping`,
+//! `get_node_by_pod`, `print_pod_node_mapping`, `free_pod_node_mapping`) as a
+//! Rust type: [`PodNodeTable::from_file`], [`PodNodeTable::node_of`],
+//! [`PodNodeTable::print`] / [`fmt::Display`], and `Drop`.
+//!
+//! # File format
+//!
+//! A backward-compatible extension of the seed's `pod_name node_name` lines:
+//!
+//! ```text
+//! # comment; blank lines are ignored, and so is the seed's example header:
+//! pod_name node_name
+//! node node-1 10.0.0.1:7443      # node NAME [ADDR[:PORT]], port defaults to 7443
+//! node node-2 [fd00::2]:7443     # IPv6 agent addresses are bracketed
+//! web-pod-1 node-1 10.1.0.5      # POD NODE [IP ...], at most 8 IPs
+//! api-pod-1 node-2 10.1.0.9 fd00:1::9
+//! ```
+//!
+//! * Tokens are separated by spaces and tabs; CRLF line endings are accepted.
+//! * A `#` at the start of a line or after a blank starts a comment.
+//! * Pod and node names are Kubernetes DNS-1123 subdomains (at most 253
+//!   characters of lowercase letters, digits, `-` and `.`, every
+//!   dot-separated label starting and ending with a letter or digit).
+//!   Consequently a pod cannot be called `node`: that word starts a node line.
+//! * A pod's node needs no `node` line; one is only needed to say where the
+//!   node's agent listens.
+//! * A pod listed twice with exactly the same node and IPs is accepted once
+//!   (the seed kept such duplicates); any other repetition of a pod, a node
+//!   line or an IP is an error.
+//! * Lines that look like settings (`key = value`, or an identifier with `_`
+//!   such as `log_level debug`) are reported as unknown directives instead of
+//!   as bad pod names, since that is almost always what they are.
+//!
+//! Errors carry `FILE:LINE:` and nothing is returned on error: a table is
+//! either completely valid or not built at all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::uapi;
+
+/// Most IP addresses one pod may have (dual-stack pods have two; the rest is
+/// headroom for multi-network pods).
+pub const MAX_POD_IPS: usize = 8;
+
+/// Port of a node's TLSHub agent when a `node` line gives only an address.
+pub const DEFAULT_AGENT_PORT: u16 = 7443;
+
+/// Longest pod or node name (a DNS-1123 subdomain), as in the netlink spec.
+pub const NAME_MAX_LEN: usize = uapi::NAME_MAX_LEN;
+
+/// Where the seed's tools looked for the mapping.
+pub const DEFAULT_PATH: &str = "/etc/tlshub/pod_node_mapping.conf";
+
+/// The header line of the seed's documented example file. It was never meant
+/// as a mapping, so it is skipped rather than rejected (`_` is not valid in a
+/// name).
+const LEGACY_HEADER: [&str; 2] = ["pod_name", "node_name"];
+
+/// One pod: its name, its node, and the addresses it is reachable at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pod {
+    pub name: String,
+    pub node: String,
+    pub ips: Vec<IpAddr>,
+}
+
+impl Pod {
+    /// Builds a pod from its textual parts, validating all of them.
+    pub fn parse<S: AsRef<str>>(name: &str, node: &str, ips: &[S]) -> Result<Pod, EntryError> {
+        check_name(NameKind::Pod, name)?;
+        check_name(NameKind::Node, node)?;
+        if ips.len() > MAX_POD_IPS {
+            return Err(EntryError::TooManyIps {
+                pod: name.to_owned(),
+                count: ips.len(),
+            });
+        }
+        let ips = ips
+            .iter()
+            .map(|ip| parse_pod_ip(ip.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pod = Pod {
+            name: name.to_owned(),
+            node: node.to_owned(),
+            ips,
+        };
+        check_pod(&pod)?;
+        Ok(pod)
+    }
+}
+
+/// One node and, if known, where its TLSHub agent listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub agent: Option<SocketAddr>,
+}
+
+impl Node {
+    /// Builds a node from its name and an optional `ADDR[:PORT]`.
+    pub fn parse(name: &str, agent: Option<&str>) -> Result<Node, EntryError> {
+        check_name(NameKind::Node, name)?;
+        Ok(Node {
+            name: name.to_owned(),
+            agent: agent.map(parse_agent).transpose()?,
+        })
+    }
+}
+
+/// Which kind of name failed validation; only used to word messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Pod,
+    Node,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Pod => "pod",
+            NameKind::Node => "node",
+        })
+    }
+}
+
+/// Why a single entry was rejected, independent of where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryError {
+    NameTooLong {
+        kind: NameKind,
+        len: usize,
+    },
+    InvalidName {
+        kind: NameKind,
+        name: String,
+    },
+    InvalidIp {
+        text: String,
+    },
+    NotUnicast {
+        ip: IpAddr,
+    },
+    TooManyIps {
+        pod: String,
+        count: usize,
+    },
+    RepeatedIp {
+        ip: IpAddr,
+        pod: String,
+    },
+    InvalidAgent {
+        text: String,
+    },
+    InvalidPort {
+        text: String,
+    },
+    /// The pod is already in the table (with a different node or IPs).
+    DuplicatePod {
+        name: String,
+    },
+    DuplicateNode {
+        name: String,
+    },
+    /// The IP already belongs to pod `owner`.
+    DuplicateIp {
+        ip: IpAddr,
+        owner: String,
+    },
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::NameTooLong { kind, len } => write!(
+                f,
+                "{kind} name too long ({len} characters, at most {NAME_MAX_LEN})"
+            ),
+            EntryError::InvalidName { kind, name } if name.is_empty() => {
+                write!(f, "empty {kind} name")
+            }
+            EntryError::InvalidName { kind, name } => write!(
+                f,
+                "invalid {kind} name '{name}': use lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit"
+            ),
+            EntryError::InvalidIp { text } => write!(f, "invalid IP address '{text}'"),
+            EntryError::NotUnicast { ip } => write!(f, "{ip} is not a unicast address"),
+            EntryError::TooManyIps { pod, count } => write!(
+                f,
+                "pod '{pod}' has {count} IP addresses, at most {MAX_POD_IPS} are allowed"
+            ),
+            EntryError::RepeatedIp { ip, pod } => {
+                write!(f, "IP {ip} listed twice for pod '{pod}'")
+            }
+            EntryError::InvalidAgent { text } => write!(
+                f,
+                "invalid agent address '{text}' (expected IPV4[:PORT] or [IPV6][:PORT])"
+            ),
+            EntryError::InvalidPort { text } => {
+                write!(f, "invalid port '{text}' (expected 1-65535)")
+            }
+            EntryError::DuplicatePod { name } => write!(f, "duplicate pod '{name}'"),
+            EntryError::DuplicateNode { name } => write!(f, "duplicate node '{name}'"),
+            EntryError::DuplicateIp { ip, owner } => {
+                write!(f, "duplicate IP {ip} (already used by pod '{owner}')")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+/// A mapping file could not be read or is invalid.
+#[derive(Debug)]
+pub enum MappingError {
+    /// The file could not be read at all.
+    Io { path: PathBuf, source: io::Error },
+    /// Line `line` (1-based) of `file` is invalid.
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MappingError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            MappingError::Syntax {
+                file,
+                line,
+                message,
+            } => write!(f, "{file}:{line}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for MappingError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MappingError::Io { source, .. } => Some(source),
+            MappingError::Syntax { .. } => None,
+        }
+    }
+}
+
+/// The pod-node mapping, in file order, indexed by pod name, pod IP and node
+/// name.
+#[derive(Debug, Clone, Default)]
+pub struct PodNodeTable {
+    pods: Vec<Pod>,
+    nodes: Vec<Node>,
+    pod_index: HashMap<String, usize>,
+    ip_index: HashMap<IpAddr, usize>,
+    node_index: HashMap<String, usize>,
+}
+
+impl PodNodeTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads and validates a mapping file (the seed's `init_pod_node_mapping`).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, MappingError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| MappingError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path.display().to_string();
+        let text = std::str::from_utf8(&bytes).map_err(|e| MappingError::Syntax {
+            line: line_of_offset(&bytes, e.valid_up_to()),
+            file: name.clone(),
+            message: "not valid UTF-8".to_owned(),
+        })?;
+        Self::from_str(text, &name)
+    }
+
+    /// Parses mapping text; `source_name` is the `FILE` of error messages.
+    pub fn from_str(text: &str, source_name: &str) -> Result<Self, MappingError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut parser = Parser::default();
+        for (index, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            parser
+                .line(index + 1, line)
+                .map_err(|message| MappingError::Syntax {
+                    file: source_name.to_owned(),
+                    line: index + 1,
+                    message,
+                })?;
+        }
+        Ok(parser.table)
+    }
+
+    /// Adds a pod after the existing ones.
+    ///
+    /// Adding a pod that is already present with the same node and IPs is a
+    /// no-op, so that files repeating a line stay loadable.
+    pub fn insert_pod(&mut self, pod: Pod) -> Result<(), EntryError> {
+        check_pod(&pod)?;
+        if let Some(&i) = self.pod_index.get(&pod.name) {
+            return if self.pods[i] == pod {
+                Ok(())
+            } else {
+                Err(EntryError::DuplicatePod { name: pod.name })
+            };
+        }
+        for ip in &pod.ips {
+            if let Some(&owner) = self.ip_index.get(ip) {
+                return Err(EntryError::DuplicateIp {
+                    ip: *ip,
+                    owner: self.pods[owner].name.clone(),
+                });
+            }
+        }
+        let index = self.pods.len();
+        self.ip_index.extend(pod.ips.iter().map(|&ip| (ip, index)));
+        self.pod_index.insert(pod.name.clone(), index);
+        self.pods.push(pod);
+        Ok(())
+    }
+
+    /// Adds a node declaration; each node may be declared once.
+    pub fn insert_node(&mut self, node: Node) -> Result<(), EntryError> {
+        check_name(NameKind::Node, &node.name)?;
+        if let Some(agent) = node.agent {
+            check_unicast(agent.ip())?;
+            if agent.port() == 0 {
+                return Err(EntryError::InvalidPort {
+                    text: "0".to_owned(),
+                });
+            }
+        }
+        if self.node_index.contains_key(&node.name) {
+            return Err(EntryError::DuplicateNode { name: node.name });
+        }
+        self.node_index.insert(node.name.clone(), self.nodes.len());
+        self.nodes.push(node);
+        Ok(())
+    }
+
+    /// The node a pod runs on (the seed's `get_node_by_pod`).
+    pub fn node_of(&self, pod: &str) -> Option<&str> {
+        self.pod(pod).map(|p| p.node.as_str())
+    }
+
+    /// The pod called `name`.
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.pod_index.get(name).map(|&i| &self.pods[i])
+    }
+
+    /// The pod that owns `ip`.
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
+        self.ip_index.get(&ip).map(|&i| &self.pods[i])
+    }
+
+    /// The declaration of node `name`, if the file had a `node` line for it.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.node_index.get(name).map(|&i| &self.nodes[i])
+    }
+
+    /// All pods, in file order.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// All declared nodes, in file order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Number of pods (what the seed called entries).
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// True when there are no pods.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    /// Writes the seed's `print_pod_node_mapping` output.
+    pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
+        write!(out, "{self}")
+    }
+}
+
+impl fmt::Display for PodNodeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SeedTable(&self.pods).fmt(f)
+    }
+}
+
+/// Formats pods exactly like the seed's `print_pod_node_mapping`, byte for
+/// byte, for scripts that scrape it.
+///
+/// That is `printf("%-30s %-30s\n", ...)` rows under a header and 60 dashes.
+/// `%-30s` pads to 30 *bytes* and never truncates, and the padding of the
+/// last column stays as trailing blanks.
+pub struct SeedTable<'a>(pub &'a [Pod]);
+
+impl fmt::Display for SeedTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn row(f: &mut fmt::Formatter<'_>, a: &str, b: &str) -> fmt::Result {
+            let pad = |s: &str| " ".repeat(30usize.saturating_sub(s.len()));
+            writeln!(f, "{a}{} {b}{}", pad(a), pad(b))
+        }
+        writeln!(f, "Pod-Node Mapping Table ({} entries):", self.0.len())?;
+        row(f, "Pod Name", "Node Name")?;
+        writeln!(f, "{}", "-".repeat(60))?;
+        for pod in self.0 {
+            row(f, &pod.name, &pod.node)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a pod or node name: a DNS-1123 subdomain of at most 253 bytes.
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), EntryError> {
+    if name.len() > NAME_MAX_LEN {
+        return Err(EntryError::NameTooLong {
+            kind,
+            len: name.len(),
+        });
+    }
+    let label_ok = |label: &str| {
+        let b = label.as_bytes();
+        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter().all(|c| alnum(c) || *c == b'-')
+    };
+    if name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(EntryError::InvalidName {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Parses one pod address: a plain IPv4 or IPv6 unicast literal.
+pub fn parse_pod_ip(text: &str) -> Result<IpAddr, EntryError> {
+    let ip: IpAddr = text.parse().map_err(|_| EntryError::InvalidIp {
+        text: text.to_owned(),
+    })?;
+    check_unicast(ip)?;
+    Ok(ip)
+}
+
+/// Parses a node agent address: `IPV4[:PORT]` or `[IPV6][:PORT]`.
+///
+/// A bare IPv6 address is refused because `fd00::2:7443` is ambiguous.
+pub fn parse_agent(text: &str) -> Result<SocketAddr, EntryError> {
+    let invalid = || EntryError::InvalidAgent {
+        text: text.to_owned(),
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(invalid)?;
+        let host: std::net::Ipv6Addr = host.parse().map_err(|_| invalid())?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
+        };
+        (IpAddr::V6(host), port)
+    } else {
+        let (host, port) = match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        let host: std::net::Ipv4Addr = host.parse().map_err(|_| invalid())?;
+        (IpAddr::V4(host), port)
+    };
+    check_unicast(host)?;
+    let port = match port {
+        None => DEFAULT_AGENT_PORT,
+        Some(p) => parse_port(p)?,
+    };
+    Ok(SocketAddr::new(host, port))
+}
+
+fn parse_port(text: &str) -> Result<u16, EntryError> {
+    // Digits only: `u16::from_str` would also take a leading `+`.
+    match text.parse::<u16>() {
+        Ok(port) if port != 0 && text.bytes().all(|c| c.is_ascii_digit()) => Ok(port),
+        _ => Err(EntryError::InvalidPort {
+            text: text.to_owned(),
+        }),
+    }
+}
+
+fn check_unicast(ip: IpAddr) -> Result<(), EntryError> {
+    let bad = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    if bad {
+        Err(EntryError::NotUnicast { ip })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks what `Pod::parse` checks, for pods built field by field.
+fn check_pod(pod: &Pod) -> Result<(), EntryError> {
+    check_name(NameKind::Pod, &pod.name)?;
+    check_name(NameKind::Node, &pod.node)?;
+    if pod.ips.len() > MAX_POD_IPS {
+        return Err(EntryError::TooManyIps {
+            pod: pod.name.clone(),
+            count: pod.ips.len(),
+        });
+    }
+    for (i, &ip) in pod.ips.iter().enumerate() {
+        check_unicast(ip)?;
+        if pod.ips[..i].contains(&ip) {
+            return Err(EntryError::RepeatedIp {
+                ip,
+                pod: pod.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The text of `line` before its comment, if any.
+pub(crate) fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let start = bytes
+        .iter()
+        .enumerate()
+        .find(|&(i, &c)| c == b'#' && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t')))
+        .map_or(line.len(), |(i, _)| i);
+    &line[..start]
+}
+
+/// 1-based line number of byte `offset`.
+pub(crate) fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+}
+
+/// Parses a file line by line into a table, remembering where each entry came
+/// from so duplicates can point at their first occurrence.
+#[derive(Default)]
+struct Parser {
+    table: PodNodeTable,
+    pod_lines: Vec<usize>,
+    node_lines: Vec<usize>,
+}
+
+impl Parser {
+    fn line(&mut self, lineno: usize, line: &str) -> Result<(), String> {
+        let content = strip_comment(line);
+        let tokens: Vec<&str> = content
+            .split([' ', '\t'])
+            .filter(|t| !t.is_empty())
+            .collect();
+        match tokens.as_slice() {
+            [] => Ok(()),
+            t if t == LEGACY_HEADER => Ok(()),
+            _ if content.contains('=') => {
+                let key = content.split('=').next().unwrap_or("").trim();
+                Err(format!("unknown directive '{key}'"))
+            }
+            ["node", rest @ ..] => self.node_line(lineno, rest),
+            [first, ..] if looks_like_setting(first) => Err(format!(
+                "unknown directive '{first}' (pod names cannot contain '_')"
+            )),
+            [pod] => Err(format!("missing node column after pod '{pod}'")),
+            [pod, node, ips @ ..] => self.pod_line(lineno, pod, node, ips),
+        }
+    }
+
+    fn pod_line(
+        &mut self,
+        lineno: usize,
+        pod: &str,
+        node: &str,
+        ips: &[&str],
+    ) -> Result<(), String> {
+        if ips.len() > MAX_POD_IPS {
+            return Err(format!(
+                "too many columns ({}): expected POD NODE and at most {MAX_POD_IPS} IPs",
+                ips.len() + 2
+            ));
+        }
+        let pod = Pod::parse(pod, node, ips).map_err(|e| e.to_string())?;
+        let before = self.table.len();
+        self.table.insert_pod(pod).map_err(|e| self.locate(e))?;
+        if self.table.len() > before {
+            self.pod_lines.push(lineno);
+        }
+        Ok(())
+    }
+
+    fn node_line(&mut self, lineno: usize, args: &[&str]) -> Result<(), String> {
+        let node = match args {
+            [] => return Err("missing node name after 'node'".to_owned()),
+            [name] => Node::parse(name, None),
+            [name, agent] => Node::parse(name, Some(agent)),
+            _ => {
+                return Err(format!(
+                    "too many columns ({}): expected 'node NAME [ADDR[:PORT]]'",
+                    args.len() + 1
+                ))
+            }
+        };
+        let node = node.map_err(|e| e.to_string())?;
+        self.table.insert_node(node).map_err(|e| self.locate(e))?;
+        self.node_lines.push(lineno);
+        Ok(())
+    }
+
+    /// Words a table error, adding the line of the entry it collides with.
+    fn locate(&self, err: EntryError) -> String {
+        let pod_line = |name: &str| self.table.pod_index.get(name).map(|&i| self.pod_lines[i]);
+        match &err {
+            EntryError::DuplicatePod { name } => match pod_line(name) {
+                Some(first) => format!("{err} (first at line {first})"),
+                None => err.to_string(),
+            },
+            EntryError::DuplicateNode { name } => {
+                match self.table.node_index.get(name).map(|&i| self.node_lines[i]) {
+                    Some(first) => format!("{err} (first at line {first})"),
+                    None => err.to_string(),
+                }
+            }
+            EntryError::DuplicateIp { ip, owner } => match pod_line(owner) {
+                Some(at) => {
+                    format!("duplicate IP {ip} (already used by pod '{owner}' at line {at})")
+                }
+                None => err.to_string(),
+            },
+            _ => err.to_string(),
+        }
+    }
+}
+
+/// True for `log_level`-style words: settings, not (invalid) pod names.
+fn looks_like_setting(token: &str) -> bool {
+    token.contains('_')
+        && token
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}

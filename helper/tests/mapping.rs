@@ -1,0 +1,455 @@
+//! The pod-node mapping parser and the seed's print format.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use tlshub::mapping::{Node, Pod, PodNodeTable, SeedTable};
+use tlshub::MappingError;
+
+/// The seed's documented example, with its header and a comment.
+const SEED_EXAMPLE: &str = "\
+# pod-node mapping
+pod_name node_name
+web-pod-1 node-1
+web-pod-2 node-1
+api-pod-1 node-2
+";
+
+/// What the seed's `print_pod_node_mapping` printed for it, byte for byte
+/// (`%-30s %-30s\n` keeps the trailing padding).
+const SEED_PRINT: &str = "Pod-Node Mapping Table (3 entries):\n\
+Pod Name                       Node Name                     \n\
+------------------------------------------------------------\n\
+web-pod-1                      node-1                        \n\
+web-pod-2                      node-1                        \n\
+api-pod-1                      node-2                        \n";
+
+fn parse(text: &str) -> PodNodeTable {
+    PodNodeTable::from_str(text, "m.conf").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `FILE:LINE: message` of a file that must be rejected.
+fn error(text: &str) -> String {
+    match PodNodeTable::from_str(text, "m.conf") {
+        Ok(t) => panic!("accepted: {t:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tlshub-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn seed_example_prints_like_the_seed() {
+    let table = parse(SEED_EXAMPLE);
+    assert_eq!(table.to_string(), SEED_PRINT);
+    let mut out = Vec::new();
+    table.print(&mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), SEED_PRINT);
+}
+
+#[test]
+fn long_names_are_padded_never_truncated() {
+    let table = parse("a-pod-name-that-is-longer-than-thirty-chars node-1\n");
+    assert_eq!(
+        table
+            .to_string()
+            .lines()
+            .nth(3)
+            .map(|l| format!("{l}\n"))
+            .unwrap(),
+        "a-pod-name-that-is-longer-than-thirty-chars node-1                        \n"
+    );
+}
+
+#[test]
+fn empty_table_prints_header_only() {
+    let table = parse("# nothing\n\n");
+    assert!(table.is_empty());
+    assert_eq!(
+        table.to_string(),
+        "Pod-Node Mapping Table (0 entries):\n\
+         Pod Name                       Node Name                     \n\
+         ------------------------------------------------------------\n"
+    );
+    assert_eq!(SeedTable(&[]).to_string(), table.to_string());
+}
+
+#[test]
+fn lookups() {
+    let table = parse(SEED_EXAMPLE);
+    assert_eq!(table.node_of("web-pod-2"), Some("node-1"));
+    assert_eq!(table.node_of("api-pod-1"), Some("node-2"));
+    assert_eq!(table.node_of("nope"), None);
+    assert_eq!(table.len(), 3);
+    let names: Vec<&str> = table.pods().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["web-pod-1", "web-pod-2", "api-pod-1"], "file order");
+}
+
+#[test]
+fn from_file_matches_from_str() {
+    let path = temp_file("seed.conf", SEED_EXAMPLE.as_bytes());
+    let table = PodNodeTable::from_file(&path).unwrap();
+    assert_eq!(table.to_string(), SEED_PRINT);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn crlf_and_tabs_are_accepted() {
+    let table = parse(
+        "# c\r\nweb-1\tnode-1\t10.0.0.1   # trailing\r\n\t \r\n  # indented\r\napi-1 \t node-2\r\n",
+    );
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.node_of("api-1"), Some("node-2"));
+    assert_eq!(table.pods()[0].ips, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        table.pod_by_ip("10.0.0.1".parse().unwrap()).unwrap().name,
+        "web-1"
+    );
+}
+
+#[test]
+fn utf8_bom_is_ignored() {
+    assert_eq!(parse("\u{feff}web-1 node-1\n").len(), 1);
+}
+
+#[test]
+fn hash_inside_a_token_is_not_a_comment() {
+    assert_eq!(
+        error("web-1 node-1#x\n"),
+        "m.conf:1: invalid node name 'node-1#x': use lowercase letters, digits, '-' and '.', \
+         starting and ending with a letter or digit"
+    );
+}
+
+#[test]
+fn legacy_header_is_skipped() {
+    let table = parse("pod_name node_name\npod_name\tnode_name  # again\nweb-1 node-1\n");
+    assert_eq!(table.len(), 1);
+    assert!(table.node_of("pod_name").is_none());
+}
+
+#[test]
+fn ipv6_and_multiple_ips() {
+    let table = parse("web-1 node-1 10.0.0.1 fd00::1 2001:db8::7 192.168.0.1\n");
+    let ips: Vec<String> = table.pods()[0]
+        .ips
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(ips, ["10.0.0.1", "fd00::1", "2001:db8::7", "192.168.0.1"]);
+    assert_eq!(
+        table.pod_by_ip("fd00::1".parse().unwrap()).unwrap().name,
+        "web-1"
+    );
+    let eight = (1..=8)
+        .map(|i| format!("10.0.0.{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(parse(&format!("a b {eight}\n")).pods()[0].ips.len(), 8);
+}
+
+#[test]
+fn node_lines() {
+    let table = parse(
+        "node node-1 10.0.0.1:7443\n\
+         node node-2 [fd00::2]:8443\n\
+         node node-3 10.0.0.3\n\
+         node node-4 [fd00::4]\n\
+         node node-5\n\
+         web-1 node-1\n\
+         web-9 node-9\n",
+    );
+    let agent = |n: &str| table.node(n).unwrap().agent;
+    let sa = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+    assert_eq!(agent("node-1"), sa("10.0.0.1:7443"));
+    assert_eq!(agent("node-2"), sa("[fd00::2]:8443"));
+    assert_eq!(agent("node-3"), sa("10.0.0.3:7443"), "default port");
+    assert_eq!(agent("node-4"), sa("[fd00::4]:7443"));
+    assert_eq!(agent("node-5"), None);
+    assert_eq!(table.nodes().len(), 5);
+    assert_eq!(
+        table.node_of("web-9"),
+        Some("node-9"),
+        "undeclared nodes are fine"
+    );
+    assert!(table.node("node-9").is_none());
+    assert_eq!(table.len(), 2, "node lines are not pod entries");
+}
+
+#[test]
+fn bad_ip() {
+    assert_eq!(
+        error("a b 10.0.0.1\nc d 10.0.0.300\n"),
+        "m.conf:2: invalid IP address '10.0.0.300'"
+    );
+    assert_eq!(
+        error("a b fd00::g\n"),
+        "m.conf:1: invalid IP address 'fd00::g'"
+    );
+    assert_eq!(
+        error("a b [fd00::1]\n"),
+        "m.conf:1: invalid IP address '[fd00::1]'"
+    );
+    assert_eq!(
+        error("a b 010.0.0.1\n"),
+        "m.conf:1: invalid IP address '010.0.0.1'"
+    );
+    assert_eq!(
+        error("a b 0.0.0.0\n"),
+        "m.conf:1: 0.0.0.0 is not a unicast address"
+    );
+    assert_eq!(
+        error("a b ff02::1\n"),
+        "m.conf:1: ff02::1 is not a unicast address"
+    );
+}
+
+#[test]
+fn too_many_columns() {
+    let nine = (1..=9)
+        .map(|i| format!("10.0.0.{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        error(&format!("\n\na b {nine}\n")),
+        "m.conf:3: too many columns (11): expected POD NODE and at most 8 IPs"
+    );
+    assert_eq!(
+        error("node n 10.0.0.1 extra\n"),
+        "m.conf:1: too many columns (4): expected 'node NAME [ADDR[:PORT]]'"
+    );
+}
+
+#[test]
+fn missing_node_column() {
+    assert_eq!(
+        error("web-1 node-1\nweb-2\n"),
+        "m.conf:2: missing node column after pod 'web-2'"
+    );
+    assert_eq!(
+        error("web-2   # comment\n"),
+        "m.conf:1: missing node column after pod 'web-2'"
+    );
+    assert_eq!(error("node\n"), "m.conf:1: missing node name after 'node'");
+}
+
+#[test]
+fn duplicate_pods() {
+    assert_eq!(
+        error("# x\nweb-1 node-1\nweb-2 node-1\nweb-1 node-2\n"),
+        "m.conf:4: duplicate pod 'web-1' (first at line 2)"
+    );
+    assert_eq!(
+        error("web-1 node-1 10.0.0.1\nweb-1 node-1 10.0.0.2\n"),
+        "m.conf:2: duplicate pod 'web-1' (first at line 1)"
+    );
+    // An exact repeat is what the seed silently kept: accepted once.
+    let table = parse("web-1 node-1 10.0.0.1\nweb-1\tnode-1 10.0.0.1 # again\nweb-2 node-1\n");
+    assert_eq!(table.len(), 2);
+}
+
+#[test]
+fn duplicate_ips() {
+    assert_eq!(
+        error("web-1 node-1 10.0.0.1\nweb-2 node-1 10.0.0.2\nweb-3 node-2 fd00::1 10.0.0.1\n"),
+        "m.conf:3: duplicate IP 10.0.0.1 (already used by pod 'web-1' at line 1)"
+    );
+    assert_eq!(
+        error("web-1 node-1 fd00::1 fd00:0::1\n"),
+        "m.conf:1: IP fd00::1 listed twice for pod 'web-1'"
+    );
+}
+
+#[test]
+fn duplicate_node_lines() {
+    assert_eq!(
+        error("node n1 10.0.0.1\nweb-1 n1\nnode n1 10.0.0.1\n"),
+        "m.conf:3: duplicate node 'n1' (first at line 1)"
+    );
+}
+
+#[test]
+fn names() {
+    let max = "a".repeat(253);
+    assert_eq!(parse(&format!("{max} {max}\n")).len(), 1);
+    let long = "a".repeat(254);
+    assert_eq!(
+        error(&format!("web-1 n\n{long} n\n")),
+        "m.conf:2: pod name too long (254 characters, at most 253)"
+    );
+    assert_eq!(
+        error(&format!("node {long}\n")),
+        "m.conf:1: node name too long (254 characters, at most 253)"
+    );
+    let invalid = |name: &str, kind: &str| {
+        format!(
+            "m.conf:1: invalid {kind} name '{name}': use lowercase letters, digits, '-' and '.', \
+             starting and ending with a letter or digit"
+        )
+    };
+    for bad in [
+        "Web-1", "-web", "web-", "web..1", "web.", ".web", "web.-1", "wéb",
+    ] {
+        assert_eq!(error(&format!("{bad} node-1\n")), invalid(bad, "pod"));
+        assert_eq!(error(&format!("web-1 {bad}\n")), invalid(bad, "node"));
+        assert_eq!(error(&format!("node {bad}\n")), invalid(bad, "node"));
+    }
+    assert_eq!(parse("0pod 1.node-x.y2\n").len(), 1);
+}
+
+#[test]
+fn unknown_directives() {
+    assert_eq!(
+        error("web-1 n\nfoo = bar\n"),
+        "m.conf:2: unknown directive 'foo'"
+    );
+    assert_eq!(error("mode=tlshub\n"), "m.conf:1: unknown directive 'mode'");
+    assert_eq!(error("node = x\n"), "m.conf:1: unknown directive 'node'");
+    assert_eq!(
+        error("log_level debug\n"),
+        "m.conf:1: unknown directive 'log_level' (pod names cannot contain '_')"
+    );
+}
+
+#[test]
+fn agent_addresses_and_ports() {
+    assert_eq!(
+        error("node n 10.0.0.1:0\n"),
+        "m.conf:1: invalid port '0' (expected 1-65535)"
+    );
+    assert_eq!(
+        error("node n 10.0.0.1:70000\n"),
+        "m.conf:1: invalid port '70000' (expected 1-65535)"
+    );
+    assert_eq!(
+        error("node n [fd00::1]:x\n"),
+        "m.conf:1: invalid port 'x' (expected 1-65535)"
+    );
+    assert_eq!(
+        error("node n 10.0.0.1:\n"),
+        "m.conf:1: invalid port '' (expected 1-65535)"
+    );
+    assert_eq!(
+        error("node n 10.0.0.1:+80\n"),
+        "m.conf:1: invalid port '+80' (expected 1-65535)"
+    );
+    let agent = |a: &str| {
+        format!("m.conf:1: invalid agent address '{a}' (expected IPV4[:PORT] or [IPV6][:PORT])")
+    };
+    for bad in [
+        "fd00::2",
+        "fd00::2:7443",
+        "[fd00::2",
+        "[fd00::2]7443",
+        "host:7443",
+        "[10.0.0.1]:1",
+    ] {
+        assert_eq!(error(&format!("node n {bad}\n")), agent(bad));
+    }
+}
+
+#[test]
+fn nothing_is_returned_on_error() {
+    let text = "web-1 n 10.0.0.1\nweb-2 n 10.0.0.1\n";
+    assert!(matches!(
+        PodNodeTable::from_str(text, "x"),
+        Err(MappingError::Syntax { line: 2, .. })
+    ));
+}
+
+#[test]
+fn file_errors() {
+    let missing = std::env::temp_dir().join("tlshub-test-does-not-exist.conf");
+    let err = PodNodeTable::from_file(&missing).unwrap_err();
+    assert!(matches!(err, MappingError::Io { .. }));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: ", missing.display())),
+        "{err}"
+    );
+
+    let path = temp_file("latin1.conf", b"web-1 node-1\nw\xe9b node-1\n");
+    let err = PodNodeTable::from_file(&path).unwrap_err().to_string();
+    assert_eq!(err, format!("{}:2: not valid UTF-8", path.display()));
+    std::fs::remove_file(path).unwrap();
+
+    let path = temp_file("bad.conf", b"web-1 node-1\n\nweb-1 node-2\n");
+    let err = PodNodeTable::from_file(&path).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}:3: duplicate pod 'web-1' (first at line 1)",
+            path.display()
+        )
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn programmatic_inserts_validate_too() {
+    let mut table = PodNodeTable::new();
+    let pod = Pod::parse("web-1", "node-1", &["10.0.0.1"]).unwrap();
+    table.insert_pod(pod.clone()).unwrap();
+    table.insert_pod(pod.clone()).unwrap();
+    assert_eq!(table.len(), 1);
+    let mut other = pod.clone();
+    other.name = "web-2".into();
+    assert_eq!(
+        table.insert_pod(other).unwrap_err().to_string(),
+        "duplicate IP 10.0.0.1 (already used by pod 'web-1')"
+    );
+    let bad = Pod {
+        name: "Bad".into(),
+        node: "n".into(),
+        ips: vec![],
+    };
+    assert!(table.insert_pod(bad).is_err());
+    table
+        .insert_node(Node::parse("node-1", Some("[fd00::1]")).unwrap())
+        .unwrap();
+    assert!(table
+        .insert_node(Node::parse("node-1", None).unwrap())
+        .is_err());
+    assert_eq!(
+        Pod::parse("a", "b", &["1.1.1.1"; 9])
+            .unwrap_err()
+            .to_string(),
+        "pod 'a' has 9 IP addresses, at most 8 are allowed"
+    );
+}
+
+#[test]
+fn hundred_thousand_entries() {
+    let mut text = String::with_capacity(100_000 * 48);
+    text.push_str("# generated\n");
+    for n in 0..100u32 {
+        text.push_str(&format!("node node-{n} 10.255.{n}.1\n"));
+    }
+    for i in 0..100_000u32 {
+        let v4 = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+        text.push_str(&format!(
+            "pod-{i}.ns node-{} {v4} fd00::{:x}:{:x}\n",
+            i % 100,
+            i >> 16,
+            i & 0xffff
+        ));
+    }
+    let table = parse(&text);
+    assert_eq!(table.len(), 100_000);
+    assert_eq!(table.nodes().len(), 100);
+    assert_eq!(table.node_of("pod-99999.ns"), Some("node-99"));
+    assert_eq!(
+        table
+            .pod_by_ip("fd00::1:869f".parse().unwrap())
+            .unwrap()
+            .name,
+        "pod-99999.ns"
+    );
+    let printed = table.to_string();
+    assert_eq!(printed.lines().count(), 3 + 100_000);
+    assert!(printed.starts_with("Pod-Node Mapping Table (100000 entries):\n"));
+}
