@@ -38,13 +38,13 @@ impl kernel::Module for TlsHubModule {
         let hub = hub::Hub::new()?;
         let control = KBox::pin(netlink::Control { hub }, GFP_KERNEL)?;
         let reg = genl::Registration::new(module, &netlink::FAMILY, control)?;
-        pr_info!("tlshub {} loaded (genetlink family \"{}\")\n", VERSION, uapi::FAMILY_NAME);
+        pr_info!("version {} loaded, genetlink family \"{}\"\n", VERSION, uapi::FAMILY_NAME);
         Ok(Self { _control: reg })
     }
 }
 
 impl Drop for TlsHubModule {
     fn drop(&mut self) {
-        pr_info!("tlshub {} unloading\n", VERSION);
+        pr_info!("version {} unloading\n", VERSION);
     }
 }

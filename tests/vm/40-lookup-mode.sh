@@ -14,8 +14,10 @@ tlshubctl mapping add new-pod node-9 10.9.9.9 fd00:9::9
 expect_eq "added by IPv4" "node-9" "$(tlshubctl mapping lookup 10.9.9.9)"
 expect_eq "added by IPv6" "node-9" "$(tlshubctl mapping lookup fd00:9::9)"
 tlshubctl mapping add-node node-9 192.0.2.9:9443
-tlshubctl mapping add other-pod node-9 10.9.9.9 >/dev/null 2>&1 && fail "duplicate IP accepted"
-tlshubctl mapping del-node node-9 >/dev/null 2>&1 && fail "deleted a node that has pods"
+if out=$(tlshubctl mapping add other-pod node-9 10.9.9.9 2>&1); then fail "duplicate IP accepted"; fi
+expect_contains "kernel extack shown" "IP address already belongs to a pod" "$out"
+if out=$(tlshubctl mapping del-node node-9 2>&1); then fail "deleted a node that has pods"; fi
+expect_contains "kernel extack shown" "node still has pods" "$out"
 tlshubctl mapping del new-pod
 tlshubctl mapping lookup new-pod >/dev/null 2>&1 && fail "deleted pod still found"
 tlshubctl mapping del-node node-9
@@ -23,6 +25,11 @@ tlshubctl mapping del new-pod >/dev/null 2>&1 && fail "deleting a missing pod su
 expect_eq "count after add/del" "Pod-Node Mapping Table (6 entries):" "$(tlshubctl mapping show | head -1)"
 
 expect_eq "default mode" "tlshub" "$(tlshubctl mode get)"
+# The seed's debugging switch makes tlshubctl verbose (on stderr).
+quiet=$(tlshubctl mode get 2>&1); loud=$(CAPTURE_DEBUG=1 tlshubctl mode get 2>&1)
+[ "${#loud}" -gt "${#quiet}" ] || fail "CAPTURE_DEBUG=1 adds no output"
+noseq() { sed -E 's/seq [0-9]+//'; }
+expect_eq "-v same as CAPTURE_DEBUG" "$(noseq <<<"$loud")" "$(tlshubctl -v mode get 2>&1 | noseq)"
 for m in openssl boringssl tlshub; do
     tlshubctl mode set $m
     expect_eq "mode $m" "$m" "$(tlshubctl mode get)"
