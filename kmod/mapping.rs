@@ -110,16 +110,16 @@ fn hash_bytes(b: &[u8]) -> u32 {
     h
 }
 
-/// Kubernetes DNS-1123 subdomain: lowercase alphanumerics, '-' and '.',
-/// starting and ending alphanumeric, at most 253 bytes.
+/// Kubernetes DNS-1123 subdomain: at most 253 bytes of dot-separated
+/// labels, each of lowercase alphanumerics and '-', starting and ending
+/// alphanumeric (the same rule `tlshubctl` applies to files).
 pub(crate) fn valid_name(name: &[u8]) -> bool {
     let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    match (name.first(), name.last()) {
-        (Some(f), Some(l)) if name.len() <= NAME_MAX_LEN && alnum(f) && alnum(l) => {
-            name.iter().all(|c| alnum(c) || *c == b'-' || *c == b'.')
-        }
+    let label_ok = |l: &[u8]| match (l.first(), l.last()) {
+        (Some(f), Some(e)) => alnum(f) && alnum(e) && l.iter().all(|c| alnum(c) || *c == b'-'),
         _ => false,
-    }
+    };
+    !name.is_empty() && name.len() <= NAME_MAX_LEN && name.split(|c| *c == b'.').all(label_ok)
 }
 
 #[derive(Clone, Copy, Default)]

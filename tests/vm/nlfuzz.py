@@ -140,6 +140,8 @@ def main():
         ("map-add pod without name", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NODE, "n1"))])),
         ("map-add pod without node", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NAME, "p1"))])),
         ("map-add pod with invalid name", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NAME, "Bad_Name"), s(P_NODE, "n1"))])),
+        ("map-add pod with empty DNS label", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NAME, "web..pod"), s(P_NODE, "n1"))])),
+        ("map-add pod with label ending in '-'", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NAME, "web-.pod"), s(P_NODE, "n1"))])),
         ("map-add pod with empty name", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, s(P_NAME, ""), s(P_NODE, "n1"))])),
         ("map-add pod with 9 addresses", E, dict(cmd=MAP_ADD, attrs=[nest(A_POD, *pod_ok, *[u32(P_IPV4, 0x0a0000f0 + i) for i in range(9)])])),
         ("map-add pod that is not a nest", E, dict(cmd=MAP_ADD, attrs=[attr(A_POD, b"abc")])),
