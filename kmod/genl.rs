@@ -155,13 +155,21 @@ fn build_policy(
 
 impl<H: Handler> Registration<H> {
     /// Build the C tables for `spec` and register the family.
-    pub(crate) fn new(module: &'static ThisModule, spec: &FamilySpec, handler: Pin<KBox<H>>) -> Result<Self> {
+    pub(crate) fn new(
+        module: &'static ThisModule,
+        spec: &FamilySpec,
+        handler: Pin<KBox<H>>,
+    ) -> Result<Self> {
         let mut policies = KVec::new();
         let mut ops = KVec::with_capacity(spec.ops.len(), GFP_KERNEL)?;
         for op in spec.ops {
             let mut o = bindings::genl_ops::default();
             o.cmd = op.cmd;
-            o.flags = if op.admin { bindings::GENL_ADMIN_PERM as u8 } else { 0 };
+            o.flags = if op.admin {
+                bindings::GENL_ADMIN_PERM as u8
+            } else {
+                0
+            };
             o.maxattr = u32::from(spec.attrs.max);
             o.policy = build_policy(spec.attrs, Some(op.request), &mut policies)?;
             if op.doit {
@@ -190,7 +198,12 @@ impl<H: Handler> Registration<H> {
         family.set_netnsok(0);
         family.set_parallel_ops(0);
         let storage = KBox::new(
-            Storage { family: Opaque::new(family), ops, policies, handler },
+            Storage {
+                family: Opaque::new(family),
+                ops,
+                policies,
+                handler,
+            },
             GFP_KERNEL,
         )?;
         // SAFETY: `storage` is heap-allocated and kept until `drop` below
@@ -233,7 +246,7 @@ unsafe fn set_extack(extack: *mut bindings::netlink_ext_ack, attr: *const u8, ms
 /// `info` must be valid, with `nlhdr` pointing at a complete message.
 unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
     const HDRLEN: usize = 16 + 4; // NLMSG_HDRLEN + GENL_HDRLEN, no family header
-    // SAFETY: valid per the caller.
+                                  // SAFETY: valid per the caller.
     let nlh = unsafe { (*info).nlhdr };
     // SAFETY: the core checked `nlmsg_len` against the received buffer.
     let len = unsafe { (*nlh).nlmsg_len } as usize;
@@ -272,7 +285,13 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
     let (family, cmd) = unsafe { ((*info).family, (*(*info).genlhdr).cmd) };
     // SAFETY: only our families route here.
     let storage = unsafe { Storage::<H>::from_family(family) };
-    let mut dump = Dump { w: Writer { skb }, cb, info, entries: 0, _p: core::marker::PhantomData };
+    let mut dump = Dump {
+        w: Writer { skb },
+        cb,
+        info,
+        entries: 0,
+        _p: core::marker::PhantomData,
+    };
     match storage.handler.dumpit(cmd, &mut dump) {
         // SAFETY: `skb` is valid for the call.
         Ok(()) => unsafe { (*skb).len as c_int },
@@ -329,10 +348,21 @@ impl<'a> Request<'a> {
         if skb.is_null() {
             return Err(ENOMEM);
         }
-        let mut reply = Reply { w: Writer { skb }, info: self.info, hdr: core::ptr::null_mut() };
+        let mut reply = Reply {
+            w: Writer { skb },
+            info: self.info,
+            hdr: core::ptr::null_mut(),
+        };
         // SAFETY: `skb` is fresh; `info` valid for the request.
         reply.hdr = unsafe {
-            bindings::genlmsg_put(skb, (*self.info).snd_portid, (*self.info).snd_seq, (*self.info).family, 0, cmd)
+            bindings::genlmsg_put(
+                skb,
+                (*self.info).snd_portid,
+                (*self.info).snd_seq,
+                (*self.info).family,
+                0,
+                cmd,
+            )
         };
         if reply.hdr.is_null() {
             return Err(emsgsize());
@@ -350,7 +380,8 @@ impl Writer {
     fn put_raw(&mut self, ty: u16, data: &[u8]) -> Result {
         let len = c_int::try_from(data.len())?;
         // SAFETY: `skb` is a valid message buffer; `data` is readable.
-        let ret = unsafe { bindings::nla_put(self.skb, c_int::from(ty), len, data.as_ptr().cast()) };
+        let ret =
+            unsafe { bindings::nla_put(self.skb, c_int::from(ty), len, data.as_ptr().cast()) };
         kernel::error::to_result(ret)
     }
 
@@ -365,7 +396,8 @@ impl Writer {
     /// A `u64`, 8-byte aligned with a `pad` attribute where needed.
     pub(crate) fn put_u64(&mut self, ty: u16, v: u64, pad: u16) -> Result {
         // SAFETY: `skb` is a valid message buffer.
-        let ret = unsafe { bindings::nla_put_u64_64bit(self.skb, c_int::from(ty), v, c_int::from(pad)) };
+        let ret =
+            unsafe { bindings::nla_put_u64_64bit(self.skb, c_int::from(ty), v, c_int::from(pad)) };
         kernel::error::to_result(ret)
     }
 
@@ -514,14 +546,21 @@ impl<'a> Dump<'a> {
             Err(e) => {
                 // SAFETY: as above; removes the partial message.
                 unsafe { bindings::genlmsg_cancel(skb, hdr) };
-                if e == emsgsize() { self.full() } else { Err(e) }
+                if e == emsgsize() {
+                    self.full()
+                } else {
+                    Err(e)
+                }
             }
         }
     }
 
     fn full(&self) -> Result<bool> {
         // An entry that does not fit into an empty buffer never will.
-        if self.entries == 0 { Err(emsgsize()) } else { Ok(false) }
+        if self.entries == 0 {
+            Err(emsgsize())
+        } else {
+            Ok(false)
+        }
     }
 }
-

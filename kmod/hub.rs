@@ -93,7 +93,9 @@ impl Hub {
         };
         let t = b.finish(gen);
         let counts = (gen, t.pod_count(), t.node_count());
-        let old = self.table.replace(KVBox::new(t, GFP_KERNEL)?, &mut up.token);
+        let old = self
+            .table
+            .replace(KVBox::new(t, GFP_KERNEL)?, &mut up.token);
         drop(old);
         self.stats.map_updates.fetch_add(1, Ordering::Relaxed);
         Ok(counts)
@@ -101,7 +103,10 @@ impl Hub {
 
     /// Build a new table from the live one with `f` and swap it in, or
     /// change nothing if `f` fails.
-    pub(crate) fn modify<E: From<MapError>>(&self, f: impl FnOnce(&Table) -> Result<Builder, E>) -> Result<(), E> {
+    pub(crate) fn modify<E: From<MapError>>(
+        &self,
+        f: impl FnOnce(&Table) -> Result<Builder, E>,
+    ) -> Result<(), E> {
         let mut up = self.update.lock();
         let b = f(self.table.get(&up.token))?;
         self.commit(&mut up, b)?;
@@ -118,7 +123,10 @@ impl Hub {
     ) -> Result<(), StageError<E>> {
         let mut up = self.update.lock();
         if begin {
-            up.staging = Some(Staging { owner, builder: Builder::new() });
+            up.staging = Some(Staging {
+                owner,
+                builder: Builder::new(),
+            });
         }
         let st = match up.staging.as_mut() {
             None => return Err(StageError::NotStaging),
@@ -133,7 +141,10 @@ impl Hub {
     }
 
     /// Swap the replacement staged by `owner` in; returns (generation, pods, nodes).
-    pub(crate) fn commit_staged(&self, owner: u32) -> Result<(u32, usize, usize), StageError<MapError>> {
+    pub(crate) fn commit_staged(
+        &self,
+        owner: u32,
+    ) -> Result<(u32, usize, usize), StageError<MapError>> {
         let mut up = self.update.lock();
         match up.staging.as_ref() {
             None => return Err(StageError::NotStaging),

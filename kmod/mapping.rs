@@ -138,7 +138,10 @@ struct Index {
 
 impl Index {
     fn new() -> Self {
-        Self { slots: KVVec::new(), len: 0 }
+        Self {
+            slots: KVVec::new(),
+            len: 0,
+        }
     }
 
     fn find(&self, hash: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
@@ -161,7 +164,13 @@ impl Index {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow()?;
         }
-        Self::place(&mut self.slots, Slot { hash, idx1: idx + 1 });
+        Self::place(
+            &mut self.slots,
+            Slot {
+                hash,
+                idx1: idx + 1,
+            },
+        );
         self.len += 1;
         Ok(())
     }
@@ -278,13 +287,18 @@ impl Table {
 
     fn str(&self, s: Span) -> &[u8] {
         let off = s.off as usize;
-        self.strings.get(off..off + usize::from(s.len)).unwrap_or(&[])
+        self.strings
+            .get(off..off + usize::from(s.len))
+            .unwrap_or(&[])
     }
 
     /// The `i`-th node, in insertion order.
     pub(crate) fn node(&self, i: usize) -> Option<NodeRef<'_>> {
         let n = self.nodes.get(i)?;
-        Some(NodeRef { name: self.str(n.name), addr: n.addr })
+        Some(NodeRef {
+            name: self.str(n.name),
+            addr: n.addr,
+        })
     }
 
     /// The `i`-th pod, in insertion order.
@@ -311,7 +325,9 @@ impl Table {
     }
 
     fn ip_idx(&self, ip: &IpAddr) -> Option<u32> {
-        self.ip_index.find(ip.hash(), |i| self.ips.get(i as usize).map(|p| &p.addr) == Some(ip))
+        self.ip_index.find(ip.hash(), |i| {
+            self.ips.get(i as usize).map(|p| &p.addr) == Some(ip)
+        })
     }
 
     /// The pod called `name` (`get_node_by_pod`).
@@ -387,7 +403,14 @@ impl Builder {
     fn push_node(&mut self, name: &[u8], addr: Option<NodeAddr>) -> Result<u32, MapError> {
         let idx = u32::try_from(self.t.nodes.len()).map_err(|_| MapError::TooBig)?;
         let span = self.intern(name)?;
-        self.t.nodes.push(NodeEntry { name: span, addr, pods: 0 }, GFP_KERNEL)?;
+        self.t.nodes.push(
+            NodeEntry {
+                name: span,
+                addr,
+                pods: 0,
+            },
+            GFP_KERNEL,
+        )?;
         self.t.node_index.insert(hash_bytes(name), idx)?;
         Ok(idx)
     }
@@ -407,7 +430,11 @@ impl Builder {
         let Some(idx) = self.t.node_idx(name) else {
             return self.push_node(name, addr).map(|_| ());
         };
-        let entry = self.t.nodes.get_mut(idx as usize).ok_or(MapError::NoSuchNode)?;
+        let entry = self
+            .t
+            .nodes
+            .get_mut(idx as usize)
+            .ok_or(MapError::NoSuchNode)?;
         match (entry.addr, addr) {
             (_, None) => Ok(()),
             (Some(_), Some(_)) if !update => Err(MapError::DuplicateNode),
@@ -420,7 +447,12 @@ impl Builder {
 
     /// Add pod `name` on `node` with addresses `ips`; the node is created if
     /// needed. Checks everything before changing anything.
-    pub(crate) fn add_pod(&mut self, name: &[u8], node: &[u8], ips: &[IpAddr]) -> Result<(), MapError> {
+    pub(crate) fn add_pod(
+        &mut self,
+        name: &[u8],
+        node: &[u8],
+        ips: &[IpAddr],
+    ) -> Result<(), MapError> {
         if !valid_name(name) || !valid_name(node) {
             return Err(MapError::InvalidName);
         }
@@ -445,12 +477,23 @@ impl Builder {
         let pod_idx = u32::try_from(self.t.pods.len()).map_err(|_| MapError::TooBig)?;
         let ip_start = u32::try_from(self.t.ips.len()).map_err(|_| MapError::TooBig)?;
         for (i, ip) in ips.iter().enumerate() {
-            self.t.ips.push(PodIp { addr: *ip, pod: pod_idx }, GFP_KERNEL)?;
+            self.t.ips.push(
+                PodIp {
+                    addr: *ip,
+                    pod: pod_idx,
+                },
+                GFP_KERNEL,
+            )?;
             self.t.ip_index.insert(ip.hash(), ip_start + i as u32)?;
         }
         let span = self.intern(name)?;
         self.t.pods.push(
-            PodEntry { name: span, node: node_idx, ip_start, ip_len: ips.len() as u8 },
+            PodEntry {
+                name: span,
+                node: node_idx,
+                ip_start,
+                ip_len: ips.len() as u8,
+            },
             GFP_KERNEL,
         )?;
         self.t.pod_index.insert(hash_bytes(name), pod_idx)?;

@@ -61,7 +61,13 @@ static TOP_SET: AttrSet = AttrSet {
 };
 
 const fn op(cmd: u8, admin: bool, doit: bool, dump: bool, request: &'static [u16]) -> OpSpec {
-    OpSpec { cmd, admin, doit, dump, request }
+    OpSpec {
+        cmd,
+        admin,
+        doit,
+        dump,
+        request,
+    }
 }
 
 /// The family as `spec/tlshub.yaml` describes it.
@@ -73,10 +79,28 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         op(cmd::MODE_GET, false, true, false, &[]),
         op(cmd::MODE_SET, true, true, false, &[attr::MODE]),
         op(cmd::STATUS_GET, false, true, false, &[]),
-        op(cmd::MAP_GET, false, true, true, &[attr::POD_NAME, attr::IPV4, attr::IPV6]),
+        op(
+            cmd::MAP_GET,
+            false,
+            true,
+            true,
+            &[attr::POD_NAME, attr::IPV4, attr::IPV6],
+        ),
         op(cmd::MAP_ADD, true, true, false, &[attr::POD, attr::NODE]),
-        op(cmd::MAP_DEL, true, true, false, &[attr::POD_NAME, attr::NODE_NAME]),
-        op(cmd::MAP_STAGE, true, true, false, &[attr::BEGIN, attr::POD, attr::NODE]),
+        op(
+            cmd::MAP_DEL,
+            true,
+            true,
+            false,
+            &[attr::POD_NAME, attr::NODE_NAME],
+        ),
+        op(
+            cmd::MAP_STAGE,
+            true,
+            true,
+            false,
+            &[attr::BEGIN, attr::POD, attr::NODE],
+        ),
         op(cmd::MAP_COMMIT, true, true, false, &[]),
     ],
 };
@@ -115,7 +139,12 @@ fn name_of<'a>(req: &Request<'_>, a: Attr<'a>, msg: &'static CStr) -> Result<&'a
 }
 
 fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
-    let mut m = PodMsg { name: &[], node: &[], ips: [IpAddr::v4([0; 4]); MAX_POD_IPS], n_ips: 0 };
+    let mut m = PodMsg {
+        name: &[],
+        node: &[],
+        ips: [IpAddr::v4([0; 4]); MAX_POD_IPS],
+        n_ips: 0,
+    };
     let (mut has_name, mut has_node) = (false, false);
     for a in nest.nested() {
         let ip = match a.ty() {
@@ -129,11 +158,20 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
                 has_node = true;
                 continue;
             }
-            pod::IPV4 => IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"pod ipv4: must be 4 bytes"))?),
-            pod::IPV6 => IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"pod ipv6: must be 16 bytes"))?),
+            pod::IPV4 => IpAddr::v4(
+                a.array()
+                    .map_err(|e| req.fail(e, Some(&a), c"pod ipv4: must be 4 bytes"))?,
+            ),
+            pod::IPV6 => IpAddr::v6(
+                a.array()
+                    .map_err(|e| req.fail(e, Some(&a), c"pod ipv6: must be 16 bytes"))?,
+            ),
             _ => continue,
         };
-        let slot = m.ips.get_mut(m.n_ips).ok_or_else(|| req.fail(EINVAL, Some(&a), c"pod: more than 8 IP addresses"))?;
+        let slot = m
+            .ips
+            .get_mut(m.n_ips)
+            .ok_or_else(|| req.fail(EINVAL, Some(&a), c"pod: more than 8 IP addresses"))?;
         *slot = ip;
         m.n_ips += 1;
     }
@@ -152,14 +190,30 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     let mut port = None;
     for a in nest.nested() {
         match a.ty() {
-            node::NAME => name = Some(name_of(req, a, c"node name: not a string of at most 253 bytes")?),
+            node::NAME => {
+                name = Some(name_of(
+                    req,
+                    a,
+                    c"node name: not a string of at most 253 bytes",
+                )?)
+            }
             node::IPV4 | node::IPV6 if ip.is_some() => {
                 return Err(req.fail(EINVAL, Some(&a), c"node: more than one address"))
             }
-            node::IPV4 => ip = Some(IpAddr::v4(a.array().map_err(|e| req.fail(e, Some(&a), c"node ipv4: must be 4 bytes"))?)),
-            node::IPV6 => ip = Some(IpAddr::v6(a.array().map_err(|e| req.fail(e, Some(&a), c"node ipv6: must be 16 bytes"))?)),
+            node::IPV4 => {
+                ip = Some(IpAddr::v4(a.array().map_err(|e| {
+                    req.fail(e, Some(&a), c"node ipv4: must be 4 bytes")
+                })?))
+            }
+            node::IPV6 => {
+                ip = Some(IpAddr::v6(a.array().map_err(|e| {
+                    req.fail(e, Some(&a), c"node ipv6: must be 16 bytes")
+                })?))
+            }
             node::PORT => {
-                let p = a.u16().map_err(|e| req.fail(e, Some(&a), c"node port: must be 2 bytes"))?;
+                let p = a
+                    .u16()
+                    .map_err(|e| req.fail(e, Some(&a), c"node port: must be 2 bytes"))?;
                 if p == 0 {
                     return Err(req.fail(EINVAL, Some(&a), c"node port: must not be 0"));
                 }
@@ -170,7 +224,10 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     }
     let name = name.ok_or_else(|| req.fail(EINVAL, Some(nest), c"node: name missing"))?;
     let addr = match (ip, port) {
-        (Some(ip), port) => Some(NodeAddr { ip, port: port.unwrap_or(DEFAULT_AGENT_PORT) }),
+        (Some(ip), port) => Some(NodeAddr {
+            ip,
+            port: port.unwrap_or(DEFAULT_AGENT_PORT),
+        }),
         (None, None) => None,
         (None, Some(_)) => return Err(req.fail(EINVAL, Some(nest), c"node: port without address")),
     };
@@ -239,10 +296,18 @@ impl Control {
     }
 
     fn mode_set(&self, req: &Request<'_>) -> Result {
-        let a = req.attr(attr::MODE).ok_or_else(|| req.missing(attr::MODE, c"mode missing"))?;
-        let mode = a.u32().map_err(|e| req.fail(e, Some(&a), c"mode: must be 4 bytes"))?;
+        let a = req
+            .attr(attr::MODE)
+            .ok_or_else(|| req.missing(attr::MODE, c"mode missing"))?;
+        let mode = a
+            .u32()
+            .map_err(|e| req.fail(e, Some(&a), c"mode: must be 4 bytes"))?;
         if mode > uapi::mode::MAX {
-            return Err(req.fail(EINVAL, Some(&a), c"mode: out of range (tlshub=0, openssl=1, boringssl=2)"));
+            return Err(req.fail(
+                EINVAL,
+                Some(&a),
+                c"mode: out of range (tlshub=0, openssl=1, boringssl=2)",
+            ));
         }
         self.hub.set_mode(mode);
         Ok(())
@@ -252,16 +317,29 @@ impl Control {
         let mut r = req.reply(cmd::STATUS_GET)?;
         r.put_str(attr::VERSION, crate::VERSION.as_bytes())?;
         r.put_u32(attr::MODE, self.hub.mode())?;
-        let (pods, nodes, gen) =
-            self.hub.with_table(|t| (count(t.pod_count()), count(t.node_count()), t.generation()));
+        let (pods, nodes, gen) = self
+            .hub
+            .with_table(|t| (count(t.pod_count()), count(t.node_count()), t.generation()));
         r.put_u32(attr::POD_COUNT, pods)?;
         r.put_u32(attr::NODE_COUNT, nodes)?;
         r.put_u32(attr::GENERATION, gen)?;
         let s = &self.hub.stats;
         r.nest(attr::STATS, |w| {
-            w.put_u64(stats::LOOKUPS, s.lookups.load(Ordering::Relaxed), stats::PAD)?;
-            w.put_u64(stats::LOOKUP_MISSES, s.lookup_misses.load(Ordering::Relaxed), stats::PAD)?;
-            w.put_u64(stats::MAP_UPDATES, s.map_updates.load(Ordering::Relaxed), stats::PAD)
+            w.put_u64(
+                stats::LOOKUPS,
+                s.lookups.load(Ordering::Relaxed),
+                stats::PAD,
+            )?;
+            w.put_u64(
+                stats::LOOKUP_MISSES,
+                s.lookup_misses.load(Ordering::Relaxed),
+                stats::PAD,
+            )?;
+            w.put_u64(
+                stats::MAP_UPDATES,
+                s.map_updates.load(Ordering::Relaxed),
+                stats::PAD,
+            )
         })?;
         r.send()
     }
@@ -273,8 +351,16 @@ impl Control {
             return Err(req.fail(EINVAL, None, c"need exactly one of pod-name, ipv4, ipv6"));
         };
         let ip = match key.ty() {
-            attr::IPV4 => Some(IpAddr::v4(key.array().map_err(|e| req.fail(e, Some(&key), c"ipv4: must be 4 bytes"))?)),
-            attr::IPV6 => Some(IpAddr::v6(key.array().map_err(|e| req.fail(e, Some(&key), c"ipv6: must be 16 bytes"))?)),
+            attr::IPV4 => {
+                Some(IpAddr::v4(key.array().map_err(|e| {
+                    req.fail(e, Some(&key), c"ipv4: must be 4 bytes")
+                })?))
+            }
+            attr::IPV6 => {
+                Some(IpAddr::v6(key.array().map_err(|e| {
+                    req.fail(e, Some(&key), c"ipv6: must be 16 bytes")
+                })?))
+            }
             _ => None,
         };
         let name = match ip {
@@ -312,10 +398,12 @@ impl Control {
             let mut b = Builder::copy_of(old, p.as_ref().map(|p| p.name), None)
                 .map_err(|e| map_err(req, None, e))?;
             if let Some(n) = &n {
-                b.add_node(n.name, n.addr, true).map_err(|e| map_err(req, node_a.as_ref(), e))?;
+                b.add_node(n.name, n.addr, true)
+                    .map_err(|e| map_err(req, node_a.as_ref(), e))?;
             }
             if let Some(p) = &p {
-                b.add_pod(p.name, p.node, p.ips()).map_err(|e| map_err(req, pod_a.as_ref(), e))?;
+                b.add_pod(p.name, p.node, p.ips())
+                    .map_err(|e| map_err(req, pod_a.as_ref(), e))?;
             }
             Ok(b)
         })
@@ -325,19 +413,21 @@ impl Control {
         match (req.attr(attr::POD_NAME), req.attr(attr::NODE_NAME)) {
             (Some(a), None) => {
                 let name = name_of(req, a, c"pod-name: not a string of at most 253 bytes")?;
-                self.hub.modify(|old| {
-                    old.pod_by_name(name).ok_or(MapError::NoSuchPod)?;
-                    Builder::copy_of(old, Some(name), None)
-                })
-                .map_err(|e| map_err(req, Some(&a), e))
+                self.hub
+                    .modify(|old| {
+                        old.pod_by_name(name).ok_or(MapError::NoSuchPod)?;
+                        Builder::copy_of(old, Some(name), None)
+                    })
+                    .map_err(|e| map_err(req, Some(&a), e))
             }
             (None, Some(a)) => {
                 let name = name_of(req, a, c"node-name: not a string of at most 253 bytes")?;
-                self.hub.modify(|old| {
-                    old.node_by_name(name).ok_or(MapError::NoSuchNode)?;
-                    Builder::copy_of(old, None, Some(name))
-                })
-                .map_err(|e| map_err(req, Some(&a), e))
+                self.hub
+                    .modify(|old| {
+                        old.node_by_name(name).ok_or(MapError::NoSuchNode)?;
+                        Builder::copy_of(old, None, Some(name))
+                    })
+                    .map_err(|e| map_err(req, Some(&a), e))
             }
             _ => Err(req.fail(EINVAL, None, c"need exactly one of pod-name, node-name")),
         }
@@ -346,18 +436,22 @@ impl Control {
     fn map_stage(&self, req: &Request<'_>) -> Result {
         let begin = match req.attr(attr::BEGIN) {
             None => false,
-            Some(a) => a.flag().map_err(|e| req.fail(e, Some(&a), c"begin: a flag carries no payload"))?,
+            Some(a) => a
+                .flag()
+                .map_err(|e| req.fail(e, Some(&a), c"begin: a flag carries no payload"))?,
         };
         let res = self.hub.stage(req.portid(), begin, |b| -> Result {
             for a in req.attrs() {
                 match a.ty() {
                     attr::NODE => {
                         let n = parse_node(req, &a)?;
-                        b.add_node(n.name, n.addr, false).map_err(|e| map_err(req, Some(&a), e))?;
+                        b.add_node(n.name, n.addr, false)
+                            .map_err(|e| map_err(req, Some(&a), e))?;
                     }
                     attr::POD => {
                         let p = parse_pod(req, &a)?;
-                        b.add_pod(p.name, p.node, p.ips()).map_err(|e| map_err(req, Some(&a), e))?;
+                        b.add_pod(p.name, p.node, p.ips())
+                            .map_err(|e| map_err(req, Some(&a), e))?;
                     }
                     _ => {}
                 }
@@ -366,8 +460,12 @@ impl Control {
         });
         match res {
             Ok(()) => Ok(()),
-            Err(StageError::NotStaging) => Err(req.fail(EINVAL, None, c"no replacement staged: send begin first")),
-            Err(StageError::Busy) => Err(req.fail(EBUSY, None, c"another mapping replacement is in progress")),
+            Err(StageError::NotStaging) => {
+                Err(req.fail(EINVAL, None, c"no replacement staged: send begin first"))
+            }
+            Err(StageError::Busy) => {
+                Err(req.fail(EBUSY, None, c"another mapping replacement is in progress"))
+            }
             Err(StageError::Entry(e)) => Err(e),
         }
     }
@@ -376,7 +474,9 @@ impl Control {
         let mut r = req.reply(cmd::MAP_COMMIT)?;
         let (gen, pods, nodes) = self.hub.commit_staged(req.portid()).map_err(|e| match e {
             StageError::NotStaging => req.fail(EINVAL, None, c"no replacement staged"),
-            StageError::Busy => req.fail(EBUSY, None, c"another mapping replacement is in progress"),
+            StageError::Busy => {
+                req.fail(EBUSY, None, c"another mapping replacement is in progress")
+            }
             StageError::Entry(e) => map_err(req, None, e),
         })?;
         r.put_u32(attr::POD_COUNT, count(pods))?;

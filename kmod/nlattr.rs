@@ -74,7 +74,11 @@ impl<'a> Attr<'a> {
 
     /// A flag: present, with no payload.
     pub(crate) fn flag(&self) -> Result<bool> {
-        if self.data().is_empty() { Ok(true) } else { Err(EINVAL) }
+        if self.data().is_empty() {
+            Ok(true)
+        } else {
+            Err(EINVAL)
+        }
     }
 
     /// The attributes nested inside this one.

@@ -36,7 +36,12 @@ pub(crate) struct WriterToken(());
 impl<T> RcuBox<T> {
     /// Take ownership of `value`; the token is the box's only writer right.
     pub(crate) fn new(value: KVBox<T>) -> (Self, WriterToken) {
-        (Self { ptr: AtomicPtr::new(KVBox::into_raw(value)) }, WriterToken(()))
+        (
+            Self {
+                ptr: AtomicPtr::new(KVBox::into_raw(value)),
+            },
+            WriterToken(()),
+        )
     }
 
     /// The current object, for the writer: it cannot be replaced while the

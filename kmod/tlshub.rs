@@ -38,7 +38,11 @@ impl kernel::Module for TlsHubModule {
         let hub = hub::Hub::new()?;
         let control = KBox::pin(netlink::Control { hub }, GFP_KERNEL)?;
         let reg = genl::Registration::new(module, &netlink::FAMILY, control)?;
-        pr_info!("version {} loaded, genetlink family \"{}\"\n", VERSION, uapi::FAMILY_NAME);
+        pr_info!(
+            "version {} loaded, genetlink family \"{}\"\n",
+            VERSION,
+            uapi::FAMILY_NAME
+        );
         Ok(Self { _control: reg })
     }
 }
