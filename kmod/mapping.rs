@@ -13,7 +13,7 @@ use kernel::prelude::*;
 /// Longest Kubernetes object name (DNS-1123 subdomain).
 pub(crate) const NAME_MAX_LEN: usize = crate::uapi::NAME_MAX_LEN;
 /// IP addresses one pod may have.
-pub(crate) const MAX_POD_IPS: usize = 8;
+pub(crate) const MAX_POD_IPS: usize = crate::uapi::MAX_POD_IPS;
 /// Most pods one table may hold: bounds the memory an update can pin.
 pub(crate) const MAX_PODS: usize = 1 << 20;
 

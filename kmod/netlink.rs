@@ -226,7 +226,7 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     let addr = match (ip, port) {
         (Some(ip), port) => Some(NodeAddr {
             ip,
-            port: port.unwrap_or(DEFAULT_AGENT_PORT),
+            port: port.unwrap_or(uapi::DEFAULT_AGENT_PORT),
         }),
         (None, None) => None,
         (None, Some(_)) => return Err(req.fail(EINVAL, Some(nest), c"node: port without address")),
@@ -234,8 +234,6 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     Ok(NodeMsg { name, addr })
 }
 
-/// Where a node's TLSHub agent listens unless told otherwise.
-pub(crate) const DEFAULT_AGENT_PORT: u16 = 7443;
 
 /// Report a mapping error about `at` (the attribute that caused it).
 fn map_err(req: &Request<'_>, at: Option<&Attr<'_>>, e: MapError) -> Error {

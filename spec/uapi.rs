@@ -7,6 +7,8 @@
 pub const FAMILY_NAME: &str = "tlshub";
 pub const FAMILY_VERSION: u8 = 1;
 pub const NAME_MAX_LEN: usize = 253;
+pub const MAX_POD_IPS: usize = 8;
+pub const DEFAULT_AGENT_PORT: u16 = 7443;
 
 /// `enum mode` (the seed's `key_provider_mode`).
 pub mod mode {

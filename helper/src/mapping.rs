@@ -49,10 +49,10 @@ use crate::uapi;
 
 /// Most IP addresses one pod may have (dual-stack pods have two; the rest is
 /// headroom for multi-network pods).
-pub const MAX_POD_IPS: usize = 8;
+pub const MAX_POD_IPS: usize = uapi::MAX_POD_IPS;
 
 /// Port of a node's TLSHub agent when a `node` line gives only an address.
-pub const DEFAULT_AGENT_PORT: u16 = 7443;
+pub const DEFAULT_AGENT_PORT: u16 = uapi::DEFAULT_AGENT_PORT;
 
 /// Longest pod or node name (a DNS-1123 subdomain), as in the netlink spec.
 pub const NAME_MAX_LEN: usize = uapi::NAME_MAX_LEN;

@@ -64,6 +64,10 @@ fn family_and_constants() {
     let max_len = definition(&spec, "name-max-len");
     assert_eq!(max_len["type"].as_str(), Some("const"));
     assert_eq!(max_len["value"].as_u64(), Some(uapi::NAME_MAX_LEN as u64));
+    let ips = definition(&spec, "max-pod-ips");
+    assert_eq!(ips["value"].as_u64(), Some(uapi::MAX_POD_IPS as u64));
+    let port = definition(&spec, "default-agent-port");
+    assert_eq!(port["value"].as_u64(), Some(u64::from(uapi::DEFAULT_AGENT_PORT)));
 }
 
 #[test]
