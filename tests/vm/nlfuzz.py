@@ -175,7 +175,43 @@ def main():
         print("FAIL mapping, mode or generation changed by rejected requests")
         failures += 1
     print(f"{len(cases)} malformed requests, {failures} failures")
+    failures += mutate(sk, pod_ok)
     sys.exit(1 if failures else 0)
+
+
+def mutate(sk, pod_ok, rounds=3000, seed=20261125):
+    """Random byte flips, truncations and extensions of valid requests
+    (fixed seed, so a failure reproduces). Any answer is fine except none:
+    the module must keep answering and the kernel log must stay clean
+    (scripts/vm-run checks the log)."""
+    import random
+    rng = random.Random(seed)
+    templates = [
+        struct.pack("=BBH", MAP_ADD, 1, 0) + nest(A_POD, *pod_ok, u32(P_IPV4, 0x0A0A0A0A), attr(P_IPV6, b"\xfd" + b"\1" * 15)),
+        struct.pack("=BBH", MAP_ADD, 1, 0) + nest(A_NODE, s(N_NAME, "fuzz-node"), u32(N_IPV4, 0x0A000001), u16(N_PORT, 7443)),
+        struct.pack("=BBH", MAP_STAGE, 1, 0) + attr(A_BEGIN, b"") + nest(A_POD, *pod_ok),
+        struct.pack("=BBH", MAP_GET, 1, 0) + s(A_POD_NAME, "web-pod-1"),
+        struct.pack("=BBH", MAP_DEL, 1, 0) + s(A_POD_NAME, "fuzz-pod"),
+        struct.pack("=BBH", MODE_SET, 1, 0) + u32(A_MODE, 1),
+        struct.pack("=BBH", MAP_COMMIT, 1, 0),
+    ]
+    answered = 0
+    for _ in range(rounds):
+        msg = bytearray(rng.choice(templates))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.random()
+            if op < 0.6 and msg:
+                msg[rng.randrange(len(msg))] = rng.randrange(256)
+            elif op < 0.8:
+                del msg[rng.randrange(1, len(msg) + 1):]
+            else:
+                msg += bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        sk.request(0, raw=bytes(msg))
+        answered += 1
+    err, _, _ = sk.request(MODE_GET)
+    ok = err == 0 and answered == rounds
+    print(f"{'ok  ' if ok else 'FAIL'} {rounds} random mutations answered, module healthy")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
