@@ -3,7 +3,7 @@
 # for the kernel's own `core` build and cannot fetch one here.
 
 TLSHUB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TLSHUB_CACHE=${TLSHUB_CACHE:-$HOME/.cache/tlshub}
+TLSHUB_CACHE=${TLSHUB_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/tlshub}
 TOOLS_PREFIX=$TLSHUB_CACHE/tools
 export PATH="/usr/bin:$TOOLS_PREFIX/bin:$PATH"
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
