@@ -300,6 +300,11 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 }
 
 /// A `do` request.
+///
+/// # Invariants
+///
+/// `info` is the core's `genl_info` for this request, valid (with its
+/// extack and message) for `'a`, the duration of the `doit` call.
 pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
     payload: &'a [u8],
@@ -372,6 +377,10 @@ impl<'a> Request<'a> {
 }
 
 /// Writes attributes into a message under construction.
+///
+/// # Invariants
+///
+/// `skb` is a valid netlink message buffer that the writer may append to.
 pub(crate) struct Writer {
     skb: *mut bindings::sk_buff,
 }
@@ -446,6 +455,11 @@ impl Writer {
 }
 
 /// A reply to a `do` request; freed if dropped unsent.
+///
+/// # Invariants
+///
+/// Owns `w.skb`, whose current message starts at `hdr`; `info` is the live
+/// request being answered.
 pub(crate) struct Reply {
     w: Writer,
     info: *const bindings::genl_info,
@@ -485,6 +499,11 @@ impl Drop for Reply {
 }
 
 /// One round of a dump.
+///
+/// # Invariants
+///
+/// `cb` and its dump `info` are valid for `'a` (one `dumpit` call); `w.skb`
+/// is the buffer the core gave this round.
 pub(crate) struct Dump<'a> {
     w: Writer,
     cb: *mut bindings::netlink_callback,
