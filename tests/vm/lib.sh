@@ -24,14 +24,23 @@ unload_module() {
 
 family_registered() { genl ctrl get name tlshub >/dev/null 2>&1; }
 
-# Fail if kmemleak finds unreferenced objects (it only reports objects older
-# than 5 s, hence the wait and the second scan).
+# Fail if kmemleak finds unreferenced objects allocated by our module (it
+# only reports objects older than 5 s, hence the wait and the second scan).
+# Ours: a backtrace frame in tlshub, or a bare address (a frame in a module
+# that has been unloaded since). Other reports are shown but do not fail the
+# test: they are the rest of the kernel's business (or false positives).
 kmemleak_check() {
     local f=/sys/kernel/debug/kmemleak
     [ -w $f ] || fail "kmemleak not available"
     echo scan > $f; sleep 6; echo scan > $f
-    local leaks; leaks=$(cat $f)
-    [ -z "$leaks" ] || { echo "$leaks" | head -40 >&2; fail "kmemleak reports leaks"; }
+    local leaks ours
+    leaks=$(cat $f)
+    [ -z "$leaks" ] && return 0
+    ours=$(awk 'function mine(x) { return x ~ /tlshub/ || x ~ /\n +0x[0-9a-f]+\n/ }
+                /^unreferenced object/ { if (mine(b)) print b; b = "" } { b = b $0 "\n" }
+                END { if (mine(b)) print b }' <<<"$leaks")
+    if [ -n "$ours" ]; then printf '%b' "$ours" | head -40 >&2; fail "kmemleak reports leaks from tlshub (or another unloaded module)"; fi
+    echo "kmemleak: reports outside tlshub (ignored):" >&2; echo "$leaks" | head -20 >&2
 }
 
 # The seed's print_pod_node_mapping() output for a mapping file, from the C
