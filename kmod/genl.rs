@@ -12,6 +12,7 @@
 
 use crate::nlattr::{Attr, Attrs};
 use core::ffi::{c_int, c_void, CStr};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{bindings, prelude::*, types::Opaque, ThisModule};
 
 /// `-EMSGSIZE`: the message buffer is full.
@@ -78,6 +79,50 @@ pub(crate) trait Handler: Send + Sync + 'static {
     /// One round of a dump: add entries until `dump` is full or done, and
     /// keep the position in its cursors.
     fn dumpit(&self, cmd: u8, dump: &mut Dump<'_>) -> Result;
+    /// A socket that used [`Request::sock_slot`] was closed (or the family
+    /// is going away); `value` is what its slot last held. Process context.
+    fn sock_released(&self, value: u64);
+}
+
+/// Per-socket private memory of a family (`genl_sk_priv_get`): the handler to
+/// tell when the socket goes away, and one value the handler keeps there.
+/// All-zero is a valid state (the core allocates it with `kzalloc`).
+#[repr(C)]
+struct SockPriv {
+    handler: AtomicPtr<c_void>,
+    value: AtomicU64,
+}
+
+/// A value the handler keeps per netlink socket, e.g. to own state that must
+/// not outlive the socket. Starts at 0.
+pub(crate) struct SockSlot<'a>(&'a AtomicU64);
+
+impl SockSlot<'_> {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Called by the core when a socket with private memory is released, or for
+/// every such socket when the family is unregistered.
+///
+/// # Safety
+///
+/// `priv_` points at a live `SockPriv` of a family registered by a
+/// `Registration<H>`, whose handler outlives the family's registration.
+unsafe extern "C" fn sock_priv_destroy<H: Handler>(priv_: *mut c_void) {
+    // SAFETY: per the function's contract.
+    let sp = unsafe { &*priv_.cast::<SockPriv>() };
+    let h = sp.handler.load(Ordering::Acquire).cast::<H>();
+    if !h.is_null() {
+        // SAFETY: set by `Request::sock_slot` to the registration's handler,
+        // which lives until after `genl_unregister_family` returns.
+        unsafe { (*h).sock_released(sp.value.load(Ordering::Relaxed)) };
+    }
 }
 
 /// The registered C structures and the handler.
@@ -197,6 +242,8 @@ impl<H: Handler> Registration<H> {
         // the family. Requests are serialised by the genetlink core.
         family.set_netnsok(0);
         family.set_parallel_ops(0);
+        family.sock_priv_size = core::mem::size_of::<SockPriv>();
+        family.sock_priv_destroy = Some(sock_priv_destroy::<H>);
         let storage = KBox::new(
             Storage {
                 family: Opaque::new(family),
@@ -259,7 +306,7 @@ unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
 }
 
 unsafe extern "C" fn doit_trampoline<H: Handler>(
-    _skb: *mut bindings::sk_buff,
+    skb: *mut bindings::sk_buff,
     info: *mut bindings::genl_info,
 ) -> c_int {
     // SAFETY: the core passes a valid `info` for the duration of the call.
@@ -268,7 +315,13 @@ unsafe extern "C" fn doit_trampoline<H: Handler>(
     let storage = unsafe { Storage::<H>::from_family(family) };
     // SAFETY: valid `info`, as above.
     let payload = unsafe { request_payload(info) };
-    let req = Request { info, payload };
+    let handler = (&*storage.handler as *const H).cast::<c_void>();
+    let req = Request {
+        info,
+        skb,
+        handler,
+        payload,
+    };
     match storage.handler.doit(cmd, &req) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -304,9 +357,13 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 /// # Invariants
 ///
 /// `info` is the core's `genl_info` for this request, valid (with its
-/// extack and message) for `'a`, the duration of the `doit` call.
+/// extack and message) for `'a`, the duration of the `doit` call; `skb` is
+/// the request's buffer; `handler` is the registration's `H`.
 pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
+    skb: *mut bindings::sk_buff,
+    /// The family's handler, recorded in socket private memory.
+    handler: *const c_void,
     payload: &'a [u8],
 }
 
@@ -316,10 +373,22 @@ impl<'a> Request<'a> {
         Attrs::new(self.payload)
     }
 
-    /// The sender's netlink port id.
-    pub(crate) fn portid(&self) -> u32 {
-        // SAFETY: `info` is valid for the request.
-        unsafe { (*self.info).snd_portid }
+    /// The sender socket's slot; the handler's `sock_released` gets its
+    /// value when the socket is closed. Allocates on first use.
+    pub(crate) fn sock_slot(&self) -> Result<SockSlot<'a>> {
+        // SAFETY: `skb` is the request; its control block is the netlink
+        // one (`NETLINK_CB`), naming the sending socket, which cannot be
+        // released while its `sendmsg` runs this request.
+        let sk = unsafe { (*(*self.skb).cb.as_ptr().cast::<bindings::netlink_skb_parms>()).sk };
+        // SAFETY: `info.family` is our registered family; the core only
+        // touches the xarray it points to, never the family struct itself.
+        let p = unsafe { bindings::genl_sk_priv_get((*self.info).family.cast_mut(), sk) };
+        let p = kernel::error::from_err_ptr(p)?;
+        // SAFETY: the core allocated `sock_priv_size` zeroed bytes for this
+        // socket (a valid `SockPriv`), freed only after the socket is gone.
+        let sp = unsafe { &*p.cast::<SockPriv>() };
+        sp.handler.store(self.handler.cast_mut(), Ordering::Release);
+        Ok(SockSlot(&sp.value))
     }
 
     /// The first attribute of type `ty`.

@@ -20,9 +20,10 @@ pub(crate) struct Stats {
     pub(crate) map_updates: AtomicU64,
 }
 
-/// A replacement table being staged by one netlink socket.
+/// A replacement table being staged by one netlink socket, identified by a
+/// ticket that socket holds (see `netlink.rs`); never reused, unlike port ids.
 struct Staging {
-    owner: u32,
+    ticket: u64,
     builder: Builder,
 }
 
@@ -30,6 +31,7 @@ struct Staging {
 struct Update {
     token: WriterToken,
     staging: Option<Staging>,
+    last_ticket: u64,
 }
 
 /// Why a staging request was refused.
@@ -58,7 +60,11 @@ impl Hub {
             try_pin_init!(Hub {
                 mode: AtomicU32::new(uapi::mode::TLSHUB),
                 table,
-                update <- new_mutex!(Update { token, staging: None }),
+                update <- new_mutex!(Update {
+                    token,
+                    staging: None,
+                    last_ticket: 0
+                }),
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -113,42 +119,55 @@ impl Hub {
         Ok(())
     }
 
-    /// Stage entries for sender `owner`; `begin` starts over. On any error
-    /// the staged replacement is dropped: a replacement is all or nothing.
+    /// Stage entries for the holder of `ticket` (0: none yet). `begin`
+    /// starts over with a new ticket, which is returned. On any error the
+    /// staged replacement is dropped: a replacement is all or nothing.
     pub(crate) fn stage<E>(
         &self,
-        owner: u32,
+        ticket: u64,
         begin: bool,
         f: impl FnOnce(&mut Builder) -> Result<(), E>,
-    ) -> Result<(), StageError<E>> {
+    ) -> Result<u64, StageError<E>> {
         let mut up = self.update.lock();
+        let mut ticket = ticket;
         if begin {
+            up.last_ticket += 1;
+            ticket = up.last_ticket;
             up.staging = Some(Staging {
-                owner,
+                ticket,
                 builder: Builder::new(),
             });
         }
         let st = match up.staging.as_mut() {
             None => return Err(StageError::NotStaging),
-            Some(st) if st.owner != owner => return Err(StageError::Busy),
+            Some(st) if st.ticket != ticket => return Err(StageError::Busy),
             Some(st) => st,
         };
         if let Err(e) = f(&mut st.builder) {
             up.staging = None;
             return Err(StageError::Entry(e));
         }
-        Ok(())
+        Ok(ticket)
     }
 
-    /// Swap the replacement staged by `owner` in; returns (generation, pods, nodes).
+    /// Drop the replacement staged under `ticket`, if it is still the one
+    /// staged (its socket was closed without committing).
+    pub(crate) fn release_staging(&self, ticket: u64) {
+        let mut up = self.update.lock();
+        if up.staging.as_ref().is_some_and(|st| st.ticket == ticket) {
+            up.staging = None;
+        }
+    }
+
+    /// Swap the replacement staged under `ticket` in; returns (generation, pods, nodes).
     pub(crate) fn commit_staged(
         &self,
-        owner: u32,
+        ticket: u64,
     ) -> Result<(u32, usize, usize), StageError<MapError>> {
         let mut up = self.update.lock();
         match up.staging.as_ref() {
             None => return Err(StageError::NotStaging),
-            Some(st) if st.owner != owner => return Err(StageError::Busy),
+            Some(st) if st.ticket != ticket => return Err(StageError::Busy),
             Some(_) => {}
         }
         let st = up.staging.take().ok_or(StageError::NotStaging)?;

@@ -438,7 +438,10 @@ impl Control {
                 .flag()
                 .map_err(|e| req.fail(e, Some(&a), c"begin: a flag carries no payload"))?,
         };
-        let res = self.hub.stage(req.portid(), begin, |b| -> Result {
+        // The replacement belongs to the sending socket: its slot holds the
+        // staging ticket, and closing the socket drops what it staged.
+        let slot = req.sock_slot()?;
+        let res = self.hub.stage(slot.get(), begin, |b| -> Result {
             for a in req.attrs() {
                 match a.ty() {
                     attr::NODE => {
@@ -457,7 +460,10 @@ impl Control {
             Ok(())
         });
         match res {
-            Ok(()) => Ok(()),
+            Ok(ticket) => {
+                slot.set(ticket);
+                Ok(())
+            }
             Err(StageError::NotStaging) => {
                 Err(req.fail(EINVAL, None, c"no replacement staged: send begin first"))
             }
@@ -470,7 +476,7 @@ impl Control {
 
     fn map_commit(&self, req: &Request<'_>) -> Result {
         let mut r = req.reply(cmd::MAP_COMMIT)?;
-        let (gen, pods, nodes) = self.hub.commit_staged(req.portid()).map_err(|e| match e {
+        let (gen, pods, nodes) = self.hub.commit_staged(req.sock_slot()?.get()).map_err(|e| match e {
             StageError::NotStaging => req.fail(EINVAL, None, c"no replacement staged"),
             StageError::Busy => {
                 req.fail(EBUSY, None, c"another mapping replacement is in progress")
@@ -485,6 +491,13 @@ impl Control {
 }
 
 impl Handler for Control {
+    /// A socket closed: drop the replacement it staged and did not commit.
+    fn sock_released(&self, ticket: u64) {
+        if ticket != 0 {
+            self.hub.release_staging(ticket);
+        }
+    }
+
     fn doit(&self, c: u8, req: &Request<'_>) -> Result {
         match c {
             cmd::MODE_GET => self.mode_get(req),

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Whole-table replace over several messages is atomic: while a replacement
 is being staged the old table stays in force for everyone, another socket
-cannot commit or add to it, and after map-commit only the new table exists."""
+cannot commit or add to it, after map-commit only the new table exists, and
+a socket closed before committing takes its staged table with it."""
 import errno
 import sys
 
@@ -44,4 +45,15 @@ check("old pods gone after commit", lookup(other, "web-pod-1") == errno.ENOENT)
 check("intruder never made it", lookup(other, "intruder") == errno.ENOENT)
 err, _, _ = writer.request(MAP_COMMIT)
 check("a second commit has nothing to commit", err == errno.EINVAL)
+
+# A replacement belongs to its socket: closing the socket drops it.
+quitter = Sock()
+err, _, _ = quitter.request(MAP_STAGE, attr(A_BEGIN, b""), pod("left-behind", "node-8", 0x0A080001))
+check("a third socket stages a replacement", err == 0)
+err, _, _ = other.request(MAP_STAGE, pod("late", "node-8", 0x0A080002))
+check("which others cannot touch", err == errno.EBUSY)
+quitter.sk.close()
+err, msg, _ = other.request(MAP_STAGE, pod("late", "node-8", 0x0A080002))
+check(f"closing its socket dropped it ({msg})", err == errno.EINVAL)
+check("and the live table is untouched", lookup(other, "new-pod-1") == 0)
 sys.exit(1 if failures else 0)
