@@ -139,23 +139,17 @@ fn name_of<'a>(req: &Request<'_>, a: Attr<'a>, msg: &'static CStr) -> Result<&'a
 }
 
 fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
-    let mut m = PodMsg {
-        name: &[],
-        node: &[],
-        ips: [IpAddr::v4([0; 4]); MAX_POD_IPS],
-        n_ips: 0,
-    };
-    let (mut has_name, mut has_node) = (false, false);
+    let (mut name, mut node) = (None, None);
+    let mut ips = [IpAddr::v4([0; 4]); MAX_POD_IPS];
+    let mut n_ips = 0;
     for a in nest.nested() {
         let ip = match a.ty() {
             pod::NAME => {
-                m.name = name_of(req, a, c"pod name: not a string of at most 253 bytes")?;
-                has_name = true;
+                name = Some(name_of(req, a, c"pod name: not a string of at most 253 bytes")?);
                 continue;
             }
             pod::NODE => {
-                m.node = name_of(req, a, c"pod node: not a string of at most 253 bytes")?;
-                has_node = true;
+                node = Some(name_of(req, a, c"pod node: not a string of at most 253 bytes")?);
                 continue;
             }
             pod::IPV4 => IpAddr::v4(
@@ -168,20 +162,18 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
             ),
             _ => continue,
         };
-        let slot = m
-            .ips
-            .get_mut(m.n_ips)
+        let slot = ips
+            .get_mut(n_ips)
             .ok_or_else(|| req.fail(EINVAL, Some(&a), c"pod: more than 8 IP addresses"))?;
         *slot = ip;
-        m.n_ips += 1;
+        n_ips += 1;
     }
-    if !has_name {
-        return Err(req.fail(EINVAL, Some(nest), c"pod: name missing"));
-    }
-    if !has_node {
-        return Err(req.fail(EINVAL, Some(nest), c"pod: node missing"));
-    }
-    Ok(m)
+    Ok(PodMsg {
+        name: name.ok_or_else(|| req.fail(EINVAL, Some(nest), c"pod: name missing"))?,
+        node: node.ok_or_else(|| req.fail(EINVAL, Some(nest), c"pod: node missing"))?,
+        ips,
+        n_ips,
+    })
 }
 
 fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
