@@ -1,25 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 //! tlshub: transparent, sidecar-less mTLS for pod-to-pod TCP, in the kernel.
 //!
-//! This file only wires the pieces together (as WireGuard's main.c):
-//! - `hub`: per-node state (mode, pod-node mapping, counters);
-//! - `mapping`: the mapping tables, O(1) lookups by pod IP and name;
-//! - `netlink`: the `tlshub` generic netlink control plane;
-//! - `genl`, `nlattr`, `rcu`: thin safe wrappers over the kernel's C APIs.
+//! This file owns the module's pieces and orders their lifetimes (as
+//! WireGuard's main.c); it does nothing else.
+//! - `state`: the node's state (mode, mapping, address index, counters),
+//!   owned here as an `Arc<State>` and lent to everything else;
+//! - `control`: the `tlshub` generic netlink family;
+//! - `sys`: thin safe wrappers over the kernel's C APIs (the only place with
+//!   raw `bindings::`).
+//!
+//! Init order: state → socket-release notifier → genetlink family (last, so
+//! no request arrives before everything it needs exists).
+//!
+//! Exit order (`Drop`, explicit below): stop the hooks (none yet: the TCP
+//! hook will be unregistered first) → unregister the family (waits for
+//! running requests; a running dump holds a module reference, so none is
+//! left) → unregister the release notifier (waits for callbacks in flight)
+//! → drain and RCU barrier (to come with the flow table's deferred frees)
+//! → drop the last reference to the state, which waits for a grace period
+//! before freeing the address index (`RcuBox`).
 
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
-mod genl;
-mod hub;
-mod mapping;
-mod netlink;
-mod nlattr;
-mod rcu;
+mod control;
+mod state;
+mod sys;
 #[path = "../spec/uapi.rs"]
 mod uapi;
 
 /// Reported by `tlshubctl status` and logged on load.
-pub(crate) const VERSION: &str = "0.1.0";
+pub(crate) const VERSION: &str = "0.2.0";
 
 module! {
     type: TlsHubModule,
@@ -30,25 +41,46 @@ module! {
 }
 
 struct TlsHubModule {
-    _control: genl::Registration<netlink::Control>,
+    /// The genetlink family; `None` once unregistered.
+    control: Option<sys::genl::Registration<control::Control>>,
+    /// Drops a socket's staged replacement when it closes.
+    release: Option<sys::notify::ReleaseNotifier<control::StagingOwners>>,
+    state: Option<Arc<state::State>>,
 }
 
 impl kernel::Module for TlsHubModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let hub = hub::Hub::new()?;
-        let control = KBox::pin(netlink::Control { hub }, GFP_KERNEL)?;
-        let reg = genl::Registration::new(module, &netlink::FAMILY, control)?;
+        let state = state::State::new()?;
+        let release =
+            sys::notify::ReleaseNotifier::new(control::StagingOwners::new(state.clone()))?;
+        let control = sys::genl::Registration::new(
+            module,
+            &control::FAMILY,
+            control::Control::new(state.clone()),
+        )?;
         pr_info!(
             "version {} loaded, genetlink family \"{}\"\n",
             VERSION,
             uapi::FAMILY_NAME
         );
-        Ok(Self { _control: reg })
+        Ok(Self {
+            control: Some(control),
+            release: Some(release),
+            state: Some(state),
+        })
     }
 }
 
 impl Drop for TlsHubModule {
     fn drop(&mut self) {
         pr_info!("version {} unloading\n", VERSION);
+        // 1. Hooks: none yet.
+        // 2. No more requests.
+        drop(self.control.take());
+        // 3. No more release callbacks.
+        drop(self.release.take());
+        // 4. Last reference: frees the mapping; the address index after a
+        //    grace period.
+        drop(self.state.take());
     }
 }

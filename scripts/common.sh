@@ -30,3 +30,42 @@ kernel_key() {
     } | sha256sum | cut -c1-16
 }
 kernel_dir() { echo "$TLSHUB_CACHE/kernel-$(kernel_key)"; }
+
+# Hold a shared lock on the kernel tree $1 for the rest of this process, so
+# that no concurrent build's housekeeping deletes it (see scripts/kernel-build).
+kernel_tree_lock() {
+    exec 7>>"$1.lock"
+    flock -s 7
+}
+
+# kernel_use: make sure the kernel tree for the current inputs is built
+# (scripts/kernel-build), then hold it (kernel_tree_lock) for the rest of
+# this process; sets KDIR. Never call kernel-build for an unbuilt tree while
+# holding that tree's shared lock: its exclusive lock would wait for us
+# forever. So the lock is taken only after kernel-build returned, and if
+# the tree vanished in between (pruned by a concurrent run), we let go and
+# build again.
+kernel_use() {
+    local try dir
+    for try in 1 2 3; do
+        dir=$("$TLSHUB_ROOT/scripts/kernel-build") || return 1
+        kernel_tree_lock "$dir"
+        if [ -e "$dir/.built" ]; then KDIR=$dir; return 0; fi
+        exec 7>&-
+    done
+    die "kernel tree $dir keeps disappearing"
+}
+
+# kernel_cache_prune KEEP_DIR: scripts/kernel-build's housekeeping, the same
+# loop (scripts/test checks they stay identical, and tests the protocol with
+# it): keep KEEP_DIR and the most recent other tree, delete the rest, but
+# only trees nobody holds (no shared lock from kernel_tree_lock, no build's
+# exclusive lock).
+kernel_cache_prune() {
+    local dir=$1 old
+    # --- copy of scripts/kernel-build's loop, begin
+for old in $(ls -dt "$TLSHUB_CACHE"/kernel-*/ 2>/dev/null | sed 's#/$##' | grep -vxF "$dir" | tail -n +2); do
+    (exec 8>>"$old.lock"; flock -n -x 8 && rm -rf "$old") || true
+done
+    # --- copy of scripts/kernel-build's loop, end
+}

@@ -7,6 +7,7 @@
 pub const FAMILY_NAME: &str = "tlshub";
 pub const FAMILY_VERSION: u8 = 1;
 pub const NAME_MAX_LEN: usize = 253;
+pub const POD_NAME_MAX_LEN: usize = 317;
 pub const MAX_POD_IPS: usize = 8;
 pub const DEFAULT_AGENT_PORT: u16 = 7443;
 
@@ -37,7 +38,8 @@ pub mod pod {
     pub const NODE: u16 = 2;
     pub const IPV4: u16 = 3;
     pub const IPV6: u16 = 4;
-    pub const MAX: u16 = IPV6;
+    pub const HOST_NETWORK: u16 = 5;
+    pub const MAX: u16 = HOST_NETWORK;
 }
 
 /// Attribute set `node`.

@@ -4,15 +4,20 @@
 //! C header: [include/net/genetlink.h](srctree/include/net/genetlink.h)
 //!
 //! A family is declared as data ([`FamilySpec`], [`AttrSet`], [`OpSpec`]);
-//! [`Registration`] turns it into the C `genl_family`, `genl_ops` and
-//! `nla_policy` tables, registers it, and routes every request to a
-//! [`Handler`]. Policies are strict: the core rejects unknown attributes,
-//! wrong integer sizes and bad nesting with `-EINVAL` and an extack message
-//! before a handler runs; see [`Kind`] for what is left to handlers. All raw `bindings::` use for genetlink lives in this file.
+//! [`Registration`] turns it into the C `genl_family`, split `genl_split_ops`
+//! (a `do` and a `dump` op per command, each with its own policy) and
+//! `nla_policy` tables carrying the spec's limits, registers it, and routes
+//! every request to a [`Handler`]. Validation is the core's, as for in-tree
+//! families: unknown attributes and wrong integer sizes are `-EINVAL`, values
+//! outside the spec's limits `-ERANGE`, each with the core's extack message.
+//! Requests run in parallel (`parallel_ops`): handlers do their own locking,
+//! and no request of ours ever holds the global `genl_mutex`.
+//!
+//! This file may touch the genetlink and netlink C APIs only.
 
-use crate::nlattr::{Attr, Attrs};
+use super::nlattr::{Attr, Attrs};
 use core::ffi::{c_int, c_void, CStr};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::marker::{PhantomData, PhantomPinned};
 use kernel::{bindings, prelude::*, types::Opaque, ThisModule};
 
 /// `-EMSGSIZE`: the message buffer is full.
@@ -28,21 +33,20 @@ pub(crate) fn eopnotsupp() -> Error {
 /// Payload room in a `do` reply; our replies are small.
 const REPLY_SIZE: usize = 3072;
 
-/// The type of an attribute, as checked by the netlink core.
-///
-/// Limits (string length, exact binary size, value range, empty flag) are
-/// deliberately left to the handler: the core would answer them with
-/// `-ERANGE`, while our contract is `-EINVAL` with a message naming the
-/// attribute. Type, length of fixed-size integers and nesting are the core's.
+/// An attribute's type and the limits the core enforces for it.
 pub(crate) enum Kind {
-    U16,
-    U32,
+    /// `u16`, at least `min`.
+    U16 { min: u16 },
+    /// `u32`, at most `max` if given.
+    U32 { max: Option<u16> },
     /// Only ever sent, never accepted.
     U64,
-    /// A flag; accepted as binary so that a payload is the handler's EINVAL.
+    /// Present or absent; a payload is `-ERANGE`.
     Flag,
-    Str,
-    Binary,
+    /// A string of at most `max_len` bytes (a trailing NUL not counted).
+    Str { max_len: u16 },
+    /// Binary of exactly this many bytes.
+    Exact(u16),
     /// Nested attributes of the given set.
     Nest(&'static AttrSet),
 }
@@ -59,8 +63,10 @@ pub(crate) struct OpSpec {
     /// Needs CAP_NET_ADMIN (`GENL_ADMIN_PERM`).
     pub(crate) admin: bool,
     pub(crate) doit: bool,
+    /// The command also dumps; a dump takes no attributes.
     pub(crate) dump: bool,
-    /// Top-level attributes this command accepts; all others are rejected.
+    /// Top-level attributes the `do` request accepts; all others are
+    /// rejected by the core.
     pub(crate) request: &'static [u16],
 }
 
@@ -72,117 +78,113 @@ pub(crate) struct FamilySpec {
     pub(crate) ops: &'static [OpSpec],
 }
 
-/// Receives the family's requests. Runs in process context and may sleep.
+/// Receives the family's requests. Runs in process context, possibly on
+/// several CPUs at once; may sleep.
 pub(crate) trait Handler: Send + Sync + 'static {
     /// A `do` request; errors become the request's netlink error.
     fn doit(&self, cmd: u8, req: &Request<'_>) -> Result;
     /// One round of a dump: add entries until `dump` is full or done, and
     /// keep the position in its cursors.
     fn dumpit(&self, cmd: u8, dump: &mut Dump<'_>) -> Result;
-    /// A socket that used [`Request::sock_slot`] was closed (or the family
-    /// is going away); `value` is what its slot last held. Process context.
-    fn sock_released(&self, value: u64);
-}
-
-/// Per-socket private memory of a family (`genl_sk_priv_get`): the handler to
-/// tell when the socket goes away, and one value the handler keeps there.
-/// All-zero is a valid state (the core allocates it with `kzalloc`).
-#[repr(C)]
-struct SockPriv {
-    handler: AtomicPtr<c_void>,
-    value: AtomicU64,
-}
-
-/// A value the handler keeps per netlink socket, e.g. to own state that must
-/// not outlive the socket. Starts at 0.
-pub(crate) struct SockSlot<'a>(&'a AtomicU64);
-
-impl SockSlot<'_> {
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-}
-
-/// Called by the core when a socket with private memory is released, or for
-/// every such socket when the family is unregistered.
-///
-/// # Safety
-///
-/// `priv_` points at a live `SockPriv` of a family registered by a
-/// `Registration<H>`, whose handler outlives the family's registration.
-unsafe extern "C" fn sock_priv_destroy<H: Handler>(priv_: *mut c_void) {
-    // SAFETY: per the function's contract.
-    let sp = unsafe { &*priv_.cast::<SockPriv>() };
-    let h = sp.handler.load(Ordering::Acquire).cast::<H>();
-    if !h.is_null() {
-        // SAFETY: set by `Request::sock_slot` to the registration's handler,
-        // which lives until after `genl_unregister_family` returns.
-        unsafe { (*h).sock_released(sp.value.load(Ordering::Relaxed)) };
-    }
 }
 
 /// The registered C structures and the handler.
 ///
 /// # Invariants
 ///
-/// `family` is the first field of a `#[repr(C)]` struct, so a pointer to it
-/// is a pointer to the `Storage`; `ops` and `policies` never change after
-/// registration, so the pointers the family holds into them stay valid.
-#[repr(C)]
+/// Pinned: `family` is registered with the core by address. `ops` and
+/// `policies` never change after registration, so the pointers the family
+/// holds into their heap storage stay valid until it is unregistered.
+#[pin_data]
 struct Storage<H: Handler> {
     family: Opaque<bindings::genl_family>,
-    ops: KVec<bindings::genl_ops>,
+    ops: KVec<bindings::genl_split_ops>,
     /// Each inner vector is one `nla_policy` array (heap storage is stable).
     policies: KVec<KVec<bindings::nla_policy>>,
-    handler: Pin<KBox<H>>,
+    handler: H,
+    #[pin]
+    _pin: PhantomPinned,
 }
 
 impl<H: Handler> Storage<H> {
     /// # Safety
     ///
-    /// `family` must be the `family` field of a live `Storage<H>`.
+    /// `family` must be the `family` field of a live `Storage<H>` that stays
+    /// alive for `'a`.
     unsafe fn from_family<'a>(family: *const bindings::genl_family) -> &'a Self {
-        // SAFETY: by the type invariant and the caller's guarantee.
-        unsafe { &*family.cast::<Self>() }
+        // SAFETY: `family` points at the `family` field of a `Storage<H>`
+        // (caller), and `Opaque` is `repr(transparent)`.
+        let s = unsafe { kernel::container_of!(family, Self, family) };
+        // SAFETY: live for `'a` per the caller.
+        unsafe { &*s }
     }
 }
 
 /// A registered family; unregistered when dropped.
 pub(crate) struct Registration<H: Handler> {
-    storage: KBox<Storage<H>>,
+    storage: Pin<KBox<Storage<H>>>,
 }
 
-// SAFETY: the C side only touches `family` under its own locks; everything
-// else is read-only after registration, and `H` is `Send + Sync`.
+// SAFETY: after registration nothing in `Storage` is written by Rust; the
+// core reads the (immutable) tables from any CPU and `H: Send + Sync`.
 unsafe impl<H: Handler> Send for Registration<H> {}
 // SAFETY: as above.
 unsafe impl<H: Handler> Sync for Registration<H> {}
 
-fn zeroed_policy() -> bindings::nla_policy {
-    bindings::nla_policy::default()
-}
-
+/// Build the `nla_policy` array of `set`, accepting only `only` (if given)
+/// at this level; everything else stays `NLA_UNSPEC`, which strict
+/// validation rejects.
 fn build_policy(
     set: &AttrSet,
     only: Option<&[u16]>,
     policies: &mut KVec<KVec<bindings::nla_policy>>,
 ) -> Result<*const bindings::nla_policy> {
-    let mut arr = KVec::from_elem(zeroed_policy(), usize::from(set.max) + 1, GFP_KERNEL)?;
+    let mut arr = KVec::from_elem(
+        bindings::nla_policy::default(),
+        usize::from(set.max) + 1,
+        GFP_KERNEL,
+    )?;
     for (ty, kind) in set.attrs {
         if only.is_some_and(|o| !o.contains(ty)) {
-            continue; // left as NLA_UNSPEC: strict validation rejects it
+            continue;
         }
-        let mut p = zeroed_policy();
+        let mut p = bindings::nla_policy::default();
         match kind {
-            Kind::U16 => p.type_ = bindings::NLA_U16 as u8,
-            Kind::U32 => p.type_ = bindings::NLA_U32 as u8,
+            Kind::U16 { min } => {
+                p.type_ = bindings::NLA_U16 as u8;
+                if *min > 0 {
+                    p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_MIN as u8;
+                    p.__bindgen_anon_1.__bindgen_anon_1 =
+                        bindings::nla_policy__bindgen_ty_1__bindgen_ty_1 {
+                            min: i16::try_from(*min)?,
+                            max: 0,
+                        };
+                }
+            }
+            Kind::U32 { max } => {
+                p.type_ = bindings::NLA_U32 as u8;
+                if let Some(max) = max {
+                    p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_MAX as u8;
+                    p.__bindgen_anon_1.__bindgen_anon_1 =
+                        bindings::nla_policy__bindgen_ty_1__bindgen_ty_1 {
+                            min: 0,
+                            max: i16::try_from(*max)?,
+                        };
+                }
+            }
             Kind::U64 => p.type_ = bindings::NLA_U64 as u8,
-            Kind::Flag | Kind::Binary => p.type_ = bindings::NLA_BINARY as u8,
-            Kind::Str => p.type_ = bindings::NLA_STRING as u8,
+            Kind::Flag => p.type_ = bindings::NLA_FLAG as u8,
+            Kind::Str { max_len } => {
+                p.type_ = bindings::NLA_STRING as u8;
+                p.len = *max_len;
+            }
+            Kind::Exact(len) => {
+                let len = i16::try_from(*len)?;
+                p.type_ = bindings::NLA_BINARY as u8;
+                p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_RANGE as u8;
+                p.__bindgen_anon_1.__bindgen_anon_1 =
+                    bindings::nla_policy__bindgen_ty_1__bindgen_ty_1 { min: len, max: len };
+            }
             Kind::Nest(inner) => {
                 p.type_ = bindings::NLA_NESTED as u8;
                 p.len = inner.max;
@@ -200,30 +202,37 @@ fn build_policy(
 
 impl<H: Handler> Registration<H> {
     /// Build the C tables for `spec` and register the family.
-    pub(crate) fn new(
-        module: &'static ThisModule,
-        spec: &FamilySpec,
-        handler: Pin<KBox<H>>,
-    ) -> Result<Self> {
+    pub(crate) fn new(module: &'static ThisModule, spec: &FamilySpec, handler: H) -> Result<Self> {
         let mut policies = KVec::new();
-        let mut ops = KVec::with_capacity(spec.ops.len(), GFP_KERNEL)?;
-        for op in spec.ops {
-            let mut o = bindings::genl_ops::default();
-            o.cmd = op.cmd;
-            o.flags = if op.admin {
+        let mut ops = KVec::with_capacity(spec.ops.len() * 2, GFP_KERNEL)?;
+        let admin = |op: &OpSpec| {
+            if op.admin {
                 bindings::GENL_ADMIN_PERM as u8
             } else {
                 0
-            };
-            o.maxattr = u32::from(spec.attrs.max);
-            o.policy = build_policy(spec.attrs, Some(op.request), &mut policies)?;
+            }
+        };
+        // Split ops: per command a `do` then a `dump`, sorted by command.
+        for op in spec.ops {
             if op.doit {
-                o.doit = Some(doit_trampoline::<H>);
+                let mut o = bindings::genl_split_ops::default();
+                o.cmd = op.cmd;
+                o.flags = admin(op) | bindings::GENL_CMD_CAP_DO as u8;
+                o.maxattr = u32::from(spec.attrs.max);
+                o.policy = build_policy(spec.attrs, Some(op.request), &mut policies)?;
+                o.__bindgen_anon_1.__bindgen_anon_1.doit = Some(doit_trampoline::<H>);
+                ops.push(o, GFP_KERNEL)?;
             }
             if op.dump {
-                o.dumpit = Some(dumpit_trampoline::<H>);
+                let mut o = bindings::genl_split_ops::default();
+                o.cmd = op.cmd;
+                o.flags = admin(op) | bindings::GENL_CMD_CAP_DUMP as u8;
+                // A policy that accepts nothing: selectors are refused.
+                o.maxattr = u32::from(spec.attrs.max);
+                o.policy = build_policy(spec.attrs, Some(&[]), &mut policies)?;
+                o.__bindgen_anon_1.__bindgen_anon_2.dumpit = Some(dumpit_trampoline::<H>);
+                ops.push(o, GFP_KERNEL)?;
             }
-            ops.push(o, GFP_KERNEL)?;
         }
         let mut family = bindings::genl_family::default();
         let name = spec.name.to_bytes();
@@ -235,29 +244,33 @@ impl<H: Handler> Registration<H> {
         }
         family.version = u32::from(spec.version);
         family.maxattr = u32::from(spec.attrs.max);
-        family.n_ops = u8::try_from(ops.len())?;
-        family.ops = ops.as_ptr();
+        family.n_split_ops = u8::try_from(ops.len())?;
+        family.split_ops = ops.as_ptr();
         family.module = module.as_ptr();
         // The mapping is per node: only the initial network namespace sees
-        // the family. Requests are serialised by the genetlink core.
+        // the family. Handlers lock for themselves.
         family.set_netnsok(0);
-        family.set_parallel_ops(0);
-        family.sock_priv_size = core::mem::size_of::<SockPriv>();
-        family.sock_priv_destroy = Some(sock_priv_destroy::<H>);
-        let storage = KBox::new(
-            Storage {
+        family.set_parallel_ops(1);
+        let storage = KBox::pin_init(
+            pin_init!(Storage {
                 family: Opaque::new(family),
                 ops,
                 policies,
                 handler,
-            },
+                _pin: PhantomPinned,
+            }),
             GFP_KERNEL,
         )?;
-        // SAFETY: `storage` is heap-allocated and kept until `drop` below
-        // unregisters the family, so the family and its tables outlive the
-        // registration; `ops` and `policies` are never modified again.
+        // SAFETY: `storage` is pinned on the heap and kept until `drop`
+        // below unregisters the family, so the family and its tables outlive
+        // the registration; `ops` and `policies` are never modified again.
         kernel::error::to_result(unsafe { bindings::genl_register_family(storage.family.get()) })?;
         Ok(Self { storage })
+    }
+
+    /// The handler, as registered.
+    pub(crate) fn handler(&self) -> &H {
+        &self.storage.handler
     }
 }
 
@@ -269,57 +282,52 @@ impl<H: Handler> Drop for Registration<H> {
     }
 }
 
-/// Set `extack` to report `msg` (and `attr`, if any).
-///
-/// # Safety
-///
-/// `extack` is null or valid for writes for the duration of the request.
-unsafe fn set_extack(extack: *mut bindings::netlink_ext_ack, attr: *const u8, msg: &'static CStr) {
-    if extack.is_null() {
-        return;
-    }
-    // SAFETY: non-null and valid per the caller; `msg` is 'static, as the
-    // core requires of `_msg`.
-    unsafe {
-        (*extack)._msg = msg.as_ptr().cast();
-        (*extack).bad_attr = attr.cast();
-    }
+/// Size of `T` rounded up to netlink's 4-byte alignment.
+const fn nl_align(n: usize) -> usize {
+    (n + 3) & !3
 }
 
 /// The payload (attribute stream) of a request.
 ///
 /// # Safety
 ///
-/// `info` must be valid, with `nlhdr` pointing at a complete message.
+/// `info` must be valid, with `nlhdr` pointing at a complete message that
+/// stays alive for `'a`.
 unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
-    const HDRLEN: usize = 16 + 4; // NLMSG_HDRLEN + GENL_HDRLEN, no family header
-                                  // SAFETY: valid per the caller.
-    let nlh = unsafe { (*info).nlhdr };
+    // SAFETY: `info` and its family are valid per the caller.
+    let (nlh, hdrsize) = unsafe { ((*info).nlhdr, (*(*info).family).hdrsize) };
+    let start = nl_align(core::mem::size_of::<bindings::nlmsghdr>())
+        + nl_align(core::mem::size_of::<bindings::genlmsghdr>())
+        + nl_align(hdrsize as usize);
     // SAFETY: the core checked `nlmsg_len` against the received buffer.
     let len = unsafe { (*nlh).nlmsg_len } as usize;
-    if len <= HDRLEN {
+    if len <= start {
         return &[];
     }
-    // SAFETY: the message spans `len` bytes from `nlh` (checked by the core),
-    // and it outlives the request.
-    unsafe { core::slice::from_raw_parts(nlh.cast::<u8>().add(HDRLEN), len - HDRLEN) }
+    // SAFETY: the message spans `len` bytes from `nlh` (checked by the core)
+    // and outlives the request (caller).
+    unsafe { core::slice::from_raw_parts(nlh.cast::<u8>().add(start), len - start) }
 }
 
+/// # Safety
+///
+/// Called by the genetlink core with a valid `skb` and `info` of one of our
+/// families' `do` requests (registered by [`Registration::new`]).
 unsafe extern "C" fn doit_trampoline<H: Handler>(
     skb: *mut bindings::sk_buff,
     info: *mut bindings::genl_info,
 ) -> c_int {
     // SAFETY: the core passes a valid `info` for the duration of the call.
     let (family, cmd) = unsafe { ((*info).family, (*(*info).genlhdr).cmd) };
-    // SAFETY: only our families route to this trampoline (set in `new`).
+    // SAFETY: only our registered families route to this trampoline, and
+    // the family stays registered while a request runs.
     let storage = unsafe { Storage::<H>::from_family(family) };
-    // SAFETY: valid `info`, as above.
+    // SAFETY: valid `info`, as above; the message lives for the call.
     let payload = unsafe { request_payload(info) };
-    let handler = (&*storage.handler as *const H).cast::<c_void>();
+    // INVARIANT: `info` and `skb` are the core's, valid for this call.
     let req = Request {
         info,
         skb,
-        handler,
         payload,
     };
     match storage.handler.doit(cmd, &req) {
@@ -328,22 +336,28 @@ unsafe extern "C" fn doit_trampoline<H: Handler>(
     }
 }
 
+/// # Safety
+///
+/// Called by the genetlink core with a valid `skb` and `cb` of a dump of one
+/// of our families.
 unsafe extern "C" fn dumpit_trampoline<H: Handler>(
     skb: *mut bindings::sk_buff,
     cb: *mut bindings::netlink_callback,
 ) -> c_int {
     // SAFETY: the core passes a valid `cb` whose `data` is its dump info.
     let info = unsafe { bindings::genl_info_dump(cb) };
-    // SAFETY: as above; the family is ours (see `doit_trampoline`).
+    // SAFETY: as above; `info` is valid for the call.
     let (family, cmd) = unsafe { ((*info).family, (*(*info).genlhdr).cmd) };
-    // SAFETY: only our families route here.
+    // SAFETY: only our families route here; a running dump holds a module
+    // reference, so the family (and storage) is alive.
     let storage = unsafe { Storage::<H>::from_family(family) };
+    // INVARIANT: `cb`, `info` and `skb` are valid for this round.
     let mut dump = Dump {
         w: Writer { skb },
         cb,
         info,
         entries: 0,
-        _p: core::marker::PhantomData,
+        _p: PhantomData,
     };
     match storage.handler.dumpit(cmd, &mut dump) {
         // SAFETY: `skb` is valid for the call.
@@ -358,12 +372,10 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 ///
 /// `info` is the core's `genl_info` for this request, valid (with its
 /// extack and message) for `'a`, the duration of the `doit` call; `skb` is
-/// the request's buffer; `handler` is the registration's `H`.
+/// the request's buffer.
 pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
     skb: *mut bindings::sk_buff,
-    /// The family's handler, recorded in socket private memory.
-    handler: *const c_void,
     payload: &'a [u8],
 }
 
@@ -373,59 +385,71 @@ impl<'a> Request<'a> {
         Attrs::new(self.payload)
     }
 
-    /// The sender socket's slot; the handler's `sock_released` gets its
-    /// value when the socket is closed. Allocates on first use.
-    pub(crate) fn sock_slot(&self) -> Result<SockSlot<'a>> {
-        // SAFETY: `skb` is the request; its control block is the netlink
-        // one (`NETLINK_CB`), naming the sending socket, which cannot be
-        // released while its `sendmsg` runs this request.
-        let sk = unsafe { (*(*self.skb).cb.as_ptr().cast::<bindings::netlink_skb_parms>()).sk };
-        // SAFETY: `info.family` is our registered family; the core only
-        // touches the xarray it points to, never the family struct itself.
-        let p = unsafe { bindings::genl_sk_priv_get((*self.info).family.cast_mut(), sk) };
-        let p = kernel::error::from_err_ptr(p)?;
-        // SAFETY: the core allocated `sock_priv_size` zeroed bytes for this
-        // socket (a valid `SockPriv`), freed only after the socket is gone.
-        let sp = unsafe { &*p.cast::<SockPriv>() };
-        sp.handler.store(self.handler.cast_mut(), Ordering::Release);
-        Ok(SockSlot(&sp.value))
+    /// The sending socket's netlink port id.
+    pub(crate) fn portid(&self) -> u32 {
+        // SAFETY: `info` is valid for the request (type invariant).
+        unsafe { (*self.info).snd_portid }
     }
 
-    /// The first attribute of type `ty`.
-    pub(crate) fn attr(&self, ty: u16) -> Option<Attr<'a>> {
-        self.attrs().find(ty)
+    /// The only attribute of type `ty`, if present; a second one is
+    /// `EINVAL` "duplicate attribute" pointing at it.
+    pub(crate) fn single(&self, ty: u16) -> Result<Option<Attr<'a>>> {
+        single_of(self, self.attrs(), ty)
+    }
+
+    fn extack(&self) -> *mut bindings::netlink_ext_ack {
+        // SAFETY: `info` is valid for the request (type invariant).
+        unsafe { (*self.info).extack }
     }
 
     /// Report `msg` about `attr` to the sender and return `err`.
     pub(crate) fn fail(&self, err: Error, attr: Option<&Attr<'_>>, msg: &'static CStr) -> Error {
-        let ptr = attr.map_or(core::ptr::null(), |a| a.header_ptr());
-        // SAFETY: `info` is valid for the request; its extack too.
-        unsafe { set_extack((*self.info).extack, ptr, msg) };
+        let ext = self.extack();
+        if !ext.is_null() {
+            // SAFETY: non-null extack of the live request; `msg` is
+            // 'static as the core requires of `_msg`, and `bad_attr`
+            // points into the request's message.
+            unsafe {
+                (*ext)._msg = msg.as_ptr().cast();
+                (*ext).bad_attr = attr.map_or(core::ptr::null(), |a| a.header_ptr().cast());
+            }
+        }
         err
     }
 
-    /// Report an attribute of type `ty` as missing; returns `EINVAL`.
+    /// Report a top-level attribute of type `ty` as missing; `EINVAL`.
     pub(crate) fn missing(&self, ty: u16, msg: &'static CStr) -> Error {
-        // SAFETY: as in `fail`.
-        let extack = unsafe { (*self.info).extack };
-        if !extack.is_null() {
-            // SAFETY: non-null extack, valid for the request.
-            unsafe { (*extack).miss_type = ty };
+        self.missing_in(None, ty, msg)
+    }
+
+    /// Report attribute `ty` as missing inside `nest` (`NL_SET_ERR_ATTR_MISS`);
+    /// returns `EINVAL`.
+    pub(crate) fn missing_in(&self, nest: Option<&Attr<'_>>, ty: u16, msg: &'static CStr) -> Error {
+        let ext = self.extack();
+        if !ext.is_null() {
+            // SAFETY: non-null extack of the live request; `miss_nest`
+            // points into the request's message.
+            unsafe {
+                (*ext).miss_type = ty;
+                (*ext).miss_nest = nest.map_or(core::ptr::null(), |a| a.header_ptr().cast());
+            }
         }
         self.fail(EINVAL, None, msg)
     }
 
     /// Start the reply to this request.
-    pub(crate) fn reply(&self, cmd: u8) -> Result<Reply> {
+    pub(crate) fn reply(&self, cmd: u8) -> Result<Reply<'_>> {
         // SAFETY: plain allocation; process context.
         let skb = unsafe { bindings::genlmsg_new(REPLY_SIZE, bindings::GFP_KERNEL) };
         if skb.is_null() {
             return Err(ENOMEM);
         }
+        // INVARIANT: we own the fresh `skb`; `hdr` is set below before use.
         let mut reply = Reply {
             w: Writer { skb },
             info: self.info,
             hdr: core::ptr::null_mut(),
+            _req: PhantomData,
         };
         // SAFETY: `skb` is fresh; `info` valid for the request.
         reply.hdr = unsafe {
@@ -443,6 +467,18 @@ impl<'a> Request<'a> {
         }
         Ok(reply)
     }
+}
+
+/// The only attribute of type `ty` in `attrs`; a second is `EINVAL`.
+pub(crate) fn single_of<'a>(req: &Request<'_>, attrs: Attrs<'a>, ty: u16) -> Result<Option<Attr<'a>>> {
+    let mut found = None;
+    for a in attrs.filter(|a| a.ty() == ty) {
+        if found.is_some() {
+            return Err(req.fail(EINVAL, Some(&a), c"duplicate attribute"));
+        }
+        found = Some(a);
+    }
+    Ok(found)
 }
 
 /// Writes attributes into a message under construction.
@@ -471,6 +507,11 @@ impl Writer {
         self.put_raw(ty, &v.to_ne_bytes())
     }
 
+    /// A flag (no payload).
+    pub(crate) fn put_flag(&mut self, ty: u16) -> Result {
+        self.put_raw(ty, &[])
+    }
+
     /// A `u64`, 8-byte aligned with a `pad` attribute where needed.
     pub(crate) fn put_u64(&mut self, ty: u16, v: u64, pad: u16) -> Result {
         // SAFETY: `skb` is a valid message buffer.
@@ -492,12 +533,13 @@ impl Writer {
         if nla.is_null() {
             return Err(emsgsize());
         }
+        let hdrlen = nl_align(core::mem::size_of::<bindings::nlattr>());
         // SAFETY: `nla_reserve` made room for the header plus `len` bytes.
-        unsafe {
-            let dst = nla.cast::<u8>().add(4);
-            core::ptr::copy_nonoverlapping(s.as_ptr(), dst, s.len());
-            *dst.add(s.len()) = 0;
-        }
+        let dst = unsafe { nla.cast::<u8>().add(hdrlen) };
+        // SAFETY: `dst` has room for `s.len() + 1` bytes (above).
+        unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), dst, s.len()) };
+        // SAFETY: as above, the last of the `len` reserved bytes.
+        unsafe { *dst.add(s.len()) = 0 };
         Ok(())
     }
 
@@ -523,32 +565,34 @@ impl Writer {
     }
 }
 
-/// A reply to a `do` request; freed if dropped unsent.
+/// A reply to a `do` request; freed if dropped unsent. Cannot outlive the
+/// request it answers.
 ///
 /// # Invariants
 ///
 /// Owns `w.skb`, whose current message starts at `hdr`; `info` is the live
-/// request being answered.
-pub(crate) struct Reply {
+/// request being answered, valid for `'a`.
+pub(crate) struct Reply<'a> {
     w: Writer,
     info: *const bindings::genl_info,
     hdr: *mut c_void,
+    _req: PhantomData<&'a Request<'a>>,
 }
 
-impl core::ops::Deref for Reply {
+impl core::ops::Deref for Reply<'_> {
     type Target = Writer;
     fn deref(&self) -> &Writer {
         &self.w
     }
 }
 
-impl core::ops::DerefMut for Reply {
+impl core::ops::DerefMut for Reply<'_> {
     fn deref_mut(&mut self) -> &mut Writer {
         &mut self.w
     }
 }
 
-impl Reply {
+impl Reply<'_> {
     /// Finish and send the reply.
     pub(crate) fn send(self) -> Result {
         let (skb, info, hdr) = (self.w.skb, self.info, self.hdr);
@@ -560,9 +604,9 @@ impl Reply {
     }
 }
 
-impl Drop for Reply {
+impl Drop for Reply<'_> {
     fn drop(&mut self) {
-        // SAFETY: we still own the unsent `skb`.
+        // SAFETY: we still own the unsent `skb` (type invariant).
         unsafe { bindings::nlmsg_free(self.w.skb) };
     }
 }
@@ -578,11 +622,10 @@ pub(crate) struct Dump<'a> {
     cb: *mut bindings::netlink_callback,
     info: *const bindings::genl_info,
     entries: usize,
-    /// Ties the callback's state to this round.
-    _p: core::marker::PhantomData<&'a ()>,
+    _p: PhantomData<&'a ()>,
 }
 
-impl<'a> Dump<'a> {
+impl Dump<'_> {
     /// Cursor `i` (0..6), kept between rounds; starts at 0.
     pub(crate) fn cursor(&self, i: usize) -> usize {
         // SAFETY: `cb` is valid for the round.

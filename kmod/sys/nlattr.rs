@@ -89,6 +89,7 @@ impl<'a> Attr<'a> {
 
 /// Iterator over a stream of attributes. Stops at the first malformed header
 /// (the core's validation makes that unreachable for requests we receive).
+#[derive(Clone)]
 pub(crate) struct Attrs<'a> {
     rest: &'a [u8],
 }
@@ -100,8 +101,8 @@ impl<'a> Attrs<'a> {
     }
 
     /// The first attribute of type `ty`, if any.
-    pub(crate) fn find(self, ty: u16) -> Option<Attr<'a>> {
-        self.filter(|a| a.ty() == ty).next()
+    pub(crate) fn first(mut self, ty: u16) -> Option<Attr<'a>> {
+        self.find(|a| a.ty() == ty)
     }
 }
 
@@ -109,14 +110,14 @@ impl<'a> Iterator for Attrs<'a> {
     type Item = Attr<'a>;
 
     fn next(&mut self) -> Option<Attr<'a>> {
-        let hdr = self.rest.get(..NLA_HDRLEN)?;
+        let hdr: &[u8; NLA_HDRLEN] = self.rest.get(..NLA_HDRLEN)?.try_into().ok()?;
         let len = usize::from(u16::from_ne_bytes([hdr[0], hdr[1]]));
         let ty = u16::from_ne_bytes([hdr[2], hdr[3]]) & NLA_TYPE_MASK;
         if len < NLA_HDRLEN || len > self.rest.len() {
             self.rest = &[];
             return None;
         }
-        let whole = &self.rest[..len];
+        let whole = self.rest.get(..len)?;
         self.rest = self.rest.get(align4(len)..).unwrap_or(&[]);
         Some(Attr { ty, whole })
     }
