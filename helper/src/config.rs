@@ -16,11 +16,10 @@
 //! because a misspelt `mode` would otherwise quietly select the default.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::mapping::{line_of_offset, strip_comment, DEFAULT_PATH};
+use crate::mapping::DEFAULT_PATH;
+use crate::source::{self, SourceError};
 use crate::Mode;
 
 /// Where the seed installed `capture.conf`.
@@ -48,73 +47,27 @@ impl Default for CaptureConfig {
     }
 }
 
-/// A config file could not be read or is invalid.
-#[derive(Debug)]
-pub enum ConfigError {
-    /// The file could not be read at all.
-    Io { path: PathBuf, source: io::Error },
-    /// Line `line` (1-based) of `file` is invalid.
-    Syntax {
-        file: String,
-        line: usize,
-        message: String,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            ConfigError::Syntax {
-                file,
-                line,
-                message,
-            } => write!(f, "{file}:{line}: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConfigError::Io { source, .. } => Some(source),
-            ConfigError::Syntax { .. } => None,
-        }
-    }
-}
-
 impl CaptureConfig {
     /// Reads and validates a `capture.conf`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| ConfigError::Syntax {
-            file: path.display().to_string(),
-            line: line_of_offset(&bytes, e.valid_up_to()),
-            message: "not valid UTF-8".to_owned(),
-        })?;
-        Self::from_str(text, path)
+        Self::parse_str(&source::read_text(path)?, path)
     }
 
     /// Parses config text. `path` names the file in error messages, and a
     /// relative `pod_node_config` is resolved against its directory, the way
     /// users expect of a path written inside a file.
-    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+    pub fn parse_str(text: &str, path: &Path) -> Result<Self, SourceError> {
         let file = path.display().to_string();
         let mut config = CaptureConfig::default();
         let mut seen: HashMap<&str, usize> = HashMap::new();
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for (index, line) in text.split('\n').enumerate() {
-            let lineno = index + 1;
-            let err = |message: String| ConfigError::Syntax {
+        for (lineno, line) in source::lines(text) {
+            let err = |message: String| SourceError::Syntax {
                 file: file.clone(),
                 line: lineno,
                 message,
             };
-            let line = strip_comment(line.strip_suffix('\r').unwrap_or(line)).trim();
+            let line = source::strip_comment(line).trim();
             if line.is_empty() {
                 continue;
             }

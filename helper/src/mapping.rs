@@ -16,15 +16,26 @@
 //! node node-1 10.0.0.1:7443      # node NAME [ADDR[:PORT]], port defaults to 7443
 //! node node-2 [fd00::2]:7443     # IPv6 agent addresses are bracketed
 //! web-pod-1 node-1 10.1.0.5      # POD NODE [IP ...], at most 8 IPs
-//! api-pod-1 node-2 10.1.0.9 fd00:1::9
+//! shop/api-1 node-2 10.1.0.9 fd00:1::9             # NAMESPACE/NAME
+//! kube-system/kube-proxy-x node-1 10.0.0.1 hostNetwork
 //! ```
 //!
 //! * Tokens are separated by spaces and tabs; CRLF line endings are accepted.
 //! * A `#` at the start of a line or after a blank starts a comment.
-//! * Pod and node names are Kubernetes DNS-1123 subdomains (at most 253
-//!   characters of lowercase letters, digits, `-` and `.`, every
-//!   dot-separated label starting and ending with a letter or digit).
-//!   Consequently a pod cannot be called `node`: that word starts a node line.
+//! * A pod is `NAMESPACE/NAME` (a DNS-1123 label of at most 63 characters,
+//!   `/`, a DNS-1123 subdomain) or a bare subdomain as in the seed's files;
+//!   node names are DNS-1123 subdomains (at most 253 characters of lowercase
+//!   letters, digits, `-` and `.`, every dot-separated label starting and
+//!   ending with a letter or digit). The rules live in `kmod/state/ident.rs`,
+//!   shared with the kernel. A pod cannot be called `node`: that word starts
+//!   a node line. The same name in two namespaces is two pods.
+//! * The token `hostNetwork` after the node marks a pod that shares its
+//!   node's network namespace. Its IPs are the node's: they are kept for
+//!   display but belong to no pod, so they may repeat across hostNetwork
+//!   pods and other pods may use them too; looking such an IP up never finds
+//!   the hostNetwork pod.
+//! * An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is taken as the IPv4
+//!   address it stands for.
 //! * A pod's node needs no `node` line; one is only needed to say where the
 //!   node's agent listens.
 //! * A pod listed twice with exactly the same node and IPs is accepted once
@@ -40,12 +51,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::uapi;
+use crate::source::{self, SourceError};
+use crate::{ident, uapi};
 
 /// Most IP addresses one pod may have (dual-stack pods have two; the rest is
 /// headroom for multi-network pods).
@@ -54,8 +66,14 @@ pub const MAX_POD_IPS: usize = uapi::MAX_POD_IPS;
 /// Port of a node's TLSHub agent when a `node` line gives only an address.
 pub const DEFAULT_AGENT_PORT: u16 = uapi::DEFAULT_AGENT_PORT;
 
-/// Longest pod or node name (a DNS-1123 subdomain), as in the netlink spec.
+/// Longest node name (a DNS-1123 subdomain), as in the netlink spec.
 pub const NAME_MAX_LEN: usize = uapi::NAME_MAX_LEN;
+
+/// Longest pod name (`namespace/name`), as in the netlink spec.
+pub const POD_NAME_MAX_LEN: usize = uapi::POD_NAME_MAX_LEN;
+
+/// The token after a pod's node that marks it as a hostNetwork pod.
+pub const HOST_NETWORK: &str = "hostNetwork";
 
 /// Where the seed's tools looked for the mapping.
 pub const DEFAULT_PATH: &str = "/etc/tlshub/pod_node_mapping.conf";
@@ -68,16 +86,20 @@ const LEGACY_HEADER: [&str; 2] = ["pod_name", "node_name"];
 /// One pod: its name, its node, and the addresses it is reachable at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pod {
+    /// `namespace/name`, or a bare name.
     pub name: String,
     pub node: String,
     pub ips: Vec<IpAddr>,
+    /// Shares its node's network namespace: its IPs are the node's, never
+    /// looked up as a pod's.
+    pub host_network: bool,
 }
 
 impl Pod {
-    /// Builds a pod from its textual parts, validating all of them.
+    /// Builds a (regular) pod from its textual parts, validating all of them.
     pub fn parse<S: AsRef<str>>(name: &str, node: &str, ips: &[S]) -> Result<Pod, EntryError> {
-        check_name(NameKind::Pod, name)?;
-        check_name(NameKind::Node, node)?;
+        check_pod_name(name)?;
+        check_node_name(node)?;
         if ips.len() > MAX_POD_IPS {
             return Err(EntryError::TooManyIps {
                 pod: name.to_owned(),
@@ -92,9 +114,45 @@ impl Pod {
             name: name.to_owned(),
             node: node.to_owned(),
             ips,
+            host_network: false,
         };
         check_pod(&pod)?;
         Ok(pod)
+    }
+
+    /// Builds a pod from the columns of a mapping line or the command line:
+    /// `NAME NODE [IP...] [hostNetwork]`.
+    pub fn from_columns<S: AsRef<str>>(
+        name: &str,
+        node: &str,
+        rest: &[S],
+    ) -> Result<Pod, EntryError> {
+        let host = rest.iter().filter(|t| t.as_ref() == HOST_NETWORK).count();
+        if host > 1 {
+            return Err(EntryError::RepeatedHostNetwork);
+        }
+        let ips: Vec<&str> = rest
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|&t| t != HOST_NETWORK)
+            .collect();
+        let mut pod = Pod::parse(name, node, &ips)?;
+        pod.host_network = host == 1;
+        Ok(pod)
+    }
+}
+
+/// A pod as a line of the mapping file.
+impl fmt::Display for Pod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.node)?;
+        for ip in &self.ips {
+            write!(f, " {ip}")?;
+        }
+        if self.host_network {
+            write!(f, " {HOST_NETWORK}")?;
+        }
+        Ok(())
     }
 }
 
@@ -108,7 +166,7 @@ pub struct Node {
 impl Node {
     /// Builds a node from its name and an optional `ADDR[:PORT]`.
     pub fn parse(name: &str, agent: Option<&str>) -> Result<Node, EntryError> {
-        check_name(NameKind::Node, name)?;
+        check_node_name(name)?;
         Ok(Node {
             name: name.to_owned(),
             agent: agent.map(parse_agent).transpose()?,
@@ -116,10 +174,21 @@ impl Node {
     }
 }
 
+/// A node as a line of the mapping file.
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.agent {
+            Some(agent) => write!(f, "node {} {agent}", self.name),
+            None => write!(f, "node {}", self.name),
+        }
+    }
+}
+
 /// Which kind of name failed validation; only used to word messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
     Pod,
+    Namespace,
     Node,
 }
 
@@ -127,131 +196,55 @@ impl fmt::Display for NameKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             NameKind::Pod => "pod",
+            NameKind::Namespace => "namespace",
             NameKind::Node => "node",
         })
     }
 }
 
 /// Why a single entry was rejected, independent of where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    #[error("{kind} name too long ({len} characters, at most {max})")]
     NameTooLong {
         kind: NameKind,
         len: usize,
+        max: usize,
     },
-    InvalidName {
-        kind: NameKind,
-        name: String,
-    },
-    InvalidIp {
-        text: String,
-    },
-    NotUnicast {
-        ip: IpAddr,
-    },
-    TooManyIps {
-        pod: String,
-        count: usize,
-    },
-    RepeatedIp {
-        ip: IpAddr,
-        pod: String,
-    },
-    InvalidAgent {
-        text: String,
-    },
-    InvalidPort {
-        text: String,
-    },
+    #[error("empty {kind} name")]
+    EmptyName { kind: NameKind },
+    #[error(
+        "invalid {kind} name '{name}': use lowercase letters, digits, '-' and '.', \
+         starting and ending with a letter or digit"
+    )]
+    InvalidName { kind: NameKind, name: String },
+    #[error(
+        "invalid pod namespace '{namespace}': use lowercase letters, digits and '-', \
+         starting and ending with a letter or digit"
+    )]
+    InvalidNamespace { namespace: String },
+    #[error("invalid IP address '{text}'")]
+    InvalidIp { text: String },
+    #[error("{ip} is not a unicast address")]
+    NotUnicast { ip: IpAddr },
+    #[error("pod '{pod}' has {count} IP addresses, at most {MAX_POD_IPS} are allowed")]
+    TooManyIps { pod: String, count: usize },
+    #[error("IP {ip} listed twice for pod '{pod}'")]
+    RepeatedIp { ip: IpAddr, pod: String },
+    #[error("'{HOST_NETWORK}' given twice")]
+    RepeatedHostNetwork,
+    #[error("invalid agent address '{text}' (expected IPV4[:PORT] or [IPV6][:PORT])")]
+    InvalidAgent { text: String },
+    #[error("invalid port '{text}' (expected 1-65535)")]
+    InvalidPort { text: String },
     /// The pod is already in the table (with a different node or IPs).
-    DuplicatePod {
-        name: String,
-    },
-    DuplicateNode {
-        name: String,
-    },
+    #[error("duplicate pod '{name}'")]
+    DuplicatePod { name: String },
+    #[error("duplicate node '{name}'")]
+    DuplicateNode { name: String },
     /// The IP already belongs to pod `owner`.
-    DuplicateIp {
-        ip: IpAddr,
-        owner: String,
-    },
-}
-
-impl fmt::Display for EntryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EntryError::NameTooLong { kind, len } => write!(
-                f,
-                "{kind} name too long ({len} characters, at most {NAME_MAX_LEN})"
-            ),
-            EntryError::InvalidName { kind, name } if name.is_empty() => {
-                write!(f, "empty {kind} name")
-            }
-            EntryError::InvalidName { kind, name } => write!(
-                f,
-                "invalid {kind} name '{name}': use lowercase letters, digits, '-' and '.', \
-                 starting and ending with a letter or digit"
-            ),
-            EntryError::InvalidIp { text } => write!(f, "invalid IP address '{text}'"),
-            EntryError::NotUnicast { ip } => write!(f, "{ip} is not a unicast address"),
-            EntryError::TooManyIps { pod, count } => write!(
-                f,
-                "pod '{pod}' has {count} IP addresses, at most {MAX_POD_IPS} are allowed"
-            ),
-            EntryError::RepeatedIp { ip, pod } => {
-                write!(f, "IP {ip} listed twice for pod '{pod}'")
-            }
-            EntryError::InvalidAgent { text } => write!(
-                f,
-                "invalid agent address '{text}' (expected IPV4[:PORT] or [IPV6][:PORT])"
-            ),
-            EntryError::InvalidPort { text } => {
-                write!(f, "invalid port '{text}' (expected 1-65535)")
-            }
-            EntryError::DuplicatePod { name } => write!(f, "duplicate pod '{name}'"),
-            EntryError::DuplicateNode { name } => write!(f, "duplicate node '{name}'"),
-            EntryError::DuplicateIp { ip, owner } => {
-                write!(f, "duplicate IP {ip} (already used by pod '{owner}')")
-            }
-        }
-    }
-}
-
-impl std::error::Error for EntryError {}
-
-/// A mapping file could not be read or is invalid.
-#[derive(Debug)]
-pub enum MappingError {
-    /// The file could not be read at all.
-    Io { path: PathBuf, source: io::Error },
-    /// Line `line` (1-based) of `file` is invalid.
-    Syntax {
-        file: String,
-        line: usize,
-        message: String,
-    },
-}
-
-impl fmt::Display for MappingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MappingError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            MappingError::Syntax {
-                file,
-                line,
-                message,
-            } => write!(f, "{file}:{line}: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for MappingError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            MappingError::Io { source, .. } => Some(source),
-            MappingError::Syntax { .. } => None,
-        }
-    }
+    #[error("duplicate IP {ip} (already used by pod '{owner}')")]
+    DuplicateIp { ip: IpAddr, owner: String },
 }
 
 /// The pod-node mapping, in file order, indexed by pod name, pod IP and node
@@ -272,43 +265,36 @@ impl PodNodeTable {
     }
 
     /// Reads and validates a mapping file (the seed's `init_pod_node_mapping`).
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, MappingError> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| MappingError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let name = path.display().to_string();
-        let text = std::str::from_utf8(&bytes).map_err(|e| MappingError::Syntax {
-            line: line_of_offset(&bytes, e.valid_up_to()),
-            file: name.clone(),
-            message: "not valid UTF-8".to_owned(),
-        })?;
-        Self::from_str(text, &name)
+        Self::parse_str(&source::read_text(path)?, &path.display().to_string())
     }
 
     /// Parses mapping text; `source_name` is the `FILE` of error messages.
-    pub fn from_str(text: &str, source_name: &str) -> Result<Self, MappingError> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    pub fn parse_str(text: &str, source_name: &str) -> Result<Self, SourceError> {
         let mut parser = Parser::default();
-        for (index, line) in text.split('\n').enumerate() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
+        for (lineno, line) in source::lines(text) {
             parser
-                .line(index + 1, line)
-                .map_err(|message| MappingError::Syntax {
+                .line(lineno, line)
+                .map_err(|message| SourceError::Syntax {
                     file: source_name.to_owned(),
-                    line: index + 1,
+                    line: lineno,
                     message,
                 })?;
         }
         Ok(parser.table)
     }
 
-    /// Adds a pod after the existing ones.
+    /// Adds a pod after the existing ones; its IPv4-mapped addresses become
+    /// IPv4.
     ///
     /// Adding a pod that is already present with the same node and IPs is a
-    /// no-op, so that files repeating a line stay loadable.
-    pub fn insert_pod(&mut self, pod: Pod) -> Result<(), EntryError> {
+    /// no-op, so that files repeating a line stay loadable. A hostNetwork
+    /// pod's IPs are not indexed and not checked against other pods'.
+    pub fn insert_pod(&mut self, mut pod: Pod) -> Result<(), EntryError> {
+        for ip in &mut pod.ips {
+            *ip = canonical_ip(*ip);
+        }
         check_pod(&pod)?;
         if let Some(&i) = self.pod_index.get(&pod.name) {
             return if self.pods[i] == pod {
@@ -317,25 +303,28 @@ impl PodNodeTable {
                 Err(EntryError::DuplicatePod { name: pod.name })
             };
         }
-        for ip in &pod.ips {
-            if let Some(&owner) = self.ip_index.get(ip) {
-                return Err(EntryError::DuplicateIp {
-                    ip: *ip,
-                    owner: self.pods[owner].name.clone(),
-                });
-            }
-        }
         let index = self.pods.len();
-        self.ip_index.extend(pod.ips.iter().map(|&ip| (ip, index)));
+        if !pod.host_network {
+            for ip in &pod.ips {
+                if let Some(&owner) = self.ip_index.get(ip) {
+                    return Err(EntryError::DuplicateIp {
+                        ip: *ip,
+                        owner: self.pods[owner].name.clone(),
+                    });
+                }
+            }
+            self.ip_index.extend(pod.ips.iter().map(|&ip| (ip, index)));
+        }
         self.pod_index.insert(pod.name.clone(), index);
         self.pods.push(pod);
         Ok(())
     }
 
     /// Adds a node declaration; each node may be declared once.
-    pub fn insert_node(&mut self, node: Node) -> Result<(), EntryError> {
-        check_name(NameKind::Node, &node.name)?;
-        if let Some(agent) = node.agent {
+    pub fn insert_node(&mut self, mut node: Node) -> Result<(), EntryError> {
+        check_node_name(&node.name)?;
+        if let Some(agent) = &mut node.agent {
+            agent.set_ip(canonical_ip(agent.ip()));
             check_unicast(agent.ip())?;
             if agent.port() == 0 {
                 return Err(EntryError::InvalidPort {
@@ -361,9 +350,9 @@ impl PodNodeTable {
         self.pod_index.get(name).map(|&i| &self.pods[i])
     }
 
-    /// The pod that owns `ip`.
+    /// The pod that owns `ip` (never a hostNetwork pod).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
-        self.ip_index.get(&ip).map(|&i| &self.pods[i])
+        self.ip_index.get(&canonical_ip(ip)).map(|&i| &self.pods[i])
     }
 
     /// The declaration of node `name`, if the file had a `node` line for it.
@@ -395,6 +384,18 @@ impl PodNodeTable {
     pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
         write!(out, "{self}")
     }
+
+    /// Writes the table as a mapping file: node lines, then pod lines.
+    /// Parsing the output gives the same table.
+    pub fn write_conf(&self, out: &mut impl Write) -> io::Result<()> {
+        for node in &self.nodes {
+            writeln!(out, "{node}")?;
+        }
+        for pod in &self.pods {
+            writeln!(out, "{pod}")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for PodNodeTable {
@@ -408,55 +409,108 @@ impl fmt::Display for PodNodeTable {
 ///
 /// That is `printf("%-30s %-30s\n", ...)` rows under a header and 60 dashes.
 /// `%-30s` pads to 30 *bytes* and never truncates, and the padding of the
-/// last column stays as trailing blanks.
+/// last column stays as trailing blanks. A hostNetwork pod (which the seed
+/// did not know) gets ` hostNetwork` after its padded node.
 pub struct SeedTable<'a>(pub &'a [Pod]);
 
 impl fmt::Display for SeedTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn row(f: &mut fmt::Formatter<'_>, a: &str, b: &str) -> fmt::Result {
+        fn row(f: &mut fmt::Formatter<'_>, a: &str, b: &str, tail: &str) -> fmt::Result {
             let pad = |s: &str| " ".repeat(30usize.saturating_sub(s.len()));
-            writeln!(f, "{a}{} {b}{}", pad(a), pad(b))
+            writeln!(f, "{a}{} {b}{}{tail}", pad(a), pad(b))
         }
         writeln!(f, "Pod-Node Mapping Table ({} entries):", self.0.len())?;
-        row(f, "Pod Name", "Node Name")?;
+        row(f, "Pod Name", "Node Name", "")?;
         writeln!(f, "{}", "-".repeat(60))?;
         for pod in self.0 {
-            row(f, &pod.name, &pod.node)?;
+            let tail = if pod.host_network { " hostNetwork" } else { "" };
+            row(f, &pod.name, &pod.node, tail)?;
         }
         Ok(())
     }
 }
 
-/// Checks a pod or node name: a DNS-1123 subdomain of at most 253 bytes.
-pub fn check_name(kind: NameKind, name: &str) -> Result<(), EntryError> {
-    if name.len() > NAME_MAX_LEN {
+/// An address in the one form kernel and helper agree on: an IPv4-mapped
+/// IPv6 address (`::ffff:a.b.c.d`) is its IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match ident::v4_mapped(&v6.octets()) {
+            Some(v4) => IpAddr::V4(Ipv4Addr::from(v4)),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+/// Checks a node name: a DNS-1123 subdomain of at most 253 bytes.
+pub fn check_node_name(name: &str) -> Result<(), EntryError> {
+    check_subdomain(NameKind::Node, name)
+}
+
+fn check_subdomain(kind: NameKind, name: &str) -> Result<(), EntryError> {
+    if name.is_empty() {
+        return Err(EntryError::EmptyName { kind });
+    }
+    if name.len() > ident::SUBDOMAIN_MAX_LEN {
         return Err(EntryError::NameTooLong {
             kind,
             len: name.len(),
+            max: ident::SUBDOMAIN_MAX_LEN,
         });
     }
-    let label_ok = |label: &str| {
-        let b = label.as_bytes();
-        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        b.first().is_some_and(alnum)
-            && b.last().is_some_and(alnum)
-            && b.iter().all(|c| alnum(c) || *c == b'-')
-    };
-    if name.split('.').all(label_ok) {
+    if !ident::valid_node_name(name.as_bytes()) {
+        return Err(EntryError::InvalidName {
+            kind,
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a pod name: `namespace/name` or a bare name, as the kernel does
+/// (`ident::valid_pod_name`), with a message saying which part is wrong.
+pub fn check_pod_name(name: &str) -> Result<(), EntryError> {
+    if let Some((namespace, rest)) = name.split_once('/') {
+        if namespace.len() > ident::LABEL_MAX_LEN {
+            return Err(EntryError::NameTooLong {
+                kind: NameKind::Namespace,
+                len: namespace.len(),
+                max: ident::LABEL_MAX_LEN,
+            });
+        }
+        if namespace.is_empty() {
+            return Err(EntryError::EmptyName {
+                kind: NameKind::Namespace,
+            });
+        }
+        // A namespace is a DNS-1123 label: a subdomain without dots.
+        if namespace.contains('.') || !ident::valid_node_name(namespace.as_bytes()) {
+            return Err(EntryError::InvalidNamespace {
+                namespace: namespace.to_owned(),
+            });
+        }
+        check_subdomain(NameKind::Pod, rest)?;
+    } else {
+        check_subdomain(NameKind::Pod, name)?;
+    }
+    // The shared rule has the last word.
+    if ident::valid_pod_name(name.as_bytes()) {
         Ok(())
     } else {
         Err(EntryError::InvalidName {
-            kind,
+            kind: NameKind::Pod,
             name: name.to_owned(),
         })
     }
 }
 
-/// Parses one pod address: a plain IPv4 or IPv6 unicast literal.
+/// Parses one pod address: a plain IPv4 or IPv6 unicast literal, in its
+/// [canonical](canonical_ip) form.
 pub fn parse_pod_ip(text: &str) -> Result<IpAddr, EntryError> {
     let ip: IpAddr = text.parse().map_err(|_| EntryError::InvalidIp {
         text: text.to_owned(),
     })?;
+    let ip = canonical_ip(ip);
     check_unicast(ip)?;
     Ok(ip)
 }
@@ -475,7 +529,7 @@ pub fn parse_agent(text: &str) -> Result<SocketAddr, EntryError> {
             "" => None,
             _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
         };
-        (IpAddr::V6(host), port)
+        (canonical_ip(IpAddr::V6(host)), port)
     } else {
         let (host, port) = match text.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -516,8 +570,8 @@ fn check_unicast(ip: IpAddr) -> Result<(), EntryError> {
 
 /// Checks what `Pod::parse` checks, for pods built field by field.
 fn check_pod(pod: &Pod) -> Result<(), EntryError> {
-    check_name(NameKind::Pod, &pod.name)?;
-    check_name(NameKind::Node, &pod.node)?;
+    check_pod_name(&pod.name)?;
+    check_node_name(&pod.node)?;
     if pod.ips.len() > MAX_POD_IPS {
         return Err(EntryError::TooManyIps {
             pod: pod.name.clone(),
@@ -536,25 +590,6 @@ fn check_pod(pod: &Pod) -> Result<(), EntryError> {
     Ok(())
 }
 
-/// The text of `line` before its comment, if any.
-pub(crate) fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    let start = bytes
-        .iter()
-        .enumerate()
-        .find(|&(i, &c)| c == b'#' && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t')))
-        .map_or(line.len(), |(i, _)| i);
-    &line[..start]
-}
-
-/// 1-based line number of byte `offset`.
-pub(crate) fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|&&c| c == b'\n')
-        .count()
-}
-
 /// Parses a file line by line into a table, remembering where each entry came
 /// from so duplicates can point at their first occurrence.
 #[derive(Default)]
@@ -566,7 +601,7 @@ struct Parser {
 
 impl Parser {
     fn line(&mut self, lineno: usize, line: &str) -> Result<(), String> {
-        let content = strip_comment(line);
+        let content = source::strip_comment(line);
         let tokens: Vec<&str> = content
             .split([' ', '\t'])
             .filter(|t| !t.is_empty())
@@ -583,7 +618,7 @@ impl Parser {
                 "unknown directive '{first}' (pod names cannot contain '_')"
             )),
             [pod] => Err(format!("missing node column after pod '{pod}'")),
-            [pod, node, ips @ ..] => self.pod_line(lineno, pod, node, ips),
+            [pod, node, rest @ ..] => self.pod_line(lineno, pod, node, rest),
         }
     }
 
@@ -592,15 +627,15 @@ impl Parser {
         lineno: usize,
         pod: &str,
         node: &str,
-        ips: &[&str],
+        rest: &[&str],
     ) -> Result<(), String> {
-        if ips.len() > MAX_POD_IPS {
+        if rest.iter().filter(|&&t| t != HOST_NETWORK).count() > MAX_POD_IPS {
             return Err(format!(
                 "too many columns ({}): expected POD NODE and at most {MAX_POD_IPS} IPs",
-                ips.len() + 2
+                rest.len() + 2
             ));
         }
-        let pod = Pod::parse(pod, node, ips).map_err(|e| e.to_string())?;
+        let pod = Pod::from_columns(pod, node, rest).map_err(|e| e.to_string())?;
         let before = self.table.len();
         self.table.insert_pod(pod).map_err(|e| self.locate(e))?;
         if self.table.len() > before {

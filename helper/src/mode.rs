@@ -58,20 +58,9 @@ impl fmt::Display for Mode {
 }
 
 /// A mode name that is not `tlshub`, `openssl` or `boringssl`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mode '{0}' (expected tlshub, openssl or boringssl)")]
 pub struct UnknownMode(pub String);
-
-impl fmt::Display for UnknownMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid mode '{}' (expected tlshub, openssl or boringssl)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownMode {}
 
 impl FromStr for Mode {
     type Err = UnknownMode;

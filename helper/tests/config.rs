@@ -2,15 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use tlshub::{CaptureConfig, ConfigError, Mode};
+use tlshub::{CaptureConfig, Mode, SourceError};
 
 fn parse(text: &str) -> CaptureConfig {
-    CaptureConfig::from_str(text, Path::new("/etc/tlshub/capture.conf"))
+    CaptureConfig::parse_str(text, Path::new("/etc/tlshub/capture.conf"))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn error(text: &str) -> String {
-    CaptureConfig::from_str(text, Path::new("capture.conf"))
+    CaptureConfig::parse_str(text, Path::new("capture.conf"))
         .expect_err("must be rejected")
         .to_string()
 }
@@ -59,7 +59,7 @@ fn relative_mapping_path_is_next_to_the_config() {
         PathBuf::from("/etc/tlshub/maps/pods.conf")
     );
     let here =
-        CaptureConfig::from_str("pod_node_config = pods.conf", Path::new("capture.conf")).unwrap();
+        CaptureConfig::parse_str("pod_node_config = pods.conf", Path::new("capture.conf")).unwrap();
     assert_eq!(here.pod_node_config, PathBuf::from("pods.conf"));
 }
 
@@ -122,5 +122,5 @@ fn file_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     let err = CaptureConfig::from_file(&path).unwrap_err();
-    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(matches!(err, SourceError::Io { .. }));
 }

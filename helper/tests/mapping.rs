@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use tlshub::mapping::{Node, Pod, PodNodeTable, SeedTable};
-use tlshub::MappingError;
+use tlshub::SourceError;
 
 /// The seed's documented example, with its header and a comment.
 const SEED_EXAMPLE: &str = "\
@@ -25,12 +25,12 @@ web-pod-2                      node-1                        \n\
 api-pod-1                      node-2                        \n";
 
 fn parse(text: &str) -> PodNodeTable {
-    PodNodeTable::from_str(text, "m.conf").unwrap_or_else(|e| panic!("{e}"))
+    PodNodeTable::parse_str(text, "m.conf").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `FILE:LINE: message` of a file that must be rejected.
 fn error(text: &str) -> String {
-    match PodNodeTable::from_str(text, "m.conf") {
+    match PodNodeTable::parse_str(text, "m.conf") {
         Ok(t) => panic!("accepted: {t:?}"),
         Err(e) => e.to_string(),
     }
@@ -356,8 +356,8 @@ fn agent_addresses_and_ports() {
 fn nothing_is_returned_on_error() {
     let text = "web-1 n 10.0.0.1\nweb-2 n 10.0.0.1\n";
     assert!(matches!(
-        PodNodeTable::from_str(text, "x"),
-        Err(MappingError::Syntax { line: 2, .. })
+        PodNodeTable::parse_str(text, "x"),
+        Err(SourceError::Syntax { line: 2, .. })
     ));
 }
 
@@ -365,7 +365,7 @@ fn nothing_is_returned_on_error() {
 fn file_errors() {
     let missing = std::env::temp_dir().join("tlshub-test-does-not-exist.conf");
     let err = PodNodeTable::from_file(&missing).unwrap_err();
-    assert!(matches!(err, MappingError::Io { .. }));
+    assert!(matches!(err, SourceError::Io { .. }));
     assert!(
         err.to_string()
             .starts_with(&format!("{}: ", missing.display())),
@@ -406,6 +406,7 @@ fn programmatic_inserts_validate_too() {
         name: "Bad".into(),
         node: "n".into(),
         ips: vec![],
+        host_network: false,
     };
     assert!(table.insert_pod(bad).is_err());
     table

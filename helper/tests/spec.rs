@@ -1,16 +1,19 @@
-//! `spec/uapi.rs` must say exactly what `spec/tlshub.yaml` says: the kernel
-//! module and tlshubctl both compile the former, the latter is the contract.
+//! `spec/uapi.rs` and the helper's encoding table (`netlink::schema`) must
+//! say exactly what `spec/tlshub.yaml` says: the kernel module and tlshubctl
+//! both compile the former, tlshubctl encodes every request by the latter,
+//! and the YAML is the contract.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_yaml::Value;
-use tlshub::uapi;
+use serde_yaml_ng::Value;
+use tlshub::netlink::schema::{self, Hint, Type};
 use tlshub::Mode;
+use tlshub::{ident, uapi};
 
 fn spec() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/tlshub.yaml");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml::from_str(&text).expect("spec is valid YAML")
+    serde_yaml_ng::from_str(&text).expect("spec is valid YAML")
 }
 
 fn list<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
@@ -64,10 +67,21 @@ fn family_and_constants() {
     let max_len = definition(&spec, "name-max-len");
     assert_eq!(max_len["type"].as_str(), Some("const"));
     assert_eq!(max_len["value"].as_u64(), Some(uapi::NAME_MAX_LEN as u64));
+    let pod_max = definition(&spec, "pod-name-max-len");
+    assert_eq!(
+        pod_max["value"].as_u64(),
+        Some(uapi::POD_NAME_MAX_LEN as u64)
+    );
+    // The shared identity rules use the same limits.
+    assert_eq!(uapi::POD_NAME_MAX_LEN, ident::POD_NAME_MAX_LEN);
+    assert_eq!(uapi::NAME_MAX_LEN, ident::SUBDOMAIN_MAX_LEN);
     let ips = definition(&spec, "max-pod-ips");
     assert_eq!(ips["value"].as_u64(), Some(uapi::MAX_POD_IPS as u64));
     let port = definition(&spec, "default-agent-port");
-    assert_eq!(port["value"].as_u64(), Some(u64::from(uapi::DEFAULT_AGENT_PORT)));
+    assert_eq!(
+        port["value"].as_u64(),
+        Some(u64::from(uapi::DEFAULT_AGENT_PORT))
+    );
 }
 
 #[test]
@@ -109,6 +123,7 @@ fn attribute_sets() {
                     ("node", uapi::pod::NODE),
                     ("ipv4", uapi::pod::IPV4),
                     ("ipv6", uapi::pod::IPV6),
+                    ("host-network", uapi::pod::HOST_NETWORK),
                 ]),
                 uapi::pod::MAX,
             ),
@@ -207,8 +222,174 @@ fn commands() {
     );
 }
 
+/// A `checks` bound: a number, or the name of a `const` definition.
+fn bound(spec: &Value, v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| {
+        let name = v.as_str().expect("bound is a number or a const name");
+        definition(spec, name)["value"]
+            .as_u64()
+            .expect("const value")
+    })
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_mapping()
+        .map(|m| m.keys().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn subset(what: &str, v: &Value, known: &[&str]) {
+    let extra: Vec<&str> = keys(v).into_iter().filter(|k| !known.contains(k)).collect();
+    assert!(
+        extra.is_empty(),
+        "{what}: keys the helper does not know: {extra:?} (teach netlink::schema)"
+    );
+}
+
+/// Every attribute of every set: type, nesting, multi-attr, byte order,
+/// display hint and checks, against the table the encoder uses.
 #[test]
-fn checks_match_constants() {
+fn attribute_details_match_the_encoder_table() {
+    let spec = spec();
+    let sets = list(&spec, "attribute-sets");
+    assert_eq!(
+        sets.iter().map(name).collect::<BTreeSet<_>>(),
+        schema::SETS.iter().map(|s| s.name).collect(),
+        "attribute sets"
+    );
+    for set in sets {
+        let table = schema::SETS
+            .iter()
+            .find(|s| s.name == name(set))
+            .expect("set in table");
+        let attrs = list(set, "attributes");
+        let numbers = numbered(attrs, 1);
+        assert_eq!(
+            attrs.len(),
+            table.attrs.len(),
+            "{} attribute count",
+            table.name
+        );
+        for a in attrs {
+            let what = format!("{}.{}", table.name, name(a));
+            subset(
+                &what,
+                a,
+                &[
+                    "name",
+                    "doc",
+                    "type",
+                    "checks",
+                    "multi-attr",
+                    "byte-order",
+                    "display-hint",
+                    "nested-attributes",
+                    "enum",
+                    "value",
+                ],
+            );
+            let t = table
+                .by_name(name(a))
+                .unwrap_or_else(|| panic!("{what} missing from the table"));
+            assert_eq!(u64::from(t.id), numbers[name(a)], "{what} number");
+            assert_eq!(Some(t.ty.name()), a["type"].as_str(), "{what} type");
+            let nested = match t.ty {
+                Type::Nest(set) => Some(set.name),
+                _ => None,
+            };
+            assert_eq!(nested, a["nested-attributes"].as_str(), "{what} nest");
+            assert_eq!(
+                t.multi,
+                a["multi-attr"].as_bool().unwrap_or(false),
+                "{what} multi-attr"
+            );
+            let order = a["byte-order"].as_str();
+            assert!(
+                matches!(order, None | Some("big-endian")),
+                "{what}: {order:?}"
+            );
+            assert_eq!(
+                t.big_endian,
+                order == Some("big-endian"),
+                "{what} byte order"
+            );
+            let hint = match a["display-hint"].as_str() {
+                None => Hint::None,
+                Some("ipv4") => Hint::Ipv4,
+                Some("ipv6") => Hint::Ipv6,
+                Some(h) => panic!("{what}: unknown display hint {h}"),
+            };
+            assert_eq!(t.hint, hint, "{what} display hint");
+            let checks = &a["checks"];
+            subset(&what, checks, &["max-len", "exact-len", "min", "max"]);
+            let get = |k: &str| (!checks[k].is_null()).then(|| bound(&spec, &checks[k]));
+            assert_eq!(
+                t.checks.max_len.map(|n| n as u64),
+                get("max-len"),
+                "{what} max-len"
+            );
+            assert_eq!(
+                t.checks.exact_len.map(|n| n as u64),
+                get("exact-len"),
+                "{what} exact-len"
+            );
+            assert_eq!(t.checks.min, get("min"), "{what} min");
+            assert_eq!(t.checks.max, get("max"), "{what} max");
+        }
+    }
+}
+
+/// Per operation: command number, attribute set, admin-perm, and which
+/// attributes a `do` / `dump` request may carry.
+#[test]
+fn operations_match_the_encoder_table() {
+    let spec = spec();
+    let ops = list(&spec["operations"], "list");
+    let numbers = numbered(ops, 1);
+    assert_eq!(ops.len(), schema::OPS.len());
+    for op in ops {
+        let what = name(op);
+        subset(
+            what,
+            op,
+            &["name", "doc", "attribute-set", "flags", "do", "dump"],
+        );
+        let t = schema::OPS
+            .iter()
+            .find(|o| o.name == what)
+            .unwrap_or_else(|| panic!("op {what} missing from the table"));
+        assert_eq!(u64::from(t.cmd), numbers[what], "{what} cmd");
+        assert_eq!(Some(t.set.name), op["attribute-set"].as_str(), "{what} set");
+        let flags: Vec<&str> = op["flags"]
+            .as_sequence()
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            flags.iter().all(|f| *f == "admin-perm"),
+            "{what}: {flags:?}"
+        );
+        assert_eq!(t.admin, flags.contains(&"admin-perm"), "{what} admin-perm");
+        for (mode, table) in [("do", t.do_request), ("dump", t.dump_request)] {
+            let m = &op[mode];
+            let yaml = (!m.is_null()).then(|| {
+                subset(&format!("{what} {mode}"), m, &["request", "reply"]);
+                m["request"]["attributes"]
+                    .as_sequence()
+                    .map(|v| v.iter().map(name).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            });
+            let table = table.map(|ids| {
+                ids.iter()
+                    .map(|&id| t.set.get(id).expect("id in set").name)
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(table, yaml, "{what} {mode} request attributes");
+        }
+    }
+}
+
+#[test]
+fn mode_check_matches_enum() {
     let spec = spec();
     let top = list(&spec, "attribute-sets")
         .iter()
@@ -222,18 +403,4 @@ fn checks_match_constants() {
         mode["checks"]["max"].as_u64(),
         Some(u64::from(uapi::mode::MAX))
     );
-    // Every string is bounded by name-max-len, as the CLI assumes.
-    for set in list(&spec, "attribute-sets") {
-        for a in list(set, "attributes") {
-            if a["type"].as_str() == Some("string") && name(a) != "version" {
-                assert_eq!(
-                    a["checks"]["max-len"].as_str(),
-                    Some("name-max-len"),
-                    "{}.{}",
-                    name(set),
-                    name(a)
-                );
-            }
-        }
-    }
 }

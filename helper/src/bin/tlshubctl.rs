@@ -4,20 +4,20 @@
 //! JSON with `--json`, errors that name the file line, and nothing sent to
 //! the kernel until every input has been validated.
 
-use std::error::Error;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tlshub::config::DEFAULT_CONFIG_PATH;
 use tlshub::mapping::SeedTable;
-use tlshub::netlink::{Client, Trace};
-use tlshub::{CaptureConfig, Mode, NetlinkError, Node, Pod, PodNodeTable};
+use tlshub::netlink::{schema, Client, Trace};
+use tlshub::{k8s, CaptureConfig, Mode, NetlinkError, Node, Pod, PodNodeTable};
 
-type Result<T = (), E = Box<dyn Error>> = std::result::Result<T, E>;
+type Result<T = ()> = anyhow::Result<T>;
 
 #[derive(Parser)]
 #[command(
@@ -75,11 +75,12 @@ enum MappingCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add or update one pod
+    /// Add or update one pod (NAMESPACE/NAME or NAME; "hostNetwork" after
+    /// the IPs marks a pod that shares its node's network)
     Add {
         pod: String,
         node: String,
-        #[arg(value_name = "IP")]
+        #[arg(value_name = "IP|hostNetwork")]
         ips: Vec<String>,
     },
     /// Add or update one node and where its agent listens
@@ -92,6 +93,14 @@ enum MappingCommand {
     Del { pod: String },
     /// Delete one node that no pod uses
     DelNode { node: String },
+    /// Print a mapping file for a cluster, from `kubectl get pods -A -o json`
+    /// (and `kubectl get nodes -o json` for the nodes' addresses)
+    FromK8s {
+        #[arg(value_name = "PODS.json")]
+        pods: PathBuf,
+        #[arg(long, value_name = "NODES.json")]
+        nodes: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,26 +138,31 @@ fn main() -> ExitCode {
     match run(cli.command, verbose) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tlshubctl: {}", explain(e.as_ref()));
+            eprintln!("tlshubctl: {}", explain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error message, with a hint where the usual cause is known.
-fn explain(e: &(dyn Error + 'static)) -> String {
-    match e
-        .downcast_ref::<NetlinkError>()
-        .and_then(NetlinkError::errno)
-    {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            format!("{e} (changing tlshub needs CAP_NET_ADMIN; run as root)")
+/// The error message (with its context), and a hint where the usual cause is
+/// known: operations flagged admin-perm in the spec need `CAP_NET_ADMIN`.
+fn explain(e: &anyhow::Error) -> String {
+    let kernel = match e.downcast_ref::<NetlinkError>() {
+        Some(NetlinkError::Kernel(k)) => k,
+        _ => return format!("{e:#}"),
+    };
+    let admin_op = kernel
+        .op
+        .and_then(|name| schema::OPS.iter().find(|op| op.name == name && op.admin));
+    match (kernel.errno, admin_op) {
+        (libc::EPERM | libc::EACCES, Some(op)) => {
+            format!("{e:#} ({} needs CAP_NET_ADMIN; run as root)", op.name)
         }
-        _ => e.to_string(),
+        _ => format!("{e:#}"),
     }
 }
 
-fn connect(verbose: bool) -> Result<Client, NetlinkError> {
+fn connect(verbose: bool) -> std::result::Result<Client, NetlinkError> {
     let trace: Option<Trace> =
         verbose.then(|| Box::new(|line: &str| eprintln!("tlshubctl: {line}")) as Trace);
     Client::connect_with_trace(trace)
@@ -228,11 +242,16 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
                 Ok(ip) => client.map_get_by_ip(ip)?,
                 Err(_) => client.map_get_by_name(&key)?,
             };
-            let found = found.ok_or("pod not found")?;
-            output(json, &found, |w| writeln!(w, "{}", found.pod.node))
+            let Some(found) = found else {
+                bail!("pod not found")
+            };
+            output(json, &found, |w| match found.pod.host_network {
+                true => writeln!(w, "{} hostNetwork", found.pod.node),
+                false => writeln!(w, "{}", found.pod.node),
+            })
         }
         MappingCommand::Add { pod, node, ips } => {
-            let pod = Pod::parse(&pod, &node, &ips)?;
+            let pod = Pod::from_columns(&pod, &node, &ips)?;
             Ok(connect(verbose)?.map_add(Some(&pod), None)?)
         }
         MappingCommand::AddNode { node, addr } => {
@@ -241,7 +260,36 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
         }
         MappingCommand::Del { pod } => Ok(connect(verbose)?.map_del_pod(&pod)?),
         MappingCommand::DelNode { node } => Ok(connect(verbose)?.map_del_node(&node)?),
+        MappingCommand::FromK8s { pods, nodes } => from_k8s(&pods, nodes.as_deref()),
     }
+}
+
+/// `mapping from-k8s`: the converted mapping on stdout, after a comment
+/// saying where it came from and what was left out.
+fn from_k8s(pods: &Path, nodes: Option<&Path>) -> Result {
+    let read =
+        |path: &Path| std::fs::read_to_string(path).with_context(|| format!("{}", path.display()));
+    let pods_json = read(pods)?;
+    let nodes_json = nodes.map(read).transpose()?;
+    let c = k8s::convert(&pods_json, nodes_json.as_deref()).with_context(|| {
+        let nodes = nodes.map(|n| format!(" and {}", n.display()));
+        format!("{}{}", pods.display(), nodes.unwrap_or_default())
+    })?;
+    let host = c.table.pods().iter().filter(|p| p.host_network).count();
+    let header = format!(
+        "# tlshubctl mapping from-k8s: {} pods ({host} hostNetwork), {} nodes; \
+         skipped {} unscheduled, {} finished\n",
+        c.table.len(),
+        c.table.nodes().len(),
+        c.unscheduled.len(),
+        c.finished.len(),
+    );
+    output(false, &(), |w| {
+        w.write_all(header.as_bytes())?;
+        let mut conf = Vec::new();
+        c.table.write_conf(&mut conf)?;
+        w.write_all(&conf)
+    })
 }
 
 /// Replaces the kernel's table and reports it like the seed did.

@@ -1,306 +1,1102 @@
-//! The `pod` and `node` nests of the spec, and how a whole table is cut into
-//! `map-stage` messages.
+//! Netlink framing driven by the [`schema`] table: requests are built
+//! attribute by attribute and checked against the spec as they are written;
+//! received datagrams are split into messages; kernel errors carry their
+//! extended ack, mapped back onto the request attribute it points at.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
-use neli::types::{Buffer, GenlBuffer};
+use nix::errno::Errno;
 
-use super::wire::{attr, attr_type, nest, nested, Attr, Request};
+use super::schema::{self, AttrSet, Hint, Op, Type};
 use super::NetlinkError;
-use crate::mapping::{Node, Pod, PodNodeTable, DEFAULT_AGENT_PORT};
-use crate::uapi;
 
-/// At most this many pods or nodes go into one `map-stage` message.
-pub(crate) const STAGE_MAX_ENTRIES: usize = 1000;
+/// `sizeof(struct nlmsghdr)`.
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+/// `sizeof(struct genlmsghdr)`.
+pub(crate) const GENL_HDRLEN: usize = 4;
+const NLA_HDRLEN: usize = 4;
 
-/// And a `map-stage` message stays below this many bytes. The kernel refuses
-/// messages larger than the socket send buffer (`net.core.wmem_default`,
-/// usually 208 KiB) and echoes a failed request in its error reply, so
-/// messages are kept well under both.
-pub(crate) const STAGE_MAX_BYTES: usize = 64 * 1024;
+const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+const NLA_TYPE_MASK: u16 = libc::NLA_TYPE_MASK as u16;
+const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
+const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+const NLMSG_OVERRUN: u16 = libc::NLMSG_OVERRUN as u16;
+pub(crate) const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+pub(crate) const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+pub(crate) const NLM_F_DUMP_INTR: u16 = libc::NLM_F_DUMP_INTR as u16;
+const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
+const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
 
-/// `pod` nest: name, node, then each IPv4 (network byte order) and IPv6.
-pub(crate) fn pod_attr(pod: &Pod) -> Result<Attr, NetlinkError> {
-    let mut children = vec![
-        attr(uapi::pod::NAME, pod.name.as_str())?,
-        attr(uapi::pod::NODE, pod.node.as_str())?,
-    ];
-    for ip in &pod.ips {
-        children.push(match ip {
-            IpAddr::V4(v4) => attr(uapi::pod::IPV4, v4.octets())?,
-            IpAddr::V6(v6) => attr(uapi::pod::IPV6, v6.octets())?,
-        });
+// enum nlmsgerr_attrs and enum netlink_policy_type_attr
+// (include/uapi/linux/netlink.h).
+pub(crate) const NLMSGERR_ATTR_MSG: u16 = 1;
+pub(crate) const NLMSGERR_ATTR_OFFS: u16 = 2;
+pub(crate) const NLMSGERR_ATTR_POLICY: u16 = 4;
+pub(crate) const NLMSGERR_ATTR_MISS_TYPE: u16 = 5;
+pub(crate) const NLMSGERR_ATTR_MISS_NEST: u16 = 6;
+const NL_POLICY_TYPE_ATTR_MIN_VALUE_S: u16 = 2;
+const NL_POLICY_TYPE_ATTR_MAX_VALUE_S: u16 = 3;
+const NL_POLICY_TYPE_ATTR_MIN_VALUE_U: u16 = 4;
+const NL_POLICY_TYPE_ATTR_MAX_VALUE_U: u16 = 5;
+const NL_POLICY_TYPE_ATTR_MIN_LENGTH: u16 = 6;
+const NL_POLICY_TYPE_ATTR_MAX_LENGTH: u16 = 7;
+
+/// Rounds up to the 4-byte netlink alignment.
+pub(crate) fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn encode_err(op: &Op, what: impl fmt::Display) -> NetlinkError {
+    NetlinkError::Encode(format!("{}: {what}", op.name))
+}
+
+// --- encoding -------------------------------------------------------------
+
+/// The value of one attribute; it must fit the attribute's [`Type`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Flag,
+    U16(u16),
+    U32(u32),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// Writes the attributes of one set (a message's top level, or a nest).
+pub(crate) struct Writer<'b> {
+    buf: &'b mut Vec<u8>,
+    op: &'static Op,
+    set: &'static AttrSet,
+    /// The operation's request attributes, at the top level only.
+    allowed: Option<&'static [u16]>,
+    seen: Vec<u16>,
+}
+
+impl Writer<'_> {
+    /// The spec of attribute `id`, if the request may carry it (once more).
+    fn spec(&mut self, id: u16) -> Result<&'static schema::Attr, NetlinkError> {
+        let (op, set) = (self.op, self.set);
+        let attr = set
+            .get(id)
+            .ok_or_else(|| encode_err(op, format!("no attribute {id} in set {}", set.name)))?;
+        if self.allowed.is_some_and(|allowed| !allowed.contains(&id)) {
+            return Err(encode_err(op, format!("request takes no '{}'", attr.name)));
+        }
+        if !attr.multi && self.seen.contains(&id) {
+            return Err(encode_err(op, format!("'{}' given twice", attr.name)));
+        }
+        Ok(attr)
     }
-    nest(uapi::attr::POD, &children)
-}
 
-/// `node` nest: name, and the agent's address and port (host byte order) if
-/// known.
-pub(crate) fn node_attr(node: &Node) -> Result<Attr, NetlinkError> {
-    let mut children = vec![attr(uapi::node::NAME, node.name.as_str())?];
-    if let Some(agent) = node.agent {
-        children.push(match agent.ip() {
-            IpAddr::V4(v4) => attr(uapi::node::IPV4, v4.octets())?,
-            IpAddr::V6(v6) => attr(uapi::node::IPV6, v6.octets())?,
-        });
-        children.push(attr(uapi::node::PORT, agent.port())?);
+    fn emit(&mut self, ty: u16, parts: &[&[u8]]) -> Result<(), NetlinkError> {
+        let len = NLA_HDRLEN + parts.iter().map(|p| p.len()).sum::<usize>();
+        let len = u16::try_from(len).map_err(|_| encode_err(self.op, "attribute too large"))?;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
+        self.buf.resize(align(self.buf.len()), 0);
+        Ok(())
     }
-    nest(uapi::attr::NODE, &children)
-}
 
-/// How a pod shows up in traces and error messages.
-pub(crate) fn pod_label(pod: &Pod) -> String {
-    format!("pod {}", pod.name)
-}
-
-/// How a node shows up in traces and error messages.
-pub(crate) fn node_label(node: &Node) -> String {
-    format!("node {}", node.name)
-}
-
-fn bad(what: &str) -> NetlinkError {
-    NetlinkError::Protocol(format!("malformed {what} attribute in reply"))
-}
-
-fn bytes<const N: usize>(a: &Attr, what: &str) -> Result<[u8; N], NetlinkError> {
-    <[u8; N]>::try_from(a.nla_payload().as_ref()).map_err(|_| bad(what))
-}
-
-pub(crate) fn get_u16(a: &Attr, what: &str) -> Result<u16, NetlinkError> {
-    bytes(a, what).map(u16::from_ne_bytes)
-}
-
-pub(crate) fn get_u32(a: &Attr, what: &str) -> Result<u32, NetlinkError> {
-    bytes(a, what).map(u32::from_ne_bytes)
-}
-
-/// A u64 counter; the kernel may send a 4-byte value when it fits.
-pub(crate) fn get_u64(a: &Attr, what: &str) -> Result<u64, NetlinkError> {
-    match a.nla_payload().len() {
-        4 => get_u32(a, what).map(u64::from),
-        _ => bytes(a, what).map(u64::from_ne_bytes),
+    /// Writes attribute `id` of this set, as the spec says: integers in its
+    /// byte order, strings NUL-terminated, every check enforced.
+    pub fn put(&mut self, id: u16, value: Value<'_>) -> Result<(), NetlinkError> {
+        let a = self.spec(id)?;
+        self.write(a, value)?;
+        self.seen.push(id);
+        Ok(())
     }
-}
 
-/// A NUL-terminated string attribute.
-pub(crate) fn get_string(a: &Attr, what: &str) -> Result<String, NetlinkError> {
-    let raw = a.nla_payload().as_ref();
-    let raw = raw.split(|&c| c == 0).next().unwrap_or_default();
-    String::from_utf8(raw.to_vec()).map_err(|_| bad(what))
-}
-
-fn ipv4(a: &Attr, what: &str) -> Result<IpAddr, NetlinkError> {
-    bytes::<4>(a, what).map(|o| IpAddr::V4(Ipv4Addr::from(o)))
-}
-
-fn ipv6(a: &Attr, what: &str) -> Result<IpAddr, NetlinkError> {
-    bytes::<16>(a, what).map(|o| IpAddr::V6(Ipv6Addr::from(o)))
-}
-
-/// Decodes a `pod` nest. Unknown attributes are skipped so that a newer
-/// module can add some.
-pub(crate) fn parse_pod(a: &Attr) -> Result<Pod, NetlinkError> {
-    let (mut name, mut node, mut ips) = (None, None, Vec::new());
-    for child in nested(a)?.iter() {
-        match attr_type(child) {
-            uapi::pod::NAME => name = Some(get_string(child, "pod name")?),
-            uapi::pod::NODE => node = Some(get_string(child, "pod node")?),
-            uapi::pod::IPV4 => ips.push(ipv4(child, "pod ipv4")?),
-            uapi::pod::IPV6 => ips.push(ipv6(child, "pod ipv6")?),
-            _ => {}
+    fn write(&mut self, a: &'static schema::Attr, value: Value<'_>) -> Result<(), NetlinkError> {
+        let id = a.id;
+        let c = a.checks;
+        let bad = |what: String| Err(encode_err(self.op, format!("'{}' {what}", a.name)));
+        if let Value::U16(v) = value {
+            self.check_int(a, v.into())?;
+        }
+        if let Value::U32(v) = value {
+            self.check_int(a, v.into())?;
+        }
+        match (a.ty, value) {
+            (Type::Flag, Value::Flag) => self.emit(id, &[]),
+            (Type::U16, Value::U16(v)) => match a.big_endian {
+                true => self.emit(id, &[&v.to_be_bytes()]),
+                false => self.emit(id, &[&v.to_ne_bytes()]),
+            },
+            (Type::U32, Value::U32(v)) => match a.big_endian {
+                true => self.emit(id, &[&v.to_be_bytes()]),
+                false => self.emit(id, &[&v.to_ne_bytes()]),
+            },
+            (Type::String, Value::Str(s)) => {
+                if s.contains('\0') {
+                    return bad("contains a NUL byte".to_owned());
+                }
+                if c.max_len.is_some_and(|max| s.len() > max) {
+                    return bad(format!("longer than {} bytes", c.max_len.unwrap_or(0)));
+                }
+                self.emit(id, &[s.as_bytes(), &[0]])
+            }
+            (Type::Binary, Value::Bytes(b)) => {
+                if c.exact_len.is_some_and(|n| b.len() != n)
+                    || c.max_len.is_some_and(|n| b.len() > n)
+                {
+                    return bad(format!("has the wrong size ({} bytes)", b.len()));
+                }
+                self.emit(id, &[b])
+            }
+            (ty, value) => bad(format!("is a {}, not {value:?}", ty.name())),
         }
     }
-    match (name, node) {
-        (Some(name), Some(node)) => Ok(Pod { name, node, ips }),
-        _ => Err(NetlinkError::Protocol(
-            "pod without name or node in reply".to_owned(),
-        )),
+
+    fn check_int(&self, a: &schema::Attr, v: u64) -> Result<(), NetlinkError> {
+        let (min, max) = (a.checks.min, a.checks.max);
+        if min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) {
+            return Err(encode_err(
+                self.op,
+                format!("'{}' value {v} out of range", a.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes nest `id`, flagged `NLA_F_NESTED` (strict policy validation
+    /// requires it), its contents written by `f` in the nested set.
+    pub fn nest(
+        &mut self,
+        id: u16,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>,
+    ) -> Result<(), NetlinkError> {
+        let a = self.spec(id)?;
+        let Type::Nest(set) = a.ty else {
+            return Err(encode_err(self.op, format!("'{}' is not a nest", a.name)));
+        };
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; NLA_HDRLEN]);
+        let mut inner = Writer {
+            buf: self.buf,
+            op: self.op,
+            set,
+            allowed: None,
+            seen: Vec::new(),
+        };
+        f(&mut inner)?;
+        let len = u16::try_from(self.buf.len() - start)
+            .map_err(|_| encode_err(self.op, format!("'{}' nest too large", a.name)))?;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        self.buf[start + 2..start + 4].copy_from_slice(&(id | NLA_F_NESTED).to_ne_bytes());
+        self.seen.push(id);
+        Ok(())
     }
 }
 
-/// Decodes a `node` nest.
-pub(crate) fn parse_node(a: &Attr) -> Result<Node, NetlinkError> {
-    let (mut name, mut ip, mut port) = (None, None, None);
-    for child in nested(a)?.iter() {
-        match attr_type(child) {
-            uapi::node::NAME => name = Some(get_string(child, "node name")?),
-            uapi::node::IPV4 => ip = Some(ipv4(child, "node ipv4")?),
-            uapi::node::IPV6 => ip = Some(ipv6(child, "node ipv6")?),
-            uapi::node::PORT => port = Some(get_u16(child, "node port")?),
-            _ => {}
+/// A top-level attribute of a request: where it sits in the message and how
+/// traces and errors name it (`pod web-1`).
+#[derive(Debug, Clone)]
+pub(crate) struct Span {
+    pub range: Range<usize>,
+    pub attr: &'static schema::Attr,
+    pub label: String,
+}
+
+/// A generic netlink request of one operation, checked against the spec as
+/// it is built.
+pub(crate) struct Request {
+    pub op: &'static Op,
+    dump: bool,
+    attrs: Vec<u8>,
+    seen: Vec<u16>,
+    spans: Vec<Span>,
+}
+
+impl Request {
+    /// A `do` request (acknowledged).
+    pub fn new(op: &'static Op) -> Self {
+        Request {
+            op,
+            dump: false,
+            attrs: Vec::new(),
+            seen: Vec::new(),
+            spans: Vec::new(),
         }
     }
-    let name =
-        name.ok_or_else(|| NetlinkError::Protocol("node without name in reply".to_owned()))?;
-    let agent = ip.map(|ip| SocketAddr::new(ip, port.unwrap_or(DEFAULT_AGENT_PORT)));
-    Ok(Node { name, agent })
+
+    /// A `dump` request.
+    pub fn dump(op: &'static Op) -> Self {
+        Request {
+            dump: true,
+            ..Request::new(op)
+        }
+    }
+
+    fn allowed(&self) -> Option<&'static [u16]> {
+        match self.dump {
+            true => self.op.dump_request,
+            false => self.op.do_request,
+        }
+    }
+
+    fn top(
+        &mut self,
+        label: String,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>,
+    ) -> Result<(), NetlinkError> {
+        let start = self.attrs.len();
+        let allowed = Some(self.allowed().unwrap_or_default());
+        let mut w = Writer {
+            buf: &mut self.attrs,
+            op: self.op,
+            set: self.op.set,
+            allowed,
+            seen: std::mem::take(&mut self.seen),
+        };
+        let written = f(&mut w);
+        self.seen = w.seen;
+        if let Err(e) = written {
+            // Nothing of a failed attribute stays (not even half a nest).
+            self.attrs.truncate(start);
+            return Err(e);
+        }
+        let ty = u16::from_ne_bytes([self.attrs[start + 2], self.attrs[start + 3]]);
+        let attr = self
+            .op
+            .set
+            .get(ty & NLA_TYPE_MASK)
+            .expect("written by Writer");
+        let base = NLMSG_HDRLEN + GENL_HDRLEN;
+        self.spans.push(Span {
+            range: base + start..base + self.attrs.len(),
+            attr,
+            label,
+        });
+        Ok(())
+    }
+
+    /// Appends top-level attribute `id`; `label` names it in traces and
+    /// errors.
+    pub fn put(
+        &mut self,
+        id: u16,
+        value: Value<'_>,
+        label: impl Into<String>,
+    ) -> Result<(), NetlinkError> {
+        self.top(label.into(), |w| w.put(id, value))
+    }
+
+    /// Builder form of [`Request::put`].
+    pub fn with(
+        mut self,
+        id: u16,
+        value: Value<'_>,
+        label: impl Into<String>,
+    ) -> Result<Self, NetlinkError> {
+        self.put(id, value, label)?;
+        Ok(self)
+    }
+
+    /// Appends top-level nest `id`, filled by `f`.
+    pub fn nest(
+        &mut self,
+        id: u16,
+        label: impl Into<String>,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>,
+    ) -> Result<(), NetlinkError> {
+        self.top(label.into(), |w| w.nest(id, f))
+    }
+
+    /// Removes the last top-level attribute again.
+    pub fn pop(&mut self) {
+        if let Some(span) = self.spans.pop() {
+            self.attrs
+                .truncate(span.range.start - NLMSG_HDRLEN - GENL_HDRLEN);
+            if let Some(i) = self.seen.iter().rposition(|&t| t == span.attr.id) {
+                self.seen.remove(i);
+            }
+        }
+    }
+
+    /// Size of the framed message in bytes.
+    pub fn size(&self) -> usize {
+        NLMSG_HDRLEN + GENL_HDRLEN + self.attrs.len()
+    }
+
+    /// Number of top-level attributes of type `ty`.
+    #[cfg(test)]
+    pub fn count(&self, ty: u16) -> usize {
+        self.spans.iter().filter(|s| s.attr.id == ty).count()
+    }
+
+    /// Frames the request for family `family`: `NLM_F_REQUEST` plus
+    /// `NLM_F_ACK` (do) or `NLM_F_DUMP`.
+    pub fn encode(self, family: u16, version: u8, seq: u32) -> Result<Encoded, NetlinkError> {
+        if self.allowed().is_none() {
+            let mode = if self.dump { "dump" } else { "do" };
+            return Err(encode_err(self.op, format!("has no {mode} mode")));
+        }
+        let flags = NLM_F_REQUEST | if self.dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let len =
+            u32::try_from(self.size()).map_err(|_| encode_err(self.op, "request too large"))?;
+        let mut bytes = Vec::with_capacity(self.size());
+        bytes.extend_from_slice(&len.to_ne_bytes());
+        bytes.extend_from_slice(&family.to_ne_bytes());
+        bytes.extend_from_slice(&flags.to_ne_bytes());
+        bytes.extend_from_slice(&seq.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+        bytes.extend_from_slice(&[self.op.cmd, version, 0, 0]);
+        bytes.extend_from_slice(&self.attrs);
+        Ok(Encoded {
+            op: self.op,
+            seq,
+            bytes,
+            spans: self.spans,
+        })
+    }
 }
 
-/// Cuts `table` into `map-stage` requests: the first carries `begin`, nodes
-/// come before pods (so a pod's node is always known by the time it is
-/// staged), and each message stays within [`STAGE_MAX_ENTRIES`] and
-/// [`STAGE_MAX_BYTES`]. Everything is encoded before anything is sent, so an
-/// unencodable entry cannot leave a half-staged table behind.
-pub(crate) fn stage_requests(table: &PodNodeTable) -> Result<Vec<Request>, NetlinkError> {
-    let begin = || -> Result<Request, NetlinkError> {
-        Ok(Request::new(uapi::cmd::MAP_STAGE)
-            .with(attr(uapi::attr::BEGIN, Buffer::new())?, "begin"))
-    };
-    let entries = table
-        .nodes()
-        .iter()
-        .map(|n| Ok((node_attr(n)?, node_label(n))))
-        .chain(
-            table
-                .pods()
-                .iter()
-                .map(|p| Ok((pod_attr(p)?, pod_label(p)))),
-        );
+/// A framed request, and where each of its top-level attributes sits.
+pub(crate) struct Encoded {
+    pub op: &'static Op,
+    pub seq: u32,
+    pub bytes: Vec<u8>,
+    pub spans: Vec<Span>,
+}
 
-    let mut requests = vec![begin()?];
-    let mut in_current = 0;
-    for entry in entries {
-        let (a, label): (Attr, String) = entry?;
-        let current = requests.last().map_or(0, Request::size);
-        if in_current == STAGE_MAX_ENTRIES
-            || (in_current > 0 && current + attr_size(&a) > STAGE_MAX_BYTES)
+impl Encoded {
+    fn span_at(&self, offset: usize) -> Option<&Span> {
+        self.spans.iter().find(|s| s.range.contains(&offset))
+    }
+
+    /// Names the request attribute at byte `offset`: `pod web-1`, or
+    /// `pod web-1: ipv4 10.0.0.1` for an attribute inside a nest.
+    fn describe_at(&self, offset: usize) -> Option<String> {
+        let span = self.span_at(offset)?;
+        let Type::Nest(set) = span.attr.ty else {
+            return Some(span.label.clone());
+        };
+        let start = span.range.start + NLA_HDRLEN;
+        if offset < start {
+            return Some(span.label.clone());
+        }
+        let mut at = start;
+        for child in Attrs::parse(&self.bytes[start..span.range.end])
+            .ok()?
+            .iter()
         {
-            requests.push(Request::new(uapi::cmd::MAP_STAGE));
-            in_current = 0;
+            let end = at + align(NLA_HDRLEN + child.payload.len());
+            if (at..end).contains(&offset) {
+                let Some(spec) = set.get(child.ty) else { break };
+                return Some(format!("{}: {}", span.label, render(spec, child)));
+            }
+            at = end;
         }
-        if let Some(request) = requests.last_mut() {
-            request.push(a, label);
-        }
-        in_current += 1;
+        Some(span.label.clone())
     }
-    Ok(requests)
+
+    /// Adds to `err` the request's operation and, in the spec's terms, the
+    /// attribute the kernel objected to or found missing.
+    pub fn annotate(&self, mut err: KernelError) -> KernelError {
+        err.op = Some(self.op.name);
+        err.context = err.offset.map(|o| {
+            self.describe_at(o as usize)
+                .unwrap_or(format!("offset {o}"))
+        });
+        if let Some(ty) = err.missing_type {
+            let set = match err.missing_nest {
+                None => Some(self.op.set),
+                Some(nest) => {
+                    let span = self.span_at(nest as usize);
+                    if err.context.is_none() {
+                        err.context = span.map(|s| s.label.clone());
+                    }
+                    span.and_then(|s| match s.attr.ty {
+                        Type::Nest(set) => Some(set),
+                        _ => None,
+                    })
+                }
+            };
+            let name = set.and_then(|s| u16::try_from(ty).ok().and_then(|t| s.get(t)));
+            err.missing = Some(match (name, set) {
+                (Some(a), Some(s)) if s.name != self.op.set.name => {
+                    format!("missing attribute '{}' in {}", a.name, s.name)
+                }
+                (Some(a), _) => format!("missing attribute '{}'", a.name),
+                (None, _) => format!("missing attribute {ty}"),
+            });
+        }
+        err
+    }
 }
 
-fn attr_size(a: &Attr) -> usize {
-    use neli::Size;
-    a.padded_size()
+/// An attribute and, for numbers and addresses, its value.
+fn render(spec: &schema::Attr, a: RawAttr<'_>) -> String {
+    let value = match (spec.hint, spec.ty) {
+        (Hint::Ipv4, _) => a.ipv4().ok().map(|ip| ip.to_string()),
+        (Hint::Ipv6, _) => a.ipv6().ok().map(|ip| ip.to_string()),
+        (_, Type::U16) => a.u16().ok().map(|v| v.to_string()),
+        (_, Type::U32) => a.u32().ok().map(|v| v.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(v) => format!("{} {v}", spec.name),
+        None => spec.name.to_owned(),
+    }
 }
 
-/// Every `pod` nest at the top level of `attrs`.
-pub(crate) fn pods_in(attrs: &GenlBuffer<u16, Buffer>) -> Result<Vec<Pod>, NetlinkError> {
-    attrs
-        .iter()
-        .filter(|a| attr_type(a) == uapi::attr::POD)
-        .map(parse_pod)
-        .collect()
+/// One trace line per request: every attribute for small requests, counts
+/// for the large `map-stage` batches.
+pub(crate) fn describe_request(encoded: &Encoded) -> String {
+    const LISTED: usize = 4;
+    let labels: Vec<&str> = encoded.spans.iter().map(|s| s.label.as_str()).collect();
+    let attrs = if labels.len() <= LISTED {
+        labels.join(", ")
+    } else {
+        let count = |name| encoded.spans.iter().filter(|s| s.attr.name == name).count();
+        let begin = if count("begin") > 0 { "begin, " } else { "" };
+        format!(
+            "{begin}{} nodes, {} pods ({} .. {})",
+            count("node"),
+            count("pod"),
+            labels.iter().find(|l| **l != "begin").unwrap_or(&""),
+            labels.last().unwrap_or(&"")
+        )
+    };
+    let sep = if attrs.is_empty() { "" } else { ": " };
+    format!(
+        "-> {} seq {} ({} bytes){sep}{attrs}",
+        encoded.op.name,
+        encoded.seq,
+        encoded.bytes.len()
+    )
 }
 
-/// Every `node` nest at the top level of `attrs`.
-pub(crate) fn nodes_in(attrs: &GenlBuffer<u16, Buffer>) -> Result<Vec<Node>, NetlinkError> {
-    attrs
-        .iter()
-        .filter(|a| attr_type(a) == uapi::attr::NODE)
-        .map(parse_node)
-        .collect()
+// --- decoding -------------------------------------------------------------
+
+fn protocol(what: impl Into<String>) -> NetlinkError {
+    NetlinkError::Protocol(what.into())
 }
 
-/// The first top-level attribute of type `ty`.
-pub(crate) fn find(attrs: &GenlBuffer<u16, Buffer>, ty: u16) -> Option<&Attr> {
-    attrs.iter().find(|a| attr_type(a) == ty)
+/// One received attribute (type without the nested/byte-order flags).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawAttr<'a> {
+    pub ty: u16,
+    pub payload: &'a [u8],
+}
+
+impl<'a> RawAttr<'a> {
+    fn array<const N: usize>(&self) -> Result<[u8; N], NetlinkError> {
+        <[u8; N]>::try_from(self.payload)
+            .map_err(|_| protocol(format!("attribute {} is not {N} bytes", self.ty)))
+    }
+    pub fn u16(&self) -> Result<u16, NetlinkError> {
+        self.array().map(u16::from_ne_bytes)
+    }
+    pub fn u32(&self) -> Result<u32, NetlinkError> {
+        self.array().map(u32::from_ne_bytes)
+    }
+    /// The kernel sends u64 counters as 8 bytes (`nla_put_u64_64bit`).
+    pub fn u64(&self) -> Result<u64, NetlinkError> {
+        self.array().map(u64::from_ne_bytes)
+    }
+    /// A big-endian IPv4 address.
+    pub fn ipv4(&self) -> Result<Ipv4Addr, NetlinkError> {
+        self.array().map(Ipv4Addr::from)
+    }
+    pub fn ipv6(&self) -> Result<Ipv6Addr, NetlinkError> {
+        self.array().map(Ipv6Addr::from)
+    }
+    /// A NUL-terminated string.
+    pub fn string(&self) -> Result<String, NetlinkError> {
+        let raw = self.payload.split(|&c| c == 0).next().unwrap_or_default();
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| protocol(format!("attribute {} is not UTF-8", self.ty)))
+    }
+    pub fn nested(&self) -> Result<Attrs<'a>, NetlinkError> {
+        Attrs::parse(self.payload)
+    }
+}
+
+/// A run of attributes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Attrs<'a>(Vec<RawAttr<'a>>);
+
+impl<'a> Attrs<'a> {
+    pub fn parse(mut b: &'a [u8]) -> Result<Self, NetlinkError> {
+        let mut out = Vec::new();
+        while b.len() >= NLA_HDRLEN {
+            let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+            let ty = u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK;
+            if len < NLA_HDRLEN || len > b.len() {
+                return Err(protocol(format!(
+                    "attribute length {len} does not fit {} bytes",
+                    b.len()
+                )));
+            }
+            out.push(RawAttr {
+                ty,
+                payload: &b[NLA_HDRLEN..len],
+            });
+            b = &b[align(len).min(b.len())..];
+        }
+        Ok(Attrs(out))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RawAttr<'a>> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The first attribute of type `ty`.
+    pub fn get(&self, ty: u16) -> Option<RawAttr<'a>> {
+        self.iter().find(|a| a.ty == ty)
+    }
+
+    /// Every attribute of type `ty`.
+    pub fn all(&self, ty: u16) -> impl Iterator<Item = RawAttr<'a>> + '_ {
+        self.iter().filter(move |a| a.ty == ty)
+    }
+}
+
+/// One message of a received datagram.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A generic netlink reply (a `do` reply or one part of a dump); `attrs`
+    /// are the bytes after the genetlink header.
+    Data {
+        seq: u32,
+        flags: u16,
+        attrs: Vec<u8>,
+    },
+    /// `NLMSG_ERROR` with error 0: the request succeeded.
+    Ack { seq: u32 },
+    /// `NLMSG_ERROR` with an error.
+    Error { seq: u32, error: KernelError },
+    /// `NLMSG_DONE`: the end of a dump, which may itself have failed.
+    Done {
+        seq: u32,
+        flags: u16,
+        error: Option<KernelError>,
+    },
+    /// `NLMSG_NOOP`, to be skipped.
+    Noop,
+}
+
+impl Message {
+    pub fn seq(&self) -> Option<u32> {
+        match self {
+            Message::Data { seq, .. }
+            | Message::Ack { seq }
+            | Message::Error { seq, .. }
+            | Message::Done { seq, .. } => Some(*seq),
+            Message::Noop => None,
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Splits a datagram into messages. Each message is framed by its own
+/// `nlmsg_len`, so one odd message cannot desynchronise the rest.
+pub(crate) fn parse_datagram(mut buf: &[u8]) -> Result<Vec<Message>, NetlinkError> {
+    let mut messages = Vec::new();
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32_at(buf, 0) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return Err(protocol(format!(
+                "message length {len} does not fit the {} bytes received",
+                buf.len()
+            )));
+        }
+        messages.push(parse_message(&buf[..len])?);
+        buf = &buf[align(len).min(buf.len())..];
+    }
+    Ok(messages)
+}
+
+fn parse_message(msg: &[u8]) -> Result<Message, NetlinkError> {
+    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+    let flags = u16::from_ne_bytes([msg[6], msg[7]]);
+    let seq = u32_at(msg, 8);
+    let body = &msg[NLMSG_HDRLEN..];
+    // NLMSG_ERROR and NLMSG_DONE start with a negative errno.
+    let errno = || (body.len() >= 4).then(|| -(u32_at(body, 0) as i32));
+    match ty {
+        NLMSG_NOOP => Ok(Message::Noop),
+        NLMSG_OVERRUN => Err(protocol("kernel reported overrun")),
+        NLMSG_ERROR => {
+            let errno = errno().ok_or_else(|| protocol("truncated error message"))?;
+            if errno == 0 {
+                return Ok(Message::Ack { seq });
+            }
+            // Then the failed request's header, and its payload unless capped;
+            // then the extended ack.
+            let echoed = match body.get(4..8) {
+                Some(_) if flags & NLM_F_CAPPED == 0 => align(u32_at(body, 4) as usize),
+                _ => NLMSG_HDRLEN,
+            };
+            let tlvs = body.get(4 + echoed..).unwrap_or_default();
+            let error = KernelError::new(errno).with_ext_ack(flags, tlvs);
+            Ok(Message::Error { seq, error })
+        }
+        NLMSG_DONE => {
+            let error = errno()
+                .filter(|&e| e != 0)
+                .map(|e| KernelError::new(e).with_ext_ack(flags, &body[4..]));
+            Ok(Message::Done { seq, flags, error })
+        }
+        _ => {
+            let attrs = body
+                .get(GENL_HDRLEN..)
+                .ok_or_else(|| protocol("reply without genetlink header"))?;
+            Ok(Message::Data {
+                seq,
+                flags,
+                attrs: attrs.to_vec(),
+            })
+        }
+    }
+}
+
+/// An error the kernel returned for a request, with its extended ack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct KernelError {
+    /// Positive errno.
+    pub errno: i32,
+    /// `NLMSGERR_ATTR_MSG`: the kernel's explanation, if it gave one.
+    pub message: Option<String>,
+    /// `NLMSGERR_ATTR_OFFS`: byte offset of the offending attribute.
+    pub offset: Option<u32>,
+    /// `NLMSGERR_ATTR_POLICY`, in words: what the attribute must satisfy.
+    pub policy: Option<String>,
+    /// `NLMSGERR_ATTR_MISS_TYPE`: a required attribute that was missing.
+    pub missing_type: Option<u32>,
+    /// `NLMSGERR_ATTR_MISS_NEST`: offset of the nest it was missing from.
+    pub missing_nest: Option<u32>,
+    /// The missing attribute in the spec's terms.
+    pub missing: Option<String>,
+    /// The operation that failed.
+    pub op: Option<&'static str>,
+    /// The request attribute the error points at, e.g. `pod web-1`.
+    pub context: Option<String>,
+}
+
+impl KernelError {
+    pub(crate) fn new(errno: i32) -> Self {
+        KernelError {
+            errno,
+            message: None,
+            offset: None,
+            policy: None,
+            missing_type: None,
+            missing_nest: None,
+            missing: None,
+            op: None,
+            context: None,
+        }
+    }
+
+    /// Fills in the extended-ack attributes found in `tlvs`, if `flags`
+    /// says there are any.
+    fn with_ext_ack(mut self, flags: u16, tlvs: &[u8]) -> Self {
+        if flags & NLM_F_ACK_TLVS == 0 {
+            return self;
+        }
+        // The error code is what matters; a garbled ext-ack only loses detail.
+        let Ok(attrs) = Attrs::parse(tlvs) else {
+            return self;
+        };
+        for a in attrs.iter() {
+            match a.ty {
+                NLMSGERR_ATTR_MSG => {
+                    let text = a.string().unwrap_or_default().trim().to_owned();
+                    self.message = Some(text).filter(|t| !t.is_empty());
+                }
+                NLMSGERR_ATTR_OFFS => self.offset = a.u32().ok(),
+                NLMSGERR_ATTR_MISS_TYPE => self.missing_type = a.u32().ok(),
+                NLMSGERR_ATTR_MISS_NEST => self.missing_nest = a.u32().ok(),
+                NLMSGERR_ATTR_POLICY => self.policy = a.nested().ok().and_then(describe_policy),
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// `kernel: Invalid argument (EINVAL): pod name missing (at pod web-1)`.
+    fn render(&self) -> String {
+        let mut out = format!("kernel: {}", describe_errno(self.errno));
+        let details: Vec<&str> = [&self.message, &self.missing, &self.policy]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !details.is_empty() {
+            out = format!("{out}: {}", details.join("; "));
+        }
+        if let Some(context) = &self.context {
+            out = format!("{out} (at {context})");
+        }
+        out
+    }
+}
+
+/// The bounds of an `NLMSGERR_ATTR_POLICY` nest, in words.
+fn describe_policy(policy: Attrs<'_>) -> Option<String> {
+    let num = |ty| {
+        policy.get(ty).and_then(|a| match a.payload.len() {
+            8 => a.u64().ok().map(|v| v.to_string()),
+            4 => a.u32().ok().map(|v| v.to_string()),
+            _ => None,
+        })
+    };
+    let signed = |ty| {
+        policy
+            .get(ty)
+            .and_then(|a| a.array().ok())
+            .map(i64::from_ne_bytes)
+    };
+    let (min_len, max_len) = (
+        num(NL_POLICY_TYPE_ATTR_MIN_LENGTH),
+        num(NL_POLICY_TYPE_ATTR_MAX_LENGTH),
+    );
+    let length = match (min_len, max_len) {
+        (Some(a), Some(b)) if a == b => Some(format!("length must be {a}")),
+        (Some(a), Some(b)) => Some(format!("length must be {a}..{b}")),
+        (None, Some(b)) => Some(format!("length must be at most {b}")),
+        (Some(a), None) => Some(format!("length must be at least {a}")),
+        (None, None) => None,
+    };
+    let range = match (
+        num(NL_POLICY_TYPE_ATTR_MIN_VALUE_U),
+        num(NL_POLICY_TYPE_ATTR_MAX_VALUE_U),
+    ) {
+        (Some(a), Some(b)) => Some(format!("value must be {a}..{b}")),
+        _ => match (
+            signed(NL_POLICY_TYPE_ATTR_MIN_VALUE_S),
+            signed(NL_POLICY_TYPE_ATTR_MAX_VALUE_S),
+        ) {
+            (Some(a), Some(b)) => Some(format!("value must be {a}..{b}")),
+            _ => None,
+        },
+    };
+    let parts: Vec<String> = length.into_iter().chain(range).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// `Invalid argument (EINVAL)`: the text plus the symbolic name, since the
+/// name is what people search kernel sources for.
+pub(crate) fn describe_errno(errno: i32) -> String {
+    match Errno::from_raw(errno) {
+        Errno::UnknownErrno => format!("unknown error (errno {errno})"),
+        e => format!("{} ({e:?})", e.desc()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::wire::{parse_attrs, GENL_HDRLEN, NLMSG_HDRLEN};
-    use neli::consts::nl::NlmF;
+    use crate::uapi;
+    use schema::{MAP_ADD, MAP_GET, MODE_SET};
 
-    fn roundtrip_attrs(request: Request) -> GenlBuffer<u16, Buffer> {
-        let enc = request.encode(0x20, 1, NlmF::ACK, 1).unwrap();
-        parse_attrs(&enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..]).unwrap()
+    /// An `NLMSG_ERROR` for `request` as the kernel builds it; `tlvs` are
+    /// (type, payload) ext-ack attributes.
+    fn error_reply(request: &[u8], errno: i32, capped: bool, tlvs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut body = (-errno).to_ne_bytes().to_vec();
+        body.extend_from_slice(if capped {
+            &request[..NLMSG_HDRLEN]
+        } else {
+            request
+        });
+        let mut flags = if capped { NLM_F_CAPPED } else { 0 };
+        if !tlvs.is_empty() {
+            flags |= NLM_F_ACK_TLVS;
+        }
+        for (ty, payload) in tlvs {
+            body.extend_from_slice(&((NLA_HDRLEN + payload.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&ty.to_ne_bytes());
+            body.extend_from_slice(payload);
+            body.resize(align(body.len()), 0);
+        }
+        let mut msg = ((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes().to_vec();
+        msg.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        msg.extend_from_slice(&flags.to_ne_bytes());
+        msg.extend_from_slice(&request[8..16]); // seq, pid
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    fn text(s: &str) -> Vec<u8> {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    }
+
+    /// map-add: a node nest, then a pod nest (name, node, two IPv4s).
+    fn sample_request() -> Encoded {
+        let mut r = Request::new(&MAP_ADD);
+        r.nest(uapi::attr::NODE, "node n", |w| {
+            w.put(uapi::node::NAME, Value::Str("n"))
+        })
+        .unwrap();
+        r.nest(uapi::attr::POD, "pod web-1", |w| {
+            w.put(uapi::pod::NAME, Value::Str("web-1"))?;
+            w.put(uapi::pod::NODE, Value::Str("n"))?;
+            w.put(uapi::pod::IPV4, Value::U32(0x0a00_0001))?;
+            w.put(uapi::pod::IPV4, Value::U32(0x0a00_0002))
+        })
+        .unwrap();
+        r.encode(0x20, 1, 7).unwrap()
+    }
+
+    fn error_of(reply: &[u8]) -> KernelError {
+        let msgs = parse_datagram(reply).unwrap();
+        let [Message::Error { seq: 7, error }] = msgs.as_slice() else {
+            panic!("{msgs:?}")
+        };
+        error.clone()
     }
 
     #[test]
-    fn pod_and_node_roundtrip() {
-        let pod = Pod::parse("web-1", "node-1", &["10.0.0.5", "fd00::5", "192.168.1.2"]).unwrap();
-        let node = Node::parse("node-1", Some("[fd00::1]:9000")).unwrap();
-        let bare = Node::parse("node-2", None).unwrap();
-        let attrs = roundtrip_attrs(
-            Request::new(uapi::cmd::MAP_ADD)
-                .with(pod_attr(&pod).unwrap(), "p")
-                .with(node_attr(&node).unwrap(), "n")
-                .with(node_attr(&bare).unwrap(), "b"),
+    fn framing() {
+        let enc = sample_request();
+        let b = &enc.bytes;
+        assert_eq!(u32_at(b, 0) as usize, b.len());
+        assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 0x20);
+        assert_eq!(u16::from_ne_bytes([b[6], b[7]]), NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(u32_at(b, 8), 7);
+        assert_eq!(&b[16..20], &[uapi::cmd::MAP_ADD, 1, 0, 0]);
+        let attrs = Attrs::parse(&b[20..]).unwrap();
+        let pod = attrs.get(uapi::attr::POD).unwrap().nested().unwrap();
+        assert_eq!(pod.get(uapi::pod::NAME).unwrap().payload, b"web-1\0");
+        assert_eq!(pod.get(uapi::pod::IPV4).unwrap().payload, &[10, 0, 0, 1]);
+        assert_eq!(pod.all(uapi::pod::IPV4).count(), 2);
+        let nested_flag = u16::from_ne_bytes([
+            b[enc.spans[1].range.start + 2],
+            b[enc.spans[1].range.start + 3],
+        ]);
+        assert_eq!(nested_flag, uapi::attr::POD | NLA_F_NESTED);
+        assert_eq!(enc.spans[0].range.start, 20);
+        let dump = Request::dump(&MAP_GET).encode(0x20, 1, 8).unwrap();
+        assert_eq!(
+            u16::from_ne_bytes([dump.bytes[6], dump.bytes[7]]),
+            NLM_F_REQUEST | NLM_F_DUMP
         );
-        assert_eq!(pods_in(&attrs).unwrap(), vec![pod]);
-        assert_eq!(nodes_in(&attrs).unwrap(), vec![node, bare]);
     }
 
     #[test]
-    fn ipv4_is_network_order_and_port_host_order() {
-        let pod = Pod::parse("a", "b", &["10.1.2.3"]).unwrap();
-        let children = nested(&pod_attr(&pod).unwrap()).unwrap();
-        let ip = children
-            .iter()
-            .find(|a| attr_type(a) == uapi::pod::IPV4)
-            .unwrap();
-        assert_eq!(ip.nla_payload().as_ref(), &[10, 1, 2, 3]);
-        let node = Node::parse("b", Some("10.0.0.1")).unwrap();
-        let children = nested(&node_attr(&node).unwrap()).unwrap();
-        let port = children
-            .iter()
-            .find(|a| attr_type(a) == uapi::node::PORT)
-            .unwrap();
-        assert_eq!(port.nla_payload().as_ref(), &7443u16.to_ne_bytes());
+    fn encoder_enforces_the_spec() {
+        let err = |r: Result<(), NetlinkError>| r.unwrap_err().to_string();
+        let mut r = Request::new(&MODE_SET);
+        assert_eq!(
+            err(r.put(uapi::attr::MODE, Value::U32(3), "mode")),
+            "cannot encode request: mode-set: 'mode' value 3 out of range"
+        );
+        assert_eq!(
+            err(r.put(uapi::attr::POD_NAME, Value::Str("x"), "x")),
+            "cannot encode request: mode-set: request takes no 'pod-name'"
+        );
+        r.put(uapi::attr::MODE, Value::U32(2), "mode").unwrap();
+        assert_eq!(
+            err(r.put(uapi::attr::MODE, Value::U32(1), "mode")),
+            "cannot encode request: mode-set: 'mode' given twice"
+        );
+        let mut r = Request::new(&MAP_GET);
+        assert_eq!(
+            err(r.put(uapi::attr::IPV4, Value::Str("10.0.0.1"), "ip")),
+            "cannot encode request: map-get: 'ipv4' is a u32, not Str(\"10.0.0.1\")"
+        );
+        assert_eq!(
+            err(r.put(uapi::attr::IPV6, Value::Bytes(&[0; 4]), "ip")),
+            "cannot encode request: map-get: 'ipv6' has the wrong size (4 bytes)"
+        );
+        let long = "a".repeat(uapi::POD_NAME_MAX_LEN + 1);
+        assert_eq!(
+            err(r.put(uapi::attr::POD_NAME, Value::Str(&long), "p")),
+            "cannot encode request: map-get: 'pod-name' longer than 317 bytes"
+        );
+        assert_eq!(
+            r.size(),
+            NLMSG_HDRLEN + GENL_HDRLEN,
+            "failed puts leave nothing"
+        );
+        assert!(Request::dump(&MODE_SET).encode(1, 1, 1).is_err());
+        let mut r = Request::new(&MAP_ADD);
+        let nested = r.nest(uapi::attr::POD, "p", |w| {
+            w.put(uapi::pod::HOST_NETWORK, Value::Flag)?;
+            w.put(uapi::pod::HOST_NETWORK, Value::Flag)
+        });
+        assert_eq!(
+            err(nested),
+            "cannot encode request: map-add: 'host-network' given twice"
+        );
     }
 
     #[test]
-    fn staging_splits_large_tables() {
-        let mut text = String::from("node node-0 10.0.0.1\nnode node-1 [fd00::1]:1\n");
-        for i in 0..2500u32 {
-            let ip = std::net::Ipv4Addr::from(0x0a80_0000 + i);
-            text.push_str(&format!("pod-{i} node-{} {ip}\n", i % 2));
+    fn error_with_message_and_offset_into_a_nest() {
+        let enc = sample_request();
+        let pod = enc.spans[1].range.start;
+        // The second ipv4 of the pod: header 4 + name 12 + node 8 + ipv4 8.
+        let offset = (pod + 4 + 12 + 8 + 8) as u32;
+        let reply = error_reply(
+            &enc.bytes,
+            libc::EEXIST,
+            false,
+            &[
+                (
+                    NLMSGERR_ATTR_MSG,
+                    text("IP address already belongs to a pod"),
+                ),
+                (NLMSGERR_ATTR_OFFS, offset.to_ne_bytes().to_vec()),
+            ],
+        );
+        let error = error_of(&reply);
+        assert_eq!(
+            error.to_string(),
+            "kernel: File exists (EEXIST): IP address already belongs to a pod"
+        );
+        assert_eq!(
+            enc.annotate(error).to_string(),
+            "kernel: File exists (EEXIST): IP address already belongs to a pod \
+             (at pod web-1: ipv4 10.0.0.2)"
+        );
+        // Pointing at the nest itself names just the pod.
+        let reply = error_reply(
+            &enc.bytes,
+            libc::EINVAL,
+            true,
+            &[(NLMSGERR_ATTR_OFFS, (pod as u32).to_ne_bytes().to_vec())],
+        );
+        assert_eq!(
+            enc.annotate(error_of(&reply)).to_string(),
+            "kernel: Invalid argument (EINVAL) (at pod web-1)"
+        );
+    }
+
+    #[test]
+    fn policy_violation_shows_the_bound() {
+        let enc = sample_request();
+        let name = enc.spans[1].range.start as u32 + 4;
+        let mut policy = Vec::new();
+        for (ty, v) in [(1u16, 5u32), (NL_POLICY_TYPE_ATTR_MAX_LENGTH, 317)] {
+            policy.extend_from_slice(&8u16.to_ne_bytes());
+            policy.extend_from_slice(&ty.to_ne_bytes());
+            policy.extend_from_slice(&v.to_ne_bytes());
         }
-        let table = PodNodeTable::from_str(&text, "t").unwrap();
-        let requests = stage_requests(&table).unwrap();
-        assert_eq!(requests.len(), 3);
-        assert_eq!(requests[0].count(uapi::attr::BEGIN), 1);
-        assert_eq!(requests[0].count(uapi::attr::NODE), 2);
-        assert!(requests[1..]
-            .iter()
-            .all(|r| r.count(uapi::attr::BEGIN) == 0));
-        let pods: usize = requests.iter().map(|r| r.count(uapi::attr::POD)).sum();
-        assert_eq!(pods, 2500);
-        for r in &requests {
-            assert!(r.count(uapi::attr::POD) + r.count(uapi::attr::NODE) <= STAGE_MAX_ENTRIES);
-            assert!(r.size() <= STAGE_MAX_BYTES);
-        }
-        // Order is preserved across messages.
-        let all: Vec<Pod> = requests
-            .into_iter()
-            .flat_map(|r| pods_in(&roundtrip_attrs(r)).unwrap())
-            .collect();
-        assert_eq!(all, table.pods());
+        let reply = error_reply(
+            &enc.bytes,
+            libc::ERANGE,
+            false,
+            &[
+                (
+                    NLMSGERR_ATTR_MSG,
+                    text("Attribute failed policy validation"),
+                ),
+                (NLMSGERR_ATTR_OFFS, name.to_ne_bytes().to_vec()),
+                (NLMSGERR_ATTR_POLICY, policy),
+            ],
+        );
+        assert_eq!(
+            enc.annotate(error_of(&reply)).to_string(),
+            "kernel: Math result not representable (ERANGE): Attribute failed policy validation; \
+             length must be at most 317 (at pod web-1: name)"
+        );
     }
 
     #[test]
-    fn staging_respects_byte_budget() {
-        let long = |p: &str, i: usize| format!("{p}{i}-{}", "x".repeat(240));
-        let mut text = String::new();
-        for i in 0..1000 {
-            let ips: Vec<String> = (0..8).map(|j| format!("fd00::{:x}:{j}", i + 1)).collect();
-            text.push_str(&format!(
-                "{} {} {}\n",
-                long("p", i),
-                long("n", i % 3),
-                ips.join(" ")
-            ));
-        }
-        let table = PodNodeTable::from_str(&text, "t").unwrap();
-        let requests = stage_requests(&table).unwrap();
-        assert!(requests.len() > 1);
-        assert!(requests.iter().all(|r| r.size() <= STAGE_MAX_BYTES));
+    fn missing_attribute_in_a_nest() {
+        let enc = sample_request();
+        let reply = error_reply(
+            &enc.bytes,
+            libc::EINVAL,
+            true,
+            &[
+                (
+                    NLMSGERR_ATTR_MISS_TYPE,
+                    u32::from(uapi::pod::NODE).to_ne_bytes().to_vec(),
+                ),
+                (
+                    NLMSGERR_ATTR_MISS_NEST,
+                    (enc.spans[1].range.start as u32).to_ne_bytes().to_vec(),
+                ),
+            ],
+        );
+        let error = enc.annotate(error_of(&reply));
+        assert_eq!(error.op, Some("map-add"));
+        assert_eq!(
+            error.to_string(),
+            "kernel: Invalid argument (EINVAL): missing attribute 'node' in pod (at pod web-1)"
+        );
+        // At the top level, without a nest.
+        let reply = error_reply(
+            &enc.bytes,
+            libc::EINVAL,
+            true,
+            &[(
+                NLMSGERR_ATTR_MISS_TYPE,
+                u32::from(uapi::attr::POD_NAME).to_ne_bytes().to_vec(),
+            )],
+        );
+        assert_eq!(
+            enc.annotate(error_of(&reply)).to_string(),
+            "kernel: Invalid argument (EINVAL): missing attribute 'pod-name'"
+        );
     }
 
     #[test]
-    fn empty_table_is_a_lone_begin() {
-        let requests = stage_requests(&PodNodeTable::new()).unwrap();
-        assert_eq!(requests.len(), 1);
-        assert_eq!(requests[0].count(uapi::attr::BEGIN), 1);
-        assert_eq!(requests[0].count(uapi::attr::POD), 0);
+    fn error_ack_and_done_in_one_datagram() {
+        let enc = sample_request();
+        let mut dgram = error_reply(&enc.bytes, libc::EPERM, false, &[]);
+        let mut ack = error_reply(&enc.bytes, 0, true, &[]);
+        ack[8..12].copy_from_slice(&8u32.to_ne_bytes());
+        dgram.extend_from_slice(&ack);
+        let mut done = 20u32.to_ne_bytes().to_vec();
+        done.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        done.extend_from_slice(&(libc::NLM_F_MULTI as u16 | NLM_F_DUMP_INTR).to_ne_bytes());
+        done.extend_from_slice(&9u32.to_ne_bytes());
+        done.extend_from_slice(&0u32.to_ne_bytes());
+        done.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        dgram.extend_from_slice(&done);
+        let msgs = parse_datagram(&dgram).unwrap();
+        assert_eq!(msgs.len(), 3);
+        let Message::Error { error, .. } = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(error.to_string(), "kernel: Operation not permitted (EPERM)");
+        assert!(matches!(msgs[1], Message::Ack { seq: 8 }));
+        let Message::Done {
+            seq: 9,
+            flags,
+            error: Some(e),
+        } = &msgs[2]
+        else {
+            panic!()
+        };
+        assert_eq!(e.errno, libc::ENOENT);
+        assert_ne!(flags & NLM_F_DUMP_INTR, 0);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors_not_panics() {
+        let mut b = sample_request().bytes;
+        b[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(parse_datagram(&b).is_err());
+        b[0..4].copy_from_slice(&3u32.to_ne_bytes());
+        assert!(parse_datagram(&b).is_err());
+        assert!(Attrs::parse(&[9, 0, 1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(describe_errno(libc::EINVAL), "Invalid argument (EINVAL)");
+        assert_eq!(
+            describe_errno(libc::ERANGE),
+            "Math result not representable (ERANGE)"
+        );
+        assert_eq!(describe_errno(4000), "unknown error (errno 4000)");
     }
 }
