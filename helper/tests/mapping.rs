@@ -454,3 +454,181 @@ fn hundred_thousand_entries() {
     assert_eq!(printed.lines().count(), 3 + 100_000);
     assert!(printed.starts_with("Pod-Node Mapping Table (100000 entries):\n"));
 }
+
+#[test]
+fn namespaced_pods() {
+    let table = parse(
+        "shop/redis-0 node-1 10.0.0.1\n\
+         billing/redis-0 node-2 10.0.0.2\n\
+         redis-0 node-3\n",
+    );
+    assert_eq!(table.len(), 3, "same name in two namespaces is two pods");
+    assert_eq!(table.node_of("shop/redis-0"), Some("node-1"));
+    assert_eq!(table.node_of("billing/redis-0"), Some("node-2"));
+    assert_eq!(table.node_of("redis-0"), Some("node-3"));
+    assert_eq!(
+        error("shop/redis-0 node-1\nshop/redis-0 node-2\n"),
+        "m.conf:2: duplicate pod 'shop/redis-0' (first at line 1)"
+    );
+    let ns64 = "n".repeat(64);
+    assert_eq!(
+        error(&format!("{ns64}/web n\n")),
+        "m.conf:1: namespace name too long (64 characters, at most 63)"
+    );
+    assert_eq!(
+        error(&format!("ns/{} n\n", "a".repeat(254))),
+        "m.conf:1: pod name too long (254 characters, at most 253)"
+    );
+    let longest = format!("{}/{}", "n".repeat(63), "a".repeat(253));
+    assert_eq!(parse(&format!("{longest} n\n")).pods()[0].name.len(), 317);
+    assert_eq!(
+        error("kube.system/web n\n"),
+        "m.conf:1: invalid pod namespace 'kube.system': use lowercase letters, digits and '-', \
+         starting and ending with a letter or digit"
+    );
+    assert_eq!(error("/web n\n"), "m.conf:1: empty namespace name");
+    assert_eq!(error("ns/ n\n"), "m.conf:1: empty pod name");
+    assert_eq!(
+        error("ns/a/b n\n"),
+        "m.conf:1: invalid pod name 'a/b': use lowercase letters, digits, '-' and '.', \
+         starting and ending with a letter or digit"
+    );
+    assert_eq!(
+        error("web ns/node\n"),
+        "m.conf:1: invalid node name 'ns/node': use lowercase letters, digits, '-' and '.', \
+         starting and ending with a letter or digit"
+    );
+}
+
+#[test]
+fn host_network_pods() {
+    let table = parse(
+        "kube-system/kube-proxy-a node-1 192.168.0.1 fd00::1 hostNetwork\n\
+         kube-system/calico-node-a node-1 192.168.0.1 hostNetwork # same node IPs\n\
+         default/web node-1 192.168.0.1      # a pod may use it too\n\
+         kube-system/etcd node-1 hostNetwork\n",
+    );
+    assert_eq!(table.len(), 4);
+    let proxy = table.pod("kube-system/kube-proxy-a").unwrap();
+    assert!(proxy.host_network);
+    assert_eq!(proxy.ips.len(), 2);
+    assert!(!table.pod("default/web").unwrap().host_network);
+    // Lookups by IP never find a hostNetwork pod.
+    assert_eq!(
+        table
+            .pod_by_ip("192.168.0.1".parse().unwrap())
+            .unwrap()
+            .name,
+        "default/web"
+    );
+    assert!(table.pod_by_ip("fd00::1".parse().unwrap()).is_none());
+    assert!(table.pod("kube-system/etcd").unwrap().ips.is_empty());
+    // The token sits among the IPs; it counts as no IP.
+    let nine: Vec<String> = (1..=8).map(|i| format!("10.0.0.{i}")).collect();
+    assert_eq!(
+        parse(&format!("a b {} hostNetwork\n", nine.join(" "))).pods()[0]
+            .ips
+            .len(),
+        8
+    );
+    assert_eq!(
+        error("a b 10.0.0.1 hostNetwork hostNetwork\n"),
+        "m.conf:1: 'hostNetwork' given twice"
+    );
+    assert_eq!(
+        error("a b hostnetwork\n"),
+        "m.conf:1: invalid IP address 'hostnetwork'"
+    );
+    assert_eq!(
+        error("a b 10.0.0.1 hostNetwork\na b 10.0.0.1\n"),
+        "m.conf:2: duplicate pod 'a' (first at line 1)"
+    );
+    // Still one pod's own IPs must differ.
+    assert_eq!(
+        error("a b 10.0.0.1 10.0.0.1 hostNetwork\n"),
+        "m.conf:1: IP 10.0.0.1 listed twice for pod 'a'"
+    );
+}
+
+#[test]
+fn host_network_in_the_table_print() {
+    let table = parse("web-1 node-1\nkube-system/proxy node-1 10.0.0.1 hostNetwork\n");
+    let printed = table.to_string();
+    let rows: Vec<&str> = printed.lines().skip(3).collect();
+    assert_eq!(
+        rows,
+        [
+            "web-1                          node-1                        ",
+            "kube-system/proxy              node-1                         hostNetwork",
+        ]
+    );
+}
+
+#[test]
+fn v4_mapped_addresses_are_ipv4() {
+    let table = parse("node n [::ffff:10.9.0.1]:8443\na n ::ffff:10.0.0.1 fd00::1\n");
+    assert_eq!(
+        table.pods()[0].ips,
+        [
+            "10.0.0.1".parse::<IpAddr>().unwrap(),
+            "fd00::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        table.node("n").unwrap().agent,
+        Some("10.9.0.1:8443".parse().unwrap())
+    );
+    assert_eq!(
+        table
+            .pod_by_ip("::ffff:10.0.0.1".parse().unwrap())
+            .unwrap()
+            .name,
+        "a"
+    );
+    assert_eq!(
+        error("a n 10.0.0.1\nb n ::ffff:10.0.0.1\n"),
+        "m.conf:2: duplicate IP 10.0.0.1 (already used by pod 'a' at line 1)"
+    );
+    assert_eq!(
+        error("a n 10.0.0.1 ::ffff:10.0.0.1\n"),
+        "m.conf:1: IP 10.0.0.1 listed twice for pod 'a'"
+    );
+    assert_eq!(
+        error("a n ::ffff:0.0.0.0\n"),
+        "m.conf:1: 0.0.0.0 is not a unicast address"
+    );
+    // Pods built field by field are canonicalised on insert.
+    let mut t = PodNodeTable::new();
+    t.insert_pod(Pod {
+        name: "x".into(),
+        node: "n".into(),
+        ips: vec!["::ffff:10.1.1.1".parse().unwrap()],
+        host_network: false,
+    })
+    .unwrap();
+    assert_eq!(t.pods()[0].ips, ["10.1.1.1".parse::<IpAddr>().unwrap()]);
+}
+
+#[test]
+fn write_conf_round_trips() {
+    let text = "node node-1 10.0.0.1:7443\nnode node-2 [fd00::2]:9000\nnode node-3\n\
+                ns/web-1 node-1 10.1.0.5 fd00:1::5\nweb-2 node-9\n\
+                kube-system/proxy node-1 10.0.0.1 hostNetwork\n";
+    let table = parse(text);
+    let mut out = Vec::new();
+    table.write_conf(&mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(out, text);
+    let again = parse(&out);
+    assert_eq!(again.pods(), table.pods());
+    assert_eq!(again.nodes(), table.nodes());
+}
+
+#[test]
+fn cli_columns() {
+    let pod = Pod::from_columns("ns/a", "n", &["10.0.0.1", "hostNetwork"]).unwrap();
+    assert!(pod.host_network);
+    assert_eq!(pod.to_string(), "ns/a n 10.0.0.1 hostNetwork");
+    let pod = Pod::from_columns::<&str>("a", "n", &[]).unwrap();
+    assert!(!pod.host_network);
+}
