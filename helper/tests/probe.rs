@@ -34,7 +34,9 @@ impl Index {
         (probe::hash_bytes(7, &k.to_le_bytes())) & ((1u32 << self.hash_bits) - 1)
     }
     fn find(&self, k: u64) -> Option<usize> {
-        probe::find(&self.slots, self.hash(k), |e| self.keys[e as usize] == Some(k))
+        probe::find(&self.slots, self.hash(k), |e| {
+            self.keys[e as usize] == Some(k)
+        })
     }
     fn insert(&mut self, k: u64) {
         if probe::needs_grow(self.len, self.slots.len()) {
@@ -65,26 +67,42 @@ impl Index {
 
 fn run(seed: u64, hash_bits: u32, ops: usize, keyspace: u64) {
     let mut rng = Rng(seed);
-    let mut idx = Index { slots: Vec::new(), keys: Vec::new(), len: 0, hash_bits };
+    let mut idx = Index {
+        slots: Vec::new(),
+        keys: Vec::new(),
+        len: 0,
+        hash_bits,
+    };
     let mut reference: HashMap<u64, ()> = HashMap::new();
     for _ in 0..ops {
         let k = rng.next() % keyspace;
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             assert_eq!(idx.remove(k), reference.remove(&k).is_some(), "remove {k}");
-        } else if !reference.contains_key(&k) {
+        } else if let std::collections::hash_map::Entry::Vacant(e) = reference.entry(k) {
             idx.insert(k);
-            reference.insert(k, ());
+            e.insert(());
         }
         // Spot-check membership of a random key each step.
         let q = rng.next() % keyspace;
-        assert_eq!(idx.find(q).is_some(), reference.contains_key(&q), "find {q}");
+        assert_eq!(
+            idx.find(q).is_some(),
+            reference.contains_key(&q),
+            "find {q}"
+        );
     }
     // Full check: every reference key is found, nothing else is.
     for k in 0..keyspace {
-        assert_eq!(idx.find(k).is_some(), reference.contains_key(&k), "final {k}");
+        assert_eq!(
+            idx.find(k).is_some(),
+            reference.contains_key(&k),
+            "final {k}"
+        );
     }
     assert_eq!(idx.len, reference.len());
-    assert_eq!(idx.slots.iter().filter(|s| s.idx1 != 0).count(), reference.len());
+    assert_eq!(
+        idx.slots.iter().filter(|s| s.idx1 != 0).count(),
+        reference.len()
+    );
 }
 
 #[test]
