@@ -17,7 +17,7 @@
 //! - An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is the IPv4 address: a
 //!   dual-stack socket presents IPv4 peers that way, and the mapping must not
 //!   hold one peer twice.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 /// Longest DNS-1123 subdomain (node names; the name part of a pod name).
 pub const SUBDOMAIN_MAX_LEN: usize = 253;

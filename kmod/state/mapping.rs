@@ -176,6 +176,8 @@ pub(crate) struct NodeEntry {
     name: Arc<NodeName>,
     addr: Option<NodeAddr>,
     pods: u32,
+    /// Named by a `node` entry (not only by its pods).
+    declared: bool,
 }
 
 impl NodeEntry {
@@ -251,7 +253,11 @@ impl NameIndex {
         probe::hash_bytes(self.seed, name)
     }
 
-    fn find(&self, name: &[u8], name_of: impl Fn(u32) -> Option<&[u8]>) -> Option<(usize, u32)> {
+    fn find<'n>(
+        &self,
+        name: &[u8],
+        name_of: impl Fn(u32) -> Option<&'n [u8]>,
+    ) -> Option<(usize, u32)> {
         let pos = probe::find(&self.slots, self.hash(name), |i| name_of(i) == Some(name))?;
         Some((pos, self.slots.get(pos)?.entry()?))
     }
@@ -367,8 +373,9 @@ impl Mapping {
         self.nodes.get(self.node_pos(name)?.1 as usize)
     }
 
-    /// Add node `name`, or give an existing node an address. Declaring an
-    /// address twice is an error unless `update` is set (map-add).
+    /// Declare node `name` (with its agent address, if any). A node first
+    /// named by a pod may be declared once; declaring a node twice is an
+    /// error unless `update` is set (map-add), which overwrites the address.
     pub(crate) fn add_node(
         &mut self,
         name: &[u8],
@@ -381,20 +388,25 @@ impl Mapping {
         if let Some((_, i)) = self.node_pos(name) {
             let e = self.nodes.items.get_mut(i as usize).and_then(|e| e.as_mut());
             let e = e.ok_or(MapError::NoSuchNode)?;
-            return match (e.addr, addr) {
-                (_, None) => Ok(()),
-                (Some(_), Some(_)) if !update => Err(MapError::DuplicateNode),
-                (_, new) => {
-                    e.addr = new;
-                    Ok(())
-                }
-            };
+            if e.declared && !update {
+                return Err(MapError::DuplicateNode);
+            }
+            e.declared = true;
+            if addr.is_some() {
+                e.addr = addr;
+            }
+            return Ok(());
         }
-        self.new_node(name, addr).map(|_| ())
+        self.new_node(name, addr, true).map(|_| ())
     }
 
     /// Create a node known to be absent; returns its slab position.
-    fn new_node(&mut self, name: &[u8], addr: Option<NodeAddr>) -> Result<u32, MapError> {
+    fn new_node(
+        &mut self,
+        name: &[u8],
+        addr: Option<NodeAddr>,
+        declared: bool,
+    ) -> Result<u32, MapError> {
         if self.nodes.live >= MAX_NODES {
             return Err(MapError::TooBig);
         }
@@ -402,6 +414,7 @@ impl Mapping {
             name: Arc::new(NodeName(copy_name(name)?), GFP_KERNEL_ACCOUNT)?,
             addr,
             pods: 0,
+            declared,
         };
         self.nodes.reserve()?;
         self.node_index.reserve()?;
@@ -449,7 +462,7 @@ impl Mapping {
         // Make everything that can fail.
         let node_pos = match self.node_pos(spec.node) {
             Some((_, i)) => i,
-            None => self.new_node(spec.node, None)?,
+            None => self.new_node(spec.node, None, false)?,
         };
         let node = self
             .nodes

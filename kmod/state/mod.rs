@@ -24,7 +24,8 @@ use crate::sys::rcu::{Guard, RcuBox, RcuWriter, RetireList, Retired};
 use crate::uapi;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipindex::{IpIndex, IpNode};
-use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex, sync::MutexGuard};
+use kernel::sync::lock::{mutex::MutexBackend, Guard as LockGuard};
+use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex};
 use mapping::{IpAddr, MapError, Mapping, NodeAddr, Pod, PodSpec};
 
 /// Counters since load.
@@ -169,7 +170,7 @@ impl State {
     }
 
     /// Lock the writer side (process context; sleeps).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Update> {
+    pub(crate) fn lock(&self) -> LockGuard<'_, Update, MutexBackend> {
         self.update.lock()
     }
 

@@ -267,11 +267,6 @@ impl<H: Handler> Registration<H> {
         kernel::error::to_result(unsafe { bindings::genl_register_family(storage.family.get()) })?;
         Ok(Self { storage })
     }
-
-    /// The handler, as registered.
-    pub(crate) fn handler(&self) -> &H {
-        &self.storage.handler
-    }
 }
 
 impl<H: Handler> Drop for Registration<H> {
@@ -314,7 +309,7 @@ unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
 /// Called by the genetlink core with a valid `skb` and `info` of one of our
 /// families' `do` requests (registered by [`Registration::new`]).
 unsafe extern "C" fn doit_trampoline<H: Handler>(
-    skb: *mut bindings::sk_buff,
+    _skb: *mut bindings::sk_buff,
     info: *mut bindings::genl_info,
 ) -> c_int {
     // SAFETY: the core passes a valid `info` for the duration of the call.
@@ -324,12 +319,8 @@ unsafe extern "C" fn doit_trampoline<H: Handler>(
     let storage = unsafe { Storage::<H>::from_family(family) };
     // SAFETY: valid `info`, as above; the message lives for the call.
     let payload = unsafe { request_payload(info) };
-    // INVARIANT: `info` and `skb` are the core's, valid for this call.
-    let req = Request {
-        info,
-        skb,
-        payload,
-    };
+    // INVARIANT: `info` is the core's, valid for this call.
+    let req = Request { info, payload };
     match storage.handler.doit(cmd, &req) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -371,11 +362,10 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 /// # Invariants
 ///
 /// `info` is the core's `genl_info` for this request, valid (with its
-/// extack and message) for `'a`, the duration of the `doit` call; `skb` is
-/// the request's buffer.
+/// extack and message) for `'a`, the duration of the `doit` call; `payload`
+/// is the request's attribute stream.
 pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
-    skb: *mut bindings::sk_buff,
     payload: &'a [u8],
 }
 

@@ -72,14 +72,6 @@ impl<'a> Attr<'a> {
         Ok(d)
     }
 
-    /// A flag: present, with no payload.
-    pub(crate) fn flag(&self) -> Result<bool> {
-        if self.data().is_empty() {
-            Ok(true)
-        } else {
-            Err(EINVAL)
-        }
-    }
 
     /// The attributes nested inside this one.
     pub(crate) fn nested(&self) -> Attrs<'a> {
@@ -98,11 +90,6 @@ impl<'a> Attrs<'a> {
     /// Iterate over the attributes in `buf`.
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { rest: buf }
-    }
-
-    /// The first attribute of type `ty`, if any.
-    pub(crate) fn first(mut self, ty: u16) -> Option<Attr<'a>> {
-        self.find(|a| a.ty() == ty)
     }
 }
 

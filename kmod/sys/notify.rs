@@ -11,7 +11,7 @@
 //! The callback runs in process context (a blocking notifier chain) and may
 //! sleep. This file may touch the netlink notifier C API only.
 
-use core::ffi::{c_int, c_ulong, c_void};
+use core::ffi::{c_int, c_void};
 use core::marker::PhantomPinned;
 use kernel::{bindings, prelude::*, types::Opaque};
 
@@ -50,16 +50,16 @@ unsafe impl<H: ReleaseHandler> Sync for ReleaseNotifier<H> {}
 /// for `NETLINK_URELEASE`, `data` pointing at a `netlink_notify`.
 unsafe extern "C" fn call<H: ReleaseHandler>(
     nb: *mut bindings::notifier_block,
-    action: c_ulong,
+    action: usize,
     data: *mut c_void,
 ) -> c_int {
-    if action != c_ulong::from(bindings::NETLINK_URELEASE) || data.is_null() {
+    if action != bindings::NETLINK_URELEASE as usize || data.is_null() {
         return bindings::NOTIFY_DONE as c_int;
     }
     // SAFETY: for NETLINK_URELEASE `data` is a `netlink_notify` (caller).
     let n = unsafe { &*data.cast::<bindings::netlink_notify>() };
-    // SAFETY: only the address of `init_net` is taken.
-    let init_net = unsafe { core::ptr::addr_of_mut!(bindings::init_net) };
+    // Only the address of `init_net` is taken.
+    let init_net = core::ptr::addr_of_mut!(bindings::init_net);
     if n.protocol != bindings::NETLINK_GENERIC as c_int || n.net != init_net {
         return bindings::NOTIFY_DONE as c_int;
     }

@@ -231,10 +231,6 @@ impl<T> RetireList<T> {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.objs.is_empty()
-    }
-
     /// Wait for one grace period, then free everything. Sleeps.
     pub(crate) fn free(mut self) {
         if !self.objs.is_empty() {
