@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tlshub::config::DEFAULT_CONFIG_PATH;
-use tlshub::mapping::SeedTable;
+use tlshub::mapping::{check_node_name, check_pod_name, SeedTable};
 use tlshub::netlink::{schema, Client, Trace};
 use tlshub::{k8s, CaptureConfig, Mode, NetlinkError, Node, Pod, PodNodeTable};
 
@@ -237,10 +237,14 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             output(json, &dump, |w| write!(w, "{}", SeedTable(&dump.pods)))
         }
         MappingCommand::Lookup { key, json } => {
+            let ip = key.parse::<IpAddr>().ok();
+            if ip.is_none() {
+                check_pod_name(&key)?;
+            }
             let mut client = connect(verbose)?;
-            let found = match key.parse::<IpAddr>() {
-                Ok(ip) => client.map_get_by_ip(ip)?,
-                Err(_) => client.map_get_by_name(&key)?,
+            let found = match ip {
+                Some(ip) => client.map_get_by_ip(ip)?,
+                None => client.map_get_by_name(&key)?,
             };
             let Some(found) = found else {
                 bail!("pod not found")
@@ -258,8 +262,14 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             let node = Node::parse(&node, addr.as_deref())?;
             Ok(connect(verbose)?.map_add(None, Some(&node))?)
         }
-        MappingCommand::Del { pod } => Ok(connect(verbose)?.map_del_pod(&pod)?),
-        MappingCommand::DelNode { node } => Ok(connect(verbose)?.map_del_node(&node)?),
+        MappingCommand::Del { pod } => {
+            check_pod_name(&pod)?;
+            Ok(connect(verbose)?.map_del_pod(&pod)?)
+        }
+        MappingCommand::DelNode { node } => {
+            check_node_name(&node)?;
+            Ok(connect(verbose)?.map_del_node(&node)?)
+        }
         MappingCommand::FromK8s { pods, nodes } => from_k8s(&pods, nodes.as_deref()),
     }
 }

@@ -10,6 +10,7 @@
 
 mod codec;
 mod entries;
+mod error;
 pub mod schema;
 
 use std::io;
@@ -28,7 +29,7 @@ use codec::{describe_request, parse_datagram, Attrs, Encoded, Message, Request, 
 use entries::{nodes_in, pods_in};
 use schema::ctrl;
 
-pub use codec::KernelError;
+pub use error::KernelError;
 
 /// How often a dump is restarted when the mapping changes under it.
 const DUMP_ATTEMPTS: usize = 3;
