@@ -99,55 +99,51 @@ impl Writer<'_> {
     }
 
     fn write(&mut self, a: &'static schema::Attr, value: Value<'_>) -> Result<(), NetlinkError> {
-        let id = a.id;
         let c = a.checks;
-        let bad = |what: String| Err(encode_err(self.op, format!("'{}' {what}", a.name)));
-        if let Value::U16(v) = value {
-            self.check_int(a, v.into())?;
-        }
-        if let Value::U32(v) = value {
-            self.check_int(a, v.into())?;
+        let fail = |what: String| Err(encode_err(self.op, format!("'{}' {what}", a.name)));
+        let int = match value {
+            Value::U16(v) => Some(u64::from(v)),
+            Value::U32(v) => Some(u64::from(v)),
+            _ => None,
+        };
+        if let Some(v) =
+            int.filter(|&v| c.min.is_some_and(|m| v < m) || c.max.is_some_and(|m| v > m))
+        {
+            return fail(format!("value {v} out of range"));
         }
         match (a.ty, value) {
-            (Type::Flag, Value::Flag) => self.emit(id, &[]),
-            (Type::U16, Value::U16(v)) => match a.big_endian {
-                true => self.emit(id, &[&v.to_be_bytes()]),
-                false => self.emit(id, &[&v.to_ne_bytes()]),
-            },
-            (Type::U32, Value::U32(v)) => match a.big_endian {
-                true => self.emit(id, &[&v.to_be_bytes()]),
-                false => self.emit(id, &[&v.to_ne_bytes()]),
-            },
-            (Type::String, Value::Str(s)) => {
-                if s.contains('\0') {
-                    return bad("contains a NUL byte".to_owned());
-                }
-                if c.max_len.is_some_and(|max| s.len() > max) {
-                    return bad(format!("longer than {} bytes", c.max_len.unwrap_or(0)));
-                }
-                self.emit(id, &[s.as_bytes(), &[0]])
+            (Type::Flag, Value::Flag) => self.emit(a.id, &[]),
+            (Type::U16, Value::U16(v)) => {
+                let bytes = if a.big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_ne_bytes()
+                };
+                self.emit(a.id, &[&bytes])
             }
+            (Type::U32, Value::U32(v)) => {
+                let bytes = if a.big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_ne_bytes()
+                };
+                self.emit(a.id, &[&bytes])
+            }
+            (Type::String, Value::Str(s)) if s.contains('\0') => fail("contains a NUL byte".into()),
+            (Type::String, Value::Str(s)) => match c.max_len {
+                Some(max) if s.len() > max => fail(format!("longer than {max} bytes")),
+                _ => self.emit(a.id, &[s.as_bytes(), &[0]]),
+            },
             (Type::Binary, Value::Bytes(b)) => {
                 if c.exact_len.is_some_and(|n| b.len() != n)
                     || c.max_len.is_some_and(|n| b.len() > n)
                 {
-                    return bad(format!("has the wrong size ({} bytes)", b.len()));
+                    return fail(format!("has the wrong size ({} bytes)", b.len()));
                 }
-                self.emit(id, &[b])
+                self.emit(a.id, &[b])
             }
-            (ty, value) => bad(format!("is a {}, not {value:?}", ty.name())),
+            (ty, value) => fail(format!("is a {}, not {value:?}", ty.name())),
         }
-    }
-
-    fn check_int(&self, a: &schema::Attr, v: u64) -> Result<(), NetlinkError> {
-        let (min, max) = (a.checks.min, a.checks.max);
-        if min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) {
-            return Err(encode_err(
-                self.op,
-                format!("'{}' value {v} out of range", a.name),
-            ));
-        }
-        Ok(())
     }
 
     /// Writes nest `id`, flagged `NLA_F_NESTED` (strict policy validation
@@ -396,7 +392,8 @@ impl Encoded {
                 Some(nest) => {
                     let span = self.span_at(nest as usize);
                     if err.context.is_none() {
-                        err.context = span.map(|s| s.label.clone());
+                        err.context =
+                            Some(span.map_or(format!("offset {nest}"), |s| s.label.clone()));
                     }
                     span.and_then(|s| match s.attr.ty {
                         Type::Nest(set) => Some(set),
