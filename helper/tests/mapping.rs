@@ -90,7 +90,7 @@ fn lookups() {
 }
 
 #[test]
-fn from_file_matches_from_str() {
+fn from_file_matches_parse_str() {
     let path = temp_file("seed.conf", SEED_EXAMPLE.as_bytes());
     let table = PodNodeTable::from_file(&path).unwrap();
     assert_eq!(table.to_string(), SEED_PRINT);
