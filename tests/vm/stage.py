@@ -7,7 +7,7 @@ import errno
 import sys
 
 from nlfuzz import (A_BEGIN, A_POD, A_POD_NAME, MAP_COMMIT, MAP_GET, MAP_STAGE, P_IPV4,
-                    P_NAME, P_NODE, Sock, attr, nest, s, u32)
+                    P_NAME, P_NODE, Sock, attr, ip4, nest, s, v4)
 
 failures = 0
 
@@ -19,7 +19,7 @@ def check(what, cond):
 
 
 def pod(name, node, ip):
-    return nest(A_POD, s(P_NAME, name), s(P_NODE, node), u32(P_IPV4, ip))
+    return nest(A_POD, s(P_NAME, name), s(P_NODE, node), ip4(P_IPV4, v4(ip)))
 
 
 def lookup(sk, name):
