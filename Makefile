@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo clean
+.PHONY: all setup kernel kmod helper test demo bench-mapping clean
 
 all: kmod helper
 
@@ -22,6 +22,10 @@ test: kmod helper
 
 demo: kmod helper
 	@scripts/demo
+
+# Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
+bench-mapping: kmod helper
+	@bench/mapping-churn
 
 clean:
 	@. scripts/common.sh && d=$$(kernel_dir) && [ -d "$$d/src" ] && \
