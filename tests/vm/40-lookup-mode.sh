@@ -61,7 +61,7 @@ done
 tlshubctl mode set nonsense >/dev/null 2>&1 && fail "bad mode accepted"
 expect_moved "mode changes (not mapping updates)" 0 0 0 0
 st=$(tlshubctl status)
-expect_contains "status version" "0.1.0" "$st"
+expect_contains "status version" "version: $(module_version)" "$st"
 expect_contains "status mode" "tlshub" "$st"
 tlshubctl status --json | python3 -c 'import json,sys; json.load(sys.stdin)' || fail "status --json"
 

@@ -58,3 +58,6 @@ gen_mapping() {
 
 # Run as an unprivileged user (no capabilities).
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$@"; }
+
+# The module's version, as kmod/tlshub.rs declares it.
+module_version() { sed -n 's/^pub(crate) const VERSION: &str = "\(.*\)";/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../../kmod/tlshub.rs"; }
