@@ -5,8 +5,8 @@
 load_module
 tlshubctl mapping load ../../examples/pod_node_mapping.conf >/dev/null
 json() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
-pod_json() { tlshubctl mapping show --json | json "[p for p in d['pods'] if p['name'] == '$1']"; }
-node_json() { tlshubctl mapping show --json | json "[n for n in d['nodes'] if n['name'] == '$1']"; }
+pod_json() { tlshubctl mapping show --json | json "json.dumps([p for p in d['pods'] if p['name'] == '$1'])"; }
+node_json() { tlshubctl mapping show --json | json "json.dumps([n for n in d['nodes'] if n['name'] == '$1'])"; }
 count() { tlshubctl mapping show --json | json "len(d['$1'])"; }
 pods=$(count pods)
 
