@@ -111,8 +111,18 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
             &[attr::POD_NAME, attr::IPV4, attr::IPV6],
         ),
         op(cmd::MAP_ADD, true, false, &[attr::POD, attr::NODE]),
-        op(cmd::MAP_DEL, true, false, &[attr::POD_NAME, attr::NODE_NAME]),
-        op(cmd::MAP_STAGE, true, false, &[attr::BEGIN, attr::POD, attr::NODE]),
+        op(
+            cmd::MAP_DEL,
+            true,
+            false,
+            &[attr::POD_NAME, attr::NODE_NAME],
+        ),
+        op(
+            cmd::MAP_STAGE,
+            true,
+            false,
+            &[attr::BEGIN, attr::POD, attr::NODE],
+        ),
         op(cmd::MAP_COMMIT, true, false, &[]),
     ],
 };
@@ -234,7 +244,9 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
     let v6 = single_of(req, nest.nested(), node::IPV6)?;
     let port = single_of(req, nest.nested(), node::PORT)?;
     let ip = match (&v4, &v6) {
-        (Some(_), Some(b)) => return Err(req.fail(EINVAL, Some(b), c"node: more than one address")),
+        (Some(_), Some(b)) => {
+            return Err(req.fail(EINVAL, Some(b), c"node: more than one address"))
+        }
         (Some(a), None) | (None, Some(a)) => {
             Some(ip_of(a).ok_or_else(|| req.fail(EINVAL, Some(a), c"node: bad address"))?)
         }
@@ -255,10 +267,7 @@ fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
         (None, None) => None,
         (None, Some(_)) => return Err(req.fail(EINVAL, Some(nest), c"node: port without address")),
     };
-    Ok(NodeMsg {
-        name: name_s,
-        addr,
-    })
+    Ok(NodeMsg { name: name_s, addr })
 }
 
 /// Report a mapping error about `at` (the attribute that caused it).
@@ -317,7 +326,9 @@ fn count(n: usize) -> u32 {
 
 fn stage_err(req: &Request<'_>, e: StageError<Error>) -> Error {
     match e {
-        StageError::NotStaging => req.fail(EINVAL, None, c"no replacement staged: send begin first"),
+        StageError::NotStaging => {
+            req.fail(EINVAL, None, c"no replacement staged: send begin first")
+        }
         StageError::Busy => req.fail(EBUSY, None, c"another mapping replacement is in progress"),
         StageError::Entry(e) => e,
     }

@@ -44,7 +44,9 @@ fn label_ok(l: &[u8], max: usize) -> bool {
 pub fn valid_node_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= SUBDOMAIN_MAX_LEN
-        && name.split(|&c| c == b'.').all(|l| label_ok(l, SUBDOMAIN_MAX_LEN))
+        && name
+            .split(|&c| c == b'.')
+            .all(|l| label_ok(l, SUBDOMAIN_MAX_LEN))
 }
 
 /// `namespace/name` or a bare name: a pod name.

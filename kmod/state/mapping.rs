@@ -134,9 +134,41 @@ impl NodeName {
     }
 }
 
+/// Names up to this long are stored inside the pod (most Kubernetes
+/// `namespace/name`s are), saving an allocation per pod.
+const INLINE_NAME: usize = 64;
+
+/// A pod's name: inline when short, on the heap otherwise.
+enum PodName {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(KVec<u8>),
+}
+
+impl PodName {
+    fn new(name: &[u8]) -> Result<Self, MapError> {
+        if name.len() <= INLINE_NAME {
+            let mut bytes = [0u8; INLINE_NAME];
+            bytes[..name.len()].copy_from_slice(name);
+            Ok(Self::Inline {
+                len: name.len() as u8,
+                bytes,
+            })
+        } else {
+            Ok(Self::Heap(copy_name(name)?))
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
+            Self::Heap(v) => v,
+        }
+    }
+}
+
 /// One pod. Immutable once made: a change makes a new one.
 pub(crate) struct Pod {
-    name: KVec<u8>,
+    name: PodName,
     node: Arc<NodeName>,
     ips: [IpAddr; MAX_POD_IPS],
     n_ips: u8,
@@ -145,7 +177,7 @@ pub(crate) struct Pod {
 
 impl Pod {
     pub(crate) fn name(&self) -> &[u8] {
-        &self.name
+        self.name.as_bytes()
     }
 
     pub(crate) fn node(&self) -> &[u8] {
@@ -386,7 +418,11 @@ impl Mapping {
             return Err(MapError::InvalidName);
         }
         if let Some((_, i)) = self.node_pos(name) {
-            let e = self.nodes.items.get_mut(i as usize).and_then(|e| e.as_mut());
+            let e = self
+                .nodes
+                .items
+                .get_mut(i as usize)
+                .and_then(|e| e.as_mut());
             let e = e.ok_or(MapError::NoSuchNode)?;
             if e.declared && !update {
                 return Err(MapError::DuplicateNode);
@@ -476,7 +512,7 @@ impl Mapping {
         }
         let pod = Arc::new(
             Pod {
-                name: copy_name(spec.name)?,
+                name: PodName::new(spec.name)?,
                 node,
                 ips: addrs,
                 n_ips: spec.ips.len() as u8,
@@ -484,10 +520,10 @@ impl Mapping {
             },
             GFP_KERNEL_ACCOUNT,
         )?;
-        let mut nodes = KVec::with_capacity(MAX_POD_IPS, GFP_KERNEL_ACCOUNT)?;
+        let mut nodes: [Option<NewNode>; MAX_POD_IPS] = Default::default();
         if !spec.host_network {
-            for ip in spec.ips {
-                nodes.push(NewNode::new(*ip, pod.clone())?, GFP_KERNEL_ACCOUNT)?;
+            for (n, ip) in nodes.iter_mut().zip(spec.ips) {
+                *n = Some(NewNode::new(*ip, pod.clone())?);
             }
         }
         retire.reserve(MAX_POD_IPS)?;
@@ -497,7 +533,7 @@ impl Mapping {
         if let Some((pos, i)) = old {
             self.unlink_pod(pos, i as usize, ips, retire);
         }
-        for n in nodes {
+        for n in nodes.into_iter().flatten() {
             ips.insert(n);
         }
         let i = self.pods.push(pod)?;
@@ -578,10 +614,8 @@ impl Mapping {
         let mut new_index = NameIndex::new(index.seed);
         new_index.resize(probe::capacity_for(slab.live))?;
         // Build the new index first (the only fallible part), then move.
-        let mut n = 0u32;
-        for item in slab.items.iter().flatten() {
-            new_index.insert(name(item), n)?;
-            n += 1;
+        for (n, item) in slab.items.iter().flatten().enumerate() {
+            new_index.insert(name(item), u32::try_from(n).map_err(|_| MapError::TooBig)?)?;
         }
         let old = core::mem::replace(&mut slab.items, KVVec::new());
         for item in old.into_iter().flatten() {

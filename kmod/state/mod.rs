@@ -184,14 +184,19 @@ impl State {
     /// after the lock is dropped.
     fn change<E: From<MapError>>(
         &self,
-        f: impl FnOnce(&mut Mapping, &mut ipindex::IndexWriter<'_>, &mut RetireList<IpNode>) -> Result<(), E>,
+        f: impl FnOnce(
+            &mut Mapping,
+            &mut ipindex::IndexWriter<'_>,
+            &mut RetireList<IpNode>,
+        ) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut garbage = Garbage::new();
         let res = {
             let mut guard = self.lock();
             let up = &mut *guard;
             let res = {
-                let mut w = IpIndex::published(&mut up.ips_writer, &self.ips).map_err(MapError::from)?;
+                let mut w =
+                    IpIndex::published(&mut up.ips_writer, &self.ips).map_err(MapError::from)?;
                 let res = f(&mut up.map, &mut w, &mut garbage.nodes);
                 let grown = if res.is_ok() && w.crowded() {
                     w.grown().ok()
@@ -242,7 +247,11 @@ impl State {
         &self,
         owner: u32,
         begin: bool,
-        f: impl FnOnce(&mut Mapping, &mut ipindex::IndexWriter<'_>, &mut RetireList<IpNode>) -> Result<(), E>,
+        f: impl FnOnce(
+            &mut Mapping,
+            &mut ipindex::IndexWriter<'_>,
+            &mut RetireList<IpNode>,
+        ) -> Result<(), E>,
     ) -> Result<(), StageError<E>> {
         let mut dropped = None;
         let res = {
@@ -313,7 +322,10 @@ impl State {
 
     /// Swap the replacement staged by `owner` in; returns (generation,
     /// pods, nodes).
-    pub(crate) fn commit_staged(&self, owner: u32) -> Result<(u32, usize, usize), StageError<MapError>> {
+    pub(crate) fn commit_staged(
+        &self,
+        owner: u32,
+    ) -> Result<(u32, usize, usize), StageError<MapError>> {
         let mut garbage = Garbage::new();
         let res = {
             let mut guard = self.lock();

@@ -215,21 +215,25 @@ impl<H: Handler> Registration<H> {
         // Split ops: per command a `do` then a `dump`, sorted by command.
         for op in spec.ops {
             if op.doit {
-                let mut o = bindings::genl_split_ops::default();
-                o.cmd = op.cmd;
-                o.flags = admin(op) | bindings::GENL_CMD_CAP_DO as u8;
-                o.maxattr = u32::from(spec.attrs.max);
-                o.policy = build_policy(spec.attrs, Some(op.request), &mut policies)?;
+                let mut o = bindings::genl_split_ops {
+                    cmd: op.cmd,
+                    flags: admin(op) | bindings::GENL_CMD_CAP_DO as u8,
+                    maxattr: u32::from(spec.attrs.max),
+                    policy: build_policy(spec.attrs, Some(op.request), &mut policies)?,
+                    ..Default::default()
+                };
                 o.__bindgen_anon_1.__bindgen_anon_1.doit = Some(doit_trampoline::<H>);
                 ops.push(o, GFP_KERNEL)?;
             }
             if op.dump {
-                let mut o = bindings::genl_split_ops::default();
-                o.cmd = op.cmd;
-                o.flags = admin(op) | bindings::GENL_CMD_CAP_DUMP as u8;
                 // A policy that accepts nothing: selectors are refused.
-                o.maxattr = u32::from(spec.attrs.max);
-                o.policy = build_policy(spec.attrs, Some(&[]), &mut policies)?;
+                let mut o = bindings::genl_split_ops {
+                    cmd: op.cmd,
+                    flags: admin(op) | bindings::GENL_CMD_CAP_DUMP as u8,
+                    maxattr: u32::from(spec.attrs.max),
+                    policy: build_policy(spec.attrs, Some(&[]), &mut policies)?,
+                    ..Default::default()
+                };
                 o.__bindgen_anon_1.__bindgen_anon_2.dumpit = Some(dumpit_trampoline::<H>);
                 ops.push(o, GFP_KERNEL)?;
             }
@@ -460,7 +464,11 @@ impl<'a> Request<'a> {
 }
 
 /// The only attribute of type `ty` in `attrs`; a second is `EINVAL`.
-pub(crate) fn single_of<'a>(req: &Request<'_>, attrs: Attrs<'a>, ty: u16) -> Result<Option<Attr<'a>>> {
+pub(crate) fn single_of<'a>(
+    req: &Request<'_>,
+    attrs: Attrs<'a>,
+    ty: u16,
+) -> Result<Option<Attr<'a>>> {
     let mut found = None;
     for a in attrs.filter(|a| a.ty() == ty) {
         if found.is_some() {

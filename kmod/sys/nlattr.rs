@@ -72,7 +72,6 @@ impl<'a> Attr<'a> {
         Ok(d)
     }
 
-
     /// The attributes nested inside this one.
     pub(crate) fn nested(&self) -> Attrs<'a> {
         Attrs::new(self.data())
