@@ -14,4 +14,4 @@ for p in web-pod-1 web-pod-2 api-pod-1 api-pod-2 db-pod-1 cache-pod-1; do
 done
 expect_contains "ynl dump has node address" "'port': 7443" "$dump"
 expect_contains "ynl lookup" "'node': 'node-2'" "$(ynl --do map-get --json '{"pod-name": "api-pod-2"}')"
-expect_contains "ynl status" "'version': '0.1.0'" "$(ynl --do status-get)"
+expect_contains "ynl status" "'version': '$(module_version)'" "$(ynl --do status-get)"
