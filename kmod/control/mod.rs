@@ -36,7 +36,7 @@ static POD_SET: AttrSet = AttrSet {
     attrs: &[
         (pod::NAME, POD_NAME),
         (pod::NODE, NODE_NAME),
-        (pod::IPV4, Kind::Exact(4)),
+        (pod::IPV4, Kind::Be32),
         (pod::IPV6, Kind::Exact(16)),
         (pod::HOST_NETWORK, Kind::Flag),
     ],
@@ -46,7 +46,7 @@ static NODE_SET: AttrSet = AttrSet {
     max: node::MAX,
     attrs: &[
         (node::NAME, NODE_NAME),
-        (node::IPV4, Kind::Exact(4)),
+        (node::IPV4, Kind::Be32),
         (node::IPV6, Kind::Exact(16)),
         (node::PORT, Kind::U16 { min: 1 }),
     ],
@@ -79,7 +79,7 @@ static TOP_SET: AttrSet = AttrSet {
         (attr::BEGIN, Kind::Flag),
         (attr::POD_NAME, POD_NAME),
         (attr::NODE_NAME, NODE_NAME),
-        (attr::IPV4, Kind::Exact(4)),
+        (attr::IPV4, Kind::Be32),
         (attr::IPV6, Kind::Exact(16)),
         (attr::STATS, Kind::Nest(&STATS_SET)),
     ],

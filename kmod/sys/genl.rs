@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     U16 { min: u16 },
     /// `u32`, at most `max` if given.
     U32 { max: Option<u16> },
+    /// A big-endian `u32` (an IPv4 address), kept as its 4 bytes.
+    Be32,
     /// Only ever sent, never accepted.
     U64,
     /// Present or absent; a payload is `-ERANGE`.
@@ -172,6 +174,7 @@ fn build_policy(
                         };
                 }
             }
+            Kind::Be32 => p.type_ = bindings::NLA_BE32 as u8,
             Kind::U64 => p.type_ = bindings::NLA_U64 as u8,
             Kind::Flag => p.type_ = bindings::NLA_FLAG as u8,
             Kind::Str { max_len } => {
