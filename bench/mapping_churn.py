@@ -74,7 +74,12 @@ def main():
     ap.add_argument("--samples", type=int, default=300, help="nlctrl GETFAMILY round trips, idle and under churn")
     ap.add_argument("--prefix", default="", help="prefix for every output line (e.g. 'bench: ')")
     ap.add_argument("--churn", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--burn", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.burn:
+        # Control: the same competition for the CPUs, no netlink at all.
+        while True:
+            pass
     if a.churn:
         churn()
     out = lambda line: print(f"{a.prefix}{line}", flush=True)
@@ -106,18 +111,27 @@ def main():
     # nlctrl family lookups with the largest table loaded (it still is).
     ctl = Sock(timeout=60)
     idle = timed(lambda i: ctl.resolve("tlshub"), a.samples)
-    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--churn"])
-    time.sleep(0.5)
-    busy = timed(lambda i: ctl.resolve("tlshub"), a.samples)
-    child.kill()
-    child.wait()
-    if child.returncode not in (-9, 0):
-        sys.exit(f"churn process failed ({child.returncode})")
+
+    def under(flag):
+        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), flag])
+        time.sleep(0.5)
+        xs = timed(lambda i: ctl.resolve("tlshub"), a.samples)
+        child.kill()
+        child.wait()
+        if child.returncode not in (-9, 0):
+            sys.exit(f"{flag} process failed ({child.returncode})")
+        return xs
+
+    # A CPU-bound process without netlink is the control: what is left
+    # between it and the churn is contention on shared locks.
+    burn = under("--burn")
+    busy = under("--churn")
     out(f"nlctrl GETFAMILY with {hi} pods loaded, {a.samples} round trips; ms")
     out(f"{'':>8} {'mean':>9} {'p99':>9} {'max':>9}")
-    for name, xs in (("idle", idle), ("churn", busy)):
+    for name, xs in (("idle", idle), ("cpu-burn", burn), ("churn", busy)):
         out(f"{name:>8} {ms(statistics.mean(xs))} {ms(p99(xs))} {ms(max(xs))}")
     out(f"ratio churn/idle: mean x{statistics.mean(busy) / statistics.mean(idle):.2f}, p99 x{p99(busy) / p99(idle):.2f}")
+    out(f"ratio churn/cpu-burn: mean x{statistics.mean(busy) / statistics.mean(burn):.2f}, p99 x{p99(busy) / p99(burn):.2f}")
 
 
 if __name__ == "__main__":
