@@ -11,7 +11,7 @@
 //! id): `ReleaseHandler::released` drops it when that socket closes.
 
 use crate::state::mapping::{IpAddr, MapError, NodeAddr, NodeEntry, Pod, PodSpec, MAX_POD_IPS};
-use crate::state::{StageError, State};
+use crate::state::{ident, StageError, State};
 use crate::sys::genl::{
     eopnotsupp, single_of, AttrSet, Dump, FamilySpec, Handler, Kind, OpSpec, Request, Writer,
 };
@@ -188,26 +188,41 @@ fn check(req: &Request<'_>, ok: bool, a: &Attr<'_>, msg: &'static CStr) -> Resul
     }
 }
 
+/// The one name attribute `ty` inside `nest`: present (else `miss-type` in
+/// `nest`), single, and valid by `valid` (else EINVAL naming it).
+fn required_name<'a>(
+    req: &Request<'_>,
+    nest: &Attr<'a>,
+    ty: u16,
+    valid: fn(&[u8]) -> bool,
+    missing: &'static CStr,
+    invalid: &'static CStr,
+) -> Result<&'a [u8]> {
+    let a = single_of(req, nest.nested(), ty)?
+        .ok_or_else(|| req.missing_in(Some(nest), ty, missing))?;
+    let name = str_of(req, &a)?;
+    check(req, valid(name), &a, invalid)?;
+    Ok(name)
+}
+
 fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
-    let name = single_of(req, nest.nested(), pod::NAME)?
-        .ok_or_else(|| req.missing_in(Some(nest), pod::NAME, c"pod: name missing"))?;
-    let node_a = single_of(req, nest.nested(), pod::NODE)?
-        .ok_or_else(|| req.missing_in(Some(nest), pod::NODE, c"pod: node missing"))?;
-    let host_network = single_of(req, nest.nested(), pod::HOST_NETWORK)?.is_some();
-    let name_s = str_of(req, &name)?;
-    check(
+    let name_s = required_name(
         req,
-        crate::state::ident::valid_pod_name(name_s),
-        &name,
+        nest,
+        pod::NAME,
+        ident::valid_pod_name,
+        c"pod: name missing",
         c"pod name: not namespace/name of DNS-1123 names",
     )?;
-    let node_s = str_of(req, &node_a)?;
-    check(
+    let node_s = required_name(
         req,
-        crate::state::ident::valid_node_name(node_s),
-        &node_a,
+        nest,
+        pod::NODE,
+        ident::valid_node_name,
+        c"pod: node missing",
         c"pod node: not a DNS-1123 subdomain",
     )?;
+    let host_network = single_of(req, nest.nested(), pod::HOST_NETWORK)?.is_some();
     let mut ips = [IpAddr::v4([0; 4]); MAX_POD_IPS];
     let mut n_ips = 0;
     for a in nest
@@ -231,13 +246,12 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
 }
 
 fn parse_node<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<NodeMsg<'a>> {
-    let name = single_of(req, nest.nested(), node::NAME)?
-        .ok_or_else(|| req.missing_in(Some(nest), node::NAME, c"node: name missing"))?;
-    let name_s = str_of(req, &name)?;
-    check(
+    let name_s = required_name(
         req,
-        crate::state::ident::valid_node_name(name_s),
-        &name,
+        nest,
+        node::NAME,
+        ident::valid_node_name,
+        c"node: name missing",
         c"node name: not a DNS-1123 subdomain",
     )?;
     let v4 = single_of(req, nest.nested(), node::IPV4)?;
