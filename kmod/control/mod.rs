@@ -10,7 +10,9 @@
 //! unlocking. A staged replacement belongs to its sending socket (by port
 //! id): `ReleaseHandler::released` drops it when that socket closes.
 
-use crate::state::mapping::{IpAddr, MapError, NodeAddr, NodeEntry, Pod, PodSpec, MAX_POD_IPS};
+use crate::state::mapping::{
+    AddError, IpAddr, MapError, NodeAddr, NodeEntry, Pod, PodSpec, MAX_POD_IPS,
+};
 use crate::state::{ident, StageError, State};
 use crate::sys::genl::{
     eopnotsupp, single_of, AttrSet, Dump, FamilySpec, Handler, Kind, OpSpec, Request, Writer,
@@ -344,6 +346,7 @@ fn stage_err(req: &Request<'_>, e: StageError<Error>) -> Error {
             req.fail(EINVAL, None, c"no replacement staged: send begin first")
         }
         StageError::Busy => req.fail(EBUSY, None, c"another mapping replacement is in progress"),
+        StageError::NoMem => ENOMEM,
         StageError::Entry(e) => e,
     }
 }
@@ -465,17 +468,13 @@ impl Control {
         }
         let p = pod_a.as_ref().map(|a| parse_pod(req, a)).transpose()?;
         let n = node_a.as_ref().map(|a| parse_node(req, a)).transpose()?;
-        if let Some(n) = &n {
-            self.state
-                .add_node(n.name, n.addr)
-                .map_err(|e| map_err(req, node_a.as_ref(), e))?;
-        }
-        if let Some(p) = &p {
-            self.state
-                .add_pod(&p.spec())
-                .map_err(|e| map_err(req, pod_a.as_ref(), e))?;
-        }
-        Ok(())
+        let spec = p.as_ref().map(|p| p.spec());
+        self.state
+            .add(n.as_ref().map(|n| (n.name, n.addr)), spec.as_ref())
+            .map_err(|e| match e {
+                AddError::Node(e) => map_err(req, node_a.as_ref(), e),
+                AddError::Pod(e) => map_err(req, pod_a.as_ref(), e),
+            })
     }
 
     fn map_del(&self, req: &Request<'_>) -> Result {
@@ -533,6 +532,7 @@ impl Control {
                 StageError::Busy => {
                     req.fail(EBUSY, None, c"another mapping replacement is in progress")
                 }
+                StageError::NoMem => ENOMEM,
                 StageError::Entry(e) => map_err(req, None, e),
             })?;
         r.put_u32(attr::POD_COUNT, count(pods))?;

@@ -222,6 +222,30 @@ impl NodeEntry {
     }
 }
 
+/// How to undo declaring a node (see [`Mapping::add`]).
+enum NodeUndo {
+    /// It existed: put its flag and address back.
+    Restore {
+        slot: u32,
+        declared: bool,
+        addr: Option<NodeAddr>,
+    },
+    /// It was created: remove it (it has no pods).
+    Remove(u32),
+}
+
+/// Which half of a map-add was refused.
+pub(crate) enum AddError {
+    Node(MapError),
+    Pod(MapError),
+}
+
+impl From<MapError> for AddError {
+    fn from(e: MapError) -> Self {
+        AddError::Pod(e)
+    }
+}
+
 /// Entries in load order; a deleted entry leaves a hole.
 struct Slab<T> {
     items: KVVec<Option<T>>,
@@ -414,6 +438,16 @@ impl Mapping {
         addr: Option<NodeAddr>,
         update: bool,
     ) -> Result<(), MapError> {
+        self.declare_node(name, addr, update).map(|_| ())
+    }
+
+    /// [`Mapping::add_node`], returning how to undo it.
+    fn declare_node(
+        &mut self,
+        name: &[u8],
+        addr: Option<NodeAddr>,
+        update: bool,
+    ) -> Result<NodeUndo, MapError> {
         if !ident::valid_node_name(name) {
             return Err(MapError::InvalidName);
         }
@@ -422,27 +456,86 @@ impl Mapping {
                 .nodes
                 .items
                 .get_mut(i as usize)
-                .and_then(|e| e.as_mut());
-            let e = e.ok_or(MapError::NoSuchNode)?;
+                .and_then(|e| e.as_mut())
+                .ok_or(MapError::NoSuchNode)?;
             if e.declared && !update {
                 return Err(MapError::DuplicateNode);
             }
+            let undo = NodeUndo::Restore {
+                slot: i,
+                declared: e.declared,
+                addr: e.addr,
+            };
             e.declared = true;
             if addr.is_some() {
                 e.addr = addr;
             }
-            return Ok(());
+            return Ok(undo);
         }
-        self.new_node(name, addr, true).map(|_| ())
+        let entry = self.make_node(name, addr, true)?;
+        Ok(NodeUndo::Remove(self.insert_node(entry)?))
     }
 
-    /// Create a node known to be absent; returns its slab position.
-    fn new_node(
+    /// Put a node back as it was before [`Mapping::declare_node`].
+    fn undo_node(&mut self, undo: NodeUndo) {
+        match undo {
+            NodeUndo::Restore {
+                slot,
+                declared,
+                addr,
+            } => {
+                if let Some(Some(e)) = self.nodes.items.get_mut(slot as usize) {
+                    e.declared = declared;
+                    e.addr = addr;
+                }
+            }
+            NodeUndo::Remove(slot) => {
+                let pos = self
+                    .nodes
+                    .get(slot as usize)
+                    .and_then(|e| self.node_pos(e.name()));
+                if let Some((pos, _)) = pos {
+                    self.node_index.remove_at(pos);
+                    self.nodes.take(slot as usize);
+                }
+            }
+        }
+    }
+
+    /// map-add: declare (or update) a node and/or add (or replace) a pod as
+    /// one change; if the pod is refused, the node is put back as it was.
+    pub(crate) fn add(
+        &mut self,
+        node: Option<(&[u8], Option<NodeAddr>)>,
+        pod: Option<&PodSpec<'_>>,
+        ips: &mut IndexWriter<'_>,
+        retire: &mut RetireList<IpNode>,
+    ) -> Result<(), AddError> {
+        let undo = match node {
+            Some((name, addr)) => Some(
+                self.declare_node(name, addr, true)
+                    .map_err(AddError::Node)?,
+            ),
+            None => None,
+        };
+        if let Some(p) = pod {
+            if let Err(e) = self.add_pod(p, true, ips, retire) {
+                if let Some(u) = undo {
+                    self.undo_node(u);
+                }
+                return Err(AddError::Pod(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new node entry (allocated, room reserved), not inserted yet.
+    fn make_node(
         &mut self,
         name: &[u8],
         addr: Option<NodeAddr>,
         declared: bool,
-    ) -> Result<u32, MapError> {
+    ) -> Result<NodeEntry, MapError> {
         if self.nodes.live >= MAX_NODES {
             return Err(MapError::TooBig);
         }
@@ -454,8 +547,15 @@ impl Mapping {
         };
         self.nodes.reserve()?;
         self.node_index.reserve()?;
+        Ok(entry)
+    }
+
+    /// Insert an entry from [`Mapping::make_node`] (room is reserved);
+    /// returns its slab position.
+    fn insert_node(&mut self, entry: NodeEntry) -> Result<u32, MapError> {
+        let name = entry.name.clone();
         let i = self.nodes.push(entry)?;
-        self.node_index.insert(name, i)?;
+        self.node_index.insert(name.as_bytes(), i)?;
         Ok(i)
     }
 
@@ -495,17 +595,22 @@ impl Mapping {
                 }
             }
         }
-        // Make everything that can fail.
-        let node_pos = match self.node_pos(spec.node) {
-            Some((_, i)) => i,
-            None => self.new_node(spec.node, None, false)?,
+        // Make everything that can fail: a pod's node that does not exist
+        // yet is made here and inserted below.
+        let (node_pos, new_node) = match self.node_pos(spec.node) {
+            Some((_, i)) => (Some(i), None),
+            None => (None, Some(self.make_node(spec.node, None, false)?)),
         };
-        let node = self
-            .nodes
-            .get(node_pos as usize)
-            .ok_or(MapError::NoSuchNode)?
-            .name
-            .clone();
+        let node = match (&new_node, node_pos) {
+            (Some(n), _) => n.name.clone(),
+            (None, Some(i)) => self
+                .nodes
+                .get(i as usize)
+                .ok_or(MapError::NoSuchNode)?
+                .name
+                .clone(),
+            (None, None) => return Err(MapError::NoSuchNode),
+        };
         let mut addrs = [IpAddr::v4([0; 4]); MAX_POD_IPS];
         for (d, s) in addrs.iter_mut().zip(spec.ips) {
             *d = *s;
@@ -529,7 +634,11 @@ impl Mapping {
         retire.reserve(MAX_POD_IPS)?;
         self.pods.reserve()?;
         self.pod_index.reserve()?;
-        // Apply; nothing below fails.
+        // Apply; nothing below fails (room was reserved).
+        let node_pos = match new_node {
+            Some(n) => self.insert_node(n)?,
+            None => node_pos.ok_or(MapError::NoSuchNode)?,
+        };
         if let Some((pos, i)) = old {
             self.unlink_pod(pos, i as usize, ips, retire);
         }
@@ -540,6 +649,10 @@ impl Mapping {
         self.pod_index.insert(spec.name, i)?;
         if let Some(Some(n)) = self.nodes.items.get_mut(node_pos as usize) {
             n.pods += 1;
+        }
+        if old.is_some() {
+            // A replaced pod leaves a hole like a deleted one.
+            self.compact();
         }
         Ok(())
     }

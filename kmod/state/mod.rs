@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipindex::{IpIndex, IpNode};
 use kernel::sync::lock::{mutex::MutexBackend, Guard as LockGuard};
 use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex};
-use mapping::{IpAddr, MapError, Mapping, NodeAddr, Pod, PodSpec};
+use mapping::{AddError, IpAddr, MapError, Mapping, NodeAddr, Pod, PodSpec};
 
 /// Counters since load.
 #[derive(Default)]
@@ -49,7 +49,6 @@ pub(crate) struct Update {
     map: Mapping,
     staging: Option<Staging>,
     generation: u32,
-    seed: u32,
 }
 
 impl Update {
@@ -77,6 +76,8 @@ pub(crate) enum StageError<E> {
     NotStaging,
     /// Another sender's replacement is in progress.
     Busy,
+    /// No memory to start a replacement.
+    NoMem,
     /// An entry was refused.
     Entry(E),
 }
@@ -110,6 +111,22 @@ impl Garbage {
     }
 }
 
+/// Run writer `f` on an index, then, if it succeeded and the index is
+/// crowded, make a larger copy to swap in (best effort: without memory the
+/// index just stays crowded).
+fn write_index<T, E>(
+    w: &mut ipindex::IndexWriter<'_>,
+    f: impl FnOnce(&mut ipindex::IndexWriter<'_>) -> Result<T, E>,
+) -> (Result<T, E>, Option<KBox<IpIndex>>) {
+    let res = f(w);
+    let grown = if res.is_ok() && w.crowded() {
+        w.grown().ok()
+    } else {
+        None
+    };
+    (res, grown)
+}
+
 /// The node's state.
 #[pin_data]
 pub(crate) struct State {
@@ -117,6 +134,8 @@ pub(crate) struct State {
     ips: RcuBox<IpIndex>,
     #[pin]
     update: Mutex<Update>,
+    /// Keys the hash tables of every mapping (live and staged).
+    seed: u32,
     pub(crate) stats: Stats,
 }
 
@@ -139,8 +158,8 @@ impl State {
                     map: Mapping::new(seed),
                     staging: None,
                     generation: 1,
-                    seed,
                 }),
+                seed,
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -194,18 +213,10 @@ impl State {
         let res = {
             let mut guard = self.lock();
             let up = &mut *guard;
-            let res = {
-                let mut w =
-                    IpIndex::published(&mut up.ips_writer, &self.ips).map_err(MapError::from)?;
-                let res = f(&mut up.map, &mut w, &mut garbage.nodes);
-                let grown = if res.is_ok() && w.crowded() {
-                    w.grown().ok()
-                } else {
-                    None
-                };
-                (res, grown)
-            };
-            let (res, grown) = res;
+            let (res, grown) = write_index(
+                &mut IpIndex::published(&mut up.ips_writer, &self.ips).map_err(MapError::from)?,
+                |w| f(&mut up.map, w, &mut garbage.nodes),
+            );
             if let Some(new) = grown {
                 if let Ok(old) = up.ips_writer.replace(&self.ips, new) {
                     garbage.index = Some(old);
@@ -220,14 +231,13 @@ impl State {
         res
     }
 
-    /// Add or update node `name` (map-add).
-    pub(crate) fn add_node(&self, name: &[u8], addr: Option<NodeAddr>) -> Result<(), MapError> {
-        self.change(|m, _, _| m.add_node(name, addr, true))
-    }
-
-    /// Add or replace one pod (map-add).
-    pub(crate) fn add_pod(&self, spec: &PodSpec<'_>) -> Result<(), MapError> {
-        self.change(|m, w, r| m.add_pod(spec, true, w, r))
+    /// Add or update a node and/or a pod, as one change (map-add).
+    pub(crate) fn add(
+        &self,
+        node: Option<(&[u8], Option<NodeAddr>)>,
+        pod: Option<&PodSpec<'_>>,
+    ) -> Result<(), AddError> {
+        self.change(|m, w, r| m.add(node, pod, w, r))
     }
 
     /// Delete one pod (map-del).
@@ -253,58 +263,48 @@ impl State {
             &mut RetireList<IpNode>,
         ) -> Result<(), E>,
     ) -> Result<(), StageError<E>> {
+        let seed = self.seed;
+        // A fresh index for `begin`, made before locking.
+        let fresh = match begin {
+            true => Some(
+                IpIndex::with_capacity(0, seed)
+                    .and_then(|i| Ok(KBox::new(i, GFP_KERNEL_ACCOUNT)?))
+                    .map_err(|_| StageError::NoMem)?,
+            ),
+            false => None,
+        };
         let mut dropped = None;
+        // Nothing staged is published, so nothing is retired; the list the
+        // writer takes is freed unlocked all the same.
+        let mut retire = RetireList::new();
         let res = {
             let mut up = self.lock();
-            let seed = up.seed;
-            if begin {
-                let ips = IpIndex::with_capacity(0, seed)
-                    .and_then(|i| Ok(KBox::new(i, GFP_KERNEL_ACCOUNT)?));
-                match ips {
-                    Ok(ips) => {
-                        dropped = up.staging.replace(Staging {
-                            owner,
-                            map: Mapping::new(seed),
-                            ips,
-                        });
-                    }
-                    Err(_) => dropped = up.staging.take(),
-                }
+            if let Some(ips) = fresh {
+                dropped = up.staging.replace(Staging {
+                    owner,
+                    map: Mapping::new(seed),
+                    ips,
+                });
             }
             match up.staging.as_mut() {
                 None => Err(StageError::NotStaging),
                 Some(st) if st.owner != owner => Err(StageError::Busy),
                 Some(st) => {
-                    // Unpublished: nothing retired here needs a grace period,
-                    // but the list is freed unlocked all the same.
-                    let mut retire = RetireList::new();
-                    let r = {
-                        let mut w = st.ips.writer();
-                        let r = f(&mut st.map, &mut w, &mut retire);
-                        let grown = if r.is_ok() && w.crowded() {
-                            w.grown().ok()
-                        } else {
-                            None
-                        };
-                        (r, grown, retire)
-                    };
-                    let (r, grown, retire) = r;
+                    let (r, grown) =
+                        write_index(&mut st.ips.writer(), |w| f(&mut st.map, w, &mut retire));
                     if let Some(g) = grown {
                         st.ips = g;
                     }
-                    match r {
-                        Ok(()) => Ok(retire),
-                        Err(e) => {
-                            dropped = up.staging.take();
-                            drop(retire);
-                            Err(StageError::Entry(e))
-                        }
-                    }
+                    r.map_err(|e| {
+                        dropped = up.staging.take();
+                        StageError::Entry(e)
+                    })
                 }
             }
         };
         drop(dropped);
-        res.map(|retire| retire.free())
+        retire.free();
+        res
     }
 
     /// A socket closed: drop what it staged and did not commit.

@@ -184,11 +184,8 @@ impl<T> Retired<T> {
     }
 
     /// Wait for a grace period, then free. Sleeps.
-    pub(crate) fn free(mut self) {
-        if let Some(obj) = self.0.take() {
-            synchronize();
-            drop(obj);
-        }
+    pub(crate) fn free(self) {
+        drop(self);
     }
 }
 
@@ -232,11 +229,8 @@ impl<T> RetireList<T> {
     }
 
     /// Wait for one grace period, then free everything. Sleeps.
-    pub(crate) fn free(mut self) {
-        if !self.objs.is_empty() {
-            synchronize();
-            self.objs = KVec::new();
-        }
+    pub(crate) fn free(self) {
+        drop(self);
     }
 }
 

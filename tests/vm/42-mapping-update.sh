@@ -41,4 +41,21 @@ expect_contains "default port" "192.0.2.3:7443" "$(node_json node-2)"
 # Its pods stay where they are.
 expect_eq "pods keep their node" node-2 "$(tlshubctl mapping lookup web-pod-1)"
 expect_eq "one node-2" 1 "$(node_json node-2 | json 'len(d)')"
+# One map-add carrying a node and a pod is one change: a refused pod leaves
+# the node as it was, whether it existed (address kept) or not (not created).
+before=$(node_json node-2)
+gen=$(tlshubctl status --json | json 'd["generation"]')
+python3 - <<'PY' || fail "atomic map-add"
+import errno
+from nlfuzz import A_NODE, A_POD, MAP_ADD, N_IPV4, N_NAME, P_IPV4, P_NAME, P_NODE, Sock, ip4, nest, s
+sk = Sock()
+taken = "10.244.2.10"  # api-pod-1's
+for node in ("node-2", "node-9"):
+    err, msg, _ = sk.request(MAP_ADD, nest(A_NODE, s(N_NAME, node), ip4(N_IPV4, "198.51.100.9")),
+                             nest(A_POD, s(P_NAME, "intruder"), s(P_NODE, node), ip4(P_IPV4, taken)))
+    assert err == errno.EEXIST, f"map-add {node} + pod on a taken IP: {errno.errorcode.get(err, err)} ({msg})"
+PY
+expect_eq "existing node unchanged by a refused map-add" "$before" "$(node_json node-2)"
+expect_eq "new node not created by a refused map-add" 0 "$(node_json node-9 | json 'len(d)')"
+expect_eq "refused map-adds commit nothing" "$gen" "$(tlshubctl status --json | json 'd["generation"]')"
 kmemleak_check
