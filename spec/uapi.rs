@@ -10,6 +10,32 @@ pub const NAME_MAX_LEN: usize = 253;
 pub const POD_NAME_MAX_LEN: usize = 317;
 pub const MAX_POD_IPS: usize = 8;
 pub const DEFAULT_AGENT_PORT: u16 = 7443;
+pub const PSK_LEN: usize = 32;
+pub const MAX_LOCAL_NODES: usize = 16;
+/// Multicast group names (`mcast-groups`), in spec order.
+pub const MCGRP_KEYS: &str = "keys";
+
+/// `enum cipher` (the key schedule's cipher ids).
+pub mod cipher {
+    pub const AES_128_GCM: u32 = 1;
+    pub const AES_256_GCM: u32 = 2;
+    pub const CHACHA20_POLY1305: u32 = 3;
+    pub const MAX: u32 = CHACHA20_POLY1305;
+}
+
+/// `enum flow-state`.
+pub mod flow_state {
+    pub const KEY_WAIT: u32 = 1;
+    pub const KEYED: u32 = 2;
+    pub const SECURED: u32 = 3;
+    pub const FAILED: u32 = 4;
+}
+
+/// `enum role`.
+pub mod role {
+    pub const CLIENT: u32 = 1;
+    pub const SERVER: u32 = 2;
+}
 
 /// `enum mode` (the seed's `key_provider_mode`).
 pub mod mode {
@@ -29,7 +55,16 @@ pub mod cmd {
     pub const MAP_DEL: u8 = 6;
     pub const MAP_STAGE: u8 = 7;
     pub const MAP_COMMIT: u8 = 8;
-    pub const MAX: u8 = MAP_COMMIT;
+    pub const NODE_LOCAL_SET: u8 = 9;
+    pub const NODE_LOCAL_GET: u8 = 10;
+    pub const PEER_SET: u8 = 11;
+    pub const PEER_DEL: u8 = 12;
+    pub const PEER_GET: u8 = 13;
+    pub const CONFIG_SET: u8 = 14;
+    pub const CONFIG_GET: u8 = 15;
+    pub const FLOWS_GET: u8 = 16;
+    pub const KEY_REQUEST: u8 = 17;
+    pub const MAX: u8 = KEY_REQUEST;
 }
 
 /// Attribute set `pod`.
@@ -57,7 +92,51 @@ pub mod stats {
     pub const LOOKUPS: u16 = 2;
     pub const LOOKUP_MISSES: u16 = 3;
     pub const MAP_UPDATES: u16 = 4;
-    pub const MAX: u16 = MAP_UPDATES;
+    pub const FLOWS_SEEN: u16 = 5;
+    pub const FLOWS_SECURED: u16 = 6;
+    pub const BYPASS_LOCAL_NOT_POD: u16 = 7;
+    pub const BYPASS_REMOTE_NOT_POD: u16 = 8;
+    pub const BYPASS_SAME_NODE: u16 = 9;
+    pub const KEY_WAITS: u16 = 10;
+    pub const KEY_REQUESTS: u16 = 11;
+    pub const INSTALL_FAILURES: u16 = 12;
+    pub const RESET_KEY_TIMEOUT: u16 = 13;
+    pub const RESET_INSTALL: u16 = 14;
+    pub const RESET_STALE_SENDER: u16 = 15;
+    pub const RESET_UNSUPPORTED: u16 = 16;
+    pub const RESET_UNLOAD: u16 = 17;
+    pub const FLOWS_TRACKED: u16 = 18;
+    pub const MAX: u16 = FLOWS_TRACKED;
+}
+
+/// Attribute set `peer`.
+pub mod peer {
+    pub const PAD: u16 = 1;
+    pub const NAME: u16 = 2;
+    pub const PSK: u16 = 3;
+    pub const EPOCH: u16 = 4;
+    pub const PENDING: u16 = 5;
+    pub const MAX: u16 = PENDING;
+}
+
+/// Attribute set `flow`.
+pub mod flow {
+    pub const PAD: u16 = 1;
+    pub const ROLE: u16 = 2;
+    pub const STATE: u16 = 3;
+    pub const LOCAL_IPV4: u16 = 4;
+    pub const LOCAL_IPV6: u16 = 5;
+    pub const LOCAL_PORT: u16 = 6;
+    pub const REMOTE_IPV4: u16 = 7;
+    pub const REMOTE_IPV6: u16 = 8;
+    pub const REMOTE_PORT: u16 = 9;
+    pub const LOCAL_POD: u16 = 10;
+    pub const REMOTE_POD: u16 = 11;
+    pub const PEER_NODE: u16 = 12;
+    pub const CIPHER: u16 = 13;
+    pub const AGE_MS: u16 = 14;
+    pub const MODE: u16 = 15;
+    pub const MAX: u16 = MODE;
 }
 
 /// Attribute set `tlshub` (top level).
@@ -75,5 +154,11 @@ pub mod attr {
     pub const IPV4: u16 = 11;
     pub const IPV6: u16 = 12;
     pub const STATS: u16 = 13;
-    pub const MAX: u16 = STATS;
+    pub const LOCAL_NODE: u16 = 14;
+    pub const CIPHER: u16 = 15;
+    pub const KEY_TIMEOUT_MS: u16 = 16;
+    pub const PEER: u16 = 17;
+    pub const FLOW: u16 = 18;
+    pub const LOCAL_SET: u16 = 19;
+    pub const MAX: u16 = LOCAL_SET;
 }
