@@ -238,6 +238,19 @@ class TlsWire(unittest.TestCase):
         self.assertEqual((c["client"], c["server"], c["family"]), ("[fd00:1::11]:40000", "[fd00:2::21]:7000", 6))
         self.assertEqual(c["directions"]["c2s"]["cut"], True)  # no FIN: capture ended while open
 
+    def test_big_tcp_jumbogram(self):
+        # IPv6 BIG TCP: payload length 0, the hop-by-hop jumbo option, a
+        # segment over 64 KiB.
+        f = Flow(c="fd00:1::11", s="fd00:2::21", v6=True).handshake()
+        data = record(16640) * 5
+        seg = tcp(40000, 7000, f.seq["c"], f.seq["s"], ACK, data)
+        hbh = bytes([6, 0, 0xC2, 4]) + struct.pack(">I", 8 + len(seg))
+        l3 = struct.pack(">IHBB16s16s", 6 << 28, 0, 0, 64, ip6("fd00:1::11"), ip6("fd00:2::21")) + hbh + seg
+        f.frames.append(eth(l3, 0x86DD))
+        rc, res = self.check(f.frames, "--expect", "tls")
+        self.assertEqual(rc, 0, res["verdict"])
+        self.assertEqual(res["connections"][0]["directions"]["c2s"]["tls"]["records"], 5)
+
     def test_linux_cooked_sll_and_sll2(self):
         for link in (113, 276):
             with self.subTest(link=link):

@@ -140,6 +140,8 @@ def tcp_of(et, pkt, stats):
         ihl = (pkt[0] & 15) * 4
         total = struct.unpack_from(">H", pkt, 2)[0]
         frag = struct.unpack_from(">H", pkt, 6)[0]
+        if total == 0 and len(pkt) > 65535:  # BIG TCP: the length is the frame's
+            total = len(pkt)
         if ihl < 20 or total < ihl:
             stats.malformed += 1
             return None
@@ -156,6 +158,8 @@ def tcp_of(et, pkt, stats):
             return None
         plen = struct.unpack_from(">H", pkt, 4)[0]
         nh, off, end = pkt[6], 40, 40 + plen
+        if plen == 0 and nh == 0:  # jumbogram (BIG TCP): the length is the frame's
+            end = len(pkt)
         while nh in (0, 43, 60, 44, 51):
             if len(pkt) < off + 8:
                 stats.malformed += 1
