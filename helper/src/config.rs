@@ -1,11 +1,17 @@
 //! The seed's `capture.conf`: which key provider to use and where the
-//! pod-node mapping lives.
+//! pod-node mapping lives, plus the datapath's settings: the nodes this
+//! kernel serves, the cipher, the key timeout and node-pair secrets.
 //!
 //! ```text
 //! # capture.conf
 //! mode = tlshub                     # tlshub | openssl | boringssl
 //! pod_node_config = pod_node_mapping.conf
 //! log_level = info                  # accepted and ignored
+//! local_nodes = node-1, node-2      # nodes this kernel serves (node-local-set)
+//! cipher = aes-256-gcm              # aes-128-gcm | aes-256-gcm | chacha20-poly1305
+//! key_timeout_ms = 5000             # 100..600000
+//! psk.node-3 = /etc/tlshub/psk/node-3   # secret shared with node-3 (peer-set)
+//! psk.node-4 = psk/node-4           # any number of psk.NODE lines
 //! ```
 //!
 //! `key = value` per line, `#` comments (at the start of a line or after a
@@ -14,13 +20,36 @@
 //! nothing to the new module, so they are accepted and ignored to keep old
 //! files loadable. Anything else is an error rather than silently dropped,
 //! because a misspelt `mode` would otherwise quietly select the default.
+//! Every key may appear once (each `psk.NODE` once per node).
+//!
+//! - `mode`: the key provider, default `tlshub`.
+//! - `pod_node_config`: the mapping file, default
+//!   `/etc/tlshub/pod_node_mapping.conf`.
+//! - `local_nodes`: node names separated by commas and/or blanks, at most
+//!   16, each once. Optional: without it, `apply` leaves the kernel's set
+//!   as it is.
+//! - `cipher`: the kTLS cipher of new flows. Optional.
+//! - `key_timeout_ms`: how long a flow may wait for its node-pair secret
+//!   before it is reset, in milliseconds, 100 to 600000. Optional.
+//! - `psk.NODE`: a file holding the secret shared with peer node `NODE`:
+//!   exactly 32 raw bytes, or their base64 as `wg genpsk` writes it (see
+//!   [`crate::psk`]). Any number of them; the path is taken literally (no
+//!   `-` for stdin).
+//!
+//! Relative paths (`pod_node_config`, `psk.NODE`) are relative to the
+//! directory of the config file. Parsing checks every line; reading the
+//! secrets ([`CaptureConfig::read_psks`]) checks every secret file, with
+//! errors naming the config file and the line of its `psk.NODE`. `tlshubctl
+//! apply` does both, and reads the mapping, before it sends anything.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::mapping::DEFAULT_PATH;
+use crate::mapping::{check_node_name, DEFAULT_PATH};
+use crate::netlink::schema::{KEY_TIMEOUT_MS_MAX, KEY_TIMEOUT_MS_MIN};
+use crate::psk::Psk;
 use crate::source::{self, SourceError};
-use crate::Mode;
+use crate::{uapi, Cipher, Mode};
 
 /// Where the seed installed `capture.conf`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlshub/capture.conf";
@@ -36,6 +65,26 @@ pub struct CaptureConfig {
     /// Mapping file (`pod_node_config`), already resolved against the
     /// directory of the config file if it was relative.
     pub pod_node_config: PathBuf,
+    /// Nodes this kernel serves (`local_nodes`), if set.
+    pub local_nodes: Option<Vec<String>>,
+    /// Cipher of new flows (`cipher`), if set.
+    pub cipher: Option<Cipher>,
+    /// Key timeout in milliseconds (`key_timeout_ms`), if set.
+    pub key_timeout_ms: Option<u32>,
+    /// Node-pair secret files (`psk.NODE`), in file order.
+    pub psks: Vec<PskSource>,
+}
+
+/// A `psk.NODE = FILE` line: where the secret shared with `node` is, and
+/// where the line itself is (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PskSource {
+    pub node: String,
+    /// Resolved against the config file's directory.
+    pub path: PathBuf,
+    /// The config file and line that named it.
+    pub file: String,
+    pub line: usize,
 }
 
 impl Default for CaptureConfig {
@@ -43,6 +92,10 @@ impl Default for CaptureConfig {
         CaptureConfig {
             mode: Mode::default(),
             pod_node_config: PathBuf::from(DEFAULT_PATH),
+            local_nodes: None,
+            cipher: None,
+            key_timeout_ms: None,
+            psks: Vec::new(),
         }
     }
 }
@@ -89,12 +142,104 @@ impl CaptureConfig {
             match key {
                 "mode" => config.mode = value.parse().map_err(|e| err(format!("{e}")))?,
                 "pod_node_config" => config.pod_node_config = resolve(path, value),
+                "local_nodes" => {
+                    config.local_nodes = Some(
+                        parse_local_nodes(value).map_err(|e| err(format!("local_nodes: {e}")))?,
+                    )
+                }
+                "cipher" => config.cipher = Some(value.parse().map_err(|e| err(format!("{e}")))?),
+                "key_timeout_ms" => {
+                    config.key_timeout_ms = Some(parse_key_timeout(value).map_err(|e| err(e.0))?)
+                }
                 k if IGNORED_KEYS.contains(&k) => {}
+                k if k.starts_with("psk.") => {
+                    let node = &k["psk.".len()..];
+                    check_node_name(node).map_err(|e| err(format!("{k}: {e}")))?;
+                    config.psks.push(PskSource {
+                        node: node.to_owned(),
+                        path: resolve(path, value),
+                        file: file.clone(),
+                        line: lineno,
+                    });
+                }
                 _ => return Err(err(format!("unknown key '{key}'"))),
             }
         }
         Ok(config)
     }
+
+    /// Reads every `psk.NODE` file, in file order: the node and its secret.
+    /// The first file that cannot be read or holds no valid secret is an
+    /// error naming the config line and the file.
+    pub fn read_psks(&self) -> Result<Vec<(String, Psk)>, SourceError> {
+        self.psks
+            .iter()
+            .map(|source| {
+                Psk::from_file(&source.path)
+                    .map(|psk| (source.node.clone(), psk))
+                    .map_err(|e| SourceError::Syntax {
+                        file: source.file.clone(),
+                        line: source.line,
+                        message: format!("psk.{}: {e}", source.node),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A datapath setting given on the command line or in `capture.conf` that
+/// is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+/// Parses a `local_nodes` value: node names separated by commas and/or
+/// blanks, checked by [`check_local_nodes`].
+pub fn parse_local_nodes(value: &str) -> Result<Vec<String>, InvalidSetting> {
+    let mut nodes = Vec::new();
+    for part in value.split(',') {
+        let names: Vec<&str> = part.split_ascii_whitespace().collect();
+        if names.is_empty() {
+            return Err(InvalidSetting(format!("empty node name in '{value}'")));
+        }
+        nodes.extend(names.into_iter().map(str::to_owned));
+    }
+    check_local_nodes(&nodes)?;
+    Ok(nodes)
+}
+
+/// Checks a set of local nodes: valid node names, each once, at most
+/// [`uapi::MAX_LOCAL_NODES`].
+pub fn check_local_nodes<S: AsRef<str>>(nodes: &[S]) -> Result<(), InvalidSetting> {
+    if nodes.len() > uapi::MAX_LOCAL_NODES {
+        return Err(InvalidSetting(format!(
+            "{} local nodes, at most {} are allowed",
+            nodes.len(),
+            uapi::MAX_LOCAL_NODES
+        )));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let node = node.as_ref();
+        check_node_name(node).map_err(|e| InvalidSetting(e.to_string()))?;
+        if nodes[..i].iter().any(|n| n.as_ref() == node) {
+            return Err(InvalidSetting(format!("node '{node}' given twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a key timeout in milliseconds, within the spec's bounds.
+pub fn parse_key_timeout(value: &str) -> Result<u32, InvalidSetting> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|ms| (KEY_TIMEOUT_MS_MIN..=KEY_TIMEOUT_MS_MAX).contains(ms))
+        .ok_or_else(|| {
+            InvalidSetting(format!(
+                "invalid key timeout '{value}' (expected milliseconds, \
+                 {KEY_TIMEOUT_MS_MIN} to {KEY_TIMEOUT_MS_MAX})"
+            ))
+        })
 }
 
 /// `value` relative to the directory holding `config_path`.

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 use tlshub::netlink::schema::{self, Hint, Type};
-use tlshub::Mode;
 use tlshub::{ident, uapi};
+use tlshub::{Cipher, Mode};
 
 fn spec() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/tlshub.yaml");
@@ -82,6 +82,142 @@ fn family_and_constants() {
         port["value"].as_u64(),
         Some(u64::from(uapi::DEFAULT_AGENT_PORT))
     );
+    let psk = definition(&spec, "psk-len");
+    assert_eq!(psk["value"].as_u64(), Some(uapi::PSK_LEN as u64));
+    assert_eq!(tlshub::psk::PSK_LEN, uapi::PSK_LEN);
+    let local = definition(&spec, "max-local-nodes");
+    assert_eq!(local["value"].as_u64(), Some(uapi::MAX_LOCAL_NODES as u64));
+}
+
+/// The spec has no top-level section, definition or definition type the
+/// helper does not know about.
+#[test]
+fn every_definition_is_known() {
+    let spec = spec();
+    subset(
+        "spec",
+        &spec,
+        &[
+            "name",
+            "protocol",
+            "doc",
+            "definitions",
+            "attribute-sets",
+            "operations",
+            "mcast-groups",
+        ],
+    );
+    let defs = list(&spec, "definitions");
+    let consts: BTreeMap<String, u64> = defs
+        .iter()
+        .filter(|d| d["type"].as_str() == Some("const"))
+        .map(|d| {
+            (
+                name(d).to_owned(),
+                d["value"].as_u64().expect("const value"),
+            )
+        })
+        .collect();
+    let table: BTreeMap<String, u64> = schema::CONSTS
+        .iter()
+        .map(|&(n, v)| (n.to_owned(), v))
+        .collect();
+    assert_eq!(consts, table, "const definitions");
+    let enums: BTreeSet<&str> = defs
+        .iter()
+        .filter(|d| d["type"].as_str() == Some("enum"))
+        .map(name)
+        .collect();
+    assert_eq!(
+        enums,
+        schema::ENUMS.iter().map(|e| e.name).collect(),
+        "enum definitions"
+    );
+    for d in defs {
+        let ty = d["type"].as_str();
+        assert!(
+            matches!(ty, Some("const" | "enum")),
+            "{}: definition type {ty:?}",
+            name(d)
+        );
+        subset(
+            name(d),
+            d,
+            &["type", "name", "doc", "value", "value-start", "entries"],
+        );
+    }
+}
+
+/// Entries of enum definition `wanted`, numbered as YNL does.
+fn enum_entries(spec: &Value, wanted: &str) -> BTreeMap<String, u64> {
+    let e = definition(spec, wanted);
+    assert_eq!(e["type"].as_str(), Some("enum"), "{wanted}");
+    let start = e["value-start"].as_u64().unwrap_or(0);
+    numbered(list(e, "entries"), start)
+}
+
+/// Every enum of the encoder table (built from `spec/uapi.rs`) against the
+/// YAML, names and values.
+#[test]
+fn enums_match_the_table() {
+    let spec = spec();
+    for e in schema::ENUMS {
+        let table: BTreeMap<String, u64> = e
+            .entries
+            .iter()
+            .map(|&(n, v)| (n.to_owned(), u64::from(v)))
+            .collect();
+        assert_eq!(enum_entries(&spec, e.name), table, "enum {}", e.name);
+        for &(n, v) in e.entries {
+            assert_eq!(e.name_of(v), Some(n));
+            assert_eq!(e.value_of(n), Some(v));
+        }
+    }
+}
+
+#[test]
+fn cipher_flow_state_and_role_enums() {
+    let spec = spec();
+    assert_eq!(
+        enum_entries(&spec, "cipher"),
+        map(&[
+            ("aes-128-gcm", uapi::cipher::AES_128_GCM),
+            ("aes-256-gcm", uapi::cipher::AES_256_GCM),
+            ("chacha20-poly1305", uapi::cipher::CHACHA20_POLY1305),
+        ])
+    );
+    assert_eq!(
+        enum_entries(&spec, "cipher").values().max().copied(),
+        Some(u64::from(uapi::cipher::MAX))
+    );
+    assert_eq!(
+        enum_entries(&spec, "flow-state"),
+        map(&[
+            ("key-wait", uapi::flow_state::KEY_WAIT),
+            ("keyed", uapi::flow_state::KEYED),
+            ("secured", uapi::flow_state::SECURED),
+            ("failed", uapi::flow_state::FAILED),
+        ])
+    );
+    assert_eq!(
+        enum_entries(&spec, "role"),
+        map(&[
+            ("client", uapi::role::CLIENT),
+            ("server", uapi::role::SERVER)
+        ])
+    );
+    // The library's Cipher uses the same names and values, for all of them.
+    let ciphers = enum_entries(&spec, "cipher");
+    assert_eq!(Cipher::ALL.len(), ciphers.len());
+    for c in Cipher::ALL {
+        assert_eq!(
+            ciphers.get(c.as_str()).copied(),
+            Some(u64::from(c.to_wire())),
+            "{c}"
+        );
+        assert_eq!(Cipher::from_wire(c.to_wire()), Some(c));
+        assert_eq!(c.as_str().parse::<Cipher>(), Ok(c));
+    }
 }
 
 #[test]
@@ -91,6 +227,7 @@ fn mode_enum() {
     assert_eq!(mode["type"].as_str(), Some("enum"));
     let start = mode["value-start"].as_u64().unwrap_or(0);
     let entries = numbered(list(mode, "entries"), start);
+    assert_eq!(Mode::ALL.len(), entries.len());
     let expected = map(&[
         ("tlshub", uapi::mode::TLSHUB),
         ("openssl", uapi::mode::OPENSSL),
@@ -148,8 +285,58 @@ fn attribute_sets() {
                     ("lookups", uapi::stats::LOOKUPS),
                     ("lookup-misses", uapi::stats::LOOKUP_MISSES),
                     ("map-updates", uapi::stats::MAP_UPDATES),
+                    ("flows-seen", uapi::stats::FLOWS_SEEN),
+                    ("flows-secured", uapi::stats::FLOWS_SECURED),
+                    ("bypass-local-not-pod", uapi::stats::BYPASS_LOCAL_NOT_POD),
+                    ("bypass-remote-not-pod", uapi::stats::BYPASS_REMOTE_NOT_POD),
+                    ("bypass-same-node", uapi::stats::BYPASS_SAME_NODE),
+                    ("key-waits", uapi::stats::KEY_WAITS),
+                    ("key-requests", uapi::stats::KEY_REQUESTS),
+                    ("install-failures", uapi::stats::INSTALL_FAILURES),
+                    ("reset-key-timeout", uapi::stats::RESET_KEY_TIMEOUT),
+                    ("reset-install", uapi::stats::RESET_INSTALL),
+                    ("reset-stale-sender", uapi::stats::RESET_STALE_SENDER),
+                    ("reset-unsupported", uapi::stats::RESET_UNSUPPORTED),
+                    ("reset-unload", uapi::stats::RESET_UNLOAD),
+                    ("flows-tracked", uapi::stats::FLOWS_TRACKED),
                 ]),
                 uapi::stats::MAX,
+            ),
+        ),
+        (
+            "peer",
+            (
+                map(&[
+                    ("pad", uapi::peer::PAD),
+                    ("name", uapi::peer::NAME),
+                    ("psk", uapi::peer::PSK),
+                    ("epoch", uapi::peer::EPOCH),
+                    ("pending", uapi::peer::PENDING),
+                ]),
+                uapi::peer::MAX,
+            ),
+        ),
+        (
+            "flow",
+            (
+                map(&[
+                    ("pad", uapi::flow::PAD),
+                    ("role", uapi::flow::ROLE),
+                    ("state", uapi::flow::STATE),
+                    ("local-ipv4", uapi::flow::LOCAL_IPV4),
+                    ("local-ipv6", uapi::flow::LOCAL_IPV6),
+                    ("local-port", uapi::flow::LOCAL_PORT),
+                    ("remote-ipv4", uapi::flow::REMOTE_IPV4),
+                    ("remote-ipv6", uapi::flow::REMOTE_IPV6),
+                    ("remote-port", uapi::flow::REMOTE_PORT),
+                    ("local-pod", uapi::flow::LOCAL_POD),
+                    ("remote-pod", uapi::flow::REMOTE_POD),
+                    ("peer-node", uapi::flow::PEER_NODE),
+                    ("cipher", uapi::flow::CIPHER),
+                    ("age-ms", uapi::flow::AGE_MS),
+                    ("mode", uapi::flow::MODE),
+                ]),
+                uapi::flow::MAX,
             ),
         ),
         (
@@ -169,6 +356,12 @@ fn attribute_sets() {
                     ("ipv4", uapi::attr::IPV4),
                     ("ipv6", uapi::attr::IPV6),
                     ("stats", uapi::attr::STATS),
+                    ("local-node", uapi::attr::LOCAL_NODE),
+                    ("cipher", uapi::attr::CIPHER),
+                    ("key-timeout-ms", uapi::attr::KEY_TIMEOUT_MS),
+                    ("peer", uapi::attr::PEER),
+                    ("flow", uapi::attr::FLOW),
+                    ("local-set", uapi::attr::LOCAL_SET),
                 ]),
                 uapi::attr::MAX,
             ),
@@ -214,6 +407,15 @@ fn commands() {
         ("map-del", uapi::cmd::MAP_DEL),
         ("map-stage", uapi::cmd::MAP_STAGE),
         ("map-commit", uapi::cmd::MAP_COMMIT),
+        ("node-local-set", uapi::cmd::NODE_LOCAL_SET),
+        ("node-local-get", uapi::cmd::NODE_LOCAL_GET),
+        ("peer-set", uapi::cmd::PEER_SET),
+        ("peer-del", uapi::cmd::PEER_DEL),
+        ("peer-get", uapi::cmd::PEER_GET),
+        ("config-set", uapi::cmd::CONFIG_SET),
+        ("config-get", uapi::cmd::CONFIG_GET),
+        ("flows-get", uapi::cmd::FLOWS_GET),
+        ("key-request", uapi::cmd::KEY_REQUEST),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(
@@ -335,24 +537,56 @@ fn attribute_details_match_the_encoder_table() {
             );
             assert_eq!(t.checks.min, get("min"), "{what} min");
             assert_eq!(t.checks.max, get("max"), "{what} max");
+            let e = a["enum"].as_str();
+            assert_eq!(t.enumeration.map(|e| e.name), e, "{what} enum");
+            if let Some(e) = e {
+                // An enum attribute is a u32 whose checks, if any, stay
+                // within the enum's values.
+                assert_eq!(t.ty, Type::U32, "{what}: enum of a {}", t.ty.name());
+                let values = enum_entries(&spec, e);
+                let (lo, hi) = (values.values().min(), values.values().max());
+                assert!(t.checks.min.is_none_or(|m| Some(&m) == lo), "{what} min");
+                assert!(t.checks.max.is_none_or(|m| Some(&m) == hi), "{what} max");
+            }
         }
     }
 }
 
-/// Per operation: command number, attribute set, admin-perm, and which
-/// attributes a `do` / `dump` request may carry.
+/// Names of the attributes listed under `v["attributes"]`, if `v` exists.
+fn attr_list(v: &Value) -> Option<Vec<&str>> {
+    (!v.is_null()).then(|| {
+        v["attributes"]
+            .as_sequence()
+            .map(|v| v.iter().map(name).collect::<Vec<_>>())
+            .unwrap_or_default()
+    })
+}
+
+/// Per operation: command number, attribute set, admin-perm, which
+/// attributes a `do` / `dump` request may carry and its reply does carry,
+/// and for the event its attributes and multicast group.
 #[test]
 fn operations_match_the_encoder_table() {
     let spec = spec();
     let ops = list(&spec["operations"], "list");
     let numbers = numbered(ops, 1);
     assert_eq!(ops.len(), schema::OPS.len());
+    subset("operations", &spec["operations"], &["list"]);
     for op in ops {
         let what = name(op);
         subset(
             what,
             op,
-            &["name", "doc", "attribute-set", "flags", "do", "dump"],
+            &[
+                "name",
+                "doc",
+                "attribute-set",
+                "flags",
+                "do",
+                "dump",
+                "event",
+                "mcgrp",
+            ],
         );
         let t = schema::OPS
             .iter()
@@ -369,23 +603,116 @@ fn operations_match_the_encoder_table() {
             "{what}: {flags:?}"
         );
         assert_eq!(t.admin, flags.contains(&"admin-perm"), "{what} admin-perm");
-        for (mode, table) in [("do", t.do_request), ("dump", t.dump_request)] {
-            let m = &op[mode];
-            let yaml = (!m.is_null()).then(|| {
-                subset(&format!("{what} {mode}"), m, &["request", "reply"]);
-                m["request"]["attributes"]
-                    .as_sequence()
-                    .map(|v| v.iter().map(name).collect::<Vec<_>>())
-                    .unwrap_or_default()
-            });
-            let table = table.map(|ids| {
+        let names = |ids: Option<&[u16]>| {
+            ids.map(|ids| {
                 ids.iter()
                     .map(|&id| t.set.get(id).expect("id in set").name)
                     .collect::<Vec<_>>()
-            });
-            assert_eq!(table, yaml, "{what} {mode} request attributes");
+            })
+        };
+        for (mode, request, reply) in [
+            ("do", t.do_request, t.do_reply),
+            ("dump", t.dump_request, t.dump_reply),
+        ] {
+            let m = &op[mode];
+            if !m.is_null() {
+                subset(&format!("{what} {mode}"), m, &["request", "reply"]);
+            }
+            // A mode without a `request` takes none: an empty list.
+            let yaml_request = (!m.is_null()).then(|| attr_list(&m["request"]).unwrap_or_default());
+            assert_eq!(
+                names(request),
+                yaml_request,
+                "{what} {mode} request attributes"
+            );
+            assert_eq!(
+                names(reply),
+                attr_list(&m["reply"]),
+                "{what} {mode} reply attributes"
+            );
+        }
+        assert_eq!(names(t.event), attr_list(&op["event"]), "{what} event");
+        if !op["event"].is_null() {
+            subset(&format!("{what} event"), &op["event"], &["attributes"]);
+        }
+        assert_eq!(t.mcgrp, op["mcgrp"].as_str(), "{what} mcgrp");
+        // An event goes to a group and is nothing else; a group has events.
+        assert_eq!(t.event.is_some(), t.mcgrp.is_some(), "{what}");
+        if t.event.is_some() {
+            assert!(t.do_request.is_none() && t.dump_request.is_none(), "{what}");
         }
     }
+}
+
+#[test]
+fn multicast_groups() {
+    let spec = spec();
+    subset("mcast-groups", &spec["mcast-groups"], &["list"]);
+    let groups = list(&spec["mcast-groups"], "list");
+    for g in groups {
+        subset(name(g), g, &["name", "doc"]);
+    }
+    let names: Vec<&str> = groups.iter().map(name).collect();
+    assert_eq!(names, schema::MCAST_GROUPS, "multicast groups, in order");
+    assert_eq!(names, [uapi::MCGRP_KEYS]);
+    for op in schema::OPS {
+        if let Some(group) = op.mcgrp {
+            assert!(names.contains(&group), "{}: group {group}", op.name);
+        }
+    }
+    assert_eq!(schema::KEY_REQUEST.mcgrp, Some(uapi::MCGRP_KEYS));
+}
+
+/// `key-timeout-ms` and `cipher` bounds, as the CLI and capture.conf check
+/// them before anything is sent.
+#[test]
+fn datapath_setting_bounds() {
+    let spec = spec();
+    let top = list(&spec, "attribute-sets")
+        .iter()
+        .find(|s| name(s) == "tlshub")
+        .expect("tlshub set");
+    let attr = |wanted: &str| {
+        list(top, "attributes")
+            .iter()
+            .find(|a| name(a) == wanted)
+            .unwrap_or_else(|| panic!("{wanted}"))
+            .clone()
+    };
+    let timeout = attr("key-timeout-ms");
+    assert_eq!(
+        timeout["checks"]["min"].as_u64(),
+        Some(u64::from(schema::KEY_TIMEOUT_MS_MIN))
+    );
+    assert_eq!(
+        timeout["checks"]["max"].as_u64(),
+        Some(u64::from(schema::KEY_TIMEOUT_MS_MAX))
+    );
+    let cipher = attr("cipher");
+    assert_eq!(
+        cipher["checks"]["min"].as_u64(),
+        Some(u64::from(uapi::cipher::AES_128_GCM))
+    );
+    assert_eq!(
+        cipher["checks"]["max"].as_u64(),
+        Some(u64::from(uapi::cipher::MAX))
+    );
+    let psk = list(
+        &list(&spec, "attribute-sets")
+            .iter()
+            .find(|s| name(s) == "peer")
+            .expect("peer set")
+            .clone(),
+        "attributes",
+    )
+    .iter()
+    .find(|a| name(a) == "psk")
+    .expect("psk")
+    .clone();
+    assert_eq!(
+        bound(&spec, &psk["checks"]["exact-len"]),
+        uapi::PSK_LEN as u64
+    );
 }
 
 #[test]

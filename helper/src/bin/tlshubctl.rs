@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use tlshub::config::DEFAULT_CONFIG_PATH;
+use tlshub::config::{check_local_nodes, parse_key_timeout, DEFAULT_CONFIG_PATH};
 use tlshub::mapping::{check_node_name, check_pod_name, SeedTable};
-use tlshub::netlink::{schema, Client, Trace};
-use tlshub::{k8s, CaptureConfig, Mode, NetlinkError, Node, Pod, PodNodeTable};
+use tlshub::netlink::{schema, Client, Flow, Peer, Trace};
+use tlshub::{k8s, uapi, CaptureConfig, Cipher, Mode, NetlinkError, Node, Pod, PodNodeTable, Psk};
 
 type Result<T = ()> = anyhow::Result<T>;
 
@@ -46,11 +46,105 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load the mapping and set the mode named by a capture.conf
+    /// Load the mapping and set the mode (and the local nodes, cipher, key
+    /// timeout and node-pair secrets, if given) named by a capture.conf
     Apply {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// The nodes this kernel serves, and the secrets shared with peer nodes
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Get or set the kTLS cipher of new flows
+    #[command(subcommand)]
+    Cipher(CipherCommand),
+    /// Get or set how long a flow may wait for its node-pair secret
+    #[command(subcommand)]
+    Timeout(TimeoutCommand),
+    /// Show the flows the module tracks
+    Flows {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print key-request events, one per line, until killed (needs
+    /// CAP_NET_ADMIN)
+    Events,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Set the nodes this kernel serves; without NODE, print them
+    Local {
+        #[arg(value_name = "NODE")]
+        nodes: Vec<String>,
+        /// Serve no node
+        #[arg(long, conflicts_with = "nodes")]
+        clear: bool,
+        /// Print them as JSON
+        #[arg(long, conflicts_with_all = ["nodes", "clear"])]
+        json: bool,
+    },
+    /// Set the secret shared with peer node NODE, read from FILE (32 raw
+    /// bytes, or base64 as `wg genpsk` writes; - reads stdin)
+    Set {
+        node: String,
+        kind: SecretKind,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Epoch of the secret (default: the next one)
+        #[arg(long, value_name = "N")]
+        epoch: Option<u64>,
+    },
+    /// Forget the secret shared with peer node NODE
+    Del { node: String },
+    /// Show peer nodes: secret epoch ("-": none) and flows waiting
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `node set` sets.
+#[derive(Clone, Copy, ValueEnum)]
+enum SecretKind {
+    /// A node-pair pre-shared key
+    Psk,
+}
+
+#[derive(Subcommand)]
+enum CipherCommand {
+    /// Print the cipher of new flows
+    Get {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the cipher of new flows
+    Set {
+        #[arg(value_parser = parse_cipher, value_name = "aes-128-gcm|aes-256-gcm|chacha20-poly1305")]
+        cipher: Cipher,
+    },
+}
+
+#[derive(Subcommand)]
+enum TimeoutCommand {
+    /// Print the key timeout in milliseconds
+    Get {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the key timeout in milliseconds (100 to 600000)
+    Set {
+        #[arg(value_parser = parse_timeout, value_name = "MS")]
+        ms: u32,
+    },
+}
+
+fn parse_cipher(s: &str) -> std::result::Result<Cipher, String> {
+    s.parse().map_err(|e: tlshub::UnknownCipher| e.to_string())
+}
+
+fn parse_timeout(s: &str) -> std::result::Result<u32, String> {
+    parse_key_timeout(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -149,6 +243,11 @@ fn main() -> ExitCode {
 fn explain(e: &anyhow::Error) -> String {
     let kernel = match e.downcast_ref::<NetlinkError>() {
         Some(NetlinkError::Kernel(k)) => k,
+        Some(NetlinkError::Join { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) =>
+        {
+            return format!("{e:#} (needs CAP_NET_ADMIN; run as root)");
+        }
         _ => return format!("{e:#}"),
     };
     let admin_op = kernel
@@ -188,21 +287,249 @@ fn run(command: Command, verbose: bool) -> Result {
                 writeln!(w, "pods: {}", s.pods)?;
                 writeln!(w, "nodes: {}", s.nodes)?;
                 writeln!(w, "generation: {}", s.generation)?;
-                writeln!(w, "lookups: {}", s.stats.lookups)?;
-                writeln!(w, "lookup-misses: {}", s.stats.lookup_misses)?;
-                writeln!(w, "map-updates: {}", s.stats.map_updates)
+                for (name, value) in s.stats.counters() {
+                    writeln!(w, "{name}: {value}")?;
+                }
+                writeln!(w, "cipher: {}", or_dash(s.cipher))?;
+                writeln!(w, "key-timeout-ms: {}", or_dash(s.key_timeout_ms))?;
+                let local = match s.local_nodes.is_empty() {
+                    true => "-".to_owned(),
+                    false => s.local_nodes.join(" "),
+                };
+                writeln!(w, "local-nodes: {local}")
             })
         }
-        Command::Apply { config } => {
-            let config = CaptureConfig::from_file(&config)?;
-            let table = PodNodeTable::from_file(&config.pod_node_config)?;
-            let mut client = connect(verbose)?;
-            load(&mut client, &table, &config.pod_node_config)?;
-            client.mode_set(config.mode)?;
-            println!("Mode set to {}", config.mode);
-            Ok(())
+        Command::Apply { config } => apply(&config, verbose),
+        Command::Node(n) => node(n, verbose),
+        Command::Cipher(CipherCommand::Get { json }) => {
+            let cipher = connect(verbose)?.config_get()?.cipher;
+            #[derive(Serialize)]
+            struct Out {
+                cipher: Cipher,
+            }
+            output(json, &Out { cipher }, |w| writeln!(w, "{cipher}"))
+        }
+        Command::Cipher(CipherCommand::Set { cipher }) => {
+            Ok(connect(verbose)?.config_set(Some(cipher), None)?)
+        }
+        Command::Timeout(TimeoutCommand::Get { json }) => {
+            let key_timeout_ms = connect(verbose)?.config_get()?.key_timeout_ms;
+            #[derive(Serialize)]
+            struct Out {
+                key_timeout_ms: u32,
+            }
+            output(json, &Out { key_timeout_ms }, |w| {
+                writeln!(w, "{key_timeout_ms}")
+            })
+        }
+        Command::Timeout(TimeoutCommand::Set { ms }) => {
+            Ok(connect(verbose)?.config_set(None, Some(ms))?)
+        }
+        Command::Flows { json } => {
+            let flows = connect(verbose)?.flows()?;
+            output(json, &flows, |w| write_flows(w, &flows))
+        }
+        Command::Events => events(verbose),
+    }
+}
+
+/// `apply`: everything in the config (the file itself, the mapping, every
+/// secret file) is read and validated before the first request is sent.
+fn apply(path: &Path, verbose: bool) -> Result {
+    let config = CaptureConfig::from_file(path)?;
+    let table = PodNodeTable::from_file(&config.pod_node_config)?;
+    let psks = config.read_psks()?;
+    let mut client = connect(verbose)?;
+    load(&mut client, &table, &config.pod_node_config)?;
+    client.mode_set(config.mode)?;
+    println!("Mode set to {}", config.mode);
+    if config.cipher.is_some() || config.key_timeout_ms.is_some() {
+        client.config_set(config.cipher, config.key_timeout_ms)?;
+        if let Some(cipher) = config.cipher {
+            println!("Cipher set to {cipher}");
+        }
+        if let Some(ms) = config.key_timeout_ms {
+            println!("Key timeout set to {ms} ms");
         }
     }
+    if let Some(nodes) = &config.local_nodes {
+        client.local_nodes_set(nodes)?;
+        println!("Local nodes set to {}", nodes.join(" "));
+    }
+    for (node, psk) in &psks {
+        let epoch = client.peer_set(node, psk, None)?;
+        println!("Secret for node {node} set (epoch {epoch})");
+    }
+    Ok(())
+}
+
+fn node(command: NodeCommand, verbose: bool) -> Result {
+    match command {
+        NodeCommand::Local {
+            nodes,
+            clear: false,
+            json,
+        } if nodes.is_empty() => {
+            let nodes = connect(verbose)?.local_nodes_get()?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                local_nodes: &'a [String],
+            }
+            output(
+                json,
+                &Out {
+                    local_nodes: &nodes,
+                },
+                |w| nodes.iter().try_for_each(|n| writeln!(w, "{n}")),
+            )
+        }
+        NodeCommand::Local { nodes, .. } => {
+            // `--clear` conflicts with NODE arguments: nodes is empty then.
+            check_local_nodes(&nodes)?;
+            Ok(connect(verbose)?.local_nodes_set(&nodes)?)
+        }
+        NodeCommand::Set {
+            node,
+            kind: SecretKind::Psk,
+            file,
+            epoch,
+        } => {
+            check_node_name(&node)?;
+            let psk = Psk::from_file(&file)?;
+            let epoch = connect(verbose)?.peer_set(&node, &psk, epoch)?;
+            println!("{node} epoch {epoch}");
+            Ok(())
+        }
+        NodeCommand::Del { node } => {
+            check_node_name(&node)?;
+            Ok(connect(verbose)?.peer_del(&node)?)
+        }
+        NodeCommand::Show { json } => {
+            let peers = connect(verbose)?.peers()?;
+            output(json, &peers, |w| write_peers(w, &peers))
+        }
+    }
+}
+
+/// `events`: joins the `keys` group and prints each key request as it
+/// comes, one flushed line each. Lost events (the socket buffer overflowed)
+/// and malformed ones are reported on stderr and the loop goes on: the
+/// kernel repeats a request after its timeout.
+fn events(verbose: bool) -> Result {
+    let mut client = connect(verbose)?;
+    client.subscribe(uapi::MCGRP_KEYS)?;
+    let stdout = io::stdout();
+    loop {
+        let event = match client.next_key_request() {
+            Ok(event) => event,
+            Err(e @ (NetlinkError::EventsLost | NetlinkError::Protocol(_))) => {
+                eprintln!("tlshubctl: warning: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut w = stdout.lock();
+        let written = writeln!(
+            w,
+            "key-request node={} local={}",
+            event.node, event.local_node
+        )
+        .and_then(|()| w.flush());
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }
+}
+
+/// `-` for what the module did not report.
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Writes `rows` under `header`, each column as wide as its widest cell and
+/// two blanks apart; the last column is not padded.
+fn write_table<const N: usize>(
+    w: &mut dyn Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |w: &mut dyn Write, cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        writeln!(w, "{}", text.trim_end())
+    };
+    line(w, header)?;
+    for row in rows {
+        line(w, std::array::from_fn(|i| row[i].as_str()))?;
+    }
+    Ok(())
+}
+
+/// `node show`: one row per peer.
+fn write_peers(w: &mut dyn Write, peers: &[Peer]) -> io::Result<()> {
+    let rows: Vec<[String; 3]> = peers
+        .iter()
+        .map(|p| [p.name.clone(), or_dash(p.epoch), p.pending.to_string()])
+        .collect();
+    write_table(w, ["NODE", "EPOCH", "PENDING"], &rows)
+}
+
+/// `ip:port`, or `[ip]:port` for IPv6.
+fn endpoint(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, port).to_string()
+}
+
+/// A flow's age: seconds with milliseconds.
+fn age(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "-".to_owned(),
+        |ms| format!("{}.{:03}s", ms / 1000, ms % 1000),
+    )
+}
+
+/// `flows`: one row per flow.
+fn write_flows(w: &mut dyn Write, flows: &[Flow]) -> io::Result<()> {
+    let rows: Vec<[String; 9]> = flows
+        .iter()
+        .map(|f| {
+            [
+                f.role.to_owned(),
+                f.state.to_owned(),
+                endpoint(f.local_ip, f.local_port),
+                endpoint(f.remote_ip, f.remote_port),
+                or_dash(f.local_pod.as_deref()),
+                or_dash(f.remote_pod.as_deref()),
+                or_dash(f.peer_node.as_deref()),
+                or_dash(f.cipher),
+                age(f.age_ms),
+            ]
+        })
+        .collect();
+    let header = [
+        "ROLE",
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "LOCAL-POD",
+        "REMOTE-POD",
+        "PEER-NODE",
+        "CIPHER",
+        "AGE",
+    ];
+    write_table(w, header, &rows)
 }
 
 fn mapping(command: MappingCommand, verbose: bool) -> Result {

@@ -47,6 +47,7 @@ pub(crate) enum Value<'a> {
     Flag,
     U16(u16),
     U32(u32),
+    U64(u64),
     Str(&'a str),
     Bytes(&'a [u8]),
 }
@@ -104,6 +105,7 @@ impl Writer<'_> {
         let int = match value {
             Value::U16(v) => Some(u64::from(v)),
             Value::U32(v) => Some(u64::from(v)),
+            Value::U64(v) => Some(v),
             _ => None,
         };
         if let Some(v) =
@@ -129,6 +131,7 @@ impl Writer<'_> {
                 };
                 self.emit(a.id, &[&bytes])
             }
+            (Type::U64, Value::U64(v)) => self.emit(a.id, &[&v.to_ne_bytes()]),
             (Type::String, Value::Str(s)) if s.contains('\0') => fail("contains a NUL byte".into()),
             (Type::String, Value::Str(s)) => match c.max_len {
                 Some(max) if s.len() > max => fail(format!("longer than {max} bytes")),
@@ -190,6 +193,10 @@ pub(crate) struct Span {
 pub(crate) struct Request {
     pub op: &'static Op,
     dump: bool,
+    /// Which of the operation's messages this is (`do`, `dump`, and in tests
+    /// `reply` and `event`) and the top-level attributes it may carry.
+    kind: &'static str,
+    allowed: Option<&'static [u16]>,
     attrs: Vec<u8>,
     seen: Vec<u16>,
     spans: Vec<Span>,
@@ -198,28 +205,50 @@ pub(crate) struct Request {
 impl Request {
     /// A `do` request (acknowledged).
     pub fn new(op: &'static Op) -> Self {
+        Request::of(op, false, "do", op.do_request)
+    }
+
+    /// A `dump` request.
+    pub fn dump(op: &'static Op) -> Self {
+        Request::of(op, true, "dump", op.dump_request)
+    }
+
+    /// A message as the kernel sends it: the reply of a `do` (or, with
+    /// `dump`, one message of a dump), checked against the spec's reply
+    /// attributes. For tests of the decoders.
+    #[cfg(test)]
+    pub fn reply(op: &'static Op, dump: bool) -> Self {
+        match dump {
+            true => Request::of(op, true, "dump reply", op.dump_reply),
+            false => Request::of(op, false, "reply", op.do_reply),
+        }
+    }
+
+    /// An event as the kernel multicasts it. For tests of the decoders.
+    #[cfg(test)]
+    pub fn event(op: &'static Op) -> Self {
+        Request::of(op, false, "event", op.event)
+    }
+
+    fn of(
+        op: &'static Op,
+        dump: bool,
+        kind: &'static str,
+        allowed: Option<&'static [u16]>,
+    ) -> Self {
         Request {
             op,
-            dump: false,
+            dump,
+            kind,
+            allowed,
             attrs: Vec::new(),
             seen: Vec::new(),
             spans: Vec::new(),
         }
     }
 
-    /// A `dump` request.
-    pub fn dump(op: &'static Op) -> Self {
-        Request {
-            dump: true,
-            ..Request::new(op)
-        }
-    }
-
     fn allowed(&self) -> Option<&'static [u16]> {
-        match self.dump {
-            true => self.op.dump_request,
-            false => self.op.do_request,
-        }
+        self.allowed
     }
 
     fn top(
@@ -314,10 +343,9 @@ impl Request {
 
     /// Frames the request for family `family`: `NLM_F_REQUEST` plus
     /// `NLM_F_ACK` (do) or `NLM_F_DUMP`.
-    pub fn encode(self, family: u16, version: u8, seq: u32) -> Result<Encoded, NetlinkError> {
+    pub fn encode(mut self, family: u16, version: u8, seq: u32) -> Result<Encoded, NetlinkError> {
         if self.allowed().is_none() {
-            let mode = if self.dump { "dump" } else { "do" };
-            return Err(encode_err(self.op, format!("has no {mode} mode")));
+            return Err(encode_err(self.op, format!("has no {} mode", self.kind)));
         }
         let flags = NLM_F_REQUEST | if self.dump { NLM_F_DUMP } else { NLM_F_ACK };
         let len =
@@ -334,8 +362,28 @@ impl Request {
             op: self.op,
             seq,
             bytes,
-            spans: self.spans,
+            spans: std::mem::take(&mut self.spans),
         })
+    }
+}
+
+/// Overwrites `buf` with zeros: a request may carry a node-pair secret
+/// (`peer-set`), which should not outlive it in freed memory.
+pub(crate) fn wipe(buf: &mut [u8]) {
+    buf.fill(0);
+    // Keeps the writes from being optimised away as dead stores.
+    std::hint::black_box(buf);
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        wipe(&mut self.attrs);
+    }
+}
+
+impl Drop for Encoded {
+    fn drop(&mut self) {
+        wipe(&mut self.bytes);
     }
 }
 
@@ -415,12 +463,18 @@ impl Encoded {
 }
 
 /// An attribute and, for numbers and addresses, its value.
+/// Secrets (`binary` without a display hint) are never shown.
 fn render(spec: &schema::Attr, a: RawAttr<'_>) -> String {
-    let value = match (spec.hint, spec.ty) {
-        (Hint::Ipv4, _) => a.ipv4().ok().map(|ip| ip.to_string()),
-        (Hint::Ipv6, _) => a.ipv6().ok().map(|ip| ip.to_string()),
-        (_, Type::U16) => a.u16().ok().map(|v| v.to_string()),
-        (_, Type::U32) => a.u32().ok().map(|v| v.to_string()),
+    let value = match (spec.hint, spec.ty, spec.enumeration) {
+        (Hint::Ipv4, _, _) => a.ipv4().ok().map(|ip| ip.to_string()),
+        (Hint::Ipv6, _, _) => a.ipv6().ok().map(|ip| ip.to_string()),
+        (_, Type::U32, Some(e)) => a.u32().ok().map(|v| match e.name_of(v) {
+            Some(name) => name.to_owned(),
+            None => v.to_string(),
+        }),
+        (_, Type::U16, _) => a.u16().ok().map(|v| v.to_string()),
+        (_, Type::U32, _) => a.u32().ok().map(|v| v.to_string()),
+        (_, Type::U64, _) => a.u64().ok().map(|v| v.to_string()),
         _ => None,
     };
     match value {
@@ -545,11 +599,14 @@ impl<'a> Attrs<'a> {
 /// One message of a received datagram.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// A generic netlink reply (a `do` reply or one part of a dump); `attrs`
-    /// are the bytes after the genetlink header.
+    /// A generic netlink message (a `do` reply, one part of a dump, or an
+    /// event): `family` is its `nlmsg_type`, `cmd` the genetlink command, and
+    /// `attrs` the bytes after the genetlink header.
     Data {
         seq: u32,
         flags: u16,
+        family: u16,
+        cmd: u8,
         attrs: Vec<u8>,
     },
     /// `NLMSG_ERROR` with error 0: the request succeeded.
@@ -638,6 +695,8 @@ fn parse_message(msg: &[u8]) -> Result<Message, NetlinkError> {
             Ok(Message::Data {
                 seq,
                 flags,
+                family: ty,
+                cmd: body[0],
                 attrs: attrs.to_vec(),
             })
         }
@@ -930,7 +989,7 @@ mod tests {
 
     #[test]
     fn bad_lengths_are_errors_not_panics() {
-        let mut b = sample_request().bytes;
+        let mut b = sample_request().bytes.clone();
         b[0..4].copy_from_slice(&1000u32.to_ne_bytes());
         assert!(parse_datagram(&b).is_err());
         b[0..4].copy_from_slice(&3u32.to_ne_bytes());

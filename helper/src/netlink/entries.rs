@@ -1,12 +1,15 @@
-//! The `pod` and `node` nests of the spec, and how a whole table is cut into
-//! `map-stage` messages.
+//! The nests of the spec (`pod`, `node`, `peer`, `flow`), the `key-request`
+//! event, and how a whole table is cut into `map-stage` messages.
 
 use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
 
 use super::codec::{Attrs, RawAttr, Request, Value, Writer};
 use super::{schema, NetlinkError};
 use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable, DEFAULT_AGENT_PORT};
-use crate::uapi;
+use crate::psk::Psk;
+use crate::{uapi, Cipher, Mode};
 
 /// At most this many pods or nodes go into one `map-stage` message.
 pub(crate) const STAGE_MAX_ENTRIES: usize = 1000;
@@ -114,6 +117,193 @@ pub(crate) fn pods_in(attrs: &Attrs<'_>) -> Result<Vec<Pod>, NetlinkError> {
 /// Every `node` nest at the top level of `attrs`.
 pub(crate) fn nodes_in(attrs: &Attrs<'_>) -> Result<Vec<Node>, NetlinkError> {
     attrs.all(uapi::attr::NODE).map(parse_node).collect()
+}
+
+/// A peer node's node-pair secret, as `peer-get` reports it (never the
+/// secret itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// The peer node.
+    pub name: String,
+    /// Epoch of the secret; `None` while there is no secret (flows wait).
+    pub epoch: Option<u64>,
+    /// Flows waiting for this peer's secret.
+    pub pending: u32,
+}
+
+/// One tracked flow (`flow` nest of `flows-get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    /// `client` or `server` (the spec's `role` enum).
+    pub role: &'static str,
+    /// `key-wait`, `keyed`, `secured` or `failed` (`flow-state`).
+    pub state: &'static str,
+    pub local_ip: IpAddr,
+    pub local_port: u16,
+    pub remote_ip: IpAddr,
+    pub remote_port: u16,
+    pub local_pod: Option<String>,
+    pub remote_pod: Option<String>,
+    pub peer_node: Option<String>,
+    pub cipher: Option<Cipher>,
+    pub age_ms: Option<u64>,
+    /// Key-provider mode that keyed the flow.
+    pub mode: Option<Mode>,
+}
+
+/// A `key-request` event: flows need the secret shared with `node`, and
+/// `local_node` is the local node asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRequest {
+    pub node: String,
+    pub local_node: String,
+}
+
+/// `peer` nest of `peer-set`: the peer's name, its secret and, if given, the
+/// secret's epoch. Traces and errors name it `peer NODE`; the secret is
+/// never shown.
+pub(crate) fn put_peer(
+    request: &mut Request,
+    name: &str,
+    psk: &Psk,
+    epoch: Option<u64>,
+) -> Result<(), NetlinkError> {
+    let label = match epoch {
+        Some(epoch) => format!("peer {name} epoch {epoch}"),
+        None => format!("peer {name}"),
+    };
+    request.nest(uapi::attr::PEER, label, |w| {
+        w.put(uapi::peer::NAME, Value::Str(name))?;
+        w.put(uapi::peer::PSK, Value::Bytes(psk.as_bytes()))?;
+        if let Some(epoch) = epoch {
+            w.put(uapi::peer::EPOCH, Value::U64(epoch))?;
+        }
+        Ok(())
+    })
+}
+
+fn protocol(what: String) -> NetlinkError {
+    NetlinkError::Protocol(what)
+}
+
+/// Decodes a `peer` nest. A reply never carries the secret; if one did, it
+/// is ignored, not kept.
+pub(crate) fn parse_peer(a: RawAttr<'_>) -> Result<Peer, NetlinkError> {
+    let attrs = a.nested()?;
+    let name = attrs
+        .get(uapi::peer::NAME)
+        .ok_or_else(|| protocol("peer without name in reply".to_owned()))?
+        .string()?;
+    Ok(Peer {
+        epoch: attrs.get(uapi::peer::EPOCH).map(|a| a.u64()).transpose()?,
+        pending: attrs.get(uapi::peer::PENDING).map_or(Ok(0), |a| a.u32())?,
+        name,
+    })
+}
+
+/// Every `peer` nest at the top level of `attrs`.
+pub(crate) fn peers_in(attrs: &Attrs<'_>) -> Result<Vec<Peer>, NetlinkError> {
+    attrs.all(uapi::attr::PEER).map(parse_peer).collect()
+}
+
+/// The name of enum attribute `id` of `set` with wire value `value`.
+fn enum_name(set: &'static schema::AttrSet, a: RawAttr<'_>) -> Result<&'static str, NetlinkError> {
+    let spec = set.get(a.ty).expect("attribute of the set");
+    let e = spec.enumeration.expect("an enum attribute");
+    let value = a.u32()?;
+    e.name_of(value).ok_or_else(|| {
+        protocol(format!(
+            "unknown {} {value} in {} {}",
+            e.name, set.name, spec.name
+        ))
+    })
+}
+
+/// The address of a flow end: its IPv4 or its IPv6 attribute, exactly one.
+fn flow_ip(attrs: &Attrs<'_>, v4: u16, v6: u16, end: &str) -> Result<IpAddr, NetlinkError> {
+    match (attrs.get(v4), attrs.get(v6)) {
+        (Some(a), None) => Ok(IpAddr::V4(a.ipv4()?)),
+        (None, Some(a)) => Ok(IpAddr::V6(a.ipv6()?)),
+        (None, None) => Err(protocol(format!("flow without {end} address in reply"))),
+        (Some(_), Some(_)) => Err(protocol(format!(
+            "flow with both an IPv4 and an IPv6 {end} address in reply"
+        ))),
+    }
+}
+
+/// Decodes a `flow` nest. Role, state and both ends are required; the rest
+/// is absent when the kernel does not know it (yet).
+pub(crate) fn parse_flow(a: RawAttr<'_>) -> Result<Flow, NetlinkError> {
+    let attrs = a.nested()?;
+    let required = |id: u16, what: &str| {
+        attrs
+            .get(id)
+            .ok_or_else(|| protocol(format!("flow without {what} in reply")))
+    };
+    let string = |id| attrs.get(id).map(|a| a.string()).transpose();
+    let cipher = match attrs.get(uapi::flow::CIPHER) {
+        None => None,
+        Some(a) => {
+            let v = a.u32()?;
+            Some(
+                Cipher::from_wire(v)
+                    .ok_or_else(|| protocol(format!("unknown cipher {v} in flow cipher")))?,
+            )
+        }
+    };
+    let mode = match attrs.get(uapi::flow::MODE) {
+        None => None,
+        Some(a) => {
+            let v = a.u32()?;
+            Some(
+                Mode::from_wire(v)
+                    .ok_or_else(|| protocol(format!("unknown mode {v} in flow mode")))?,
+            )
+        }
+    };
+    Ok(Flow {
+        role: enum_name(&schema::FLOW, required(uapi::flow::ROLE, "role")?)?,
+        state: enum_name(&schema::FLOW, required(uapi::flow::STATE, "state")?)?,
+        local_ip: flow_ip(
+            &attrs,
+            uapi::flow::LOCAL_IPV4,
+            uapi::flow::LOCAL_IPV6,
+            "local",
+        )?,
+        local_port: required(uapi::flow::LOCAL_PORT, "local port")?.u16()?,
+        remote_ip: flow_ip(
+            &attrs,
+            uapi::flow::REMOTE_IPV4,
+            uapi::flow::REMOTE_IPV6,
+            "remote",
+        )?,
+        remote_port: required(uapi::flow::REMOTE_PORT, "remote port")?.u16()?,
+        local_pod: string(uapi::flow::LOCAL_POD)?,
+        remote_pod: string(uapi::flow::REMOTE_POD)?,
+        peer_node: string(uapi::flow::PEER_NODE)?,
+        cipher,
+        age_ms: attrs.get(uapi::flow::AGE_MS).map(|a| a.u64()).transpose()?,
+        mode,
+    })
+}
+
+/// Every `flow` nest at the top level of `attrs`.
+pub(crate) fn flows_in(attrs: &Attrs<'_>) -> Result<Vec<Flow>, NetlinkError> {
+    attrs.all(uapi::attr::FLOW).map(parse_flow).collect()
+}
+
+/// Decodes a `key-request` event.
+pub(crate) fn parse_key_request(attrs: &Attrs<'_>) -> Result<KeyRequest, NetlinkError> {
+    let string = |id, what: &str| {
+        attrs
+            .get(id)
+            .ok_or_else(|| protocol(format!("key-request event without {what}")))?
+            .string()
+    };
+    Ok(KeyRequest {
+        node: string(uapi::attr::NODE_NAME, "node-name")?,
+        local_node: string(uapi::attr::LOCAL_NODE, "local-node")?,
+    })
 }
 
 /// Cuts `table` into `map-stage` requests: the first carries `begin`, nodes

@@ -7,6 +7,10 @@
 //! so a multi-message operation such as [`Client::replace`] never runs ahead
 //! of a failure. Kernel errors come back as [`KernelError`]s with the
 //! extended-ack text and the request attribute it points at.
+//!
+//! A client may also join the family's multicast group `keys`
+//! ([`Client::subscribe`]) and then read its `key-request` events
+//! ([`Client::next_key_request`]).
 
 mod codec;
 mod entries;
@@ -24,11 +28,14 @@ use nix::sys::socket::{
 use serde::Serialize;
 
 use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable};
-use crate::{uapi, Mode};
+use crate::psk::Psk;
+use crate::{uapi, Cipher, Mode};
 use codec::{describe_request, parse_datagram, Attrs, Encoded, Message, Request, Value};
-use entries::{nodes_in, pods_in};
+use entries::{flows_in, nodes_in, parse_key_request, peers_in, pods_in};
 use schema::ctrl;
 
+pub(crate) use codec::wipe;
+pub use entries::{Flow, KeyRequest, Peer};
 pub use error::KernelError;
 
 /// How often a dump is restarted when the mapping changes under it.
@@ -52,6 +59,19 @@ pub enum NetlinkError {
     /// A request could not be built.
     #[error("cannot encode request: {0}")]
     Encode(String),
+    /// The family has no multicast group of this name.
+    #[error("the tlshub module has no multicast group '{0}'")]
+    NoGroup(String),
+    /// Joining a multicast group failed.
+    #[error("joining multicast group '{group}': {source}")]
+    Join {
+        group: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Events were dropped because the socket's receive buffer was full.
+    #[error("events lost: the socket's receive buffer overflowed")]
+    EventsLost,
 }
 
 impl NetlinkError {
@@ -76,12 +96,90 @@ impl From<Errno> for NetlinkError {
     }
 }
 
-/// Counters since the module was loaded (`stats` nest).
+/// Counters since the module was loaded (`stats` nest). Counters the module
+/// does not send read 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub lookups: u64,
     pub lookup_misses: u64,
     pub map_updates: u64,
+    pub flows_seen: u64,
+    pub flows_secured: u64,
+    pub bypass_local_not_pod: u64,
+    pub bypass_remote_not_pod: u64,
+    pub bypass_same_node: u64,
+    pub key_waits: u64,
+    pub key_requests: u64,
+    pub install_failures: u64,
+    pub reset_key_timeout: u64,
+    pub reset_install: u64,
+    pub reset_stale_sender: u64,
+    pub reset_unsupported: u64,
+    pub reset_unload: u64,
+    /// A gauge: flows tracked right now.
+    pub flows_tracked: u64,
+}
+
+impl Stats {
+    /// Every counter with its attribute name in the spec, in spec order.
+    pub fn counters(&self) -> [(&'static str, u64); 17] {
+        [
+            ("lookups", self.lookups),
+            ("lookup-misses", self.lookup_misses),
+            ("map-updates", self.map_updates),
+            ("flows-seen", self.flows_seen),
+            ("flows-secured", self.flows_secured),
+            ("bypass-local-not-pod", self.bypass_local_not_pod),
+            ("bypass-remote-not-pod", self.bypass_remote_not_pod),
+            ("bypass-same-node", self.bypass_same_node),
+            ("key-waits", self.key_waits),
+            ("key-requests", self.key_requests),
+            ("install-failures", self.install_failures),
+            ("reset-key-timeout", self.reset_key_timeout),
+            ("reset-install", self.reset_install),
+            ("reset-stale-sender", self.reset_stale_sender),
+            ("reset-unsupported", self.reset_unsupported),
+            ("reset-unload", self.reset_unload),
+            ("flows-tracked", self.flows_tracked),
+        ]
+    }
+
+    /// The counter of `stats` attribute `id`.
+    fn slot(&mut self, id: u16) -> Option<&mut u64> {
+        use uapi::stats as s;
+        Some(match id {
+            s::LOOKUPS => &mut self.lookups,
+            s::LOOKUP_MISSES => &mut self.lookup_misses,
+            s::MAP_UPDATES => &mut self.map_updates,
+            s::FLOWS_SEEN => &mut self.flows_seen,
+            s::FLOWS_SECURED => &mut self.flows_secured,
+            s::BYPASS_LOCAL_NOT_POD => &mut self.bypass_local_not_pod,
+            s::BYPASS_REMOTE_NOT_POD => &mut self.bypass_remote_not_pod,
+            s::BYPASS_SAME_NODE => &mut self.bypass_same_node,
+            s::KEY_WAITS => &mut self.key_waits,
+            s::KEY_REQUESTS => &mut self.key_requests,
+            s::INSTALL_FAILURES => &mut self.install_failures,
+            s::RESET_KEY_TIMEOUT => &mut self.reset_key_timeout,
+            s::RESET_INSTALL => &mut self.reset_install,
+            s::RESET_STALE_SENDER => &mut self.reset_stale_sender,
+            s::RESET_UNSUPPORTED => &mut self.reset_unsupported,
+            s::RESET_UNLOAD => &mut self.reset_unload,
+            s::FLOWS_TRACKED => &mut self.flows_tracked,
+            _ => return None,
+        })
+    }
+
+    /// Decodes a `stats` nest; unknown counters (a newer module) and `pad`
+    /// are skipped.
+    fn parse(nest: &Attrs<'_>) -> Result<Stats, NetlinkError> {
+        let mut stats = Stats::default();
+        for a in nest.iter() {
+            if let Some(slot) = stats.slot(a.ty) {
+                *slot = a.u64()?;
+            }
+        }
+        Ok(stats)
+    }
 }
 
 /// Reply of `status-get`.
@@ -93,6 +191,19 @@ pub struct Status {
     pub nodes: u32,
     pub generation: u32,
     pub stats: Stats,
+    /// Cipher for new flows (`None` if the module did not say).
+    pub cipher: Option<Cipher>,
+    /// Key timeout in milliseconds (`None` if the module did not say).
+    pub key_timeout_ms: Option<u32>,
+    /// The nodes this kernel serves.
+    pub local_nodes: Vec<String>,
+}
+
+/// Reply of `config-get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub cipher: Cipher,
+    pub key_timeout_ms: u32,
 }
 
 /// Reply of a `map-get` lookup: the pod and, if the kernel sent it, its node.
@@ -125,6 +236,8 @@ pub type Trace = Box<dyn FnMut(&str) + Send>;
 pub struct Client {
     socket: OwnedFd,
     family: u16,
+    /// The family's multicast groups: name and id.
+    groups: Vec<(String, u32)>,
     seq: u32,
     buf: Vec<u8>,
     trace: Option<Trace>,
@@ -138,6 +251,14 @@ sockopt_impl!(
     libc::SOL_NETLINK,
     libc::NETLINK_EXT_ACK,
     bool
+);
+sockopt_impl!(
+    /// `NETLINK_ADD_MEMBERSHIP`: joins a multicast group (by id).
+    AddMembership,
+    SetOnly,
+    libc::SOL_NETLINK,
+    libc::NETLINK_ADD_MEMBERSHIP,
+    usize
 );
 
 /// A `NETLINK_GENERIC` socket with extended acks on.
@@ -162,7 +283,9 @@ impl Client {
     /// Like [`Client::connect`], reporting every message to `trace`.
     pub fn connect_with_trace(trace: Option<Trace>) -> Result<Self, NetlinkError> {
         let mut client = Client::unresolved(trace)?;
-        client.family = client.resolve_family(uapi::FAMILY_NAME)?;
+        let (family, groups) = client.resolve_family(uapi::FAMILY_NAME)?;
+        client.family = family;
+        client.groups = groups;
         Ok(client)
     }
 
@@ -170,6 +293,7 @@ impl Client {
         Ok(Client {
             socket: open_socket()?,
             family: ctrl::FAMILY_ID,
+            groups: Vec::new(),
             seq: std::process::id().wrapping_shl(16),
             // Replies fit a page; dumps come in datagrams of up to 32 KiB,
             // and `recv_datagram` grows this when needed.
@@ -178,7 +302,8 @@ impl Client {
         })
     }
 
-    fn resolve_family(&mut self, name: &str) -> Result<u16, NetlinkError> {
+    /// The id of family `name` and its multicast groups (name, id).
+    fn resolve_family(&mut self, name: &str) -> Result<(u16, Vec<(String, u32)>), NetlinkError> {
         let request = Request::new(&ctrl::GETFAMILY).with(
             ctrl::ATTR_FAMILY_NAME,
             Value::Str(name),
@@ -199,7 +324,22 @@ impl Client {
             let version = version.u32()?;
             self.log(|| format!("<- family {name} id {id} version {version}"));
         }
-        Ok(id)
+        let mut groups = Vec::new();
+        if let Some(nest) = attrs.get(ctrl::ATTR_MCAST_GROUPS) {
+            // An array: one nest per group, numbered from 1.
+            for group in nest.nested()?.iter() {
+                let group = group.nested()?;
+                let field = |ty, what| {
+                    group.get(ty).ok_or_else(|| {
+                        NetlinkError::Protocol(format!("getfamily: multicast group without {what}"))
+                    })
+                };
+                let name = field(ctrl::ATTR_MCAST_GRP_NAME, "name")?.string()?;
+                let id = field(ctrl::ATTR_MCAST_GRP_ID, "id")?.u32()?;
+                groups.push((name, id));
+            }
+        }
+        Ok((id, groups))
     }
 
     /// `mode-get`.
@@ -223,17 +363,20 @@ impl Client {
         let replies = self.transact(Request::new(&schema::STATUS_GET))?;
         let attrs = single(&replies, "status-get")?;
         let u32_of = |ty| attrs.get(ty).map_or(Ok(0), |a| a.u32());
-        let mut stats = Stats::default();
-        if let Some(nest) = attrs.get(uapi::attr::STATS) {
-            let nest = nest.nested()?;
-            let u64_of = |ty| nest.get(ty).map_or(Ok(0), |a| a.u64());
-            stats = Stats {
-                lookups: u64_of(uapi::stats::LOOKUPS)?,
-                lookup_misses: u64_of(uapi::stats::LOOKUP_MISSES)?,
-                map_updates: u64_of(uapi::stats::MAP_UPDATES)?,
-            };
-        }
+        let stats = match attrs.get(uapi::attr::STATS) {
+            Some(nest) => Stats::parse(&nest.nested()?)?,
+            None => Stats::default(),
+        };
         Ok(Status {
+            cipher: attrs
+                .get(uapi::attr::CIPHER)
+                .map(|a| cipher_of(a.u32()?))
+                .transpose()?,
+            key_timeout_ms: attrs
+                .get(uapi::attr::KEY_TIMEOUT_MS)
+                .map(|a| a.u32())
+                .transpose()?,
+            local_nodes: local_nodes_in(&attrs)?,
             version: attrs
                 .get(uapi::attr::VERSION)
                 .map_or(Ok(String::new()), |a| a.string())?,
@@ -373,6 +516,223 @@ impl Client {
         })
     }
 
+    /// `node-local-set`: the nodes this kernel serves become `nodes` (none:
+    /// it serves none). At most [`uapi::MAX_LOCAL_NODES`], each once.
+    pub fn local_nodes_set<S: AsRef<str>>(&mut self, nodes: &[S]) -> Result<(), NetlinkError> {
+        if nodes.len() > uapi::MAX_LOCAL_NODES {
+            return Err(NetlinkError::Encode(format!(
+                "node-local-set: {} local nodes, at most {} are allowed",
+                nodes.len(),
+                uapi::MAX_LOCAL_NODES
+            )));
+        }
+        let mut request = Request::new(&schema::NODE_LOCAL_SET);
+        request.put(uapi::attr::LOCAL_SET, Value::Flag, "local-set")?;
+        for (i, node) in nodes.iter().enumerate() {
+            let node = node.as_ref();
+            if nodes[..i].iter().any(|n| n.as_ref() == node) {
+                return Err(NetlinkError::Encode(format!(
+                    "node-local-set: local node '{node}' given twice"
+                )));
+            }
+            request.put(
+                uapi::attr::LOCAL_NODE,
+                Value::Str(node),
+                format!("local-node {node}"),
+            )?;
+        }
+        self.transact(request).map(drop)
+    }
+
+    /// `node-local-get`: the nodes this kernel serves.
+    pub fn local_nodes_get(&mut self) -> Result<Vec<String>, NetlinkError> {
+        let replies = self.transact(Request::new(&schema::NODE_LOCAL_GET))?;
+        // No local node: the reply may be empty, or absent altogether.
+        match replies.first() {
+            Some(reply) => local_nodes_in(&Attrs::parse(reply)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `peer-set`: the secret shared with node `name`, under `epoch` (or the
+    /// next epoch). Returns the epoch the kernel stored it under.
+    pub fn peer_set(
+        &mut self,
+        name: &str,
+        psk: &Psk,
+        epoch: Option<u64>,
+    ) -> Result<u64, NetlinkError> {
+        let mut request = Request::new(&schema::PEER_SET);
+        entries::put_peer(&mut request, name, psk, epoch)?;
+        let result = self.transact(request);
+        // An error reply echoes the request, secret included.
+        wipe(&mut self.buf);
+        let replies = result?;
+        let peer = peers_in(&single(&replies, "peer-set")?)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| NetlinkError::Protocol("peer-set reply without a peer".to_owned()))?;
+        if peer.name != name {
+            return Err(NetlinkError::Protocol(format!(
+                "peer-set reply names peer '{}', not '{name}'",
+                peer.name
+            )));
+        }
+        peer.epoch
+            .ok_or_else(|| NetlinkError::Protocol("peer-set reply without epoch".to_owned()))
+    }
+
+    /// `peer-del`: forgets the secret shared with node `name`.
+    pub fn peer_del(&mut self, name: &str) -> Result<(), NetlinkError> {
+        let request = Request::new(&schema::PEER_DEL).with(
+            uapi::attr::NODE_NAME,
+            Value::Str(name),
+            format!("node-name {name}"),
+        )?;
+        self.transact(request).map(drop)
+    }
+
+    /// `peer-get` dump: peers with a secret or with flows waiting for one.
+    pub fn peers(&mut self) -> Result<Vec<Peer>, NetlinkError> {
+        self.dump_all(&schema::PEER_GET, "peers", peers_in)
+    }
+
+    /// `config-set`: the cipher of new flows and/or the key timeout.
+    pub fn config_set(
+        &mut self,
+        cipher: Option<Cipher>,
+        key_timeout_ms: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let mut request = Request::new(&schema::CONFIG_SET);
+        if let Some(cipher) = cipher {
+            request.put(
+                uapi::attr::CIPHER,
+                Value::U32(cipher.to_wire()),
+                format!("cipher {cipher}"),
+            )?;
+        }
+        if let Some(ms) = key_timeout_ms {
+            request.put(
+                uapi::attr::KEY_TIMEOUT_MS,
+                Value::U32(ms),
+                format!("key-timeout-ms {ms}"),
+            )?;
+        }
+        if cipher.is_none() && key_timeout_ms.is_none() {
+            return Err(NetlinkError::Encode(
+                "config-set needs a cipher or a key timeout".to_owned(),
+            ));
+        }
+        self.transact(request).map(drop)
+    }
+
+    /// `config-get`: the cipher of new flows and the key timeout.
+    pub fn config_get(&mut self) -> Result<Config, NetlinkError> {
+        let replies = self.transact(Request::new(&schema::CONFIG_GET))?;
+        let attrs = single(&replies, "config-get")?;
+        let field = |ty, what: &str| {
+            attrs
+                .get(ty)
+                .ok_or_else(|| NetlinkError::Protocol(format!("config-get reply without {what}")))
+        };
+        Ok(Config {
+            cipher: cipher_of(field(uapi::attr::CIPHER, "cipher")?.u32()?)?,
+            key_timeout_ms: field(uapi::attr::KEY_TIMEOUT_MS, "key-timeout-ms")?.u32()?,
+        })
+    }
+
+    /// `flows-get` dump: the tracked flows.
+    pub fn flows(&mut self) -> Result<Vec<Flow>, NetlinkError> {
+        self.dump_all(&schema::FLOWS_GET, "flows", flows_in)
+    }
+
+    /// Dumps `op`, collecting what `parse` finds in each message; restarted
+    /// (at most [`DUMP_ATTEMPTS`] times) when the kernel flags the dump as
+    /// interrupted, so the result is one consistent snapshot.
+    fn dump_all<T>(
+        &mut self,
+        op: &'static schema::Op,
+        what: &str,
+        parse: impl Fn(&Attrs<'_>) -> Result<Vec<T>, NetlinkError>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        for attempt in 1..=DUMP_ATTEMPTS {
+            let mut all = Vec::new();
+            let interrupted = self.dump(Request::dump(op), |attrs| {
+                all.extend(parse(attrs)?);
+                Ok(())
+            })?;
+            if !interrupted {
+                return Ok(all);
+            }
+            self.log(|| format!("{what} changed during dump (attempt {attempt}), restarting"));
+        }
+        Err(NetlinkError::Protocol(format!(
+            "{what} kept changing during {DUMP_ATTEMPTS} dump attempts"
+        )))
+    }
+
+    // --- events ----------------------------------------------------------
+
+    /// Joins the family's multicast group `group` (the spec's
+    /// `mcast-groups`, e.g. [`uapi::MCGRP_KEYS`]), by the id `nlctrl`
+    /// reported for it. Joining `keys` needs `CAP_NET_ADMIN`.
+    pub fn subscribe(&mut self, group: &str) -> Result<(), NetlinkError> {
+        let id = self
+            .groups
+            .iter()
+            .find(|(name, _)| name == group)
+            .map(|&(_, id)| id)
+            .ok_or_else(|| NetlinkError::NoGroup(group.to_owned()))?;
+        socket::setsockopt(&self.socket, AddMembership, &(id as usize)).map_err(|e| {
+            NetlinkError::Join {
+                group: group.to_owned(),
+                source: e.into(),
+            }
+        })?;
+        self.log(|| format!("joined multicast group {group} (id {id})"));
+        Ok(())
+    }
+
+    /// Waits for the next `key-request` event (after [`Client::subscribe`]
+    /// to `keys`). Other messages of the family (events a newer module may
+    /// add) are skipped. [`NetlinkError::EventsLost`] says the kernel dropped
+    /// events because they were not read fast enough; the socket stays
+    /// usable.
+    pub fn next_key_request(&mut self) -> Result<KeyRequest, NetlinkError> {
+        loop {
+            let messages = match self.recv_messages() {
+                Err(NetlinkError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Err(NetlinkError::EventsLost)
+                }
+                other => other?,
+            };
+            for msg in messages {
+                let Message::Data {
+                    seq: 0,
+                    family,
+                    cmd,
+                    attrs,
+                    ..
+                } = msg
+                else {
+                    continue;
+                };
+                if family != self.family || cmd != schema::KEY_REQUEST.cmd {
+                    self.log(|| format!("<- skipping message type {family} cmd {cmd}"));
+                    continue;
+                }
+                let event = parse_key_request(&Attrs::parse(&attrs)?)?;
+                self.log(|| {
+                    format!(
+                        "<- key-request node-name {} local-node {}",
+                        event.node, event.local_node
+                    )
+                });
+                return Ok(event);
+            }
+        }
+    }
+
     // --- transport -------------------------------------------------------
 
     fn log(&mut self, line: impl FnOnce() -> String) {
@@ -507,14 +867,7 @@ impl Client {
     /// truncates a datagram that does not fit, and an error reply echoes the
     /// whole failed request, which can exceed any fixed buffer.
     fn recv_datagram(&mut self) -> Result<Vec<Message>, NetlinkError> {
-        let fd = self.socket.as_raw_fd();
-        let peek = MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC;
-        let size = retry_eintr(|| socket::recv(fd, &mut self.buf, peek))?;
-        if size > self.buf.len() {
-            self.buf.resize(size, 0);
-        }
-        let len = retry_eintr(|| socket::recv(fd, &mut self.buf, MsgFlags::empty()))?;
-        let mut messages = parse_datagram(&self.buf[..len.min(self.buf.len())])?;
+        let mut messages = self.recv_messages()?;
         // Replies to an earlier, abandoned request are not ours to judge.
         let current = self.seq;
         let before = messages.len();
@@ -523,6 +876,21 @@ impl Client {
             self.log(|| format!("ignoring {} stale messages", before - messages.len()));
         }
         Ok(messages)
+    }
+}
+
+impl Client {
+    /// Receives the next datagram, whatever it is, and splits it into
+    /// messages.
+    fn recv_messages(&mut self) -> Result<Vec<Message>, NetlinkError> {
+        let fd = self.socket.as_raw_fd();
+        let peek = MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC;
+        let size = retry_eintr(|| socket::recv(fd, &mut self.buf, peek))?;
+        if size > self.buf.len() {
+            self.buf.resize(size, 0);
+        }
+        let len = retry_eintr(|| socket::recv(fd, &mut self.buf, MsgFlags::empty()))?;
+        parse_datagram(&self.buf[..len.min(self.buf.len())])
     }
 }
 
@@ -541,6 +909,19 @@ fn single<'a>(replies: &'a [Vec<u8>], name: &str) -> Result<Attrs<'a>, NetlinkEr
         .first()
         .ok_or_else(|| NetlinkError::Protocol(format!("{name}: no reply before the ack")))?;
     Attrs::parse(reply)
+}
+
+/// Every `local-node` at the top level of `attrs`.
+fn local_nodes_in(attrs: &Attrs<'_>) -> Result<Vec<String>, NetlinkError> {
+    attrs
+        .all(uapi::attr::LOCAL_NODE)
+        .map(|a| a.string())
+        .collect()
+}
+
+fn cipher_of(value: u32) -> Result<Cipher, NetlinkError> {
+    Cipher::from_wire(value)
+        .ok_or_else(|| NetlinkError::Protocol(format!("unknown cipher {value} in reply")))
 }
 
 fn required_mode(attrs: &Attrs<'_>) -> Result<Mode, NetlinkError> {
@@ -604,7 +985,7 @@ mod kernel_tests {
     #[test]
     fn do_request_with_reply_and_ack() {
         let mut c = ctrl_client();
-        assert_eq!(c.resolve_family("nlctrl").unwrap(), ctrl::FAMILY_ID);
+        assert_eq!(c.resolve_family("nlctrl").unwrap().0, ctrl::FAMILY_ID);
         let replies = c
             .exchange(getfamily_str("nlctrl"), ctrl::FAMILY_ID, ctrl::VERSION)
             .unwrap();
@@ -653,6 +1034,31 @@ mod kernel_tests {
         );
     }
 
+    /// nlctrl's own multicast group, `notify`, is found in
+    /// `CTRL_ATTR_MCAST_GROUPS` and can be joined (it needs no privilege);
+    /// a group the family does not have is a clear error.
+    #[test]
+    fn multicast_groups_resolve_and_join() {
+        let mut c = ctrl_client();
+        let (id, groups) = c.resolve_family("nlctrl").unwrap();
+        assert_eq!(id, ctrl::FAMILY_ID);
+        assert!(
+            groups
+                .iter()
+                .any(|(name, id)| name == "notify" && *id == 0x10),
+            "{groups:?}"
+        );
+        c.groups = groups;
+        c.subscribe("notify").unwrap();
+        let err = c.subscribe(uapi::MCGRP_KEYS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the tlshub module has no multicast group 'keys'"
+        );
+        // Requests still work on a socket that joined a group.
+        assert_eq!(c.resolve_family("nlctrl").unwrap().0, ctrl::FAMILY_ID);
+    }
+
     #[test]
     fn multipart_dump() {
         let mut c = ctrl_client();
@@ -671,6 +1077,6 @@ mod kernel_tests {
         assert!(!interrupted);
         assert!(names.iter().any(|n| n == "nlctrl"), "{names:?}");
         // A second request on the same socket after the dump.
-        assert_eq!(c.resolve_family("nlctrl").unwrap(), ctrl::FAMILY_ID);
+        assert_eq!(c.resolve_family("nlctrl").unwrap().0, ctrl::FAMILY_ID);
     }
 }

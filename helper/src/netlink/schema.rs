@@ -1,5 +1,6 @@
-//! The `tlshub` family as data: every attribute set, attribute type, check
-//! and operation of `spec/tlshub.yaml`.
+//! The `tlshub` family as data: every definition (consts, enums), attribute
+//! set, attribute type, check, operation (requests, replies, the event) and
+//! multicast group of `spec/tlshub.yaml`.
 //!
 //! The encoder ([`super::codec::Request`]) refuses any attribute this table
 //! does not allow for the operation, writes integers in the byte order it
@@ -8,7 +9,7 @@
 //! tlshubctl sends cannot drift from the spec without a test failing.
 //!
 //! Only `nlctrl`'s `getfamily` is described besides, for resolving the
-//! family id.
+//! family id and the ids of its multicast groups.
 
 use crate::uapi;
 
@@ -50,6 +51,83 @@ pub enum Hint {
     Ipv6,
 }
 
+/// An enum definition of the spec (`definitions`, `type: enum`): its names
+/// and wire values.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Enum {
+    pub name: &'static str,
+    pub entries: &'static [(&'static str, u32)],
+}
+
+impl Enum {
+    /// The name of wire value `value`; `None` for values this build does not
+    /// know (a newer module).
+    pub fn name_of(&self, value: u32) -> Option<&'static str> {
+        self.entries.iter().find(|e| e.1 == value).map(|e| e.0)
+    }
+
+    /// The wire value called `name`.
+    pub fn value_of(&self, name: &str) -> Option<u32> {
+        self.entries.iter().find(|e| e.0 == name).map(|e| e.1)
+    }
+}
+
+pub static MODE_ENUM: Enum = Enum {
+    name: "mode",
+    entries: &[
+        ("tlshub", uapi::mode::TLSHUB),
+        ("openssl", uapi::mode::OPENSSL),
+        ("boringssl", uapi::mode::BORINGSSL),
+    ],
+};
+
+pub static CIPHER_ENUM: Enum = Enum {
+    name: "cipher",
+    entries: &[
+        ("aes-128-gcm", uapi::cipher::AES_128_GCM),
+        ("aes-256-gcm", uapi::cipher::AES_256_GCM),
+        ("chacha20-poly1305", uapi::cipher::CHACHA20_POLY1305),
+    ],
+};
+
+pub static FLOW_STATE_ENUM: Enum = Enum {
+    name: "flow-state",
+    entries: &[
+        ("key-wait", uapi::flow_state::KEY_WAIT),
+        ("keyed", uapi::flow_state::KEYED),
+        ("secured", uapi::flow_state::SECURED),
+        ("failed", uapi::flow_state::FAILED),
+    ],
+};
+
+pub static ROLE_ENUM: Enum = Enum {
+    name: "role",
+    entries: &[
+        ("client", uapi::role::CLIENT),
+        ("server", uapi::role::SERVER),
+    ],
+};
+
+/// Every enum definition of the spec.
+pub static ENUMS: [&Enum; 4] = [&MODE_ENUM, &CIPHER_ENUM, &FLOW_STATE_ENUM, &ROLE_ENUM];
+
+/// Every `const` definition of the spec, by name.
+pub static CONSTS: [(&str, u64); 6] = [
+    ("name-max-len", uapi::NAME_MAX_LEN as u64),
+    ("pod-name-max-len", uapi::POD_NAME_MAX_LEN as u64),
+    ("max-pod-ips", uapi::MAX_POD_IPS as u64),
+    ("default-agent-port", uapi::DEFAULT_AGENT_PORT as u64),
+    ("psk-len", uapi::PSK_LEN as u64),
+    ("max-local-nodes", uapi::MAX_LOCAL_NODES as u64),
+];
+
+/// Bounds of `key-timeout-ms` (its `checks`).
+pub const KEY_TIMEOUT_MS_MIN: u32 = 100;
+pub const KEY_TIMEOUT_MS_MAX: u32 = 600_000;
+
+/// Multicast groups (`mcast-groups`), in spec order.
+pub static MCAST_GROUPS: [&str; 1] = [uapi::MCGRP_KEYS];
+
 /// YAML `checks`: what the kernel's policy enforces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Checks {
@@ -69,6 +147,8 @@ pub struct Attr {
     pub big_endian: bool,
     pub hint: Hint,
     pub checks: Checks,
+    /// The enum the value belongs to (YAML `enum`).
+    pub enumeration: Option<&'static Enum>,
 }
 
 /// An attribute set: the attributes at one level of a message.
@@ -90,9 +170,10 @@ impl AttrSet {
     }
 }
 
-/// One operation: its command number, whether it needs `CAP_NET_ADMIN`, and
-/// the top-level attributes its `do` / `dump` request may carry (`None`: the
-/// operation has no such mode).
+/// One operation: its command number, whether it needs `CAP_NET_ADMIN`, the
+/// top-level attributes its `do` / `dump` request may carry and its replies
+/// do carry (`None`: the operation has no such mode), and for an event, its
+/// attributes and multicast group.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Op {
     pub name: &'static str,
@@ -100,7 +181,11 @@ pub struct Op {
     pub set: &'static AttrSet,
     pub admin: bool,
     pub do_request: Option<&'static [u16]>,
+    pub do_reply: Option<&'static [u16]>,
     pub dump_request: Option<&'static [u16]>,
+    pub dump_reply: Option<&'static [u16]>,
+    pub event: Option<&'static [u16]>,
+    pub mcgrp: Option<&'static str>,
 }
 
 const fn attr(name: &'static str, id: u16, ty: Type) -> Attr {
@@ -117,6 +202,7 @@ const fn attr(name: &'static str, id: u16, ty: Type) -> Attr {
             min: None,
             max: None,
         },
+        enumeration: None,
     }
 }
 
@@ -133,6 +219,19 @@ impl Attr {
     const fn ipv6(mut self) -> Self {
         self.hint = Hint::Ipv6;
         self.checks.exact_len = Some(16);
+        self
+    }
+    const fn exact_len(mut self, n: usize) -> Self {
+        self.checks.exact_len = Some(n);
+        self
+    }
+    /// An IPv6 address in a reply: no length check in the spec.
+    const fn ipv6_hint(mut self) -> Self {
+        self.hint = Hint::Ipv6;
+        self
+    }
+    const fn of(mut self, e: &'static Enum) -> Self {
+        self.enumeration = Some(e);
         self
     }
     const fn max_len(mut self, n: usize) -> Self {
@@ -177,13 +276,81 @@ pub static STATS: AttrSet = AttrSet {
         attr("lookups", uapi::stats::LOOKUPS, Type::U64),
         attr("lookup-misses", uapi::stats::LOOKUP_MISSES, Type::U64),
         attr("map-updates", uapi::stats::MAP_UPDATES, Type::U64),
+        attr("flows-seen", uapi::stats::FLOWS_SEEN, Type::U64),
+        attr("flows-secured", uapi::stats::FLOWS_SECURED, Type::U64),
+        attr(
+            "bypass-local-not-pod",
+            uapi::stats::BYPASS_LOCAL_NOT_POD,
+            Type::U64,
+        ),
+        attr(
+            "bypass-remote-not-pod",
+            uapi::stats::BYPASS_REMOTE_NOT_POD,
+            Type::U64,
+        ),
+        attr("bypass-same-node", uapi::stats::BYPASS_SAME_NODE, Type::U64),
+        attr("key-waits", uapi::stats::KEY_WAITS, Type::U64),
+        attr("key-requests", uapi::stats::KEY_REQUESTS, Type::U64),
+        attr("install-failures", uapi::stats::INSTALL_FAILURES, Type::U64),
+        attr(
+            "reset-key-timeout",
+            uapi::stats::RESET_KEY_TIMEOUT,
+            Type::U64,
+        ),
+        attr("reset-install", uapi::stats::RESET_INSTALL, Type::U64),
+        attr(
+            "reset-stale-sender",
+            uapi::stats::RESET_STALE_SENDER,
+            Type::U64,
+        ),
+        attr(
+            "reset-unsupported",
+            uapi::stats::RESET_UNSUPPORTED,
+            Type::U64,
+        ),
+        attr("reset-unload", uapi::stats::RESET_UNLOAD, Type::U64),
+        attr("flows-tracked", uapi::stats::FLOWS_TRACKED, Type::U64),
+    ],
+};
+
+pub static PEER: AttrSet = AttrSet {
+    name: "peer",
+    attrs: &[
+        attr("pad", uapi::peer::PAD, Type::Pad),
+        attr("name", uapi::peer::NAME, Type::String).max_len(uapi::NAME_MAX_LEN),
+        attr("psk", uapi::peer::PSK, Type::Binary).exact_len(uapi::PSK_LEN),
+        attr("epoch", uapi::peer::EPOCH, Type::U64),
+        attr("pending", uapi::peer::PENDING, Type::U32),
+    ],
+};
+
+pub static FLOW: AttrSet = AttrSet {
+    name: "flow",
+    attrs: &[
+        attr("pad", uapi::flow::PAD, Type::Pad),
+        attr("role", uapi::flow::ROLE, Type::U32).of(&ROLE_ENUM),
+        attr("state", uapi::flow::STATE, Type::U32).of(&FLOW_STATE_ENUM),
+        attr("local-ipv4", uapi::flow::LOCAL_IPV4, Type::U32).ipv4(),
+        attr("local-ipv6", uapi::flow::LOCAL_IPV6, Type::Binary).ipv6_hint(),
+        attr("local-port", uapi::flow::LOCAL_PORT, Type::U16),
+        attr("remote-ipv4", uapi::flow::REMOTE_IPV4, Type::U32).ipv4(),
+        attr("remote-ipv6", uapi::flow::REMOTE_IPV6, Type::Binary).ipv6_hint(),
+        attr("remote-port", uapi::flow::REMOTE_PORT, Type::U16),
+        attr("local-pod", uapi::flow::LOCAL_POD, Type::String),
+        attr("remote-pod", uapi::flow::REMOTE_POD, Type::String),
+        attr("peer-node", uapi::flow::PEER_NODE, Type::String),
+        attr("cipher", uapi::flow::CIPHER, Type::U32).of(&CIPHER_ENUM),
+        attr("age-ms", uapi::flow::AGE_MS, Type::U64),
+        attr("mode", uapi::flow::MODE, Type::U32).of(&MODE_ENUM),
     ],
 };
 
 pub static TLSHUB: AttrSet = AttrSet {
     name: "tlshub",
     attrs: &[
-        attr("mode", uapi::attr::MODE, Type::U32).max(uapi::mode::MAX as u64),
+        attr("mode", uapi::attr::MODE, Type::U32)
+            .of(&MODE_ENUM)
+            .max(uapi::mode::MAX as u64),
         attr("version", uapi::attr::VERSION, Type::String),
         attr("pod", uapi::attr::POD, Type::Nest(&POD)).multi(),
         attr("node", uapi::attr::NODE, Type::Nest(&NODE)).multi(),
@@ -196,57 +363,111 @@ pub static TLSHUB: AttrSet = AttrSet {
         attr("ipv4", uapi::attr::IPV4, Type::U32).ipv4(),
         attr("ipv6", uapi::attr::IPV6, Type::Binary).ipv6(),
         attr("stats", uapi::attr::STATS, Type::Nest(&STATS)),
+        attr("local-node", uapi::attr::LOCAL_NODE, Type::String)
+            .multi()
+            .max_len(uapi::NAME_MAX_LEN),
+        attr("cipher", uapi::attr::CIPHER, Type::U32)
+            .of(&CIPHER_ENUM)
+            .min(uapi::cipher::AES_128_GCM as u64)
+            .max(uapi::cipher::MAX as u64),
+        attr("key-timeout-ms", uapi::attr::KEY_TIMEOUT_MS, Type::U32)
+            .min(KEY_TIMEOUT_MS_MIN as u64)
+            .max(KEY_TIMEOUT_MS_MAX as u64),
+        attr("peer", uapi::attr::PEER, Type::Nest(&PEER)).multi(),
+        attr("flow", uapi::attr::FLOW, Type::Nest(&FLOW)),
+        attr("local-set", uapi::attr::LOCAL_SET, Type::Flag),
     ],
 };
 
 /// Every attribute set of the spec.
-pub static SETS: [&AttrSet; 4] = [&POD, &NODE, &STATS, &TLSHUB];
+pub static SETS: [&AttrSet; 6] = [&POD, &NODE, &STATS, &PEER, &FLOW, &TLSHUB];
 
-const fn op(name: &'static str, cmd: u8, admin: bool, request: &'static [u16]) -> Op {
+/// An operation of the `tlshub` set with nothing but its name, number and
+/// permission; the builders below add its modes.
+const fn op(name: &'static str, cmd: u8, admin: bool) -> Op {
     Op {
         name,
         cmd,
         set: &TLSHUB,
         admin,
-        do_request: Some(request),
+        do_request: None,
+        do_reply: None,
         dump_request: None,
+        dump_reply: None,
+        event: None,
+        mcgrp: None,
     }
 }
 
-pub static MODE_GET: Op = op("mode-get", uapi::cmd::MODE_GET, false, &[]);
-pub static MODE_SET: Op = op("mode-set", uapi::cmd::MODE_SET, true, &[uapi::attr::MODE]);
-pub static STATUS_GET: Op = op("status-get", uapi::cmd::STATUS_GET, false, &[]);
-pub static MAP_GET: Op = Op {
-    dump_request: Some(&[]),
-    ..op(
-        "map-get",
-        uapi::cmd::MAP_GET,
-        true,
-        &[uapi::attr::POD_NAME, uapi::attr::IPV4, uapi::attr::IPV6],
-    )
-};
-pub static MAP_ADD: Op = op(
-    "map-add",
-    uapi::cmd::MAP_ADD,
-    true,
-    &[uapi::attr::POD, uapi::attr::NODE],
+impl Op {
+    /// A `do` mode with these request and reply attributes (`reply: None`:
+    /// the spec lists no reply).
+    const fn doit(mut self, request: &'static [u16], reply: Option<&'static [u16]>) -> Self {
+        self.do_request = Some(request);
+        self.do_reply = reply;
+        self
+    }
+    /// A `dump` mode.
+    const fn dumpit(mut self, request: &'static [u16], reply: Option<&'static [u16]>) -> Self {
+        self.dump_request = Some(request);
+        self.dump_reply = reply;
+        self
+    }
+    /// An event with these attributes, sent to multicast group `group`.
+    const fn event(mut self, attrs: &'static [u16], group: &'static str) -> Self {
+        self.event = Some(attrs);
+        self.mcgrp = Some(group);
+        self
+    }
+}
+
+use uapi::attr as a;
+
+pub static MODE_GET: Op = op("mode-get", uapi::cmd::MODE_GET, false).doit(&[], Some(&[a::MODE]));
+pub static MODE_SET: Op = op("mode-set", uapi::cmd::MODE_SET, true).doit(&[a::MODE], None);
+pub static STATUS_GET: Op = op("status-get", uapi::cmd::STATUS_GET, false).doit(
+    &[],
+    Some(&[
+        a::VERSION,
+        a::MODE,
+        a::POD_COUNT,
+        a::NODE_COUNT,
+        a::GENERATION,
+        a::STATS,
+        a::CIPHER,
+        a::KEY_TIMEOUT_MS,
+        a::LOCAL_NODE,
+    ]),
 );
-pub static MAP_DEL: Op = op(
-    "map-del",
-    uapi::cmd::MAP_DEL,
-    true,
-    &[uapi::attr::POD_NAME, uapi::attr::NODE_NAME],
-);
-pub static MAP_STAGE: Op = op(
-    "map-stage",
-    uapi::cmd::MAP_STAGE,
-    true,
-    &[uapi::attr::BEGIN, uapi::attr::POD, uapi::attr::NODE],
-);
-pub static MAP_COMMIT: Op = op("map-commit", uapi::cmd::MAP_COMMIT, true, &[]);
+pub static MAP_GET: Op = op("map-get", uapi::cmd::MAP_GET, true)
+    .doit(&[a::POD_NAME, a::IPV4, a::IPV6], Some(&[a::POD, a::NODE]))
+    .dumpit(&[], Some(&[a::POD, a::NODE, a::GENERATION]));
+pub static MAP_ADD: Op = op("map-add", uapi::cmd::MAP_ADD, true).doit(&[a::POD, a::NODE], None);
+pub static MAP_DEL: Op =
+    op("map-del", uapi::cmd::MAP_DEL, true).doit(&[a::POD_NAME, a::NODE_NAME], None);
+pub static MAP_STAGE: Op =
+    op("map-stage", uapi::cmd::MAP_STAGE, true).doit(&[a::BEGIN, a::POD, a::NODE], None);
+pub static MAP_COMMIT: Op = op("map-commit", uapi::cmd::MAP_COMMIT, true)
+    .doit(&[], Some(&[a::POD_COUNT, a::NODE_COUNT, a::GENERATION]));
+pub static NODE_LOCAL_SET: Op = op("node-local-set", uapi::cmd::NODE_LOCAL_SET, true)
+    .doit(&[a::LOCAL_SET, a::LOCAL_NODE], None);
+pub static NODE_LOCAL_GET: Op =
+    op("node-local-get", uapi::cmd::NODE_LOCAL_GET, false).doit(&[], Some(&[a::LOCAL_NODE]));
+pub static PEER_SET: Op =
+    op("peer-set", uapi::cmd::PEER_SET, true).doit(&[a::PEER], Some(&[a::PEER]));
+pub static PEER_DEL: Op = op("peer-del", uapi::cmd::PEER_DEL, true).doit(&[a::NODE_NAME], None);
+pub static PEER_GET: Op = op("peer-get", uapi::cmd::PEER_GET, true).dumpit(&[], Some(&[a::PEER]));
+pub static CONFIG_SET: Op =
+    op("config-set", uapi::cmd::CONFIG_SET, true).doit(&[a::CIPHER, a::KEY_TIMEOUT_MS], None);
+pub static CONFIG_GET: Op =
+    op("config-get", uapi::cmd::CONFIG_GET, false).doit(&[], Some(&[a::CIPHER, a::KEY_TIMEOUT_MS]));
+pub static FLOWS_GET: Op =
+    op("flows-get", uapi::cmd::FLOWS_GET, true).dumpit(&[], Some(&[a::FLOW]));
+pub static KEY_REQUEST: Op = op("key-request", uapi::cmd::KEY_REQUEST, false)
+    .event(&[a::NODE_NAME, a::LOCAL_NODE], uapi::MCGRP_KEYS);
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 8] = [
+pub static OPS: [&Op; 17] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -255,6 +476,15 @@ pub static OPS: [&Op; 8] = [
     &MAP_DEL,
     &MAP_STAGE,
     &MAP_COMMIT,
+    &NODE_LOCAL_SET,
+    &NODE_LOCAL_GET,
+    &PEER_SET,
+    &PEER_DEL,
+    &PEER_GET,
+    &CONFIG_SET,
+    &CONFIG_GET,
+    &FLOWS_GET,
+    &KEY_REQUEST,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
@@ -268,6 +498,10 @@ pub mod ctrl {
     pub const ATTR_FAMILY_ID: u16 = 1;
     pub const ATTR_FAMILY_NAME: u16 = 2;
     pub const ATTR_VERSION: u16 = 3;
+    /// A nest of nests, one per multicast group of the family.
+    pub const ATTR_MCAST_GROUPS: u16 = 7;
+    pub const ATTR_MCAST_GRP_NAME: u16 = 1;
+    pub const ATTR_MCAST_GRP_ID: u16 = 2;
 
     pub static SET: AttrSet = AttrSet {
         name: "ctrl-attrs",
@@ -284,6 +518,10 @@ pub mod ctrl {
         set: &SET,
         admin: false,
         do_request: Some(&[ATTR_FAMILY_NAME]),
+        do_reply: None,
         dump_request: Some(&[]),
+        dump_reply: None,
+        event: None,
+        mcgrp: None,
     };
 }
