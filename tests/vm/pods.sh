@@ -2,18 +2,19 @@
 # after lib.sh). Every node and pod is a network namespace:
 #
 #   node n1  192.168.100.1  fd00:100::1        node n2  192.168.100.2  fd00:100::2
-#   br0 10.1.0.1/24 fd00:1::1/64               br0 10.2.0.1/24 fd00:2::1/64
 #     a1  10.1.0.11  fd00:1::11                  b1  10.2.0.21  fd00:2::21
 #     a2  10.1.0.12  fd00:1::12
 #     x1  10.1.0.99  fd00:1::99  (unmapped)
 #   n1:link1 <================ the wire ================> link2:n2
 #
-# Pods sit on their node's bridge (eth0 in the pod, v-POD on br0) with the
-# bridge as default gateway; nodes forward and route the other node's pod
-# network (10.2.0.0/16 / fd00:2::/64 and back) over the veth pair link1/link2,
-# where tests capture. Same-node traffic stays on the bridge. No DAD: every
-# address is usable at once. Pods' apps run unprivileged (pod_exec), as in a
-# cluster.
+# Pods are routed, as with Calico (the test kernel has no bridge): a veth
+# per pod, eth0 in the pod (its address as /32 and /128), v-POD in the node
+# (10.1.0.1/32 or 10.2.0.1/32, the pod's IPv4 gateway, and fe80::1, its IPv6
+# gateway), and a host route to the pod. Nodes forward and route the other
+# node's pods (10.2.0.0/16, fd00:2::/64 and back) over the veth pair
+# link1/link2: the wire, where tests capture. Same-node traffic goes through
+# the node, never over the wire. No DAD: every address is usable at once.
+# Pods' apps run unprivileged (pod_exec), as in a cluster.
 #
 #   topo_setup                      the topology above (tears down leftovers;
 #                                   sets an EXIT trap that calls topo_teardown)
@@ -52,7 +53,7 @@ TOPO_NETNS=() TOPO_PODS=() TOPO_PIDS=()
 TOPO_DIR=
 CAPTURE_PID= CAPTURE_FILE= CAPTURE_NETNS= CAPTURE_IFACE=
 CAPTURE_PACKETS= CAPTURE_DROPPED=
-declare -gA POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=() NODE_GW6=()
+declare -gA POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=()
 
 TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -74,20 +75,14 @@ _netns_add() {
         "${@:2}" || fail "sysctl in $1"
 }
 
-# _node_add NODE IPV4 IPV6 GW4 GW6: a node netns with its pod bridge.
+# _node_add NODE IPV4 IPV6 GW4: a node netns; GW4 is its pods' IPv4 gateway.
 _node_add() {
     _netns_add "$1" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-    NODE_IP4[$1]=$2 NODE_IP6[$1]=$3 NODE_GW4[$1]=$4 NODE_GW6[$1]=$5
-    ip -n "$1" -batch - <<EOF || fail "node $1"
-link set lo up
-link add br0 type bridge stp_state 0 forward_delay 0
-addr add $4/24 dev br0
-addr add $5/64 dev br0 nodad
-link set br0 up
-EOF
+    NODE_IP4[$1]=$2 NODE_IP6[$1]=$3 NODE_GW4[$1]=$4
+    ip -n "$1" link set lo up || fail "node $1"
 }
 
-# pod_add POD NODE IPV4 IPV6: a pod netns on NODE's bridge ("-": no such address).
+# pod_add POD NODE IPV4 IPV6: a pod netns routed by NODE ("-": no such address).
 pod_add() {
     local pod=$1 node=$2 v4=$3 v6=$4
     [ -n "${NODE_GW4[$node]:-}" ] || fail "pod_add $pod: no node $node"
@@ -95,13 +90,18 @@ pod_add() {
     ip link add "v-$pod" netns "$node" type veth peer name eth0 netns "$pod" || fail "veth for $pod"
     {
         echo "link set lo up"
-        [ "$v4" = - ] || echo "addr add $v4/24 dev eth0"
-        [ "$v6" = - ] || echo "addr add $v6/64 dev eth0 nodad"
         echo "link set eth0 up"
-        [ "$v4" = - ] || echo "route add default via ${NODE_GW4[$node]}"
-        [ "$v6" = - ] || echo "route add ::/0 via ${NODE_GW6[$node]}"
+        [ "$v4" = - ] || printf '%s\n' "addr add $v4/32 dev eth0" "route add ${NODE_GW4[$node]} dev eth0 scope link" \
+            "route add default via ${NODE_GW4[$node]} dev eth0"
+        [ "$v6" = - ] || printf '%s\n' "addr add $v6/128 dev eth0 nodad" "route add ::/0 via fe80::1 dev eth0"
     } | ip -n "$pod" -batch - || fail "pod $pod addresses"
-    ip -n "$node" link set "v-$pod" master br0 up || fail "pod $pod on $node's bridge"
+    {
+        echo "addr add ${NODE_GW4[$node]}/32 dev v-$pod"
+        echo "addr add fe80::1/64 dev v-$pod nodad"
+        echo "link set v-$pod up"
+        [ "$v4" = - ] || echo "route add $v4/32 dev v-$pod"
+        [ "$v6" = - ] || echo "route add $v6/128 dev v-$pod"
+    } | ip -n "$node" -batch - || fail "pod $pod on node $node"
     POD_IP4[$pod]=$v4 POD_IP6[$pod]=$v6 POD_NODE[$pod]=$node
     TOPO_PODS+=("$pod")
 }
@@ -144,8 +144,8 @@ topo_setup() {
     topo_teardown
     trap topo_teardown EXIT
     TOPO_DIR=$(mktemp -d /tmp/topo.XXXXXX); chmod 755 "$TOPO_DIR"
-    _node_add n1 192.168.100.1 fd00:100::1 10.1.0.1 fd00:1::1
-    _node_add n2 192.168.100.2 fd00:100::2 10.2.0.1 fd00:2::1
+    _node_add n1 192.168.100.1 fd00:100::1 10.1.0.1
+    _node_add n2 192.168.100.2 fd00:100::2 10.2.0.1
     ip link add link1 netns n1 type veth peer name link2 netns n2 || fail "veth link1/link2"
     ip -n n1 -batch - <<'EOF' || fail "n1 link"
 addr add 192.168.100.1/24 dev link1
