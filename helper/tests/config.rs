@@ -124,3 +124,210 @@ fn file_errors() {
     let err = CaptureConfig::from_file(&path).unwrap_err();
     assert!(matches!(err, SourceError::Io { .. }));
 }
+
+// --- datapath keys ----------------------------------------------------------
+
+use tlshub::config::{check_local_nodes, parse_key_timeout, parse_local_nodes, PskSource};
+use tlshub::Cipher;
+
+const B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+#[test]
+fn datapath_keys() {
+    let config = parse(
+        "mode = tlshub\n\
+         local_nodes = node-1, node-2 node-3\n\
+         cipher = chacha20-poly1305\n\
+         key_timeout_ms = 2500   # 2.5 s\n\
+         psk.node-4 = /srv/psk/node-4\n\
+         psk.node-5 = psk/node-5\n",
+    );
+    assert_eq!(
+        config.local_nodes.as_deref(),
+        Some(&["node-1", "node-2", "node-3"].map(String::from)[..])
+    );
+    assert_eq!(config.cipher, Some(Cipher::Chacha20Poly1305));
+    assert_eq!(config.key_timeout_ms, Some(2500));
+    assert_eq!(
+        config.psks,
+        [
+            PskSource {
+                node: "node-4".into(),
+                path: PathBuf::from("/srv/psk/node-4"),
+                file: "/etc/tlshub/capture.conf".into(),
+                line: 5,
+            },
+            PskSource {
+                node: "node-5".into(),
+                path: PathBuf::from("/etc/tlshub/psk/node-5"),
+                file: "/etc/tlshub/capture.conf".into(),
+                line: 6,
+            },
+        ]
+    );
+    // All optional: absent means "leave the kernel's setting alone".
+    let config = parse("mode = tlshub\n");
+    assert_eq!(config.local_nodes, None);
+    assert_eq!(config.cipher, None);
+    assert_eq!(config.key_timeout_ms, None);
+    assert!(config.psks.is_empty());
+}
+
+#[test]
+fn every_cipher_and_timeout_bound() {
+    for c in Cipher::ALL {
+        assert_eq!(parse(&format!("cipher = {c}")).cipher, Some(c));
+    }
+    assert_eq!(parse("key_timeout_ms = 100").key_timeout_ms, Some(100));
+    assert_eq!(
+        parse("key_timeout_ms = 600000").key_timeout_ms,
+        Some(600_000)
+    );
+    assert_eq!(
+        parse("local_nodes = a").local_nodes,
+        Some(vec!["a".to_owned()])
+    );
+}
+
+#[test]
+fn datapath_errors_name_the_line() {
+    let timeout = |v: &str, line: usize| {
+        format!(
+            "capture.conf:{line}: invalid key timeout '{v}' (expected milliseconds, 100 to 600000)"
+        )
+    };
+    assert_eq!(
+        error("mode = tlshub\ncipher = aes-512-gcm\n"),
+        "capture.conf:2: invalid cipher 'aes-512-gcm' \
+         (expected aes-128-gcm, aes-256-gcm or chacha20-poly1305)"
+    );
+    assert_eq!(
+        error("cipher = AES-128-GCM"),
+        "capture.conf:1: invalid cipher 'AES-128-GCM' \
+         (expected aes-128-gcm, aes-256-gcm or chacha20-poly1305)"
+    );
+    assert_eq!(error("\nkey_timeout_ms = 99\n"), timeout("99", 2));
+    assert_eq!(error("key_timeout_ms = 600001"), timeout("600001", 1));
+    assert_eq!(error("key_timeout_ms = 5s"), timeout("5s", 1));
+    assert_eq!(error("key_timeout_ms = -100"), timeout("-100", 1));
+    assert_eq!(
+        error("local_nodes = node-1,,node-2\n"),
+        "capture.conf:1: local_nodes: empty node name in 'node-1,,node-2'"
+    );
+    assert_eq!(
+        error("local_nodes = node-1,\n"),
+        "capture.conf:1: local_nodes: empty node name in 'node-1,'"
+    );
+    assert_eq!(
+        error("local_nodes = node-1 Node-2\n"),
+        "capture.conf:1: local_nodes: invalid node name 'Node-2': use lowercase letters, \
+         digits, '-' and '.', starting and ending with a letter or digit"
+    );
+    assert_eq!(
+        error("local_nodes = a b a\n"),
+        "capture.conf:1: local_nodes: node 'a' given twice"
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("n{i}")).collect();
+    assert_eq!(
+        error(&format!("local_nodes = {}\n", many.join(","))),
+        "capture.conf:1: local_nodes: 17 local nodes, at most 16 are allowed"
+    );
+    assert_eq!(
+        error("local_nodes =\n"),
+        "capture.conf:1: missing value for 'local_nodes'"
+    );
+    assert_eq!(
+        error("psk.node_1 = /x\n"),
+        "capture.conf:1: psk.node_1: invalid node name 'node_1': use lowercase letters, \
+         digits, '-' and '.', starting and ending with a letter or digit"
+    );
+    assert_eq!(
+        error("psk. = /x\n"),
+        "capture.conf:1: psk.: empty node name"
+    );
+    assert_eq!(
+        error("psk.a = /x\n# c\npsk.a = /y\n"),
+        "capture.conf:3: duplicate key 'psk.a' (first at line 1)"
+    );
+    assert_eq!(
+        error("psk.a =\n"),
+        "capture.conf:1: missing value for 'psk.a'"
+    );
+    assert_eq!(
+        error("cipher = aes-128-gcm\ncipher = aes-256-gcm\n"),
+        "capture.conf:2: duplicate key 'cipher' (first at line 1)"
+    );
+    assert_eq!(error("psk = /x\n"), "capture.conf:1: unknown key 'psk'");
+    assert_eq!(
+        error("psknode = /x\n"),
+        "capture.conf:1: unknown key 'psknode'"
+    );
+}
+
+#[test]
+fn secret_files_are_read_with_the_config_line_in_errors() {
+    let dir = std::env::temp_dir().join(format!("tlshub-config-psk-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("psk")).unwrap();
+    let path = dir.join("capture.conf");
+    std::fs::write(dir.join("psk/node-2"), format!("{B64}\n")).unwrap();
+    std::fs::write(dir.join("psk/node-3"), (0..32).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(dir.join("psk/bad"), [7u8; 31]).unwrap();
+    std::fs::write(
+        &path,
+        "mode = tlshub\npsk.node-2 = psk/node-2\npsk.node-3 = psk/node-3\n",
+    )
+    .unwrap();
+    let config = CaptureConfig::from_file(&path).unwrap();
+    let psks = config.read_psks().unwrap();
+    let nodes: Vec<&str> = psks.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes, ["node-2", "node-3"]);
+    assert_eq!(psks[0].1.as_bytes(), psks[1].1.as_bytes());
+
+    // The first bad file is named with the line of its psk.NODE.
+    std::fs::write(
+        &path,
+        "psk.node-2 = psk/node-2\n\npsk.node-4 = psk/bad\npsk.node-5 = psk/missing\n",
+    )
+    .unwrap();
+    let config = CaptureConfig::from_file(&path).unwrap();
+    assert_eq!(
+        config.read_psks().unwrap_err().to_string(),
+        format!(
+            "{}:3: psk.node-4: {}: 31 bytes of binary data (expected exactly 32 raw bytes, \
+             or 32 bytes in base64 as `wg genpsk` writes)",
+            path.display(),
+            dir.join("psk/bad").display()
+        )
+    );
+    std::fs::write(&path, "psk.node-5 = psk/missing\n").unwrap();
+    let err = CaptureConfig::from_file(&path)
+        .unwrap()
+        .read_psks()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}:1: psk.node-5: {}: No such file or directory",
+            path.display(),
+            dir.join("psk/missing").display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shared_setting_checks() {
+    assert_eq!(
+        parse_local_nodes(" a ,b\tc ").unwrap(),
+        ["a", "b", "c"].map(String::from)
+    );
+    assert!(check_local_nodes::<&str>(&[]).is_ok());
+    assert_eq!(
+        check_local_nodes(&["a", ""]).unwrap_err().to_string(),
+        "empty node name"
+    );
+    assert_eq!(parse_key_timeout("30000").unwrap(), 30000);
+    assert!(parse_key_timeout("").is_err());
+    assert!(parse_key_timeout("4294967296").is_err());
+}

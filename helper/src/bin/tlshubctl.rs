@@ -669,3 +669,135 @@ fn output<T: Serialize>(
         other => Ok(other?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        f(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn flows() -> Vec<Flow> {
+        vec![
+            Flow {
+                role: "client",
+                state: "secured",
+                local_ip: "10.1.0.5".parse().unwrap(),
+                local_port: 40000,
+                remote_ip: "10.2.0.7".parse().unwrap(),
+                remote_port: 80,
+                local_pod: Some("ns/a".into()),
+                remote_pod: Some("ns/b".into()),
+                peer_node: Some("node-2".into()),
+                cipher: Some(Cipher::Aes128Gcm),
+                age_ms: Some(61_005),
+                mode: Some(Mode::Tlshub),
+            },
+            Flow {
+                role: "server",
+                state: "key-wait",
+                local_ip: "fd00::5".parse().unwrap(),
+                local_port: 443,
+                remote_ip: "fd00::2:7".parse().unwrap(),
+                remote_port: 51000,
+                local_pod: None,
+                remote_pod: None,
+                peer_node: None,
+                cipher: None,
+                age_ms: Some(7),
+                mode: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn flows_table() {
+        assert_eq!(
+            text(|w| write_flows(w, &flows())),
+            "\
+ROLE    STATE     LOCAL           REMOTE             LOCAL-POD  REMOTE-POD  PEER-NODE  CIPHER       AGE
+client  secured   10.1.0.5:40000  10.2.0.7:80        ns/a       ns/b        node-2     aes-128-gcm  61.005s
+server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -          -            0.007s
+"
+        );
+        assert_eq!(
+            text(|w| write_flows(w, &[])),
+            "ROLE  STATE  LOCAL  REMOTE  LOCAL-POD  REMOTE-POD  PEER-NODE  CIPHER  AGE\n"
+        );
+    }
+
+    #[test]
+    fn flows_json_fields() {
+        let json = serde_json::to_value(flows()).unwrap();
+        assert_eq!(
+            json[0],
+            serde_json::json!({
+                "role": "client", "state": "secured",
+                "local_ip": "10.1.0.5", "local_port": 40000,
+                "remote_ip": "10.2.0.7", "remote_port": 80,
+                "local_pod": "ns/a", "remote_pod": "ns/b", "peer_node": "node-2",
+                "cipher": "aes-128-gcm", "age_ms": 61005, "mode": "tlshub"
+            })
+        );
+        assert_eq!(json[1]["local_ip"], "fd00::5");
+        assert_eq!(json[1]["cipher"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn peers_table_and_json() {
+        let peers = vec![
+            Peer {
+                name: "node-2".into(),
+                epoch: Some(3),
+                pending: 0,
+            },
+            Peer {
+                name: "node-10.example".into(),
+                epoch: None,
+                pending: 12,
+            },
+        ];
+        assert_eq!(
+            text(|w| write_peers(w, &peers)),
+            "\
+NODE             EPOCH  PENDING
+node-2           3      0
+node-10.example  -      12
+"
+        );
+        assert_eq!(
+            serde_json::to_value(&peers).unwrap(),
+            serde_json::json!([
+                {"name": "node-2", "epoch": 3, "pending": 0},
+                {"name": "node-10.example", "epoch": null, "pending": 12}
+            ])
+        );
+    }
+
+    #[test]
+    fn cli_shapes() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tlshubctl"], args].concat());
+        assert!(parse(&["node", "local"]).is_ok());
+        assert!(parse(&["node", "local", "a", "b"]).is_ok());
+        assert!(parse(&["node", "local", "--clear"]).is_ok());
+        assert!(parse(&["node", "local", "--clear", "a"]).is_err());
+        assert!(parse(&["node", "set", "n", "psk", "-", "--epoch", "4"]).is_ok());
+        assert!(parse(&["node", "set", "n", "key", "f"]).is_err());
+        assert!(parse(&["node", "set", "n", "psk"]).is_err());
+        assert!(parse(&["node", "del", "n"]).is_ok());
+        assert!(parse(&["node", "show", "--json"]).is_ok());
+        assert!(parse(&["cipher", "set", "chacha20-poly1305"]).is_ok());
+        assert!(parse(&["cipher", "set", "rot13"]).is_err());
+        assert!(parse(&["cipher", "get"]).is_ok());
+        assert!(parse(&["timeout", "set", "100"]).is_ok());
+        assert!(parse(&["timeout", "set", "99"]).is_err());
+        assert!(parse(&["timeout", "get", "--json"]).is_ok());
+        assert!(parse(&["flows", "--json"]).is_ok());
+        assert!(parse(&["events"]).is_ok());
+    }
+}

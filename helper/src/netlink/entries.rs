@@ -449,4 +449,294 @@ mod tests {
         assert_eq!(requests[0].count(uapi::attr::BEGIN), 1);
         assert_eq!(requests[0].count(uapi::attr::POD), 0);
     }
+
+    /// The attributes of `request` as the receiver sees them.
+    fn attrs_of(request: Request) -> Vec<u8> {
+        let enc = request.encode(0x20, 1, 1).unwrap();
+        enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec()
+    }
+
+    fn test_psk() -> Psk {
+        Psk::parse(&(0..32).collect::<Vec<u8>>()).unwrap()
+    }
+
+    #[test]
+    fn peer_set_request() {
+        let mut r = Request::new(&schema::PEER_SET);
+        put_peer(&mut r, "node-2", &test_psk(), Some(7)).unwrap();
+        let enc = r.encode(0x20, 1, 1).unwrap();
+        let b = &enc.bytes;
+        let top = NLMSG_HDRLEN + GENL_HDRLEN;
+        let ty = u16::from_ne_bytes([b[top + 2], b[top + 3]]);
+        assert_eq!(ty, uapi::attr::PEER | libc::NLA_F_NESTED as u16);
+        let attrs = Attrs::parse(&b[top..]).unwrap();
+        let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
+        assert_eq!(peer.get(uapi::peer::NAME).unwrap().payload, b"node-2\0");
+        let psk = peer.get(uapi::peer::PSK).unwrap().payload;
+        assert_eq!(psk, test_psk().as_bytes());
+        assert_eq!(
+            peer.get(uapi::peer::EPOCH).unwrap().payload,
+            &7u64.to_ne_bytes()
+        );
+        assert!(peer.get(uapi::peer::PENDING).is_none());
+        // Traces name the peer and the epoch, never the secret.
+        assert_eq!(enc.spans[0].label, "peer node-2 epoch 7");
+        let line = crate::netlink::codec::describe_request(&enc);
+        assert!(line.ends_with(": peer node-2 epoch 7"), "{line}");
+
+        // Without an epoch, none is sent.
+        let mut r = Request::new(&schema::PEER_SET);
+        put_peer(&mut r, "node-2", &test_psk(), None).unwrap();
+        let bytes = attrs_of(r);
+        let attrs = Attrs::parse(&bytes).unwrap();
+        let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
+        assert!(peer.get(uapi::peer::EPOCH).is_none());
+
+        // The encoder holds the psk to the spec's exact length, and the
+        // peer-set request to its one attribute.
+        let mut r = Request::new(&schema::PEER_SET);
+        let err = r
+            .nest(uapi::attr::PEER, "p", |w| {
+                w.put(uapi::peer::PSK, Value::Bytes(&[0; 31]))
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot encode request: peer-set: 'psk' has the wrong size (31 bytes)"
+        );
+        let err = r
+            .put(uapi::attr::NODE_NAME, Value::Str("x"), "x")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot encode request: peer-set: request takes no 'node-name'"
+        );
+    }
+
+    #[test]
+    fn peer_dump_replies() {
+        let reply = |name: &str, epoch: Option<u64>, pending: u32| {
+            let mut r = Request::reply(&schema::PEER_GET, true);
+            r.nest(uapi::attr::PEER, "peer", |w| {
+                w.put(uapi::peer::NAME, Value::Str(name))?;
+                if let Some(e) = epoch {
+                    w.put(uapi::peer::EPOCH, Value::U64(e))?;
+                }
+                w.put(uapi::peer::PENDING, Value::U32(pending))
+            })
+            .unwrap();
+            attrs_of(r)
+        };
+        let a = reply("node-2", Some(u64::MAX), 0);
+        let b = reply("node-3", None, 4);
+        let mut peers = peers_in(&Attrs::parse(&a).unwrap()).unwrap();
+        peers.extend(peers_in(&Attrs::parse(&b).unwrap()).unwrap());
+        assert_eq!(
+            peers,
+            [
+                Peer {
+                    name: "node-2".into(),
+                    epoch: Some(u64::MAX),
+                    pending: 0
+                },
+                Peer {
+                    name: "node-3".into(),
+                    epoch: None,
+                    pending: 4
+                }
+            ]
+        );
+        // A peer without a name is a protocol error.
+        let mut r = Request::reply(&schema::PEER_GET, true);
+        r.nest(uapi::attr::PEER, "peer", |w| {
+            w.put(uapi::peer::PENDING, Value::U32(1))
+        })
+        .unwrap();
+        let bytes = attrs_of(r);
+        let err = peers_in(&Attrs::parse(&bytes).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "netlink protocol error: peer without name in reply"
+        );
+        // The reply does not carry the dump's other attributes.
+        let mut r = Request::reply(&schema::PEER_GET, true);
+        assert!(r.put(uapi::attr::NODE_NAME, Value::Str("x"), "x").is_err());
+    }
+
+    /// A flow nest as `flows-get` sends it; `f` writes its attributes.
+    fn flow_reply(f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>) -> Vec<u8> {
+        let mut r = Request::reply(&schema::FLOWS_GET, true);
+        r.nest(uapi::attr::FLOW, "flow", f).unwrap();
+        attrs_of(r)
+    }
+
+    fn parse_flows(bytes: &[u8]) -> Result<Vec<Flow>, NetlinkError> {
+        flows_in(&Attrs::parse(bytes).unwrap())
+    }
+
+    #[test]
+    fn flow_replies() {
+        use uapi::flow as f;
+        let v4 = flow_reply(|w| {
+            w.put(f::ROLE, Value::U32(uapi::role::CLIENT))?;
+            w.put(f::STATE, Value::U32(uapi::flow_state::SECURED))?;
+            w.put(f::LOCAL_IPV4, Value::U32(0x0a01_0005))?;
+            w.put(f::LOCAL_PORT, Value::U16(40000))?;
+            w.put(f::REMOTE_IPV4, Value::U32(0x0a02_0007))?;
+            w.put(f::REMOTE_PORT, Value::U16(80))?;
+            w.put(f::LOCAL_POD, Value::Str("ns/a"))?;
+            w.put(f::REMOTE_POD, Value::Str("ns/b"))?;
+            w.put(f::PEER_NODE, Value::Str("node-2"))?;
+            w.put(f::CIPHER, Value::U32(uapi::cipher::CHACHA20_POLY1305))?;
+            w.put(f::AGE_MS, Value::U64(1234))?;
+            w.put(f::MODE, Value::U32(uapi::mode::TLSHUB))
+        });
+        // The local address is big-endian on the wire, the port host order.
+        let attrs = Attrs::parse(&v4).unwrap();
+        let nest = attrs.get(uapi::attr::FLOW).unwrap().nested().unwrap();
+        assert_eq!(nest.get(f::LOCAL_IPV4).unwrap().payload, &[10, 1, 0, 5]);
+        assert_eq!(
+            nest.get(f::LOCAL_PORT).unwrap().payload,
+            &40000u16.to_ne_bytes()
+        );
+        let six: std::net::Ipv6Addr = "fd00::1:5".parse().unwrap();
+        let peer: std::net::Ipv6Addr = "fd00::2:7".parse().unwrap();
+        let v6 = flow_reply(|w| {
+            w.put(f::ROLE, Value::U32(uapi::role::SERVER))?;
+            w.put(f::STATE, Value::U32(uapi::flow_state::KEY_WAIT))?;
+            w.put(f::LOCAL_IPV6, Value::Bytes(&six.octets()))?;
+            w.put(f::LOCAL_PORT, Value::U16(443))?;
+            w.put(f::REMOTE_IPV6, Value::Bytes(&peer.octets()))?;
+            w.put(f::REMOTE_PORT, Value::U16(51000))
+        });
+        let mut flows = parse_flows(&v4).unwrap();
+        flows.extend(parse_flows(&v6).unwrap());
+        assert_eq!(
+            flows,
+            [
+                Flow {
+                    role: "client",
+                    state: "secured",
+                    local_ip: "10.1.0.5".parse().unwrap(),
+                    local_port: 40000,
+                    remote_ip: "10.2.0.7".parse().unwrap(),
+                    remote_port: 80,
+                    local_pod: Some("ns/a".into()),
+                    remote_pod: Some("ns/b".into()),
+                    peer_node: Some("node-2".into()),
+                    cipher: Some(Cipher::Chacha20Poly1305),
+                    age_ms: Some(1234),
+                    mode: Some(Mode::Tlshub),
+                },
+                Flow {
+                    role: "server",
+                    state: "key-wait",
+                    local_ip: IpAddr::V6(six),
+                    local_port: 443,
+                    remote_ip: IpAddr::V6(peer),
+                    remote_port: 51000,
+                    local_pod: None,
+                    remote_pod: None,
+                    peer_node: None,
+                    cipher: None,
+                    age_ms: None,
+                    mode: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_flows_are_protocol_errors() {
+        use uapi::flow as f;
+        let base = |w: &mut Writer<'_>, role: u32, state: u32| {
+            w.put(f::ROLE, Value::U32(role))?;
+            w.put(f::STATE, Value::U32(state))?;
+            w.put(f::LOCAL_PORT, Value::U16(1))?;
+            w.put(f::REMOTE_IPV4, Value::U32(1))?;
+            w.put(f::REMOTE_PORT, Value::U16(2))
+        };
+        let err = |bytes: Vec<u8>| parse_flows(&bytes).unwrap_err().to_string();
+        assert_eq!(
+            err(flow_reply(|w| {
+                base(w, 3, 1)?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))
+            })),
+            "netlink protocol error: unknown role 3 in flow role"
+        );
+        assert_eq!(
+            err(flow_reply(|w| {
+                base(w, 1, 9)?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))
+            })),
+            "netlink protocol error: unknown flow-state 9 in flow state"
+        );
+        assert_eq!(
+            err(flow_reply(|w| base(w, 1, 1))),
+            "netlink protocol error: flow without local address in reply"
+        );
+        assert_eq!(
+            err(flow_reply(|w| {
+                base(w, 1, 1)?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))?;
+                w.put(f::LOCAL_IPV6, Value::Bytes(&[0; 16]))
+            })),
+            "netlink protocol error: flow with both an IPv4 and an IPv6 local address in reply"
+        );
+        assert_eq!(
+            err(flow_reply(|w| {
+                base(w, 1, 1)?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))?;
+                w.put(f::CIPHER, Value::U32(4))
+            })),
+            "netlink protocol error: unknown cipher 4 in flow cipher"
+        );
+        assert_eq!(
+            err(flow_reply(|w| {
+                w.put(f::STATE, Value::U32(1))?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))
+            })),
+            "netlink protocol error: flow without role in reply"
+        );
+        // A local-ipv6 of the wrong size.
+        assert_eq!(
+            err(flow_reply(|w| {
+                base(w, 1, 1)?;
+                w.put(f::LOCAL_IPV6, Value::Bytes(&[0; 4]))
+            })),
+            "netlink protocol error: attribute 5 is not 16 bytes"
+        );
+    }
+
+    #[test]
+    fn key_request_event() {
+        let mut r = Request::event(&schema::KEY_REQUEST);
+        r.put(uapi::attr::NODE_NAME, Value::Str("node-2"), "n")
+            .unwrap();
+        r.put(uapi::attr::LOCAL_NODE, Value::Str("node-1"), "l")
+            .unwrap();
+        let bytes = attrs_of(r);
+        assert_eq!(
+            parse_key_request(&Attrs::parse(&bytes).unwrap()).unwrap(),
+            KeyRequest {
+                node: "node-2".into(),
+                local_node: "node-1".into()
+            }
+        );
+        let mut r = Request::event(&schema::KEY_REQUEST);
+        r.put(uapi::attr::NODE_NAME, Value::Str("node-2"), "n")
+            .unwrap();
+        let bytes = attrs_of(r);
+        assert_eq!(
+            parse_key_request(&Attrs::parse(&bytes).unwrap())
+                .unwrap_err()
+                .to_string(),
+            "netlink protocol error: key-request event without local-node"
+        );
+        // The event carries nothing else, and cannot be requested.
+        let mut r = Request::event(&schema::KEY_REQUEST);
+        assert!(r.put(uapi::attr::LOCAL_SET, Value::Flag, "x").is_err());
+        assert!(Request::new(&schema::KEY_REQUEST).encode(1, 1, 1).is_err());
+        assert!(Request::dump(&schema::KEY_REQUEST).encode(1, 1, 1).is_err());
+    }
 }

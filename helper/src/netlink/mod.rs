@@ -199,6 +199,36 @@ pub struct Status {
     pub local_nodes: Vec<String>,
 }
 
+impl Status {
+    /// Decodes a `status-get` reply.
+    fn parse(attrs: &Attrs<'_>) -> Result<Status, NetlinkError> {
+        let u32_of = |ty| attrs.get(ty).map_or(Ok(0), |a| a.u32());
+        let stats = match attrs.get(uapi::attr::STATS) {
+            Some(nest) => Stats::parse(&nest.nested()?)?,
+            None => Stats::default(),
+        };
+        Ok(Status {
+            version: attrs
+                .get(uapi::attr::VERSION)
+                .map_or(Ok(String::new()), |a| a.string())?,
+            mode: required_mode(attrs)?,
+            pods: u32_of(uapi::attr::POD_COUNT)?,
+            nodes: u32_of(uapi::attr::NODE_COUNT)?,
+            generation: u32_of(uapi::attr::GENERATION)?,
+            stats,
+            cipher: attrs
+                .get(uapi::attr::CIPHER)
+                .map(|a| cipher_of(a.u32()?))
+                .transpose()?,
+            key_timeout_ms: attrs
+                .get(uapi::attr::KEY_TIMEOUT_MS)
+                .map(|a| a.u32())
+                .transpose()?,
+            local_nodes: local_nodes_in(attrs)?,
+        })
+    }
+}
+
 /// Reply of `config-get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -361,31 +391,7 @@ impl Client {
     /// `status-get`.
     pub fn status(&mut self) -> Result<Status, NetlinkError> {
         let replies = self.transact(Request::new(&schema::STATUS_GET))?;
-        let attrs = single(&replies, "status-get")?;
-        let u32_of = |ty| attrs.get(ty).map_or(Ok(0), |a| a.u32());
-        let stats = match attrs.get(uapi::attr::STATS) {
-            Some(nest) => Stats::parse(&nest.nested()?)?,
-            None => Stats::default(),
-        };
-        Ok(Status {
-            cipher: attrs
-                .get(uapi::attr::CIPHER)
-                .map(|a| cipher_of(a.u32()?))
-                .transpose()?,
-            key_timeout_ms: attrs
-                .get(uapi::attr::KEY_TIMEOUT_MS)
-                .map(|a| a.u32())
-                .transpose()?,
-            local_nodes: local_nodes_in(&attrs)?,
-            version: attrs
-                .get(uapi::attr::VERSION)
-                .map_or(Ok(String::new()), |a| a.string())?,
-            mode: required_mode(&attrs)?,
-            pods: u32_of(uapi::attr::POD_COUNT)?,
-            nodes: u32_of(uapi::attr::NODE_COUNT)?,
-            generation: u32_of(uapi::attr::GENERATION)?,
-            stats,
-        })
+        Status::parse(&single(&replies, "status-get")?)
     }
 
     /// `map-get` by pod name; `None` if the kernel has no such pod.
@@ -519,29 +525,7 @@ impl Client {
     /// `node-local-set`: the nodes this kernel serves become `nodes` (none:
     /// it serves none). At most [`uapi::MAX_LOCAL_NODES`], each once.
     pub fn local_nodes_set<S: AsRef<str>>(&mut self, nodes: &[S]) -> Result<(), NetlinkError> {
-        if nodes.len() > uapi::MAX_LOCAL_NODES {
-            return Err(NetlinkError::Encode(format!(
-                "node-local-set: {} local nodes, at most {} are allowed",
-                nodes.len(),
-                uapi::MAX_LOCAL_NODES
-            )));
-        }
-        let mut request = Request::new(&schema::NODE_LOCAL_SET);
-        request.put(uapi::attr::LOCAL_SET, Value::Flag, "local-set")?;
-        for (i, node) in nodes.iter().enumerate() {
-            let node = node.as_ref();
-            if nodes[..i].iter().any(|n| n.as_ref() == node) {
-                return Err(NetlinkError::Encode(format!(
-                    "node-local-set: local node '{node}' given twice"
-                )));
-            }
-            request.put(
-                uapi::attr::LOCAL_NODE,
-                Value::Str(node),
-                format!("local-node {node}"),
-            )?;
-        }
-        self.transact(request).map(drop)
+        self.transact(local_nodes_request(nodes)?).map(drop)
     }
 
     /// `node-local-get`: the nodes this kernel serves.
@@ -568,18 +552,7 @@ impl Client {
         // An error reply echoes the request, secret included.
         wipe(&mut self.buf);
         let replies = result?;
-        let peer = peers_in(&single(&replies, "peer-set")?)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| NetlinkError::Protocol("peer-set reply without a peer".to_owned()))?;
-        if peer.name != name {
-            return Err(NetlinkError::Protocol(format!(
-                "peer-set reply names peer '{}', not '{name}'",
-                peer.name
-            )));
-        }
-        peer.epoch
-            .ok_or_else(|| NetlinkError::Protocol("peer-set reply without epoch".to_owned()))
+        peer_set_epoch(&single(&replies, "peer-set")?, name)
     }
 
     /// `peer-del`: forgets the secret shared with node `name`.
@@ -603,42 +576,14 @@ impl Client {
         cipher: Option<Cipher>,
         key_timeout_ms: Option<u32>,
     ) -> Result<(), NetlinkError> {
-        let mut request = Request::new(&schema::CONFIG_SET);
-        if let Some(cipher) = cipher {
-            request.put(
-                uapi::attr::CIPHER,
-                Value::U32(cipher.to_wire()),
-                format!("cipher {cipher}"),
-            )?;
-        }
-        if let Some(ms) = key_timeout_ms {
-            request.put(
-                uapi::attr::KEY_TIMEOUT_MS,
-                Value::U32(ms),
-                format!("key-timeout-ms {ms}"),
-            )?;
-        }
-        if cipher.is_none() && key_timeout_ms.is_none() {
-            return Err(NetlinkError::Encode(
-                "config-set needs a cipher or a key timeout".to_owned(),
-            ));
-        }
-        self.transact(request).map(drop)
+        self.transact(config_request(cipher, key_timeout_ms)?)
+            .map(drop)
     }
 
     /// `config-get`: the cipher of new flows and the key timeout.
     pub fn config_get(&mut self) -> Result<Config, NetlinkError> {
         let replies = self.transact(Request::new(&schema::CONFIG_GET))?;
-        let attrs = single(&replies, "config-get")?;
-        let field = |ty, what: &str| {
-            attrs
-                .get(ty)
-                .ok_or_else(|| NetlinkError::Protocol(format!("config-get reply without {what}")))
-        };
-        Ok(Config {
-            cipher: cipher_of(field(uapi::attr::CIPHER, "cipher")?.u32()?)?,
-            key_timeout_ms: field(uapi::attr::KEY_TIMEOUT_MS, "key-timeout-ms")?.u32()?,
-        })
+        Config::parse(&single(&replies, "config-get")?)
     }
 
     /// `flows-get` dump: the tracked flows.
@@ -911,6 +856,93 @@ fn single<'a>(replies: &'a [Vec<u8>], name: &str) -> Result<Attrs<'a>, NetlinkEr
     Attrs::parse(reply)
 }
 
+/// `node-local-set` of `nodes`: the `local-set` flag, then each node. At
+/// most [`uapi::MAX_LOCAL_NODES`], each once.
+fn local_nodes_request<S: AsRef<str>>(nodes: &[S]) -> Result<Request, NetlinkError> {
+    if nodes.len() > uapi::MAX_LOCAL_NODES {
+        return Err(NetlinkError::Encode(format!(
+            "node-local-set: {} local nodes, at most {} are allowed",
+            nodes.len(),
+            uapi::MAX_LOCAL_NODES
+        )));
+    }
+    let mut request = Request::new(&schema::NODE_LOCAL_SET);
+    request.put(uapi::attr::LOCAL_SET, Value::Flag, "local-set")?;
+    for (i, node) in nodes.iter().enumerate() {
+        let node = node.as_ref();
+        if nodes[..i].iter().any(|n| n.as_ref() == node) {
+            return Err(NetlinkError::Encode(format!(
+                "node-local-set: local node '{node}' given twice"
+            )));
+        }
+        request.put(
+            uapi::attr::LOCAL_NODE,
+            Value::Str(node),
+            format!("local-node {node}"),
+        )?;
+    }
+    Ok(request)
+}
+
+/// `config-set` of a cipher and/or a key timeout (at least one).
+fn config_request(
+    cipher: Option<Cipher>,
+    key_timeout_ms: Option<u32>,
+) -> Result<Request, NetlinkError> {
+    if cipher.is_none() && key_timeout_ms.is_none() {
+        return Err(NetlinkError::Encode(
+            "config-set needs a cipher or a key timeout".to_owned(),
+        ));
+    }
+    let mut request = Request::new(&schema::CONFIG_SET);
+    if let Some(cipher) = cipher {
+        request.put(
+            uapi::attr::CIPHER,
+            Value::U32(cipher.to_wire()),
+            format!("cipher {cipher}"),
+        )?;
+    }
+    if let Some(ms) = key_timeout_ms {
+        request.put(
+            uapi::attr::KEY_TIMEOUT_MS,
+            Value::U32(ms),
+            format!("key-timeout-ms {ms}"),
+        )?;
+    }
+    Ok(request)
+}
+
+impl Config {
+    /// Decodes a `config-get` reply: both settings are required.
+    fn parse(attrs: &Attrs<'_>) -> Result<Config, NetlinkError> {
+        let field = |ty, what: &str| {
+            attrs
+                .get(ty)
+                .ok_or_else(|| NetlinkError::Protocol(format!("config-get reply without {what}")))
+        };
+        Ok(Config {
+            cipher: cipher_of(field(uapi::attr::CIPHER, "cipher")?.u32()?)?,
+            key_timeout_ms: field(uapi::attr::KEY_TIMEOUT_MS, "key-timeout-ms")?.u32()?,
+        })
+    }
+}
+
+/// The epoch in a `peer-set` reply, which must name peer `name`.
+fn peer_set_epoch(attrs: &Attrs<'_>, name: &str) -> Result<u64, NetlinkError> {
+    let peer = peers_in(attrs)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| NetlinkError::Protocol("peer-set reply without a peer".to_owned()))?;
+    if peer.name != name {
+        return Err(NetlinkError::Protocol(format!(
+            "peer-set reply names peer '{}', not '{name}'",
+            peer.name
+        )));
+    }
+    peer.epoch
+        .ok_or_else(|| NetlinkError::Protocol("peer-set reply without epoch".to_owned()))
+}
+
 /// Every `local-node` at the top level of `attrs`.
 fn local_nodes_in(attrs: &Attrs<'_>) -> Result<Vec<String>, NetlinkError> {
     attrs
@@ -950,6 +982,292 @@ mod tests {
         assert!(
             line.ends_with("begin, 0 nodes, 10 pods (pod p0 .. pod p9)"),
             "{line}"
+        );
+    }
+}
+
+/// Requests and replies of the datapath operations, without a kernel.
+#[cfg(test)]
+mod datapath_tests {
+    use super::codec::{GENL_HDRLEN, NLMSG_HDRLEN};
+    use super::error::{NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS};
+    use super::*;
+
+    fn bytes_of(request: Request) -> Vec<u8> {
+        let enc = request.encode(0x20, 1, 1).unwrap();
+        enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec()
+    }
+
+    #[test]
+    fn node_local_set_request() {
+        let bytes = bytes_of(local_nodes_request(&["node-1", "node-2"]).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.get(uapi::attr::LOCAL_SET).unwrap().payload, b"");
+        let nodes: Vec<String> = local_nodes_in(&attrs).unwrap();
+        assert_eq!(nodes, ["node-1", "node-2"]);
+        // Clearing: the flag alone.
+        let bytes = bytes_of(local_nodes_request::<&str>(&[]).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.iter().count(), 1);
+        assert!(attrs.get(uapi::attr::LOCAL_SET).is_some());
+        let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
+        let many: Vec<String> = (0..=uapi::MAX_LOCAL_NODES)
+            .map(|i| format!("n{i}"))
+            .collect();
+        assert_eq!(
+            err(local_nodes_request(&many)),
+            "cannot encode request: node-local-set: 17 local nodes, at most 16 are allowed"
+        );
+        assert!(local_nodes_request(&many[..16]).is_ok());
+        assert_eq!(
+            err(local_nodes_request(&["a", "b", "a"])),
+            "cannot encode request: node-local-set: local node 'a' given twice"
+        );
+        assert_eq!(
+            err(local_nodes_request(&["x".repeat(254)])),
+            "cannot encode request: node-local-set: 'local-node' longer than 253 bytes"
+        );
+    }
+
+    #[test]
+    fn config_set_request() {
+        let bytes = bytes_of(config_request(Some(Cipher::Aes256Gcm), Some(5000)).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.get(uapi::attr::CIPHER).unwrap().u32().unwrap(), 2);
+        assert_eq!(
+            attrs
+                .get(uapi::attr::KEY_TIMEOUT_MS)
+                .unwrap()
+                .u32()
+                .unwrap(),
+            5000
+        );
+        let bytes = bytes_of(config_request(None, Some(100)).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert!(attrs.get(uapi::attr::CIPHER).is_none());
+        let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
+        assert_eq!(
+            err(config_request(None, None)),
+            "cannot encode request: config-set needs a cipher or a key timeout"
+        );
+        // The spec's bounds are the encoder's.
+        assert_eq!(
+            err(config_request(None, Some(99))),
+            "cannot encode request: config-set: 'key-timeout-ms' value 99 out of range"
+        );
+        assert_eq!(
+            err(config_request(None, Some(600_001))),
+            "cannot encode request: config-set: 'key-timeout-ms' value 600001 out of range"
+        );
+        assert!(config_request(None, Some(600_000)).is_ok());
+        let mut r = Request::new(&schema::CONFIG_SET);
+        for bad in [0, 4] {
+            assert_eq!(
+                r.put(uapi::attr::CIPHER, Value::U32(bad), "c")
+                    .unwrap_err()
+                    .to_string(),
+                format!("cannot encode request: config-set: 'cipher' value {bad} out of range")
+            );
+        }
+    }
+
+    #[test]
+    fn status_reply_with_every_counter() {
+        let mut r = Request::reply(&schema::STATUS_GET, false);
+        r.put(uapi::attr::VERSION, Value::Str("0.3.0"), "v")
+            .unwrap();
+        r.put(uapi::attr::MODE, Value::U32(uapi::mode::OPENSSL), "m")
+            .unwrap();
+        r.put(uapi::attr::POD_COUNT, Value::U32(3), "p").unwrap();
+        r.nest(uapi::attr::STATS, "stats", |w| {
+            // Every counter of the spec, valued by its attribute number.
+            for a in schema::STATS
+                .attrs
+                .iter()
+                .filter(|a| a.ty != schema::Type::Pad)
+            {
+                w.put(a.id, Value::U64(1000 + u64::from(a.id)))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        r.put(
+            uapi::attr::CIPHER,
+            Value::U32(uapi::cipher::AES_128_GCM),
+            "c",
+        )
+        .unwrap();
+        r.put(uapi::attr::KEY_TIMEOUT_MS, Value::U32(2000), "t")
+            .unwrap();
+        r.put(uapi::attr::LOCAL_NODE, Value::Str("node-1"), "l")
+            .unwrap();
+        r.put(uapi::attr::LOCAL_NODE, Value::Str("node-9"), "l")
+            .unwrap();
+        let bytes = bytes_of(r);
+        let status = Status::parse(&Attrs::parse(&bytes).unwrap()).unwrap();
+        assert_eq!(status.version, "0.3.0");
+        assert_eq!(status.mode, Mode::Openssl);
+        assert_eq!(status.pods, 3);
+        assert_eq!(status.cipher, Some(Cipher::Aes128Gcm));
+        assert_eq!(status.key_timeout_ms, Some(2000));
+        assert_eq!(status.local_nodes, ["node-1", "node-9"]);
+        // counters() lists every counter of the spec, by its spec name, in
+        // spec order, each with its own value.
+        let spec: Vec<(&str, u64)> = schema::STATS
+            .attrs
+            .iter()
+            .filter(|a| a.ty != schema::Type::Pad)
+            .map(|a| (a.name, 1000 + u64::from(a.id)))
+            .collect();
+        assert_eq!(status.stats.counters().to_vec(), spec);
+        assert_eq!(status.stats.flows_tracked, 1000 + 18);
+        // And JSON names them in snake case.
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["stats"]["reset_stale_sender"], 1015);
+        assert_eq!(json["cipher"], "aes-128-gcm");
+        assert_eq!(json["key_timeout_ms"], 2000);
+        assert_eq!(json["local_nodes"][1], "node-9");
+
+        // An older reply (no datapath settings) still decodes.
+        let mut r = Request::reply(&schema::STATUS_GET, false);
+        r.put(uapi::attr::MODE, Value::U32(0), "m").unwrap();
+        let bytes = bytes_of(r);
+        let status = Status::parse(&Attrs::parse(&bytes).unwrap()).unwrap();
+        assert_eq!((status.cipher, status.key_timeout_ms), (None, None));
+        assert!(status.local_nodes.is_empty());
+        assert_eq!(status.stats, Stats::default());
+    }
+
+    #[test]
+    fn config_get_reply() {
+        let reply = |cipher: Option<u32>, ms: Option<u32>| {
+            let mut r = Request::reply(&schema::CONFIG_GET, false);
+            if let Some(c) = cipher {
+                r.put(uapi::attr::CIPHER, Value::U32(c), "c").unwrap();
+            }
+            if let Some(ms) = ms {
+                r.put(uapi::attr::KEY_TIMEOUT_MS, Value::U32(ms), "t")
+                    .unwrap();
+            }
+            let bytes = bytes_of(r);
+            Config::parse(&Attrs::parse(&bytes).unwrap()).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            reply(Some(3), Some(700)),
+            Ok(Config {
+                cipher: Cipher::Chacha20Poly1305,
+                key_timeout_ms: 700
+            })
+        );
+        assert_eq!(
+            reply(None, Some(700)),
+            Err("netlink protocol error: config-get reply without cipher".into())
+        );
+        assert_eq!(
+            reply(Some(1), None),
+            Err("netlink protocol error: config-get reply without key-timeout-ms".into())
+        );
+    }
+
+    #[test]
+    fn peer_set_reply() {
+        let reply = |name: &str, epoch: Option<u64>| {
+            let mut r = Request::reply(&schema::PEER_SET, false);
+            r.nest(uapi::attr::PEER, "peer", |w| {
+                w.put(uapi::peer::NAME, Value::Str(name))?;
+                match epoch {
+                    Some(e) => w.put(uapi::peer::EPOCH, Value::U64(e)),
+                    None => Ok(()),
+                }
+            })
+            .unwrap();
+            let bytes = bytes_of(r);
+            peer_set_epoch(&Attrs::parse(&bytes).unwrap(), "node-2").map_err(|e| e.to_string())
+        };
+        assert_eq!(reply("node-2", Some(3)), Ok(3));
+        assert_eq!(
+            reply("node-2", None),
+            Err("netlink protocol error: peer-set reply without epoch".into())
+        );
+        assert_eq!(
+            reply("node-3", Some(3)),
+            Err("netlink protocol error: peer-set reply names peer 'node-3', not 'node-2'".into())
+        );
+    }
+
+    /// A kernel error pointing into a `peer` nest names the attribute, and
+    /// never shows the secret.
+    #[test]
+    fn errors_inside_a_peer_nest_hide_the_secret() {
+        let psk = Psk::parse(&[0x41; 32]).unwrap();
+        let mut r = Request::new(&schema::PEER_SET);
+        entries::put_peer(&mut r, "node-2", &psk, Some(1)).unwrap();
+        let enc = r.encode(0x20, 1, 7).unwrap();
+        let nest = enc.spans[0].range.start;
+        // Nest header 4, name "node-2\0" padded to 8 plus its header 4.
+        let psk_at = (nest + 4 + 12) as u32;
+        let mut error = KernelError::new(libc::EKEYREJECTED);
+        error.offset = Some(psk_at);
+        error.message = Some("different secret for this epoch".into());
+        let text = enc.annotate(error).to_string();
+        assert!(text.ends_with("(at peer node-2 epoch 1: psk)"), "{text}");
+        assert!(!text.contains("AAAA"), "{text}");
+        // The same through a real NLMSG_ERROR datagram.
+        let mut body = (-libc::EINVAL).to_ne_bytes().to_vec();
+        body.extend_from_slice(&enc.bytes);
+        for (ty, payload) in [
+            (NLMSGERR_ATTR_MSG, b"bad\0".to_vec()),
+            (NLMSGERR_ATTR_OFFS, psk_at.to_ne_bytes().to_vec()),
+        ] {
+            body.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&ty.to_ne_bytes());
+            body.extend_from_slice(&payload);
+            body.resize(codec::align(body.len()), 0);
+        }
+        let mut msg = ((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes().to_vec();
+        msg.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        msg.extend_from_slice(&(libc::NLM_F_ACK_TLVS as u16).to_ne_bytes());
+        msg.extend_from_slice(&7u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&body);
+        let messages: [Message; 1] = parse_datagram(&msg).unwrap().try_into().unwrap();
+        let [Message::Error { error, .. }] = messages else {
+            panic!("not an error")
+        };
+        assert_eq!(
+            enc.annotate(error).to_string(),
+            "kernel: Invalid argument (EINVAL): bad (at peer node-2 epoch 1: psk)"
+        );
+    }
+
+    /// Events are generic netlink messages like replies: their family and
+    /// command come out of the datagram.
+    #[test]
+    fn messages_carry_family_and_command() {
+        let mut r = Request::event(&schema::KEY_REQUEST);
+        r.put(uapi::attr::NODE_NAME, Value::Str("node-2"), "n")
+            .unwrap();
+        r.put(uapi::attr::LOCAL_NODE, Value::Str("node-1"), "l")
+            .unwrap();
+        let mut enc = r.encode(0x1d, 1, 0).unwrap();
+        // Events have no request flags and sequence 0.
+        enc.bytes[6..8].copy_from_slice(&0u16.to_ne_bytes());
+        let messages = parse_datagram(&enc.bytes).unwrap();
+        let [Message::Data {
+            seq: 0,
+            family: 0x1d,
+            cmd,
+            attrs,
+            ..
+        }] = messages.as_slice()
+        else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(*cmd, uapi::cmd::KEY_REQUEST);
+        let event = entries::parse_key_request(&Attrs::parse(attrs).unwrap()).unwrap();
+        assert_eq!(
+            (event.node.as_str(), event.local_node.as_str()),
+            ("node-2", "node-1")
         );
     }
 }
