@@ -10,6 +10,7 @@
 //! unlocking. A staged replacement belongs to its sending socket (by port
 //! id): `ReleaseHandler::released` drops it when that socket closes.
 
+use crate::datapath::Datapath;
 use crate::state::mapping::{
     AddError, IpAddr, MapError, NodeAddr, NodeEntry, Pod, PodSpec, MAX_POD_IPS,
 };
@@ -20,7 +21,9 @@ use crate::sys::genl::{
 use crate::sys::nlattr::Attr;
 use crate::sys::notify::ReleaseHandler;
 use crate::sys::rcu::Guard;
-use crate::uapi::{self, attr, cmd, node, pod, stats};
+use crate::uapi::{self, attr, cmd, node, peer, pod, stats};
+
+mod datapath;
 use core::ffi::CStr;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
@@ -60,6 +63,30 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::LOOKUPS, Kind::U64),
         (stats::LOOKUP_MISSES, Kind::U64),
         (stats::MAP_UPDATES, Kind::U64),
+        (stats::FLOWS_SEEN, Kind::U64),
+        (stats::FLOWS_SECURED, Kind::U64),
+        (stats::BYPASS_LOCAL_NOT_POD, Kind::U64),
+        (stats::BYPASS_REMOTE_NOT_POD, Kind::U64),
+        (stats::BYPASS_SAME_NODE, Kind::U64),
+        (stats::KEY_WAITS, Kind::U64),
+        (stats::KEY_REQUESTS, Kind::U64),
+        (stats::INSTALL_FAILURES, Kind::U64),
+        (stats::RESET_KEY_TIMEOUT, Kind::U64),
+        (stats::RESET_INSTALL, Kind::U64),
+        (stats::RESET_STALE_SENDER, Kind::U64),
+        (stats::RESET_UNSUPPORTED, Kind::U64),
+        (stats::RESET_UNLOAD, Kind::U64),
+        (stats::FLOWS_TRACKED, Kind::U64),
+    ],
+};
+
+static PEER_SET: AttrSet = AttrSet {
+    max: peer::MAX,
+    attrs: &[
+        (peer::NAME, NODE_NAME),
+        (peer::PSK, Kind::Exact(uapi::PSK_LEN as u16)),
+        (peer::EPOCH, Kind::U64),
+        (peer::PENDING, Kind::U32 { max: None }),
     ],
 };
 
@@ -84,8 +111,30 @@ static TOP_SET: AttrSet = AttrSet {
         (attr::IPV4, Kind::Be32),
         (attr::IPV6, Kind::Exact(16)),
         (attr::STATS, Kind::Nest(&STATS_SET)),
+        (attr::LOCAL_NODE, NODE_NAME),
+        (
+            attr::CIPHER,
+            Kind::U32 {
+                max: Some(uapi::cipher::MAX as u16),
+            },
+        ),
+        // 100..600000: checked in Rust (the core's u32 range is 16-bit here).
+        (attr::KEY_TIMEOUT_MS, Kind::U32 { max: None }),
+        (attr::PEER, Kind::Nest(&PEER_SET)),
+        (attr::LOCAL_SET, Kind::Flag),
     ],
 };
+
+/// A dump-only command.
+const fn dump_op(cmd: u8, admin: bool) -> OpSpec {
+    OpSpec {
+        cmd,
+        admin,
+        doit: false,
+        dump: true,
+        request: &[],
+    }
+}
 
 const fn op(cmd: u8, admin: bool, dump: bool, request: &'static [u16]) -> OpSpec {
     OpSpec {
@@ -126,17 +175,37 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
             &[attr::BEGIN, attr::POD, attr::NODE],
         ),
         op(cmd::MAP_COMMIT, true, false, &[]),
+        op(
+            cmd::NODE_LOCAL_SET,
+            true,
+            false,
+            &[attr::LOCAL_SET, attr::LOCAL_NODE],
+        ),
+        op(cmd::NODE_LOCAL_GET, false, false, &[]),
+        op(cmd::PEER_SET, true, false, &[attr::PEER]),
+        op(cmd::PEER_DEL, true, false, &[attr::NODE_NAME]),
+        dump_op(cmd::PEER_GET, true),
+        op(
+            cmd::CONFIG_SET,
+            true,
+            false,
+            &[attr::CIPHER, attr::KEY_TIMEOUT_MS],
+        ),
+        op(cmd::CONFIG_GET, false, false, &[]),
+        dump_op(cmd::FLOWS_GET, true),
     ],
+    mcgrps: &[c"keys"],
 };
 
 /// Handles the family's requests against the node's [`State`].
 pub(crate) struct Control {
     state: Arc<State>,
+    dp: Arc<Datapath>,
 }
 
 impl Control {
-    pub(crate) fn new(state: Arc<State>) -> Self {
-        Self { state }
+    pub(crate) fn new(state: Arc<State>, dp: Arc<Datapath>) -> Self {
+        Self { state, dp }
     }
 }
 
@@ -401,8 +470,10 @@ impl Control {
                 stats::MAP_UPDATES,
                 s.map_updates.load(Ordering::Relaxed),
                 stats::PAD,
-            )
+            )?;
+            self.put_datapath_stats(w)
         })?;
+        self.put_datapath_status(&mut r)?;
         r.send()
     }
 
@@ -556,6 +627,12 @@ impl Handler for Control {
             cmd::MAP_DEL => self.map_del(req),
             cmd::MAP_STAGE => self.map_stage(req),
             cmd::MAP_COMMIT => self.map_commit(req),
+            cmd::NODE_LOCAL_SET => self.node_local_set(req),
+            cmd::NODE_LOCAL_GET => self.node_local_get(req),
+            cmd::PEER_SET => self.peer_set(req),
+            cmd::PEER_DEL => self.peer_del(req),
+            cmd::CONFIG_SET => self.config_set(req),
+            cmd::CONFIG_GET => self.config_get(req),
             _ => Err(eopnotsupp()),
         }
     }
@@ -564,8 +641,11 @@ impl Handler for Control {
     /// the next slab position; any committed change between rounds marks
     /// the dump interrupted (the generation is the dump's sequence).
     fn dumpit(&self, c: u8, dump: &mut Dump<'_>) -> Result {
-        if c != cmd::MAP_GET {
-            return Err(eopnotsupp());
+        match c {
+            cmd::MAP_GET => {}
+            cmd::PEER_GET => return self.peer_dump(dump),
+            cmd::FLOWS_GET => return self.flows_dump(dump),
+            _ => return Err(eopnotsupp()),
         }
         let mut i = dump.cursor(0);
         let up = self.state.lock();

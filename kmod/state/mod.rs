@@ -180,6 +180,12 @@ impl State {
         self.ips.get(g).lookup(ip).map(|p| &**p)
     }
 
+    /// Like [`State::peer_pod`], but a reference that outlives the read
+    /// section (the flow keeps its pods).
+    pub(crate) fn pod_arc(&self, g: &Guard, ip: &IpAddr) -> Option<Arc<Pod>> {
+        self.ips.get(g).lookup(ip).cloned()
+    }
+
     /// Count a lookup and whether it hit.
     pub(crate) fn count_lookup(&self, hit: bool) {
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);

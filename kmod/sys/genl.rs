@@ -78,7 +78,14 @@ pub(crate) struct FamilySpec {
     pub(crate) version: u8,
     pub(crate) attrs: &'static AttrSet,
     pub(crate) ops: &'static [OpSpec],
+    /// Multicast groups, in spec order; joining any needs CAP_NET_ADMIN.
+    pub(crate) mcgrps: &'static [&'static CStr],
 }
+
+/// `GENL_MCAST_CAP_NET_ADMIN` (`include/net/genetlink.h`: `BIT(0)`, which
+/// bindgen cannot evaluate): joining the group needs CAP_NET_ADMIN in the
+/// socket's user namespace.
+const GENL_MCAST_CAP_NET_ADMIN: u8 = 1;
 
 /// Receives the family's requests. Runs in process context, possibly on
 /// several CPUs at once; may sleep.
@@ -103,6 +110,7 @@ struct Storage<H: Handler> {
     ops: KVec<bindings::genl_split_ops>,
     /// Each inner vector is one `nla_policy` array (heap storage is stable).
     policies: KVec<KVec<bindings::nla_policy>>,
+    mcgrps: KVec<bindings::genl_multicast_group>,
     handler: H,
     #[pin]
     _pin: PhantomPinned,
@@ -253,6 +261,27 @@ impl<H: Handler> Registration<H> {
         family.maxattr = u32::from(spec.attrs.max);
         family.n_split_ops = u8::try_from(ops.len())?;
         family.split_ops = ops.as_ptr();
+        let mut mcgrps = KVec::with_capacity(spec.mcgrps.len(), GFP_KERNEL)?;
+        for g in spec.mcgrps {
+            let mut grp = bindings::genl_multicast_group {
+                name: [0; 16],
+                flags: GENL_MCAST_CAP_NET_ADMIN,
+            };
+            let n = g.to_bytes();
+            if n.len() >= grp.name.len() {
+                return Err(EINVAL);
+            }
+            for (d, s) in grp.name.iter_mut().zip(n) {
+                *d = *s as _;
+            }
+            mcgrps.push(grp, GFP_KERNEL)?;
+        }
+        family.n_mcgrps = u8::try_from(mcgrps.len())?;
+        family.mcgrps = if mcgrps.is_empty() {
+            core::ptr::null()
+        } else {
+            mcgrps.as_ptr()
+        };
         family.module = module.as_ptr();
         // The mapping is per node: only the initial network namespace sees
         // the family. Handlers lock for themselves.
@@ -263,6 +292,7 @@ impl<H: Handler> Registration<H> {
                 family: Opaque::new(family),
                 ops,
                 policies,
+                mcgrps,
                 handler,
                 _pin: PhantomPinned,
             }),
@@ -273,6 +303,64 @@ impl<H: Handler> Registration<H> {
         // the registration; `ops` and `policies` are never modified again.
         kernel::error::to_result(unsafe { bindings::genl_register_family(storage.family.get()) })?;
         Ok(Self { storage })
+    }
+}
+
+impl<H: Handler> Registration<H> {
+    /// A sender of this family's multicast events. It must not outlive the
+    /// registration (the module drops it first; see `tlshub.rs`).
+    pub(crate) fn multicaster(&self) -> Multicaster {
+        Multicaster {
+            family: self.storage.family.get(),
+        }
+    }
+}
+
+/// Sends events to a family's multicast groups (initial netns only).
+///
+/// # Invariants
+///
+/// `family` is a registered family that stays registered while this value
+/// exists (its owner drops it before unregistering).
+pub(crate) struct Multicaster {
+    family: *mut bindings::genl_family,
+}
+
+// SAFETY: the family is immutable once registered and the multicast API is
+// safe from any process context.
+unsafe impl Send for Multicaster {}
+// SAFETY: as above.
+unsafe impl Sync for Multicaster {}
+
+impl Multicaster {
+    /// Build one `cmd` message with `f` and send it to group 0. Process
+    /// context. `ESRCH`: nobody is listening.
+    pub(crate) fn send(&self, cmd: u8, f: impl FnOnce(&mut Writer) -> Result) -> Result {
+        // SAFETY: plain allocation; process context (callers).
+        let skb = unsafe { bindings::genlmsg_new(REPLY_SIZE, bindings::GFP_KERNEL) };
+        if skb.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: fresh `skb`; live family (invariant).
+        let hdr = unsafe { bindings::genlmsg_put(skb, 0, 0, self.family, 0, cmd) };
+        let mut w = Writer { skb };
+        let built = if hdr.is_null() {
+            Err(emsgsize())
+        } else {
+            f(&mut w)
+        };
+        if let Err(e) = built {
+            // SAFETY: we still own `skb`.
+            unsafe { bindings::nlmsg_free(skb) };
+            return Err(e);
+        }
+        // SAFETY: `hdr` starts the message on `skb`; the multicast consumes
+        // `skb` whatever it returns.
+        let rc = unsafe {
+            bindings::genlmsg_end(skb, hdr);
+            bindings::genlmsg_multicast(self.family, skb, 0, 0, bindings::GFP_KERNEL)
+        };
+        kernel::error::to_result(rc)
     }
 }
 

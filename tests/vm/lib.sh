@@ -12,10 +12,21 @@ expect_contains() { case "$3" in *"$2"*) ;; *) fail "$1: '$2' not in: $3";; esac
 
 mod_loaded() { grep -q '^tlshub ' /proc/modules; }
 
+# kTLS is a module of the test kernel (CONFIG_TLS=m, as distributions
+# ship it); the VM runs on the host's root fs, whose /lib/modules is not the
+# test kernel's, so it is inserted from the kernel tree (tlshub asks for it
+# with request_module on a real node).
+tls_loaded() { grep -q '^tls ' /proc/modules; }
+load_tls() { tls_loaded || insmod "$TLSHUB_KSRC/net/tls/tls.ko" || fail "insmod tls.ko"; }
+
 load_module() {
     mod_loaded && rmmod tlshub
+    load_tls
     insmod "$TLSHUB_KO" || fail "insmod $TLSHUB_KO"
 }
+
+# tls_stat NETNS COUNTER: a /proc/net/tls_stat counter in a pod's netns.
+tls_stat() { nsenter --net="/run/netns/$1" awk -v c="$2" '$1 == c {print $2}' /proc/net/tls_stat; }
 
 unload_module() {
     rmmod tlshub || fail "rmmod tlshub"

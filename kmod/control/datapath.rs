@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Control-plane commands of the datapath (part of the `tlshub` family,
+//! `spec/tlshub.yaml`): the nodes this kernel serves, peer node-pair
+//! secrets, cipher and key timeout, the flow list, and the datapath
+//! counters in `status-get`. The secret is write-only: no reply carries it,
+//! and the request buffer is the core's (freed with the message).
+
+use super::{count, put_ip, str_of, Control};
+use crate::datapath::{self, flow};
+use crate::keys::peers::SetError;
+use crate::state::ident;
+use crate::sys::genl::{Dump, Request, Writer};
+use crate::sys::nlattr::Attr;
+use crate::sys::rcu::Guard;
+use crate::uapi::{self, attr, cmd, peer, stats};
+use core::sync::atomic::Ordering;
+use kernel::prelude::*;
+
+/// Flows per dump round (each message is small).
+const FLOWS_PER_ROUND: usize = 32;
+
+fn node_name<'a>(req: &Request<'_>, a: &Attr<'a>) -> Result<&'a [u8]> {
+    let n = str_of(req, a)?;
+    if !ident::valid_node_name(n) {
+        return Err(req.fail(EINVAL, Some(a), c"invalid node name"));
+    }
+    Ok(n)
+}
+
+impl Control {
+    pub(super) fn node_local_set(&self, req: &Request<'_>) -> Result {
+        if req.single(attr::LOCAL_SET)?.is_none() {
+            return Err(req.missing(attr::LOCAL_SET, c"local-set flag missing"));
+        }
+        let mut names: KVec<&[u8]> = KVec::new();
+        for a in req.attrs() {
+            if a.ty() != attr::LOCAL_NODE {
+                continue;
+            }
+            let n = node_name(req, &a)?;
+            if names.iter().any(|m| *m == n) {
+                return Err(req.fail(EINVAL, Some(&a), c"node given twice"));
+            }
+            if names.len() == uapi::MAX_LOCAL_NODES {
+                return Err(req.fail(E2BIG, Some(&a), c"too many local nodes"));
+            }
+            names.push(n, GFP_KERNEL)?;
+        }
+        self.dp.set_local(&names)
+    }
+
+    pub(super) fn node_local_get(&self, req: &Request<'_>) -> Result {
+        let mut r = req.reply(cmd::NODE_LOCAL_GET)?;
+        put_local(&mut r, &self.dp)?;
+        r.send()
+    }
+
+    pub(super) fn peer_set(&self, req: &Request<'_>) -> Result {
+        let a = req
+            .single(attr::PEER)?
+            .ok_or_else(|| req.missing(attr::PEER, c"peer missing"))?;
+        let mut name = None;
+        let mut psk = None;
+        let mut epoch = None;
+        for x in a.nested() {
+            match x.ty() {
+                peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
+                peer::PSK if psk.is_none() => psk = Some(x.data()),
+                peer::EPOCH if epoch.is_none() => {
+                    let e = x
+                        .array::<8>()
+                        .map_err(|e| req.fail(e, Some(&x), c"epoch: must be 8 bytes"))?;
+                    epoch = Some(u64::from_ne_bytes(e));
+                }
+                peer::NAME | peer::PSK | peer::EPOCH => {
+                    return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"))
+                }
+                _ => {}
+            }
+        }
+        let name =
+            name.ok_or_else(|| req.missing_in(Some(&a), peer::NAME, c"peer name missing"))?;
+        let psk = psk.ok_or_else(|| req.missing_in(Some(&a), peer::PSK, c"psk missing"))?;
+        if psk.len() != uapi::PSK_LEN {
+            return Err(req.fail(EINVAL, Some(&a), c"psk: must be 32 bytes"));
+        }
+        let epoch = match self.dp.set_secret(name, psk, epoch)? {
+            Ok(e) => e,
+            Err(SetError::EpochConflict) => {
+                return Err(req.fail(
+                    EEXIST,
+                    Some(&a),
+                    c"a different secret already has this epoch",
+                ))
+            }
+            Err(SetError::EpochOld) => {
+                return Err(req.fail(EINVAL, Some(&a), c"epoch older than the current one"))
+            }
+        };
+        let mut r = req.reply(cmd::PEER_SET)?;
+        r.nest(attr::PEER, |w| {
+            w.put_str(peer::NAME, name)?;
+            w.put_u64(peer::EPOCH, epoch, peer::PAD)
+        })?;
+        r.send()
+    }
+
+    pub(super) fn peer_del(&self, req: &Request<'_>) -> Result {
+        let a = req
+            .single(attr::NODE_NAME)?
+            .ok_or_else(|| req.missing(attr::NODE_NAME, c"node-name missing"))?;
+        let n = node_name(req, &a)?;
+        if !self.dp.del_secret(n) {
+            return Err(req.fail(ENOENT, Some(&a), c"no secret for this node"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn config_set(&self, req: &Request<'_>) -> Result {
+        let c = req.single(attr::CIPHER)?;
+        let t = req.single(attr::KEY_TIMEOUT_MS)?;
+        if c.is_none() && t.is_none() {
+            return Err(req.fail(EINVAL, None, c"nothing to set: cipher or key-timeout-ms"));
+        }
+        // Validate both before changing either.
+        let cipher = match &c {
+            Some(a) => {
+                let v = a
+                    .u32()
+                    .map_err(|e| req.fail(e, Some(a), c"cipher: must be 4 bytes"))?;
+                if v == 0 || v > uapi::cipher::MAX {
+                    return Err(req.fail(ERANGE, Some(a), c"cipher: unknown"));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let timeout = match &t {
+            Some(a) => {
+                let v = a
+                    .u32()
+                    .map_err(|e| req.fail(e, Some(a), c"key-timeout-ms: must be 4 bytes"))?;
+                if !(100..=600_000).contains(&v) {
+                    return Err(req.fail(ERANGE, Some(a), c"key-timeout-ms: 100..600000"));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        if let Some(v) = cipher {
+            self.dp.set_cipher(v)?;
+        }
+        if let Some(v) = timeout {
+            self.dp.set_key_timeout_ms(v);
+        }
+        Ok(())
+    }
+
+    pub(super) fn config_get(&self, req: &Request<'_>) -> Result {
+        let mut r = req.reply(cmd::CONFIG_GET)?;
+        r.put_u32(attr::CIPHER, self.dp.cipher())?;
+        r.put_u32(attr::KEY_TIMEOUT_MS, self.dp.key_timeout_ms())?;
+        r.send()
+    }
+
+    /// The datapath's part of `status-get`.
+    pub(super) fn put_datapath_status(&self, w: &mut Writer) -> Result {
+        w.put_u32(attr::CIPHER, self.dp.cipher())?;
+        w.put_u32(attr::KEY_TIMEOUT_MS, self.dp.key_timeout_ms())?;
+        put_local(w, &self.dp)
+    }
+
+    /// The datapath counters, inside the `stats` nest.
+    pub(super) fn put_datapath_stats(&self, w: &mut Writer) -> Result {
+        let c = &self.dp.counters;
+        let all = [
+            (stats::FLOWS_SEEN, &c.seen),
+            (stats::FLOWS_SECURED, &c.secured),
+            (stats::BYPASS_LOCAL_NOT_POD, &c.bypass_local_not_pod),
+            (stats::BYPASS_REMOTE_NOT_POD, &c.bypass_remote_not_pod),
+            (stats::BYPASS_SAME_NODE, &c.bypass_same_node),
+            (stats::KEY_WAITS, &c.key_waits),
+            (stats::KEY_REQUESTS, &c.key_requests),
+            (stats::INSTALL_FAILURES, &c.install_failures),
+            (stats::RESET_KEY_TIMEOUT, &c.reset_key_timeout),
+            (stats::RESET_INSTALL, &c.reset_install),
+            (stats::RESET_STALE_SENDER, &c.reset_stale_sender),
+            (stats::RESET_UNSUPPORTED, &c.reset_unsupported),
+            (stats::RESET_UNLOAD, &c.reset_unload),
+            (stats::FLOWS_TRACKED, &c.tracked),
+        ];
+        for (ty, v) in all {
+            w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;
+        }
+        Ok(())
+    }
+
+    /// peer-get dump: one message per peer; cursor 0 is the index.
+    pub(super) fn peer_dump(&self, dump: &mut Dump<'_>) -> Result {
+        let mut i = dump.cursor(0);
+        let peers = self.dp.peers();
+        for p in peers.iter().skip(i) {
+            let more = dump.entry(cmd::PEER_GET, |w| {
+                w.nest(attr::PEER, |w| {
+                    w.put_str(peer::NAME, p.name())?;
+                    if let Some(e) = p.epoch() {
+                        w.put_u64(peer::EPOCH, e, peer::PAD)?;
+                    }
+                    w.put_u32(peer::PENDING, count(p.pending()))
+                })
+            })?;
+            if !more {
+                break;
+            }
+            i += 1;
+        }
+        drop(peers);
+        dump.set_cursor(0, i);
+        Ok(())
+    }
+
+    /// flows-get dump: cursor 0 is the sock key to continue from (+1), 0
+    /// at the start; cursor 1 set once done.
+    pub(super) fn flows_dump(&self, dump: &mut Dump<'_>) -> Result {
+        if dump.cursor(1) != 0 {
+            return Ok(());
+        }
+        let from = dump.cursor(0);
+        let (flows, next) = self.dp.flows.flows_from(from, FLOWS_PER_ROUND)?;
+        let mut resume = None;
+        for f in flows.iter() {
+            let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f))?;
+            if !more {
+                resume = Some(f.sk.key());
+                break;
+            }
+        }
+        match (resume, next) {
+            (Some(k), _) | (None, Some(k)) => dump.set_cursor(0, k),
+            (None, None) => dump.set_cursor(1, 1),
+        }
+        Ok(())
+    }
+}
+
+fn put_local(w: &mut Writer, dp: &datapath::Datapath) -> Result {
+    let g = Guard::new();
+    for n in dp.local(&g).names() {
+        w.put_str(attr::LOCAL_NODE, n)?;
+    }
+    Ok(())
+}
+
+fn put_flow(w: &mut Writer, f: &flow::Flow) -> Result {
+    use uapi::flow as fa;
+    w.nest(attr::FLOW, |w| {
+        w.put_u32(
+            fa::ROLE,
+            if f.client {
+                uapi::role::CLIENT
+            } else {
+                uapi::role::SERVER
+            },
+        )?;
+        let state = match f.phase() {
+            flow::SECURED => uapi::flow_state::SECURED,
+            flow::KEYED => uapi::flow_state::KEYED,
+            flow::FAILED | flow::CLOSED => uapi::flow_state::FAILED,
+            _ => uapi::flow_state::KEY_WAIT,
+        };
+        w.put_u32(fa::STATE, state)?;
+        let (lp, rp) = f.ports();
+        put_ip(w, fa::LOCAL_IPV4, fa::LOCAL_IPV6, &f.local_ip)?;
+        w.put_u16(fa::LOCAL_PORT, lp)?;
+        put_ip(w, fa::REMOTE_IPV4, fa::REMOTE_IPV6, &f.remote_ip)?;
+        w.put_u16(fa::REMOTE_PORT, rp)?;
+        w.put_str(fa::LOCAL_POD, f.local_pod.name())?;
+        w.put_str(fa::REMOTE_POD, f.remote_pod.name())?;
+        w.put_str(fa::PEER_NODE, f.remote_pod.node())?;
+        w.put_u32(fa::CIPHER, u32::from(f.cipher_id()))?;
+        w.put_u64(fa::AGE_MS, datapath::age_ms(f), fa::PAD)?;
+        w.put_u32(fa::MODE, f.mode())
+    })
+}

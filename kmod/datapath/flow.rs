@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Tracked flows and the table that finds them by `struct sock`.
+//!
+//! A [`Flow`] exists from the moment the hook decides a connection must be
+//! secured (connect: CLOSE→SYN_SENT; accept: SYN_RECV→ESTABLISHED) until the
+//! connection closes. It holds a reference on its sock, both pods, the wire
+//! facts captured at ESTABLISHED (ports, ISNs), and — in process context,
+//! under its mutex — the app's socket, the derived keys (wiped on drop) and
+//! its progress. Its size is bounded (well under 512 bytes plus the fixed
+//! Mutex/CondVar/work items); keys are dropped as soon as kTLS has them.
+//!
+//! The table also records gated listeners, so that unload can give them
+//! their ops back. It is an rbtree under a BH spinlock (the hook runs in
+//! softirq): O(log n) in the flows the node has open; the lock is held for a
+//! lookup or an insert of a node allocated beforehand.
+//!
+//! Phases (an atomic, readable from any context; changed under the mutex
+//! except for the hook's first steps, which happen before any other user
+//! can see the flow):
+//! `CONNECTING` (active, SYN sent) → `ESTABLISHED` (ISNs known; keys to
+//! derive) → `KEY_WAIT` (no node-pair secret yet) → `KEYED` (keys derived;
+//! waiting for a socket to install on) → `SECURED` (kTLS TX+RX in), or
+//! `FAILED` (reset) / `CLOSED` (the connection is gone).
+
+use crate::keys::schedule::{Cipher, FlowKeys, Ip, Isns, Tuple};
+use crate::state::mapping::{IpAddr, Pod};
+use crate::sys::bhlock::{new_bh_spinlock, BhSpinLock};
+use crate::sys::sock::{Sock, SockRef, SocketPtr};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNode};
+use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
+use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
+
+pub(crate) const CONNECTING: u32 = 0;
+pub(crate) const ESTABLISHED: u32 = 1;
+pub(crate) const KEY_WAIT: u32 = 2;
+pub(crate) const KEYED: u32 = 3;
+pub(crate) const SECURED: u32 = 4;
+pub(crate) const FAILED: u32 = 5;
+pub(crate) const CLOSED: u32 = 6;
+
+/// Why a flow was reset (counted per reason).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    KeyTimeout,
+    Install,
+    StaleSender,
+    Unsupported,
+    Unload,
+}
+
+impl Reason {
+    fn code(self) -> u8 {
+        match self {
+            Reason::KeyTimeout => 1,
+            Reason::Install => 2,
+            Reason::StaleSender => 3,
+            Reason::Unsupported => 4,
+            Reason::Unload => 5,
+        }
+    }
+}
+
+/// Process-context state of a flow (under `Flow::inner`).
+pub(crate) struct Inner {
+    /// The app's socket (`None`: not accepted yet, or released).
+    pub(crate) sock: Option<SocketPtr>,
+    /// Derived keys, until kTLS has them.
+    pub(crate) keys: Option<FlowKeys>,
+    /// Reset already sent.
+    pub(crate) aborted: bool,
+}
+
+/// One connection the datapath secures.
+#[pin_data]
+pub(crate) struct Flow {
+    pub(crate) sk: SockRef,
+    /// This kernel keys the connecting end.
+    pub(crate) client: bool,
+    pub(crate) v6: bool,
+    pub(crate) local_ip: IpAddr,
+    pub(crate) remote_ip: IpAddr,
+    pub(crate) local_pod: Arc<Pod>,
+    pub(crate) remote_pod: Arc<Pod>,
+    /// Jiffies when decided.
+    pub(crate) born: u64,
+    /// The cipher chosen when the flow was decided.
+    pub(crate) cipher: Cipher,
+    /// Key-provider mode when the flow was decided (for `flows`).
+    mode: u32,
+    phase: AtomicU32,
+    reason: AtomicU8,
+    /// A thread was blocked on the socket lock when the gate went in.
+    pub(crate) tainted: AtomicBool,
+    /// Jiffies after which a flow still without keys is reset (read by the
+    /// tick without the flow lock).
+    pub(crate) deadline: AtomicU64,
+    /// Wire facts, written once by the ESTABLISHED probe before the phase
+    /// moves to `ESTABLISHED` (release), read after seeing it (acquire).
+    local_port: AtomicU32,
+    remote_port: AtomicU32,
+    snd_isn: AtomicU32,
+    rcv_isn: AtomicU32,
+    #[pin]
+    pub(crate) inner: Mutex<Inner>,
+    /// Parked app threads wait here.
+    #[pin]
+    pub(crate) cv: CondVar,
+    #[pin]
+    work: Work<Flow>,
+}
+
+impl_has_work! {
+    impl HasWork<Flow> for Flow { self.work }
+}
+
+impl WorkItem for Flow {
+    type Pointer = Arc<Flow>;
+
+    fn run(this: Arc<Flow>) {
+        super::process(&this);
+    }
+}
+
+/// What the hook knows when it decides.
+pub(crate) struct Decided {
+    pub(crate) client: bool,
+    pub(crate) local_ip: IpAddr,
+    pub(crate) remote_ip: IpAddr,
+    pub(crate) local_pod: Arc<Pod>,
+    pub(crate) remote_pod: Arc<Pod>,
+    pub(crate) cipher: Cipher,
+    pub(crate) mode: u32,
+    pub(crate) now: u64,
+    pub(crate) sock: Option<SocketPtr>,
+}
+
+impl Flow {
+    /// A new flow (atomic allocation: the hook may run in softirq).
+    pub(crate) fn new(sk: &Sock, d: Decided) -> Result<Arc<Flow>> {
+        Arc::pin_init(
+            pin_init!(Flow {
+                sk: sk.hold(),
+                client: d.client,
+                v6: sk.is_v6(),
+                local_ip: d.local_ip,
+                remote_ip: d.remote_ip,
+                local_pod: d.local_pod,
+                remote_pod: d.remote_pod,
+                born: d.now,
+                cipher: d.cipher,
+                mode: d.mode,
+                phase: AtomicU32::new(CONNECTING),
+                reason: AtomicU8::new(0),
+                tainted: AtomicBool::new(false),
+                deadline: AtomicU64::new(0),
+                local_port: AtomicU32::new(0),
+                remote_port: AtomicU32::new(0),
+                snd_isn: AtomicU32::new(0),
+                rcv_isn: AtomicU32::new(0),
+                inner <- new_mutex!(Inner {
+                    sock: d.sock,
+                    keys: None,
+                    aborted: false,
+                }),
+                cv <- new_condvar!(),
+                work <- new_work!("tlshub::Flow::work"),
+            }),
+            GFP_ATOMIC,
+        )
+    }
+
+    pub(crate) fn cipher_id(&self) -> u8 {
+        self.cipher.id()
+    }
+
+    pub(crate) fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    pub(crate) fn phase(&self) -> u32 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_phase(&self, p: u32) {
+        self.phase.store(p, Ordering::Release);
+    }
+
+    /// Record the wire facts at ESTABLISHED and move there.
+    pub(crate) fn established(&self, sk: &Sock) {
+        let (una, nxt) = sk.una_nxt();
+        self.local_port
+            .store(u32::from(sk.local().port), Ordering::Relaxed);
+        self.remote_port
+            .store(u32::from(sk.remote().port), Ordering::Relaxed);
+        self.snd_isn.store(una.wrapping_sub(1), Ordering::Relaxed);
+        self.rcv_isn.store(nxt.wrapping_sub(1), Ordering::Relaxed);
+        self.set_phase(ESTABLISHED);
+    }
+
+    /// Mark failed (first reason wins). Returns whether this call did it.
+    pub(crate) fn fail(&self, why: Reason) -> bool {
+        let _ = self
+            .reason
+            .compare_exchange(0, why.code(), Ordering::AcqRel, Ordering::Acquire);
+        let mut cur = self.phase.load(Ordering::Acquire);
+        loop {
+            if cur == SECURED || cur == FAILED || cur == CLOSED {
+                return false;
+            }
+            match self
+                .phase
+                .compare_exchange(cur, FAILED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    pub(crate) fn ports(&self) -> (u16, u16) {
+        (
+            self.local_port.load(Ordering::Relaxed) as u16,
+            self.remote_port.load(Ordering::Relaxed) as u16,
+        )
+    }
+
+    /// `(snd_isn, rcv_isn)`: our ISN and the peer's.
+    pub(crate) fn isns(&self) -> (u32, u32) {
+        (
+            self.snd_isn.load(Ordering::Relaxed),
+            self.rcv_isn.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The key schedule's view: client = the connecting end.
+    pub(crate) fn tuple_isns(&self) -> (Tuple, Isns) {
+        let (lp, rp) = self.ports();
+        let (snd, rcv) = self.isns();
+        let ip = |a: &IpAddr| match a.as_v4() {
+            Some(v4) => Ip::V4(v4),
+            None => Ip::V6(a.as_v6().unwrap_or([0; 16])),
+        };
+        let (l, r) = (ip(&self.local_ip), ip(&self.remote_ip));
+        if self.client {
+            (
+                Tuple {
+                    client_ip: l,
+                    client_port: lp,
+                    server_ip: r,
+                    server_port: rp,
+                },
+                Isns {
+                    client: snd,
+                    server: rcv,
+                },
+            )
+        } else {
+            (
+                Tuple {
+                    client_ip: r,
+                    client_port: rp,
+                    server_ip: l,
+                    server_port: lp,
+                },
+                Isns {
+                    client: rcv,
+                    server: snd,
+                },
+            )
+        }
+    }
+}
+
+/// An entry of the table.
+pub(crate) enum Entry {
+    Flow(Arc<Flow>),
+    /// A listener carrying our listen gate.
+    Listener(SockRef),
+}
+
+/// Flows and gated listeners by sock address.
+#[pin_data]
+pub(crate) struct FlowTable {
+    #[pin]
+    tree: BhSpinLock<RBTree<usize, Entry>>,
+}
+
+impl FlowTable {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(FlowTable {
+            tree <- new_bh_spinlock!(RBTree::new(), "tlshub::FlowTable"),
+        })
+    }
+
+    /// Insert (any context). A stale entry for the same sock (a listener
+    /// that connects, a socket re-used after a failed connect) is replaced
+    /// and returned, to be dropped by the caller.
+    pub(crate) fn insert(&self, sk: &Sock, e: Entry) -> Result<Option<Entry>> {
+        let node = RBTreeNode::new(sk.key(), e, GFP_ATOMIC)?;
+        let old = self.tree.lock().insert(node);
+        Ok(old.map(|n| n.to_key_value().1))
+    }
+
+    /// The flow of `sk`, if tracked.
+    pub(crate) fn flow(&self, sk: &Sock) -> Option<Arc<Flow>> {
+        match self.tree.lock().get(&sk.key()) {
+            Some(Entry::Flow(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remove(&self, sk: &Sock) -> Option<Entry> {
+        self.tree.lock().remove(&sk.key())
+    }
+
+    /// Everything, emptied out (unload).
+    pub(crate) fn take_all(&self) -> RBTree<usize, Entry> {
+        core::mem::replace(&mut *self.tree.lock(), RBTree::new())
+    }
+
+    /// Flows `[from..]` (in key order), at most `max`, with the key to
+    /// continue from.
+    pub(crate) fn flows_from(
+        &self,
+        from: usize,
+        max: usize,
+    ) -> Result<(KVec<Arc<Flow>>, Option<usize>)> {
+        let mut out = KVec::with_capacity(max, GFP_KERNEL)?;
+        let t = self.tree.lock();
+        let mut next = None;
+        for (k, e) in t.iter() {
+            if *k < from {
+                continue;
+            }
+            if let Entry::Flow(f) = e {
+                if out.len() == max {
+                    next = Some(*k);
+                    break;
+                }
+                // Capacity reserved above: cannot fail or allocate.
+                out.push(f.clone(), GFP_ATOMIC)?;
+            }
+        }
+        Ok((out, next))
+    }
+}

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The TCP state hook: decides which connections are secured and puts the
+//! gate on them (datapath design, Part 1 §1, Part 2 §1).
+//!
+//! Called for every TCP state change in every network namespace, before
+//! the new state is stored, with preemption disabled, in process or softirq
+//! context: it never sleeps, allocates only `GFP_ATOMIC` (one flow entry),
+//! and costs one lock-free mapping lookup per state change for untouched
+//! traffic — nothing per packet.
+//!
+//! Transitions used:
+//! - CLOSE→LISTEN (`listen()`, lock owned): a listener on a local pod's
+//!   address, or on a wildcard address outside the initial netns, gets the
+//!   listen gate (its `accept` installs kTLS before the fd exists); server
+//!   TCP Fast Open is switched off on it.
+//! - CLOSE→SYN_SENT (`connect()` or `sendto(MSG_FASTOPEN)`, lock owned): a
+//!   secured destination gets the stream gate at once, before the SYN is
+//!   built; SYN data (TFO) is dropped from the request; a thread already
+//!   blocked on the socket lock marks the flow tainted (it may be inside
+//!   the plain send path: the flow will be reset, never let through).
+//! - SYN_SENT→ESTABLISHED (softirq usually): ISNs captured (`snd_una - 1`,
+//!   `rcv_nxt - 1`, exact here); a tainted flow or a thread waiting in the
+//!   plain send path (`sk_write_pending`) poisons `sk_err` before anyone is
+//!   woken, and the flow is reset; otherwise the worker keys it.
+//! - SYN_SENT→SYN_RECV (simultaneous open): no reliable ISNs — reset.
+//! - SYN_RECV→ESTABLISHED on a child (no `struct socket` yet): decided
+//!   from the child's own addresses, ISNs captured, its `sk_prot` swapped
+//!   for the poison proto (invisible to apps until our `accept` restores
+//!   it; a child accepted any other way can never send or receive), worker
+//!   keys it.
+//! - →CLOSE: the entry goes, our ops come off the socket.
+//!
+//! If the one allocation fails, the flow is not tracked but still fails
+//! closed: its send side is shut (`SEND_SHUTDOWN`, at most a FIN leaves).
+
+use super::flow::{Decided, Entry, Flow, Reason};
+use super::{dp, Datapath};
+use crate::state::mapping::{IpAddr, Pod};
+use crate::sys::gate;
+use crate::sys::rcu::Guard;
+use crate::sys::sock::{self, tcp_state as st, Sock, SocketPtr};
+use core::sync::atomic::Ordering;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// Why a flow is left alone.
+enum Bypass {
+    LocalNotPod,
+    RemoteNotPod,
+    SameNode,
+}
+
+/// The probe.
+pub(crate) fn on_state(sk: &Sock, old: i32, new: i32) {
+    let Some(dp) = dp() else { return };
+    if !sk.is_tcp_stream() {
+        return;
+    }
+    match (old, new) {
+        (_, st::CLOSE) => closed(dp, sk),
+        (st::CLOSE, st::SYN_SENT) => connecting(dp, sk),
+        (st::SYN_SENT, st::ESTABLISHED) => active_established(dp, sk),
+        (st::SYN_SENT, st::SYN_RECV) => simultaneous(dp, sk),
+        (st::SYN_RECV, st::ESTABLISHED) => passive_established(dp, sk),
+        (_, st::LISTEN) => listening(dp, sk),
+        _ => {}
+    }
+}
+
+fn inc(c: &core::sync::atomic::AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A mapped pod endpoint at `ip` (hostNetwork pods are no endpoints).
+fn pod_at(dp: &Datapath, g: &Guard, ip: &IpAddr) -> Option<Arc<Pod>> {
+    let p = dp.state.pod_arc(g, ip)?;
+    (!p.host_network()).then_some(p)
+}
+
+/// Part 1 §1: local pod on a node this kernel serves ↔ remote pod on
+/// another node.
+fn classify(
+    dp: &Datapath,
+    local: &IpAddr,
+    remote: &IpAddr,
+) -> Result<(Arc<Pod>, Arc<Pod>), Bypass> {
+    let g = Guard::new();
+    let lp = pod_at(dp, &g, local).ok_or(Bypass::LocalNotPod)?;
+    if !dp.local(&g).contains(lp.node()) {
+        return Err(Bypass::LocalNotPod);
+    }
+    let rp = pod_at(dp, &g, remote).ok_or(Bypass::RemoteNotPod)?;
+    if rp.node() == lp.node() {
+        return Err(Bypass::SameNode);
+    }
+    Ok((lp, rp))
+}
+
+fn count_bypass(dp: &Datapath, b: Bypass) {
+    let c = &dp.counters;
+    inc(match b {
+        Bypass::LocalNotPod => &c.bypass_local_not_pod,
+        Bypass::RemoteNotPod => &c.bypass_remote_not_pod,
+        Bypass::SameNode => &c.bypass_same_node,
+    });
+}
+
+/// Track a new flow, or fail it closed without tracking.
+fn track(dp: &Datapath, sk: &Sock, d: Decided) -> Option<Arc<Flow>> {
+    let f = match Flow::new(sk, d) {
+        Ok(f) => f,
+        Err(_) => {
+            untracked(dp, sk);
+            return None;
+        }
+    };
+    match dp.flows.insert(sk, Entry::Flow(f.clone())) {
+        Ok(old) => {
+            if old.is_none() {
+                inc(&dp.counters.tracked);
+            }
+            drop(old);
+            Some(f)
+        }
+        Err(_) => {
+            untracked(dp, sk);
+            None
+        }
+    }
+}
+
+fn untracked(dp: &Datapath, sk: &Sock) {
+    sk.shutdown_send();
+    sk.poison(crate::sys::ECONNABORTED_NR);
+    inc(&dp.counters.reset_unsupported);
+}
+
+fn connecting(dp: &Datapath, sk: &Sock) {
+    let Some(sp) = SocketPtr::of(sk) else { return };
+    inc(&dp.counters.seen);
+    let (local, remote) = (sk.local().ip, sk.remote().ip);
+    let (lp, rp) = match classify(dp, &local, &remote) {
+        Ok(p) => p,
+        Err(b) => return count_bypass(dp, b),
+    };
+    // SAFETY: `connect()` holds the socket (its fd) and the socket lock
+    // for the whole probe: the socket is live.
+    let s = unsafe { sp.get() };
+    let v6 = sk.is_v6();
+    if s.ops() != gate::base_ops(v6) {
+        // Not a plain TCP socket of its family (another module's ops, an
+        // MPTCP subflow's kernel socket): kTLS cannot go on it.
+        untracked(dp, sk);
+        return;
+    }
+    let d = Decided {
+        client: true,
+        local_ip: local,
+        remote_ip: remote,
+        local_pod: lp,
+        remote_pod: rp,
+        cipher: dp.cipher_now(),
+        mode: dp.state.mode(),
+        now: crate::sys::workq::jiffies(),
+        sock: Some(sp),
+    };
+    let Some(f) = track(dp, sk, d) else { return };
+    s.set_ops(gate::stream_gate(v6));
+    sk.no_fastopen();
+    if sk.lock_waiters() {
+        f.tainted.store(true, Ordering::Release);
+    }
+    if sk.is_mptcp() || sk.in_repair() {
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::Unsupported);
+    }
+}
+
+fn active_established(dp: &Datapath, sk: &Sock) {
+    let Some(f) = dp.flows.flow(sk) else { return };
+    if f.phase() != super::flow::CONNECTING {
+        return;
+    }
+    f.established(sk);
+    if f.tainted.load(Ordering::Acquire) || sk.write_pending() {
+        // Before the state is stored and before anyone is woken: the
+        // stale sender's copy loop sees `sk_err` and sends nothing.
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::StaleSender);
+    } else if sk.in_repair() {
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::Unsupported);
+    } else {
+        dp.kick(&f);
+    }
+}
+
+fn simultaneous(dp: &Datapath, sk: &Sock) {
+    if let Some(f) = dp.flows.flow(sk) {
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::Unsupported);
+    }
+}
+
+fn passive_established(dp: &Datapath, sk: &Sock) {
+    if !sk.socket_ptr().is_null() {
+        // Not a child (simultaneous open's second step): handled above.
+        return;
+    }
+    inc(&dp.counters.seen);
+    let (local, remote) = (sk.local().ip, sk.remote().ip);
+    let (lp, rp) = match classify(dp, &local, &remote) {
+        Ok(p) => p,
+        Err(b) => return count_bypass(dp, b),
+    };
+    let d = Decided {
+        client: false,
+        local_ip: local,
+        remote_ip: remote,
+        local_pod: lp,
+        remote_pod: rp,
+        cipher: dp.cipher_now(),
+        mode: dp.state.mode(),
+        now: crate::sys::workq::jiffies(),
+        sock: None,
+    };
+    let Some(f) = track(dp, sk, d) else { return };
+    f.established(sk);
+    // Invisible to apps until `accept()`; our accept restores it.
+    sk.set_prot(sock::poison_prot(sk.is_v6()));
+    if sk.is_mptcp() {
+        dp.fail(&f, Reason::Unsupported);
+    } else {
+        dp.kick(&f);
+    }
+}
+
+/// Wildcard address (`0.0.0.0`, `::`).
+fn is_any(ip: &IpAddr) -> bool {
+    ip.as_bytes().iter().all(|b| *b == 0)
+}
+
+fn listening(dp: &Datapath, sk: &Sock) {
+    let Some(sp) = SocketPtr::of(sk) else { return };
+    let local = sk.local().ip;
+    let gated = if is_any(&local) {
+        !sk.in_init_net()
+    } else {
+        let g = Guard::new();
+        pod_at(dp, &g, &local).is_some_and(|p| dp.local(&g).contains(p.node()))
+    };
+    if !gated {
+        return;
+    }
+    // SAFETY: `listen()` holds the socket and its lock during the probe.
+    let s = unsafe { sp.get() };
+    let v6 = sk.is_v6();
+    if s.ops() != gate::base_ops(v6) {
+        return;
+    }
+    match dp.flows.insert(sk, Entry::Listener(sk.hold())) {
+        Ok(old) => drop(old),
+        // Not gated: its secured children stay poisoned and fail closed.
+        Err(_) => return,
+    }
+    sk.no_fastopen_queue();
+    s.set_ops(gate::listen_gate(v6));
+}
+
+fn closed(dp: &Datapath, sk: &Sock) {
+    if let Some(e) = dp.flows.remove(sk) {
+        if let Entry::Flow(f) = &e {
+            dp.counters.tracked.fetch_sub(1, Ordering::Relaxed);
+            if f.phase() != super::flow::SECURED {
+                f.set_phase(super::flow::CLOSED);
+            }
+            f.cv.notify_all();
+        }
+        drop(e);
+    }
+    if sock::is_poison(sk.prot()) {
+        sk.set_prot(gate::base_prot(sk.is_v6()));
+    }
+    if let Some(sp) = SocketPtr::of(sk) {
+        // SAFETY: state changes run under the socket lock (owned or
+        // bh-locked), and orphaning a socket takes that lock: a set
+        // `sk_socket` is live for the probe.
+        let s = unsafe { sp.get() };
+        let ops = s.ops();
+        if gate::is_stream_gate(ops) || gate::is_listen_gate(ops) {
+            s.set_ops(gate::base_ops(sk.is_v6()));
+        }
+    }
+}
