@@ -6,7 +6,9 @@
 //! characters, optionally followed by a newline or other trailing
 //! whitespace. Nothing else is accepted, and the error says what the file
 //! held instead (its size, the wrong character and where it is, ...), never
-//! any of its bytes that could be key material.
+//! any of its bytes that could be key material. On the command line, `-`
+//! reads standard input ([`Psk::from_arg`]); in `capture.conf` a path is
+//! always a file ([`Psk::from_file`]).
 //!
 //! Secrets are wiped from memory when dropped (best effort: the bytes this
 //! crate held; the kernel's copy is the kernel's business), and their
@@ -66,11 +68,17 @@ impl Psk {
         result
     }
 
-    /// Reads a secret file; `-` reads standard input.
-    pub fn from_file(path: &Path) -> Result<Psk, PskError> {
+    /// Reads the secret file given on a command line: `-` reads standard
+    /// input, anything else is [`Psk::from_file`].
+    pub fn from_arg(path: &Path) -> Result<Psk, PskError> {
         if path.as_os_str() == "-" {
             return Psk::from_reader(io::stdin().lock(), "stdin");
         }
+        Psk::from_file(path)
+    }
+
+    /// Reads the secret file at `path` (taken literally: `-` is a file).
+    pub fn from_file(path: &Path) -> Result<Psk, PskError> {
         let name = path.display().to_string();
         match std::fs::File::open(path) {
             Ok(file) => Psk::from_reader(file, &name),

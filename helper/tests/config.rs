@@ -317,6 +317,17 @@ fn secret_files_are_read_with_the_config_line_in_errors() {
 }
 
 #[test]
+fn a_dash_is_a_file_not_stdin() {
+    let config =
+        CaptureConfig::parse_str("psk.a = -\n", Path::new("no-such-dir/capture.conf")).unwrap();
+    let err = config.read_psks().unwrap_err().to_string();
+    assert!(
+        err.starts_with("no-such-dir/capture.conf:1: psk.a: no-such-dir/-: No such file"),
+        "{err}"
+    );
+}
+
+#[test]
 fn shared_setting_checks() {
     assert_eq!(
         parse_local_nodes(" a ,b\tc ").unwrap(),

@@ -196,6 +196,13 @@ fn files() {
     );
     let err = read(&dir.0).unwrap_err();
     assert!(err.starts_with(&format!("{}: ", dir.0.display())), "{err}");
+    // A file called `-` is a file; only a command line's `-` is stdin.
+    let dash = dir.file("-", &key());
+    assert_eq!(read(&dash), Ok(key()));
+    assert_eq!(
+        Psk::from_arg(&dash).map(|p| p.as_bytes().to_vec()).ok(),
+        Some(key())
+    );
 }
 
 #[test]

@@ -395,7 +395,7 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             epoch,
         } => {
             check_node_name(&node)?;
-            let psk = Psk::from_file(&file)?;
+            let psk = Psk::from_arg(&file)?;
             let epoch = connect(verbose)?.peer_set(&node, &psk, epoch)?;
             println!("{node} epoch {epoch}");
             Ok(())

@@ -188,6 +188,9 @@ pub(crate) struct Span {
     pub label: String,
 }
 
+/// Bytes reserved for a request's attributes when it is created.
+const REQUEST_RESERVE: usize = 512;
+
 /// A generic netlink request of one operation, checked against the spec as
 /// it is built.
 pub(crate) struct Request {
@@ -241,7 +244,9 @@ impl Request {
             dump,
             kind,
             allowed,
-            attrs: Vec::new(),
+            // Room for any small request up front: growing would leave
+            // copies of a secret in freed memory.
+            attrs: Vec::with_capacity(REQUEST_RESERVE),
             seen: Vec::new(),
             spans: Vec::new(),
         }
