@@ -335,6 +335,8 @@ fn run(command: Command, verbose: bool) -> Result {
 
 /// `apply`: everything in the config (the file itself, the mapping, every
 /// secret file) is read and validated before the first request is sent.
+/// Then: mapping, mode, cipher and key timeout, secrets, local nodes; each
+/// optional setting only if the file has it.
 fn apply(path: &Path, verbose: bool) -> Result {
     let config = CaptureConfig::from_file(path)?;
     let table = PodNodeTable::from_file(&config.pod_node_config)?;
@@ -352,13 +354,15 @@ fn apply(path: &Path, verbose: bool) -> Result {
             println!("Key timeout set to {ms} ms");
         }
     }
-    if let Some(nodes) = &config.local_nodes {
-        client.local_nodes_set(nodes)?;
-        println!("Local nodes set to {}", nodes.join(" "));
-    }
+    // Secrets before local nodes: flows of a newly served node find their
+    // secrets in place instead of waiting for them.
     for (node, psk) in &psks {
         let epoch = client.peer_set(node, psk, None)?;
         println!("Secret for node {node} set (epoch {epoch})");
+    }
+    if let Some(nodes) = &config.local_nodes {
+        client.local_nodes_set(nodes)?;
+        println!("Local nodes set to {}", nodes.join(" "));
     }
     Ok(())
 }
