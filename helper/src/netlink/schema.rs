@@ -225,11 +225,6 @@ impl Attr {
         self.checks.exact_len = Some(n);
         self
     }
-    /// An IPv6 address in a reply: no length check in the spec.
-    const fn ipv6_hint(mut self) -> Self {
-        self.hint = Hint::Ipv6;
-        self
-    }
     const fn of(mut self, e: &'static Enum) -> Self {
         self.enumeration = Some(e);
         self
