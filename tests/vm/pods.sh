@@ -8,13 +8,19 @@
 #   n1:link1 <================ the wire ================> link2:n2
 #
 # Pods are routed, as with Calico (the test kernel has no bridge): a veth
-# per pod, eth0 in the pod (its address as /32 and /128), v-POD in the node
-# (10.1.0.1/32 or 10.2.0.1/32, the pod's IPv4 gateway, and fe80::1, its IPv6
-# gateway), and a host route to the pod. Nodes forward and route the other
+# per pod, eth0 in the pod (its addresses as /32 and /128), v-POD in the node
+# (10.1.0.1/32 or 10.2.0.1/32: the pod's IPv4 gateway; fe80::1: its IPv6
+# gateway) and host routes to the pod. Nodes forward, and route the other
 # node's pods (10.2.0.0/16, fd00:2::/64 and back) over the veth pair
 # link1/link2: the wire, where tests capture. Same-node traffic goes through
-# the node, never over the wire. No DAD: every address is usable at once.
-# Pods' apps run unprivileged (pod_exec), as in a cluster.
+# the node, never over the wire. No DAD: every address is added nodad and no
+# link-local address is generated (addrgenmode none; fixed ones instead:
+# fe80::1 node side and fe80::2 pod side of a pod's veth, fe80::100:1 and
+# fe80::100:2 on link1/link2), so all are usable at once. Pods' apps run unprivileged (pod_exec), as in a cluster.
+#
+# Under TCG every exec costs about half a second, so this file runs as few
+# programs as it can: one `ip -batch` per namespace, bash builtins for
+# waiting (no sleep, no grep), readiness from the apps' own logs.
 #
 #   topo_setup                      the topology above (tears down leftovers;
 #                                   sets an EXIT trap that calls topo_teardown)
@@ -22,106 +28,159 @@
 #   pod_exec POD CMD...             run CMD in POD as nobody:nogroup, no caps
 #   pod_exec_root POD CMD...        run CMD in POD as root
 #   node_exec NODE CMD...           run CMD in a node's netns as root
-#   pod_bg POD CMD... / pod_bg_root POD CMD...   in the background; BG_PID
-#                                   (call directly, not in $(...)); killed by
-#                                   topo_teardown
-#   pod_ip4 POD / pod_ip6 POD / pod_node POD     addresses and node of a pod
-#   pod_addr POD 4|6                IP as a URL/socat host ([...] for IPv6)
-#   pod_wait_listen POD PORT [SECS] until something listens on TCP PORT
+#   pod_bg POD CMD... / pod_bg_root POD CMD...   in the background; sets
+#                                   BG_PID (call directly, not in $(...));
+#                                   killed by topo_teardown
+#   pod_ip4 POD / pod_ip6 POD / pod_node POD     a pod's addresses and node
+#   pod_addr POD 4|6                its address for URLs and socat ([...] for IPv6)
+#   pod_wait_listen POD PORT [SECS] until something listens on TCP PORT (ss)
+#   wait_for SECS CMD...            poll CMD every 50 ms; 1 on timeout
+#   wait_log FILE STRING [SECS]     until a line of FILE contains STRING (builtins only)
+#   nap [SECS]                      sleep without running a program
 #   topo_mapping FILE               the tlshub mapping file: nodes n1 and n2,
 #                                   pods $TOPO_K8S_NS/{a1,a2,b1}; x1 absent
-#   capture_start NETNS IFACE FILE [FILTER...]  tcpdump -w FILE, returns once
-#                                   it provably captures
-#   capture_stop                    returns once every packet sent before it
-#                                   is in FILE and FILE is closed; sets
-#                                   CAPTURE_PACKETS and CAPTURE_DROPPED
-#   new_marker                      prints a fresh random marker string
+#   capture_start NETNS IFACE FILE [FILTER...]  tcpdump -s 0 -w FILE; returns
+#                                   once a frame sent after the call is in FILE
+#   capture_stop                    returns once every frame sent before the
+#                                   call is in FILE and FILE is closed; sets
+#                                   CAPTURE_PACKETS and CAPTURE_DROPPED (by the
+#                                   kernel: the capture is incomplete if not 0)
+#   new_marker                      a fresh random marker string
 #   app_echo_server POD PORT        socat echo (fork, dual-stack), unprivileged
 #   app_echo POD HOST PORT DATA     send DATA, half-close, print the echo
 #   app_nginx POD PORT              nginx (root master, nobody worker) serving
 #                                   $TOPO_DIR/www-POD (put files there)
 #   app_iperf3_server POD PORT      iperf3 -s, unprivileged
-#   (servers log to $TOPO_DIR/{echo,iperf3}-POD-PORT.log, nginx-POD/)
+#                                   (servers log to $TOPO_DIR/*-POD-PORT.log)
 #   tlswire ARGS...                 tests/vm/tlswire.py
-#   topo_teardown                   kill what we started, delete the netns
+#   topo_teardown                   kill what we started and everything in
+#                                   our namespaces, delete them
 #
 # TOPO_DIR is a scratch directory (mode 755) removed by topo_teardown.
 
 TOPO_K8S_NS=${TOPO_K8S_NS:-default}   # the pods' Kubernetes namespace in the mapping
 TOPO_UNMAPPED=${TOPO_UNMAPPED:-x1}    # pods topo_mapping leaves out
 TOPO_NETNS=() TOPO_PODS=() TOPO_PIDS=()
-TOPO_DIR=
-CAPTURE_PID= CAPTURE_FILE= CAPTURE_NETNS= CAPTURE_IFACE=
-CAPTURE_PACKETS= CAPTURE_DROPPED=
-declare -gA POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=()
+TOPO_DIR= TOPO_NAPFD=
+CAPTURE_PID= CAPTURE_FILE= CAPTURE_NETNS= CAPTURE_IFACE= CAPTURE_TXTFD=
+CAPTURE_PACKETS= CAPTURE_DROPPED= CAPTURE_SYNC_N=0
+declare -gA POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=() SYNC_FD=()
+# ip -batch lines waiting for _topo_apply: for the initial netns, per netns.
+TOPO_ROOT_CMDS=() TOPO_NS_ORDER=() TOPO_SYSCTL_NODES=()
+declare -gA TOPO_NS_CMDS=()
 
 TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# wait_for SECS CMD...: poll CMD (every 50 ms) until it succeeds; 1 on timeout.
+# nap [SECS]: sleep (default 50 ms) with a builtin: read on a pipe we also
+# hold the write end of, so it only ever times out.
+nap() {
+    [ -n "$TOPO_NAPFD" ] || exec {TOPO_NAPFD}<> <(:)
+    read -r -t "${1:-0.05}" -u "$TOPO_NAPFD" _ || true
+}
+
+# wait_for SECS CMD...: poll CMD until it succeeds; 1 on timeout.
 wait_for() {
     local end=$((SECONDS + $1)); shift
     until "$@"; do
         [ $SECONDS -lt $end ] || return 1
-        sleep 0.05
+        nap
     done
 }
 
+_file_has() {
+    local line
+    [ -r "$1" ] || return 1
+    while IFS= read -r line || [ -n "$line" ]; do
+        [[ $line != *"$2"* ]] || return 0
+    done < "$1"
+    return 1
+}
+# wait_log FILE STRING [SECS]: until a line of FILE contains STRING.
+wait_log() { wait_for "${3:-30}" _file_has "$1" "$2"; }
+
+_ns_cmd() { [ -n "${TOPO_NS_CMDS[$1]+x}" ] || TOPO_NS_ORDER+=("$1"); TOPO_NS_CMDS[$1]+="$2"$'\n'; }
+
+# Run what was queued: one ip -batch in the initial netns (namespaces,
+# veths), one per namespace, then the nodes' forwarding switches.
+_topo_apply() {
+    local ns
+    if [ ${#TOPO_ROOT_CMDS[@]} -gt 0 ]; then
+        printf '%s\n' "${TOPO_ROOT_CMDS[@]}" | ip -batch - || fail "ip -batch: ${TOPO_ROOT_CMDS[*]}"
+    fi
+    for ns in "${TOPO_NS_ORDER[@]}"; do
+        ip -n "$ns" -batch - <<<"${TOPO_NS_CMDS[$ns]}" || fail "ip -n $ns -batch: ${TOPO_NS_CMDS[$ns]}"
+    done
+    for ns in "${TOPO_SYSCTL_NODES[@]}"; do
+        nsenter --net="/run/netns/$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+            || fail "forwarding on node $ns"
+    done
+    TOPO_ROOT_CMDS=() TOPO_NS_ORDER=() TOPO_SYSCTL_NODES=() TOPO_NS_CMDS=()
+}
+
 _netns_add() {
-    ip netns add "$1" || fail "ip netns add $1"
+    [ ! -e "/run/netns/$1" ] || fail "netns $1 exists"
+    TOPO_ROOT_CMDS+=("netns add $1")
     TOPO_NETNS+=("$1")
-    # Before any interface exists, so every one of them gets these.
-    nsenter --net="/run/netns/$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-        net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 "net.ipv4.ping_group_range=0 2147483647" \
-        "${@:2}" || fail "sysctl in $1"
+    _ns_cmd "$1" "link set lo up"
 }
 
 # _node_add NODE IPV4 IPV6 GW4: a node netns; GW4 is its pods' IPv4 gateway.
 _node_add() {
-    _netns_add "$1" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    _netns_add "$1"
+    TOPO_SYSCTL_NODES+=("$1")
     NODE_IP4[$1]=$2 NODE_IP6[$1]=$3 NODE_GW4[$1]=$4
-    ip -n "$1" link set lo up || fail "node $1"
 }
 
-# pod_add POD NODE IPV4 IPV6: a pod netns routed by NODE ("-": no such address).
-pod_add() {
+# _veth NS1 IF1 NS2 IF2: a veth pair, each end in its netns, down, no link-local.
+_veth() {
+    TOPO_ROOT_CMDS+=("link add $2 netns $1 type veth peer name $4 netns $3")
+    _ns_cmd "$1" "link set $2 addrgenmode none"
+    _ns_cmd "$3" "link set $4 addrgenmode none"
+}
+
+_pod_queue() {
     local pod=$1 node=$2 v4=$3 v6=$4
     [ -n "${NODE_GW4[$node]:-}" ] || fail "pod_add $pod: no node $node"
     _netns_add "$pod"
-    ip link add "v-$pod" netns "$node" type veth peer name eth0 netns "$pod" || fail "veth for $pod"
-    {
-        echo "link set lo up"
-        echo "link set eth0 up"
-        [ "$v4" = - ] || printf '%s\n' "addr add $v4/32 dev eth0" "route add ${NODE_GW4[$node]} dev eth0 scope link" \
-            "route add default via ${NODE_GW4[$node]} dev eth0"
-        [ "$v6" = - ] || printf '%s\n' "addr add $v6/128 dev eth0 nodad" "route add ::/0 via fe80::1 dev eth0"
-    } | ip -n "$pod" -batch - || fail "pod $pod addresses"
-    {
-        echo "addr add ${NODE_GW4[$node]}/32 dev v-$pod"
-        echo "addr add fe80::1/64 dev v-$pod nodad"
-        echo "link set v-$pod up"
-        [ "$v4" = - ] || echo "route add $v4/32 dev v-$pod"
-        [ "$v6" = - ] || echo "route add $v6/128 dev v-$pod"
-    } | ip -n "$node" -batch - || fail "pod $pod on node $node"
+    _veth "$node" "v-$pod" "$pod" eth0
+    _ns_cmd "$pod" "link set eth0 up"
+    if [ "$v4" != - ]; then
+        _ns_cmd "$pod" "addr add $v4/32 dev eth0"
+        _ns_cmd "$pod" "route add ${NODE_GW4[$node]} dev eth0 scope link"
+        _ns_cmd "$pod" "route add default via ${NODE_GW4[$node]} dev eth0"
+    fi
+    if [ "$v6" != - ]; then
+        _ns_cmd "$pod" "addr add fe80::2/64 dev eth0 nodad"
+        _ns_cmd "$pod" "addr add $v6/128 dev eth0 nodad"
+        _ns_cmd "$pod" "route add ::/0 via fe80::1 dev eth0"
+    fi
+    _ns_cmd "$node" "addr add ${NODE_GW4[$node]}/32 dev v-$pod"
+    _ns_cmd "$node" "addr add fe80::1/64 dev v-$pod nodad"
+    _ns_cmd "$node" "link set v-$pod up"
+    [ "$v4" = - ] || _ns_cmd "$node" "route add $v4/32 dev v-$pod"
+    [ "$v6" = - ] || _ns_cmd "$node" "route add $v6/128 dev v-$pod"
     POD_IP4[$pod]=$v4 POD_IP6[$pod]=$v6 POD_NODE[$pod]=$node
     TOPO_PODS+=("$pod")
 }
+
+# pod_add POD NODE IPV4 IPV6: a pod netns routed by NODE ("-": no such address).
+pod_add() { _pod_queue "$@"; _topo_apply; }
 
 pod_ip4() { echo "${POD_IP4[$1]}"; }
 pod_ip6() { echo "${POD_IP6[$1]}"; }
 pod_node() { echo "${POD_NODE[$1]}"; }
 pod_addr() { if [ "$2" = 6 ]; then echo "[${POD_IP6[$1]}]"; else echo "${POD_IP4[$1]}"; fi; }
 
-pod_exec() {
-    local pod=$1; shift
-    nsenter --net="/run/netns/$pod" -- setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "$@"
-}
+# nsenter switches uid and gid itself (and drops supplementary groups); a
+# uid change from 0 clears the capabilities.
+pod_exec() { local pod=$1; shift; nsenter --net="/run/netns/$pod" -S 65534 -G 65534 -- "$@"; }
 pod_exec_root() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 node_exec() { pod_exec_root "$@"; }
 
-# Background: nsenter execs setpriv execs CMD, so BG_PID is CMD's pid.
+# Background: nsenter execs CMD, so BG_PID is CMD's pid.
 pod_bg() {
     local pod=$1; shift
-    nsenter --net="/run/netns/$pod" -- setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "$@" &
+    nsenter --net="/run/netns/$pod" -S 65534 -G 65534 -- "$@" &
     BG_PID=$!; TOPO_PIDS+=("$BG_PID")
 }
 pod_bg_root() {
@@ -130,15 +189,8 @@ pod_bg_root() {
     BG_PID=$!; TOPO_PIDS+=("$BG_PID")
 }
 
-_listening() { [ -n "$(nsenter --net="/run/netns/$1" ss -Hltn "sport = :$2" 2>/dev/null)" ]; }
+_listening() { [ -n "$(ss -N "$1" -Hltn "sport = :$2" 2>/dev/null)" ]; }
 pod_wait_listen() { wait_for "${3:-30}" _listening "$1" "$2" || fail "nothing listens on $1 port $2 after ${3:-30}s"; }
-
-_no_tentative() {
-    local ns
-    for ns in "${TOPO_NETNS[@]}"; do
-        [ -z "$(ip -n "$ns" -6 addr show tentative 2>/dev/null)" ] || return 1
-    done
-}
 
 topo_setup() {
     topo_teardown
@@ -146,48 +198,52 @@ topo_setup() {
     TOPO_DIR=$(mktemp -d /tmp/topo.XXXXXX); chmod 755 "$TOPO_DIR"
     _node_add n1 192.168.100.1 fd00:100::1 10.1.0.1
     _node_add n2 192.168.100.2 fd00:100::2 10.2.0.1
-    ip link add link1 netns n1 type veth peer name link2 netns n2 || fail "veth link1/link2"
-    ip -n n1 -batch - <<'EOF' || fail "n1 link"
-addr add 192.168.100.1/24 dev link1
-addr add fd00:100::1/64 dev link1 nodad
-link set link1 up
-route add 10.2.0.0/16 via 192.168.100.2
-route add fd00:2::/64 via fd00:100::2
-EOF
-    ip -n n2 -batch - <<'EOF' || fail "n2 link"
-addr add 192.168.100.2/24 dev link2
-addr add fd00:100::2/64 dev link2 nodad
-link set link2 up
-route add 10.1.0.0/16 via 192.168.100.1
-route add fd00:1::/64 via fd00:100::1
-EOF
-    pod_add a1 n1 10.1.0.11 fd00:1::11
-    pod_add a2 n1 10.1.0.12 fd00:1::12
-    pod_add x1 n1 10.1.0.99 fd00:1::99
-    pod_add b1 n2 10.2.0.21 fd00:2::21
-    # Link-local addresses too: no DAD, but be sure nothing is tentative.
-    wait_for 10 _no_tentative || fail "IPv6 addresses still tentative after 10s"
+    _veth n1 link1 n2 link2
+    _ns_cmd n1 "addr add 192.168.100.1/24 dev link1"
+    _ns_cmd n1 "addr add fd00:100::1/64 dev link1 nodad"
+    _ns_cmd n1 "addr add fe80::100:1/64 dev link1 nodad"
+    _ns_cmd n1 "link set link1 up"
+    _ns_cmd n1 "route add 10.2.0.0/16 via 192.168.100.2"
+    _ns_cmd n1 "route add fd00:2::/64 via fd00:100::2"
+    _ns_cmd n2 "addr add 192.168.100.2/24 dev link2"
+    _ns_cmd n2 "addr add fd00:100::2/64 dev link2 nodad"
+    _ns_cmd n2 "addr add fe80::100:2/64 dev link2 nodad"
+    _ns_cmd n2 "link set link2 up"
+    _ns_cmd n2 "route add 10.1.0.0/16 via 192.168.100.1"
+    _ns_cmd n2 "route add fd00:1::/64 via fd00:100::1"
+    _pod_queue a1 n1 10.1.0.11 fd00:1::11
+    _pod_queue a2 n1 10.1.0.12 fd00:1::12
+    _pod_queue x1 n1 10.1.0.99 fd00:1::99
+    _pod_queue b1 n2 10.2.0.21 fd00:2::21
+    _topo_apply
 }
 
 # Kill what we started (and anything left in our namespaces), delete them.
 topo_teardown() {
-    local - pid ns pids
+    local - pid ns fd pids=() cmds=()
     set +e
-    [ -z "$CAPTURE_PID" ] || { kill "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=; }
+    if [ -n "$CAPTURE_PID" ]; then kill "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=; fi
+    [ -z "$CAPTURE_TXTFD" ] || exec {CAPTURE_TXTFD}<&-
+    CAPTURE_TXTFD=
+    for fd in "${SYNC_FD[@]}"; do exec {fd}>&-; done
+    SYNC_FD=()
     for pid in "${TOPO_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${TOPO_PIDS[@]}"; do
+    for ns in n1 n2 a1 a2 x1 b1 "${TOPO_NETNS[@]}"; do
+        [ ! -e "/run/netns/$ns" ] || cmds+=("$ns")
+    done
+    if [ ${#cmds[@]} -gt 0 ]; then
+        # Servers' children, nginx workers, whatever a test left behind.
+        mapfile -t pids < <(printf 'netns pids %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null)
+        [ ${#pids[@]} = 0 ] || kill -9 "${pids[@]}" 2>/dev/null
+    fi
+    for pid in "${TOPO_PIDS[@]}" "${pids[@]}"; do
         wait_for 5 eval "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    TOPO_PIDS=()
-    for ns in n1 n2 "${TOPO_NETNS[@]}"; do
-        [ -e "/run/netns/$ns" ] || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null)
-        [ -z "$pids" ] || kill -9 $pids 2>/dev/null
-        ip netns del "$ns" 2>/dev/null
-    done
-    for ns in a1 a2 x1 b1; do [ ! -e "/run/netns/$ns" ] || ip netns del "$ns" 2>/dev/null; done
-    TOPO_NETNS=() TOPO_PODS=()
+    [ ${#cmds[@]} = 0 ] || printf 'netns del %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null
+    TOPO_PIDS=() TOPO_NETNS=() TOPO_PODS=()
+    POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=()
+    TOPO_ROOT_CMDS=() TOPO_NS_ORDER=() TOPO_SYSCTL_NODES=() TOPO_NS_CMDS=()
     [ -z "$TOPO_DIR" ] || rm -rf "$TOPO_DIR"
     TOPO_DIR=
     return 0
@@ -197,98 +253,110 @@ topo_teardown() {
 # formats"): node lines with the node's address, every pod but the unmapped
 # ones as NAMESPACE/NAME NODE IPs.
 topo_mapping() {
-    local pod node
+    local pod node ips
     {
         echo "# tests/vm/pods.sh topology"
         for node in n1 n2; do echo "node $node ${NODE_IP4[$node]}"; done
         for pod in "${TOPO_PODS[@]}"; do
             case " $TOPO_UNMAPPED " in *" $pod "*) continue;; esac
-            echo "$TOPO_K8S_NS/$pod ${POD_NODE[$pod]}$( [ "${POD_IP4[$pod]}" = - ] || echo " ${POD_IP4[$pod]}")$( [ "${POD_IP6[$pod]}" = - ] || echo " ${POD_IP6[$pod]}")"
+            ips=
+            [ "${POD_IP4[$pod]}" = - ] || ips+=" ${POD_IP4[$pod]}"
+            [ "${POD_IP6[$pod]}" = - ] || ips+=" ${POD_IP6[$pod]}"
+            echo "$TOPO_K8S_NS/$pod ${POD_NODE[$pod]}$ips"
         done
     } > "$1"
 }
 
 new_marker() { echo "tlshub-marker-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
 
-# _capture_sync NETNS IFACE FILE: send marked frames (ethertype 0x88b5, local
-# experimental: the peer drops them) out of IFACE until one is in FILE. The
-# capture has then seen, and written, everything sent before.
+# _capture_sync: send a UDP datagram to ff02::1 out of the captured
+# interface, from a shell kept in that netns (its /dev/udp: no program
+# run), and wait until tcpdump printed it. tcpdump prints a packet after
+# writing and flushing it (-U), so the pcap then holds everything the
+# interface carried before.
 _capture_sync() {
-    nsenter --net="/run/netns/$1" python3 - "$2" "$3" <<'PY' || fail "capture on $1:$2 never saw its sync frame (see $3.log: $(tr '\n' ' ' < "$3.log"))"
-import os, socket, sys, time
-iface, path = sys.argv[1], sys.argv[2]
-token = b"tlshub-capture-sync-" + os.urandom(8).hex().encode()
-frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x00" + b"\x88\xb5" + token + b"\x00" * 20
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((iface, 0))
-deadline, pos, tail = time.monotonic() + 30, 0, b""
-while time.monotonic() < deadline:
-    s.send(frame)
-    end = time.monotonic() + 0.2
-    while time.monotonic() < end:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                new = f.read()
-        except FileNotFoundError:
-            new = b""
-        pos += len(new)
-        if token in tail + new:
-            sys.exit(0)
-        tail = (tail + new)[-len(token):]
-        time.sleep(0.02)
-sys.exit(1)
-PY
+    local ns=$CAPTURE_NETNS port line end
+    if [ -z "${SYNC_FD[$ns]:-}" ]; then
+        local fifo=$TOPO_DIR/sync-$ns fd
+        mkfifo "$fifo"
+        nsenter --net="/run/netns/$ns" bash -c \
+            'while read -r ifc p; do { echo sync > "/dev/udp/ff02::1%$ifc/$p"; } 2>/dev/null; done' < "$fifo" &
+        TOPO_PIDS+=($!)
+        exec {fd}>"$fifo"
+        SYNC_FD[$ns]=$fd
+    fi
+    CAPTURE_SYNC_N=$((CAPTURE_SYNC_N + 1))
+    port=$((40000 + (RANDOM % 1000) * 20 + CAPTURE_SYNC_N % 20))
+    end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
+        echo "$CAPTURE_IFACE $port" >&"${SYNC_FD[$ns]}"
+        local tries=10
+        while [ $tries -gt 0 ]; do
+            while IFS= read -r -u "$CAPTURE_TXTFD" line; do
+                [[ $line != *"> ff02::1.$port: UDP"* ]] || return 0
+            done
+            nap; tries=$((tries - 1))
+        done
+    done
+    fail "capture on $ns:$CAPTURE_IFACE never saw its sync datagram: $(cat "$CAPTURE_FILE.log")"
 }
 
 # capture_start NETNS IFACE FILE [FILTER...]: capture every frame (-s 0) on
 # IFACE in NETNS to FILE (pcap), written packet by packet (-U,
-# --immediate-mode); tcpdump's stderr goes to FILE.log. One capture at a time.
+# --immediate-mode); tcpdump's stderr goes to FILE.log, its one line per
+# packet to FILE.txt. One capture at a time.
 capture_start() {
     local ns=$1 iface=$2 file=$3; shift 3
     [ -z "$CAPTURE_PID" ] || fail "capture_start: a capture is running ($CAPTURE_FILE)"
     local filter=()
-    [ $# = 0 ] || filter=("( $* ) or ether proto 0x88b5")
-    rm -f "$file" "$file.log"
-    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s 0 -U --immediate-mode -B 16384 -n -Z root \
-        -w "$file" "${filter[@]}" 2>"$file.log" &
+    [ $# = 0 ] || filter=("( $* ) or (udp and ip6 dst ff02::1)")
+    : > "$file.txt"
+    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s 0 -U --immediate-mode -B 16384 -n -l -Z root \
+        --print -w "$file" "${filter[@]}" >"$file.txt" 2>"$file.log" &
     CAPTURE_PID=$! CAPTURE_FILE=$file CAPTURE_NETNS=$ns CAPTURE_IFACE=$iface
-    wait_for 30 grep -q 'listening on' "$file.log" \
-        || fail "tcpdump on $ns:$iface did not start: $(cat "$file.log")"
-    _capture_sync "$ns" "$iface" "$file"
+    exec {CAPTURE_TXTFD}<"$file.txt"
+    wait_log "$file.log" 'listening on' 30 || fail "tcpdump on $ns:$iface did not start: $(cat "$file.log")"
+    _capture_sync
 }
 
 capture_stop() {
     [ -n "$CAPTURE_PID" ] || fail "capture_stop: no capture running"
-    _capture_sync "$CAPTURE_NETNS" "$CAPTURE_IFACE" "$CAPTURE_FILE"
+    _capture_sync
     kill -TERM "$CAPTURE_PID"
     wait "$CAPTURE_PID" 2>/dev/null || true
     CAPTURE_PID=
-    CAPTURE_PACKETS=$(sed -n 's/^\([0-9]*\) packets\{0,1\} captured$/\1/p' "$CAPTURE_FILE.log")
-    CAPTURE_DROPPED=$(sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel$/\1/p' "$CAPTURE_FILE.log")
+    exec {CAPTURE_TXTFD}<&-
+    CAPTURE_TXTFD=
+    local line
+    CAPTURE_PACKETS= CAPTURE_DROPPED=
+    while IFS= read -r line; do
+        [[ $line =~ ^([0-9]+)\ packets?\ captured$ ]] && CAPTURE_PACKETS=${BASH_REMATCH[1]}
+        [[ $line =~ ^([0-9]+)\ packets?\ dropped\ by\ kernel$ ]] && CAPTURE_DROPPED=${BASH_REMATCH[1]}
+    done < "$CAPTURE_FILE.log"
     [ -n "$CAPTURE_PACKETS" ] && [ -n "$CAPTURE_DROPPED" ] || fail "tcpdump did not end cleanly: $(cat "$CAPTURE_FILE.log")"
     echo "capture $CAPTURE_NETNS:$CAPTURE_IFACE: $CAPTURE_PACKETS packets, $CAPTURE_DROPPED dropped by the kernel"
     [ "$CAPTURE_DROPPED" = 0 ] || echo "capture: WARNING: the kernel dropped $CAPTURE_DROPPED packets" >&2
 }
 
-# tlswire ARGS...: tests/vm/tlswire.py
 tlswire() { python3 "$TOPO_LIB_DIR/tlswire.py" "$@"; }
 
 app_echo_server() {
-    pod_bg "$1" socat "TCP6-LISTEN:$2,ipv6only=0,reuseaddr,fork" EXEC:cat >"$TOPO_DIR/echo-$1-$2.log" 2>&1
-    pod_wait_listen "$1" "$2"
+    local log=$TOPO_DIR/echo-$1-$2.log
+    # -t: after the client's EOF, wait for cat's echo (0.5 s by default; TCG is slow).
+    pod_bg "$1" socat -d -d -t 60 "TCP6-LISTEN:$2,ipv6only=0,reuseaddr,fork" EXEC:cat >"$log" 2>&1
+    wait_log "$log" "listening on" 30 || fail "socat on $1:$2 did not start: $(cat "$log")"
 }
 
 # app_echo POD HOST PORT DATA: prints what came back (HOST: IPv4, or IPv6 bare or bracketed).
 app_echo() {
     local host=${2#[}; host=${host%]}
     local addr="TCP4:$host:$3"
-    case $host in *:*) addr="TCP6:[$host]:$3";; esac
+    [[ $host != *:* ]] || addr="TCP6:[$host]:$3"
     printf '%s' "$4" | pod_exec "$1" socat -t 20 -T 60 - "$addr"
 }
 
 app_nginx() {
-    local pod=$1 port=$2 d=$TOPO_DIR/nginx-$1
+    local pod=$1 port=$2 d=$TOPO_DIR/nginx-$1-$2
     mkdir -p "$d" "$TOPO_DIR/www-$pod"
     chmod 755 "$TOPO_DIR/www-$pod"
     cat > "$d/nginx.conf" <<EOF
@@ -297,7 +365,7 @@ master_process on;
 worker_processes 1;
 user nobody nogroup;
 pid $d/nginx.pid;
-error_log $d/error.log;
+error_log $d/error.log notice;
 events { worker_connections 64; }
 http {
     access_log $d/access.log;
@@ -314,10 +382,12 @@ http {
 }
 EOF
     pod_bg_root "$pod" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" >"$d/stderr.log" 2>&1
-    pod_wait_listen "$pod" "$port"
+    # Listening sockets are open before the workers start.
+    wait_log "$d/error.log" "start worker process" 30 || fail "nginx on $pod:$port did not start: $(cat "$d/error.log" "$d/stderr.log")"
 }
 
 app_iperf3_server() {
-    pod_bg "$1" iperf3 -s -p "$2" >"$TOPO_DIR/iperf3-$1-$2.log" 2>&1
-    pod_wait_listen "$1" "$2"
+    local log=$TOPO_DIR/iperf3-$1-$2.log
+    pod_bg "$1" iperf3 -s -p "$2" --forceflush >"$log" 2>&1
+    wait_log "$log" "Server listening on $2" 30 || fail "iperf3 on $1:$2 did not start: $(cat "$log")"
 }
