@@ -71,10 +71,14 @@ declare -gA TOPO_NS_CMDS=()
 
 TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# nap [SECS]: sleep (default 50 ms) with a builtin: read on a pipe we also
-# hold the write end of, so it only ever times out.
+# nap [SECS]: sleep (default 50 ms) with a builtin: read on a FIFO we hold
+# both ends of, so it only ever times out. (No <(...): the VM has no /dev/fd.)
 nap() {
-    [ -n "$TOPO_NAPFD" ] || exec {TOPO_NAPFD}<> <(:)
+    if [ -z "$TOPO_NAPFD" ]; then
+        local fifo
+        fifo=$(mktemp -u /tmp/topo-nap.XXXXXX)
+        mkfifo "$fifo" && exec {TOPO_NAPFD}<>"$fifo" && rm -f "$fifo" || fail "nap: no FIFO"
+    fi
     read -r -t "${1:-0.05}" -u "$TOPO_NAPFD" _ || true
 }
 
@@ -233,7 +237,7 @@ topo_teardown() {
     done
     if [ ${#cmds[@]} -gt 0 ]; then
         # Servers' children, nginx workers, whatever a test left behind.
-        mapfile -t pids < <(printf 'netns pids %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null)
+        read -r -d '' -a pids <<<"$(printf 'netns pids %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null)"
         [ ${#pids[@]} = 0 ] || kill -9 "${pids[@]}" 2>/dev/null
     fi
     for pid in "${TOPO_PIDS[@]}" "${pids[@]}"; do
