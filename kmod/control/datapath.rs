@@ -38,7 +38,7 @@ impl Control {
                 continue;
             }
             let n = node_name(req, &a)?;
-            if names.iter().any(|m| *m == n) {
+            if names.contains(&n) {
                 return Err(req.fail(EINVAL, Some(&a), c"node given twice"));
             }
             if names.len() == uapi::MAX_LOCAL_NODES {

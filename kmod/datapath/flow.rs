@@ -317,7 +317,7 @@ impl FlowTable {
 
     /// Everything, emptied out (unload).
     pub(crate) fn take_all(&self) -> RBTree<usize, Entry> {
-        core::mem::replace(&mut *self.tree.lock(), RBTree::new())
+        core::mem::take(&mut *self.tree.lock())
     }
 
     /// Flows `[from..]` (in key order), at most `max`, with the key to

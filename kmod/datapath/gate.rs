@@ -9,7 +9,8 @@
 //!   `SO_SNDTIMEO`/`SO_RCVTIMEO` and signals), non-blocking ones get
 //!   `EAGAIN`; poll masks `IN`/`OUT` so level-triggered loops do not spin
 //!   (the install wakes every waiter, edge-triggered ones included);
-//! - failed or closed: the socket's error (`crate::sys::econnaborted()` by default).
+//! - failed or closed: the socket's error (`ECONNABORTED` by default).
+//!
 //! Success means the socket's ops are kTLS's: the trampoline dispatches
 //! through them.
 //!

@@ -149,7 +149,7 @@ impl Peers {
         out.reserve(peer.waiting.len(), GFP_KERNEL)?;
         peer.prk = Some(prk);
         peer.requested = false;
-        for f in core::mem::replace(&mut peer.waiting, KVec::new()) {
+        for f in core::mem::take(&mut peer.waiting) {
             // Room reserved above.
             out.push(f, GFP_KERNEL)?;
         }
@@ -185,7 +185,7 @@ impl Peers {
         for p in self.list.iter_mut() {
             let mut keep = KVec::with_capacity(p.waiting.len(), GFP_KERNEL)?;
             out.reserve(p.waiting.len(), GFP_KERNEL)?;
-            let old = core::mem::replace(&mut p.waiting, KVec::new());
+            let old = core::mem::take(&mut p.waiting);
             for f in old {
                 // Room reserved above: these pushes do not allocate.
                 if now >= deadline(&f) {
@@ -207,7 +207,7 @@ impl Peers {
     /// Everything waiting (unload).
     pub(crate) fn take_waiting(&mut self, out: &mut KVec<Arc<Flow>>) -> Result {
         for p in self.list.iter_mut() {
-            let old = core::mem::replace(&mut p.waiting, KVec::new());
+            let old = core::mem::take(&mut p.waiting);
             out.reserve(old.len(), GFP_KERNEL)?;
             for f in old {
                 out.push(f, GFP_KERNEL)?;

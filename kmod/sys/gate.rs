@@ -177,7 +177,7 @@ unsafe extern "C" fn gate_sendmsg(
     let _c = Inflight::enter();
     // SAFETY: live socket and message for the call (kernel).
     let (s, flags) = unsafe { (Socket::from_raw(sock), (*msg).msg_flags) };
-    let nonblock = (flags as u32 & bindings::MSG_DONTWAIT) != 0 || s.file_nonblock();
+    let nonblock = (flags & bindings::MSG_DONTWAIT) != 0 || s.file_nonblock();
     if let Err(e) = dp::enter(s, true, nonblock) {
         return errno(e);
     }

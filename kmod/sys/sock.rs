@@ -491,7 +491,7 @@ pub(crate) fn install_shadowed(
     if res.is_ok() {
         // SAFETY: both sockets are live; bit ops on their flags words.
         unsafe {
-            let zc = bindings::SOCK_SUPPORT_ZC as u32;
+            let zc = bindings::SOCK_SUPPORT_ZC;
             if ((*sh_sock).flags >> zc) & 1 == 0 {
                 // `clear_bit`: the flags word is updated atomically elsewhere.
                 let word = ptr::addr_of_mut!((*real.as_ptr()).flags)
