@@ -6,7 +6,7 @@
 # invert (--expect tls). Same-node traffic never crosses the wire.
 . ./lib.sh
 . ./pods.sh
-ok() { echo "ok   $*"; }
+ok() { echo "ok   [${SECONDS}s] $*"; }
 
 ! mod_loaded || rmmod tlshub
 topo_setup
