@@ -75,9 +75,8 @@ TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # both ends of, so it only ever times out. (No <(...): the VM has no /dev/fd.)
 nap() {
     if [ -z "$TOPO_NAPFD" ]; then
-        local fifo
-        fifo=$(mktemp -u /tmp/topo-nap.XXXXXX)
-        mkfifo "$fifo" && exec {TOPO_NAPFD}<>"$fifo" && rm -f "$fifo" || fail "nap: no FIFO"
+        local fifo=/tmp/topo-nap.$$.$SRANDOM
+        mkfifo -m 600 "$fifo" && exec {TOPO_NAPFD}<>"$fifo" && rm -f "$fifo" || fail "nap: no FIFO"
     fi
     read -r -t "${1:-0.05}" -u "$TOPO_NAPFD" _ || true
 }
@@ -199,7 +198,8 @@ pod_wait_listen() { wait_for "${3:-30}" _listening "$1" "$2" || fail "nothing li
 topo_setup() {
     topo_teardown
     trap topo_teardown EXIT
-    TOPO_DIR=$(mktemp -d /tmp/topo.XXXXXX); chmod 755 "$TOPO_DIR"
+    TOPO_DIR=/tmp/topo.$$.$SRANDOM
+    mkdir -m 755 "$TOPO_DIR" || fail "mkdir $TOPO_DIR"
     _node_add n1 192.168.100.1 fd00:100::1 10.1.0.1
     _node_add n2 192.168.100.2 fd00:100::2 10.2.0.1
     _veth n1 link1 n2 link2
@@ -271,7 +271,7 @@ topo_mapping() {
     } > "$1"
 }
 
-new_marker() { echo "tlshub-marker-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
+new_marker() { printf 'tlshub-marker-%08x%08x\n' "$SRANDOM" "$SRANDOM"; }
 
 # _capture_sync: send a UDP datagram to ff02::1 out of the captured
 # interface, from a shell kept in that netns (its /dev/udp: no program
@@ -308,14 +308,17 @@ _capture_sync() {
 # capture_start NETNS IFACE FILE [FILTER...]: capture every frame (-s 0) on
 # IFACE in NETNS to FILE (pcap), written packet by packet (-U,
 # --immediate-mode); tcpdump's stderr goes to FILE.log, its one line per
-# packet to FILE.txt. One capture at a time.
+# packet to FILE.txt. One capture at a time. The ring is 64 MiB: in
+# immediate mode each slot holds a full snap length (256 KiB), so 256 GSO
+# packets; tcpdump starved of CPU (TCG, a busy host) can still fall behind
+# a fast sender: capture_stop reports kernel drops, tests should fail on them.
 capture_start() {
     local ns=$1 iface=$2 file=$3; shift 3
     [ -z "$CAPTURE_PID" ] || fail "capture_start: a capture is running ($CAPTURE_FILE)"
     local filter=()
     [ $# = 0 ] || filter=("( $* ) or (udp and ip6 dst ff02::1)")
     : > "$file.txt"
-    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s 0 -U --immediate-mode -B 16384 -n -l -Z root \
+    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s 0 -U --immediate-mode -B 65536 -n -l -Z root \
         --print -w "$file" "${filter[@]}" >"$file.txt" 2>"$file.log" &
     CAPTURE_PID=$! CAPTURE_FILE=$file CAPTURE_NETNS=$ns CAPTURE_IFACE=$iface
     exec {CAPTURE_TXTFD}<"$file.txt"
