@@ -55,18 +55,21 @@ capture_stop
 [ "$CAPTURE_DROPPED" = 0 ] || fail "the capture dropped $CAPTURE_DROPPED packets"
 ok "capture on link1: $CAPTURE_PACKETS packets, none dropped"
 
-# The control: every marker the apps sent is visible on the wire.
-tlswire "$pcap" --json --expect plain --min-conns 8 --marker "$m-echo4" --marker "$m-echo6" --marker "$m-back4" \
-    --marker "$m-x1" --marker "$m-hdr4" --marker "$m-hdr6" --marker "$m-body" --marker "$m-iperf" > "$TOPO_DIR/wire.json" \
-    || { cat "$TOPO_DIR/wire.json"; fail "tlswire --expect plain"; }
-ok "tlswire --expect plain: all 8 cross-node markers seen in their connections"
-
-# The details: who talked to whom, complete streams, nothing from the same
-# node; and --expect tls says no to this capture.
-python3 - "$TOPO_DIR/wire.json" "$pcap" "$m" <<'PY' || fail "capture contents"
-import json, sys
+# The control: every marker the apps sent is visible on the wire; who
+# talked to whom, streams complete, nothing from the same node; and
+# --expect tls says no to this capture. (One python: each start costs
+# seconds under TCG. The CLI itself is tested on the host.)
+python3 - "$pcap" "$m" <<'PY' || fail "capture contents"
+import sys
 import tlswire
-res, pcap, m = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+pcap, m = sys.argv[1], sys.argv[2]
+cross = [f"{m}-{s}" for s in ("echo4", "echo6", "back4", "x1", "hdr4", "hdr6", "body", "iperf")]
+res = tlswire.analyse(pcap, [x.encode() for x in cross])
+fails = tlswire.verdict(res, "plain", 8)
+if fails:
+    tlswire.human(res, fails, "plain", sys.stdout)
+    sys.exit(1)
+print("ok   tlswire --expect plain: all 8 cross-node markers seen in their connections")
 conns = res["connections"]
 def find(client, server):
     got = [c for c in conns if c["client_ip"] == client and c["server"] == server]
@@ -82,7 +85,7 @@ find("fd00:1::11", "[fd00:2::21]:8080")
 iperf = [c for c in conns if c["server"] == "10.2.0.21:5201"]
 assert len(iperf) == 2, f"iperf3: {len(iperf)} connections (control + data)"
 data = max(iperf, key=lambda c: c["directions"]["c2s"]["bytes"])["directions"]["c2s"]
-assert data["bytes"] > 100000 and not data["gaps"], data
+assert data["bytes"] > 50000 and not data["gaps"], data
 assert len(conns) == 8, f"{len(conns)} connections on the wire, expected 8: {[(c['client'], c['server']) for c in conns]}"
 print(f"ok   wire: 8 connections, streams complete (iperf3 data {data['bytes']} bytes, no gaps)")
 

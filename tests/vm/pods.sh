@@ -232,18 +232,21 @@ topo_teardown() {
     for fd in "${SYNC_FD[@]}"; do exec {fd}>&-; done
     SYNC_FD=()
     for pid in "${TOPO_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${TOPO_PIDS[@]}"; do
+        wait_for 5 eval "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     for ns in n1 n2 a1 a2 x1 b1 "${TOPO_NETNS[@]}"; do
         [ ! -e "/run/netns/$ns" ] || cmds+=("$ns")
     done
     if [ ${#cmds[@]} -gt 0 ]; then
-        # Servers' children, nginx workers, whatever a test left behind.
+        # Servers' children, whatever a test left behind.
         read -r -d '' -a pids <<<"$(printf 'netns pids %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null)"
-        [ ${#pids[@]} = 0 ] || kill -9 "${pids[@]}" 2>/dev/null
+        if [ ${#pids[@]} -gt 0 ]; then
+            kill -9 "${pids[@]}" 2>/dev/null
+            for pid in "${pids[@]}"; do wait_for 5 eval "! kill -0 $pid 2>/dev/null"; done
+        fi
     fi
-    for pid in "${TOPO_PIDS[@]}" "${pids[@]}"; do
-        wait_for 5 eval "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
     [ ${#cmds[@]} = 0 ] || printf 'netns del %s\n' "${cmds[@]}" | ip -batch - 2>/dev/null
     TOPO_PIDS=() TOPO_NETNS=() TOPO_PODS=()
     POD_IP4=() POD_IP6=() POD_NODE=() NODE_IP4=() NODE_IP6=() NODE_GW4=()
