@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo bench-mapping clean
+.PHONY: all setup kernel kmod helper test demo bench bench-mapping clean
 
 all: kmod helper
 
@@ -22,6 +22,11 @@ test: kmod helper
 
 demo: kmod helper
 	@scripts/demo
+
+# Plain vs secured vs kTLS-ceiling pod-to-pod across two VMs (bench/tlshub-bench);
+# not part of `make test`. Results: bench/results/.
+bench: kmod helper
+	@bench/tlshub-bench
 
 # Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
 bench-mapping: kmod helper

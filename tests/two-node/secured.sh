@@ -16,9 +16,10 @@
 # Prints `ok ...` lines; exits non-zero on the first failure.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-ok() { echo "ok   [$TN_NODE] $*"; }
+ok() { echo "ok   [$TN_NODE] $* (t=$((SECONDS - T0))s)"; }
 T0=$SECONDS
 
+ok "start, VM up for $(cut -d" " -f1 /proc/uptime)s"
 tn_setup
 tn_secure
 ok "module serves $TN_NODE, secret for $TN_PEER set"
@@ -37,7 +38,7 @@ if [ "$TN_NODE" = n1 ]; then
     capture_start node eth0 "$pcap" tcp
 fi
 tn_barrier ready
-ok "servers up, capture running on n1:eth0 (t=$((SECONDS - T0))s)"
+ok "servers up, capture running on n1:eth0"
 
 # Phase 1: node 1's pods connect; phase 2: node 2's.
 if [ "$TN_NODE" = n1 ]; then
@@ -87,4 +88,4 @@ tn_barrier checked
 topo_teardown
 unload_module
 kmemleak_check
-ok "rmmod, no kmemleak report from tlshub ($((SECONDS - T0))s in the VM)"
+ok "rmmod, no kmemleak report from tlshub"

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""bench_summary: turn bench/tlshub-bench's raw runs into the comparison.
+
+    bench_summary.py RAWDIR [--rounds N --conns N --mib N --data N]
+                     [--status FILE] [--out SUMMARY.json]
+
+RAWDIR holds tlshub-bench JSON files named CASE-KIND-ROUND.json (CASE:
+plain, secured, ceiling; KIND: echo, bulk). Latency percentiles are taken
+over every successful connection of every round (nearest rank, as
+tlshub-bench does); throughput is the median of the rounds' bulk runs.
+Prints a table and the ratios; writes them as JSON with --out.
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+import time
+
+CASES = ("plain", "secured", "ceiling")
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    rank = max(1, min(len(v), -(-len(v) * p // 100)))
+    return v[int(rank) - 1]
+
+
+def load(raw, case, kind):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(raw, f"{case}-{kind}-*.json"))):
+        with open(path) as f:
+            runs.append(json.load(f))
+    return runs
+
+
+def case_summary(raw, case):
+    echo, bulk = load(raw, case, "echo"), load(raw, case, "bulk")
+    rows = [c for r in echo for c in r["connections"] if c["state"] == "success"]
+    lat = [c["connection_latency_ms"] for c in rows]
+    fb = [c["first_byte_ms"] for c in rows if c["first_byte_ms"] is not None]
+    mbps = [r["avg_throughput_mbps"] for r in bulk if r["successful_connections"] == 1]
+    return {
+        "echo_runs": len(echo),
+        "connections": sum(r["total_connections"] for r in echo),
+        "failed_connections": sum(r["failed_connections"] + r["timeout_connections"] for r in echo),
+        "connect_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99),
+                       "avg": statistics.fmean(lat) if lat else None},
+        "first_byte_ms": {"p50": pct(fb, 50), "p99": pct(fb, 99),
+                          "avg": statistics.fmean(fb) if fb else None},
+        "connections_per_second": [r["connections_per_second"] for r in echo],
+        "bulk_runs": len(bulk),
+        "bulk_failed": sum(1 for r in bulk if r["successful_connections"] != 1),
+        "bulk_mbps": mbps,
+        "bulk_mbps_median": statistics.median(mbps) if mbps else None,
+        "client_cpu_percent_bulk": [r["cpu_percent"] for r in bulk],
+    }
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--conns", type=int)
+    ap.add_argument("--mib", type=int)
+    ap.add_argument("--data", type=int)
+    ap.add_argument("--status")
+    ap.add_argument("--out")
+    a = ap.parse_args(argv)
+    cases = {c: case_summary(a.raw, c) for c in CASES}
+    p, s, c = cases["plain"], cases["secured"], cases["ceiling"]
+    ratios = {
+        "secured_over_plain_first_byte_p50": ratio(s["first_byte_ms"]["p50"], p["first_byte_ms"]["p50"]),
+        "secured_over_plain_first_byte_p99": ratio(s["first_byte_ms"]["p99"], p["first_byte_ms"]["p99"]),
+        "secured_over_plain_connect_p50": ratio(s["connect_ms"]["p50"], p["connect_ms"]["p50"]),
+        "secured_over_plain_connect_p99": ratio(s["connect_ms"]["p99"], p["connect_ms"]["p99"]),
+        "ceiling_over_plain_first_byte_p50": ratio(c["first_byte_ms"]["p50"], p["first_byte_ms"]["p50"]),
+        "secured_over_ceiling_throughput": ratio(s["bulk_mbps_median"], c["bulk_mbps_median"]),
+        "secured_over_plain_throughput": ratio(s["bulk_mbps_median"], p["bulk_mbps_median"]),
+        "ceiling_over_plain_throughput": ratio(c["bulk_mbps_median"], p["bulk_mbps_median"]),
+    }
+    f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
+    out = sys.stdout.write
+    out("\n== tlshub-bench, two nodes (TCG VMs, debug kernel: compare ratios)\n")
+    out(f"   {a.rounds} rounds; echo: {a.conns} connections x {a.data} B per round and case; bulk: {a.mib} MiB\n\n")
+    out(f"{'case':<9} {'connect p50/p99 ms':>20} {'first byte p50/p99 ms':>23} {'bulk Mbps (median)':>20}  failed\n")
+    for name, v in cases.items():
+        out(f"{name:<9} {f(v['connect_ms']['p50']) + ' / ' + f(v['connect_ms']['p99']):>20} "
+            f"{f(v['first_byte_ms']['p50']) + ' / ' + f(v['first_byte_ms']['p99']):>23} "
+            f"{f(v['bulk_mbps_median'], 1):>20}  {v['failed_connections'] + v['bulk_failed']}\n")
+    out("\nratios\n")
+    out(f"  secured / plain, connect -> first byte:  p50 x{f(ratios['secured_over_plain_first_byte_p50'], 3)}, "
+        f"p99 x{f(ratios['secured_over_plain_first_byte_p99'], 3)}\n")
+    out(f"  secured / plain, connect() latency:      p50 x{f(ratios['secured_over_plain_connect_p50'], 3)}, "
+        f"p99 x{f(ratios['secured_over_plain_connect_p99'], 3)}\n")
+    out(f"  secured / ceiling, bulk throughput:      x{f(ratios['secured_over_ceiling_throughput'], 3)}\n")
+    out(f"  secured / plain, bulk throughput:        x{f(ratios['secured_over_plain_throughput'], 3)}\n")
+    out(f"  (ceiling / plain: first byte p50 x{f(ratios['ceiling_over_plain_first_byte_p50'], 3)}, "
+        f"throughput x{f(ratios['ceiling_over_plain_throughput'], 3)})\n")
+    if a.out:
+        summary = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "setup": {"rounds": a.rounds, "echo_connections_per_round": a.conns, "echo_bytes": a.data,
+                      "bulk_mib": a.mib, "cipher": "aes-128-gcm (TLS 1.3)",
+                      "vms": "two QEMU TCG VMs, 1 vCPU each, KASAN/lockdep/kmemleak kernel"},
+            "cases": cases,
+            "ratios": ratios,
+        }
+        with open(a.out, "w") as fh:
+            json.dump(summary, fh, indent=1)
+            fh.write("\n")
+        out(f"\nsummary: {os.path.relpath(a.out)}; raw runs: {os.path.relpath(a.raw)}/\n")
+    bad = sum(v["failed_connections"] + v["bulk_failed"] for v in cases.values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
