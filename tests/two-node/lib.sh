@@ -28,6 +28,9 @@
 #   tn_put KEY VALUE         publish a value in the share
 #   tn_get KEY [SECS]        wait for the other node's value and print it
 #   tn_say TEXT...           a line prefixed with this node's name
+#   tn_trace_on              ftrace for diagnosis: TCP state changes and the
+#                            return values of tcp_set_ulp and kTLS's
+#                            setsockopt; fail dumps the trace's tail
 #   tn_echo POD HOST PORT LINE   one connection from POD (unprivileged bash,
 #                            /dev/tcp): send LINE, print the line echoed,
 #                            then close. Unlike app_echo (socat), it does not
@@ -135,12 +138,28 @@ tn_get() {
     cat "$TLSHUB_SHARED/val.$1"
 }
 
+TN_TRACE=
+tn_trace_on() {
+    local t=/sys/kernel/tracing
+    [ -e $t/trace ] || mount -t tracefs tracefs $t || return 0
+    {
+        echo 'r:tn_ulp tcp_set_ulp ret=$retval'
+        ! tls_loaded || echo 'r:tn_tlsopt tls:tls_setsockopt ret=$retval'
+    } >> $t/kprobe_events 2>/dev/null || true
+    echo 1 > $t/events/kprobes/enable 2>/dev/null || true
+    echo 1 > $t/events/sock/inet_sock_set_state/enable && TN_TRACE=$t
+}
+
 # fail (tests/vm/lib.sh), plus what this node's module says about it.
 fail() {
     echo "FAIL: [$TN_NODE] $*" >&2
     if mod_loaded; then
         echo "--- [$TN_NODE] tlshubctl status / flows / node show" >&2
         tlshubctl status >&2 || true; tlshubctl flows >&2 || true; tlshubctl node show >&2 || true
+    fi
+    if [ -n "$TN_TRACE" ]; then
+        echo "--- [$TN_NODE] trace (last 40 events)" >&2
+        grep -v '^#' "$TN_TRACE/trace" | tail -n 40 >&2
     fi
     echo "--- [$TN_NODE] kernel log (last 30 lines)" >&2
     dmesg | tail -n 30 >&2

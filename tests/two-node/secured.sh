@@ -22,6 +22,7 @@ T0=$SECONDS
 ok "start, VM up for $(cut -d" " -f1 /proc/uptime)s"
 tn_setup
 tn_secure
+tn_trace_on
 ok "module serves $TN_NODE, secret for $TN_PEER set"
 
 # Baselines, servers.
