@@ -460,15 +460,27 @@ pub(crate) fn install_locked(
     let keys = inner.keys.take().ok_or(EINVAL)?;
     let sk = &*f.sk;
     // Invariants kTLS does not check (Part 2 §3.2): established, no ULP
-    // or socket map, nothing queued by the app, nothing consumed.
+    // or socket map, nothing queued by the app, nothing consumed. Read
+    // under the socket lock: the worker is queued by the ESTABLISHED probe,
+    // which runs before the stack stores the new state, and taking the
+    // lock waits for that softirq to finish with the socket.
     let (snd, rcv) = f.isns();
-    let (write_seq, copied_seq) = sk.write_copied();
-    if sk.state() != sock::tcp_state::ESTABLISHED
-        || sk.has_ulp_or_psock()
-        || sk.in_repair()
-        || write_seq != snd.wrapping_add(1)
-        || copied_seq != rcv.wrapping_add(1)
-    {
+    let (state, ulp, repair, write_seq, copied_seq) = {
+        let _l = sk.lock();
+        let (w, c) = sk.write_copied();
+        (sk.state(), sk.has_ulp_or_psock(), sk.in_repair(), w, c)
+    };
+    let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
+    let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
+    if state != sock::tcp_state::ESTABLISHED || ulp || repair || queued != 0 || consumed != 0 {
+        pr_info!(
+            "flow not installable: state {} ulp/psock {} repair {} queued {} consumed {}\n",
+            state,
+            ulp,
+            repair,
+            queued,
+            consumed
+        );
         inc(&dp.counters.install_failures);
         return Err(crate::sys::eproto());
     }
@@ -490,6 +502,7 @@ pub(crate) fn install_locked(
             Ok(())
         }
         Err(e) => {
+            pr_info!("kTLS install failed: {:?}\n", e);
             inc(&dp.counters.install_failures);
             Err(e)
         }

@@ -23,8 +23,9 @@ pub(crate) fn load_tls() {
     // process context).
     let rc = unsafe { bindings::__request_module(true, c_str!("tls").as_char_ptr()) };
     if rc != 0 {
-        pr_warn!(
-            "could not load tls.ko ({}): secured flows will be reset\n",
+        pr_info!(
+            "request_module(tls): {}; unless tls.ko is loaded, secured flows are reset
+",
             rc
         );
     }
@@ -104,11 +105,29 @@ pub(crate) fn install(sk: &Sock, keys: &FlowKeys, client: bool) -> Result {
     let mut tx = CryptoInfo::new(tx)?;
     let mut rx = CryptoInfo::new(rx)?;
     let mut ulp = *b"tls";
-    sk.setsockopt(bindings::SOL_TCP, bindings::TCP_ULP, &mut ulp)?;
-    sk.setsockopt(bindings::SOL_TLS, bindings::TLS_TX, tx.bytes())?;
-    sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX, rx.bytes())?;
+    let step = |what: &str, r: Result| {
+        if let Err(e) = r {
+            pr_info!("kTLS {}: {:?}\n", what, e);
+        }
+        r
+    };
+    step(
+        "TCP_ULP",
+        sk.setsockopt(bindings::SOL_TCP, bindings::TCP_ULP, &mut ulp),
+    )?;
+    step(
+        "TLS_TX",
+        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_TX, tx.bytes()),
+    )?;
+    step(
+        "TLS_RX",
+        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX, rx.bytes()),
+    )?;
     // Both ends are this module and kTLS TX never pads: zero-copy decrypt.
     let mut one = 1i32.to_ne_bytes();
-    sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX_EXPECT_NO_PAD, &mut one)?;
+    step(
+        "TLS_RX_EXPECT_NO_PAD",
+        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX_EXPECT_NO_PAD, &mut one),
+    )?;
     Ok(())
 }
