@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     pub(crate) keys: Option<FlowKeys>,
     /// Reset already sent.
     pub(crate) aborted: bool,
+    /// kTLS's ops for the socket, when kTLS went on before `accept()` (the
+    /// address of a static table in tls.ko; 0: none).
+    pub(crate) tls_ops: Option<crate::sys::sock::OpsPtr>,
 }
 
 /// One connection the datapath secures.
@@ -163,6 +166,7 @@ impl Flow {
                     sock: d.sock,
                     keys: None,
                     aborted: false,
+                    tls_ops: None,
                 }),
                 cv <- new_condvar!(),
                 work <- new_work!("tlshub::Flow::work"),

@@ -152,7 +152,14 @@ pub(crate) fn accepted(n: &Socket, v6: bool) -> Result {
             inner.sock = None;
             Err(crate::sys::econnaborted())
         }
-        flow::SECURED => Ok(()),
+        flow::SECURED => {
+            // Installed before accept(): kTLS's ops go on the new socket.
+            if let Some(ops) = inner.tls_ops.take() {
+                n.set_tls_ops(ops);
+            }
+            inner.sock = None;
+            Ok(())
+        }
         _ => {
             n.set_ops(gate::stream_gate(v6));
             Ok(())

@@ -434,6 +434,19 @@ pub(crate) fn process(f: &Arc<Flow>) {
         }
         _ => {}
     }
+    if f.phase() == flow::KEYED && !f.client && inner.sock.is_none() {
+        // A passive child not accepted yet: install now, before a FIN from a
+        // client that sends and half-closes at once can move the child to
+        // CLOSE_WAIT (kTLS attaches only in ESTABLISHED).
+        match preaccept_locked(dp, f, &mut inner) {
+            Ok(()) => {}
+            Err(_) => {
+                drop(inner);
+                dp.fail(f, Reason::Install);
+            }
+        }
+        return;
+    }
     if f.phase() == flow::KEYED {
         if let Some(s) = inner.sock {
             // SAFETY: set means live (cleared by `release` under this lock).
@@ -444,6 +457,67 @@ pub(crate) fn process(f: &Arc<Flow>) {
                 dp.fail(f, Reason::Install);
             }
             f.cv.notify_all();
+        }
+    }
+}
+
+/// Install kTLS on a keyed passive child before `accept()` (flow lock held).
+/// If `accept()` got there first, the keys stay for it.
+fn preaccept_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
+    let sk = &*f.sk;
+    let (snd, rcv) = f.isns();
+    let (state, ulp, grafted, write_seq, copied_seq) = {
+        let _l = sk.lock();
+        let (w, c) = sk.write_copied();
+        (
+            sk.state(),
+            sk.has_ulp_or_psock(),
+            !sk.socket_ptr().is_null(),
+            w,
+            c,
+        )
+    };
+    if grafted {
+        return Ok(());
+    }
+    let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
+    let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
+    if state != sock::tcp_state::ESTABLISHED || ulp || queued != 0 || consumed != 0 {
+        pr_info!(
+            "child not installable: state {} ulp/psock {} queued {} consumed {}\n",
+            state,
+            ulp,
+            queued,
+            consumed
+        );
+        inc(&dp.counters.install_failures);
+        return Err(crate::sys::eproto());
+    }
+    let Some(keys) = inner.keys.take() else {
+        return Err(EINVAL);
+    };
+    // kTLS must see the family's proto (it keeps it for close and options).
+    if sock::is_poison(sk.prot()) {
+        sk.set_prot(crate::sys::gate::base_prot(f.v6));
+    }
+    let base = crate::sys::gate::base_ops(f.v6);
+    let r = sock::install_preaccept(sk, base, || crate::sys::ktls::install(sk, &keys, false));
+    match r {
+        Ok(Some(ops)) => {
+            inner.tls_ops = Some(ops);
+            f.set_phase(flow::SECURED);
+            inc(&dp.counters.secured);
+            Ok(())
+        }
+        Ok(None) => {
+            // Accepted meanwhile: accept() installs with these keys.
+            inner.keys = Some(keys);
+            Ok(())
+        }
+        Err(e) => {
+            pr_info!("kTLS install before accept failed: {:?}\n", e);
+            inc(&dp.counters.install_failures);
+            Err(e)
         }
     }
 }

@@ -481,6 +481,12 @@ unsafe extern "C" fn listen_accept(
         return -(bindings::EINVAL as i32);
     };
     let v6 = lsk.is_v6();
+    // `do_accept` gave the new socket the listener's (our) ops. The child is
+    // grafted onto it inside `inet_accept`, possibly while the worker is
+    // installing kTLS on that child (pre-accept install): kTLS must then
+    // find the family's ops there, never ours (it snapshots them into its
+    // global tables). No app thread can reach the socket before we return.
+    n.set_ops(base_ops(v6));
     // SAFETY: `arg` is the kernel's, live for the call.
     let caller_flags = unsafe { (*arg).flags };
     let blocking = caller_flags & bindings::O_NONBLOCK as i32 == 0;
@@ -510,10 +516,9 @@ unsafe extern "C" fn listen_accept(
         }
         timeo = wait_for_child(lsk, timeo);
     };
-    // `do_accept` gave the child the listener's (our) ops; until the fd
-    // exists no app thread can reach the child, so the datapath decides
-    // (and, for a flow still waiting for keys, puts the stream gate back
-    // under its flow lock).
+    // Until the fd exists no app thread can reach the child, so the
+    // datapath decides (kTLS's ops, the family's, or — for a flow still
+    // waiting for keys — the stream gate, under its flow lock).
     n.set_ops(base_ops(v6));
     if err != 0 {
         return err;

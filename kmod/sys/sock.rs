@@ -439,6 +439,94 @@ impl Socket {
     }
 }
 
+/// Install kTLS on a passive child before `accept()` has taken it (its
+/// `sk_socket` is NULL; kTLS needs one): a private stand-in `struct socket`
+/// is grafted while `install` runs, unless `accept()` grafted the real one
+/// first (`Ok(None)`: nothing done, the caller leaves the install to
+/// accept). On success returns the ops kTLS chose for the socket, for
+/// `accept()` to put on the real socket. If `accept()` grafts the real
+/// socket meanwhile, kTLS finishes on it (its ops are then the family's:
+/// our accept sets them first) and the stand-in is simply dropped.
+pub(crate) fn install_preaccept(
+    sk: &Sock,
+    base: *const bindings::proto_ops,
+    install: impl FnOnce() -> Result,
+) -> Result<Option<OpsPtr>> {
+    crate::sys::rcu::might_sleep();
+    let shadow = KBox::new(
+        // SAFETY: all-zero is a valid `socket_alloc` (plain data and null
+        // pointers), as `kzalloc` would give.
+        unsafe { core::mem::zeroed::<bindings::socket_alloc>() },
+        GFP_KERNEL,
+    )?;
+    let shadow = KBox::into_raw(shadow);
+    let sh_sock = shadow.cast::<bindings::socket>();
+    // SAFETY: ours; the socket is the first field of `socket_alloc`.
+    unsafe {
+        (*sh_sock).state = bindings::socket_state_SS_CONNECTED;
+        (*sh_sock).type_ = bindings::sock_type_SOCK_STREAM as i16;
+        (*sh_sock).sk = sk.as_ptr();
+        (*sh_sock).ops = base;
+    }
+    // SAFETY: live sock; `sk_callback_lock` is what `sock_graft` takes, so
+    // the NULL check and the graft are atomic with respect to accept.
+    let grafted = unsafe {
+        let lock = ptr::addr_of_mut!((*sk.as_ptr()).sk_callback_lock);
+        bindings::write_lock_bh(lock);
+        let free = (*sk.as_ptr()).sk_socket.is_null();
+        if free {
+            bindings::sk_set_socket(sk.as_ptr(), sh_sock);
+        }
+        bindings::write_unlock_bh(lock);
+        free
+    };
+    if !grafted {
+        // SAFETY: from `KBox::into_raw`; never published.
+        drop(unsafe { KBox::from_raw(shadow) });
+        return Ok(None);
+    }
+    let res = install();
+    // SAFETY: as above; ungraft only if accept has not replaced us.
+    let ops = unsafe {
+        let lock = ptr::addr_of_mut!((*sk.as_ptr()).sk_callback_lock);
+        bindings::write_lock_bh(lock);
+        if ptr::eq((*sk.as_ptr()).sk_socket, sh_sock) {
+            bindings::sk_set_socket(sk.as_ptr(), ptr::null_mut());
+        }
+        bindings::write_unlock_bh(lock);
+        (*sh_sock).ops
+    };
+    // SAFETY: from `KBox::into_raw`; no longer grafted (or replaced).
+    drop(unsafe { KBox::from_raw(shadow) });
+    res.map(|()| Some(OpsPtr(ops)))
+}
+
+/// A socket ops table kTLS chose (a static table in tls.ko, which cannot
+/// be unloaded while a socket uses it).
+#[derive(Clone, Copy)]
+pub(crate) struct OpsPtr(*const bindings::proto_ops);
+
+// SAFETY: a pointer to an immutable static table.
+unsafe impl Send for OpsPtr {}
+
+impl Socket {
+    /// Put kTLS's ops (from [`install_preaccept`]) on an accepted socket
+    /// that no app thread can reach yet, as kTLS would have: its ops, and
+    /// no `SOCK_SUPPORT_ZC`.
+    pub(crate) fn set_tls_ops(&self, ops: OpsPtr) {
+        // SAFETY: live socket; the flags word is updated atomically.
+        unsafe {
+            let word =
+                ptr::addr_of_mut!((*self.as_ptr()).flags).cast::<core::sync::atomic::AtomicUsize>();
+            (*word).fetch_and(
+                !(1usize << bindings::SOCK_SUPPORT_ZC),
+                core::sync::atomic::Ordering::SeqCst,
+            );
+        }
+        self.set_ops(ops.0);
+    }
+}
+
 /// Run `install` on `sk` while a private stand-in `struct socket` is grafted
 /// in place of `real`: kTLS rewrites `sk->sk_socket->ops` while it installs,
 /// so app threads keep seeing `real`'s ops (the gate) until TX and RX are
