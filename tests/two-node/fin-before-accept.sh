@@ -88,6 +88,7 @@ tn_barrier done
 if [ "$TN_NODE" = n1 ]; then
     echo "server a1 (secured):"; sed 's/^/  /' "$TOPO_DIR/srv-a1.log"
     tlshubctl status | grep -E '^(flows-secured|install-failures|reset-install):'
+    echo "kernel log (tlshub):"; dmesg | grep tlshub | tail -n 20 | sed 's/^/  /'
     if [ -n "$TN_TRACE" ]; then
         echo "trace (port 7100 state changes, tcp_set_ulp / kTLS setsockopt returns):"
         grep -v '^#' "$TN_TRACE/trace" | grep -E 'sport=7100|dport=7100|tn_ulp|tn_tlsopt' \
