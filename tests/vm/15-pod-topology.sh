@@ -75,8 +75,9 @@ def find(client, server):
     got = [c for c in conns if c["client_ip"] == client and c["server"] == server]
     assert len(got) == 1, f"{client} -> {server}: {len(got)} connections"
     return got[0]
-for client, server, n in (("10.1.0.11", "10.2.0.21:7000", len(m) + 6), ("fd00:1::11", "[fd00:2::21]:7000", len(m) + 6),
-                          ("10.2.0.21", "10.1.0.11:7000", len(m) + 6), ("10.1.0.99", "10.2.0.21:7000", len(m) + 3)):
+# app_echo sends the line and its newline.
+for client, server, n in (("10.1.0.11", "10.2.0.21:7000", len(m) + 7), ("fd00:1::11", "[fd00:2::21]:7000", len(m) + 7),
+                          ("10.2.0.21", "10.1.0.11:7000", len(m) + 7), ("10.1.0.99", "10.2.0.21:7000", len(m) + 4)):
     c = find(client, server)
     for name, d in c["directions"].items():
         assert d["bytes"] == n and d["isn_known"] and d["fin"] and not d["gaps"], (client, server, name, d)

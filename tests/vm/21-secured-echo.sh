@@ -30,8 +30,7 @@ expect_eq "a1 -> b1 echo, IPv4" "$m-echo4" "$(app_echo a1 "$(pod_ip4 b1)" 7000 "
 expect_eq "a1 -> b1 echo, IPv6" "$m-echo6" "$(app_echo a1 "$(pod_ip6 b1)" 7000 "$m-echo6")"
 # An IPv6 socket to b1's IPv4 address as v4-mapped IPv6 (dual-stack apps):
 # the same pods, the same keys as plain IPv4.
-out=$(printf '%s' "$m-mapped" | pod_exec a1 socat -t 20 -T 60 - "TCP6:[::ffff:$(pod_ip4 b1)]:7000")
-expect_eq "a1 -> b1 echo, v4-mapped IPv6" "$m-mapped" "$out"
+expect_eq "a1 -> b1 echo, v4-mapped IPv6" "$m-mapped" "$(app_echo a1 "::ffff:$(pod_ip4 b1)" 7000 "$m-mapped")"
 expect_eq "x1 (unmapped) -> b1 echo" "$m-plain" "$(app_echo x1 "$(pod_ip4 b1)" 7000 "$m-plain")"
 expect_eq "a1 -> a2 echo (same node)" "$m-local" "$(app_echo a1 "$(pod_ip4 a2)" 7000 "$m-local")"
 capture_stop

@@ -359,10 +359,12 @@ app_echo_server() {
 
 # app_echo POD HOST PORT DATA: prints what came back (HOST: IPv4, or IPv6 bare or bracketed).
 app_echo() {
+    # bash's /dev/tcp keeps the socket open until the echo is back, then
+    # closes: unlike `socat -` (which half-closes at stdin EOF), the client's
+    # FIN never overtakes the server's accept() (see README, datapath limits).
     local host=${2#[}; host=${host%]}
-    local addr="TCP4:$host:$3"
-    [[ $host != *:* ]] || addr="TCP6:[$host]:$3"
-    printf '%s' "$4" | pod_exec "$1" socat -t 20 -T 60 - "$addr"
+    pod_exec "$1" bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1; printf "%s\n" "$3" >&3
+        IFS= read -r -t 60 line <&3 || exit 1; printf "%s" "$line"' _ "$host" "$3" "$4"
 }
 
 app_nginx() {
