@@ -56,14 +56,9 @@ pub(crate) fn enter(s: &Socket, send: bool, nonblock: bool) -> Result {
     loop {
         match f.phase() {
             flow::SECURED => return Ok(()),
-            flow::FAILED | flow::CLOSED => {
-                let e = sk.take_error();
-                return Err(if e < 0 {
-                    Error::from_errno(e)
-                } else {
-                    crate::sys::econnaborted()
-                });
-            }
+            // Not `sock_error()`: that would clear the `sk_err` poison a
+            // stale sender inside the plain send path must still see.
+            flow::FAILED | flow::CLOSED => return Err(crate::sys::econnaborted()),
             flow::KEYED => {
                 if inner.sock.is_none() {
                     inner.sock = Some(SocketPtr::new(s));

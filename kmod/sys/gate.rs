@@ -454,7 +454,7 @@ fn wait_for_child(listener: &Sock, timeo: isize) -> isize {
         let empty =
             ptr::read_volatile(ptr::addr_of!((*icsk).icsk_accept_queue.rskq_accept_head)).is_null();
         let left = if empty && !dp::draining() {
-            let hz = bindings::HZ as isize;
+            let hz = bindings::CONFIG_HZ as isize;
             let slice = core::cmp::min(timeo, hz / 2);
             timeo - slice + bindings::schedule_timeout(slice)
         } else {

@@ -251,12 +251,6 @@ impl Sock {
         SockRef(ptr::NonNull::from(&self.0).cast())
     }
 
-    /// The socket's error (`sock_error`, clears it), as a negative errno.
-    pub(crate) fn take_error(&self) -> i32 {
-        // SAFETY: live sock.
-        unsafe { bindings::sock_error(self.raw()) }
-    }
-
     /// Abort the connection with an RST (`tcp_abort`). Process context, the
     /// socket lock not held by the caller.
     pub(crate) fn abort(&self, err: i32) {

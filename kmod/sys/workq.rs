@@ -102,12 +102,13 @@ pub(crate) fn jiffies() -> u64 {
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(bindings::jiffies)) as u64 }
 }
 
-/// Milliseconds to jiffies (rounded up).
+/// Milliseconds to jiffies (rounded up). `CONFIG_HZ`, the kernel's tick:
+/// the bindings' `HZ` is the user-space `USER_HZ` (100).
 pub(crate) fn ms_to_jiffies(ms: u32) -> u64 {
-    (u64::from(ms) * u64::from(bindings::HZ)).div_ceil(1000)
+    (u64::from(ms) * u64::from(bindings::CONFIG_HZ)).div_ceil(1000)
 }
 
 /// Jiffies to milliseconds.
 pub(crate) fn jiffies_to_ms(j: u64) -> u64 {
-    j * 1000 / u64::from(bindings::HZ)
+    j * 1000 / u64::from(bindings::CONFIG_HZ)
 }
