@@ -106,7 +106,9 @@ pub mod stats {
     pub const RESET_UNSUPPORTED: u16 = 16;
     pub const RESET_UNLOAD: u16 = 17;
     pub const FLOWS_TRACKED: u16 = 18;
-    pub const MAX: u16 = FLOWS_TRACKED;
+    pub const GUARD_DROPS: u16 = 19;
+    pub const RESET_GUARD: u16 = 20;
+    pub const MAX: u16 = RESET_GUARD;
 }
 
 /// Attribute set `peer`.

@@ -188,6 +188,8 @@ impl Control {
             (stats::RESET_UNSUPPORTED, &c.reset_unsupported),
             (stats::RESET_UNLOAD, &c.reset_unload),
             (stats::FLOWS_TRACKED, &c.tracked),
+            (stats::GUARD_DROPS, &c.guard_drops),
+            (stats::RESET_GUARD, &c.reset_guard),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

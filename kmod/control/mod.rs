@@ -77,6 +77,8 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::RESET_UNSUPPORTED, Kind::U64),
         (stats::RESET_UNLOAD, Kind::U64),
         (stats::FLOWS_TRACKED, Kind::U64),
+        (stats::GUARD_DROPS, Kind::U64),
+        (stats::RESET_GUARD, Kind::U64),
     ],
 };
 

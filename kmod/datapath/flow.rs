@@ -48,6 +48,8 @@ pub(crate) enum Reason {
     StaleSender,
     Unsupported,
     Unload,
+    /// The wire guard saw a segment that was not TLS.
+    Guard,
 }
 
 impl Reason {
@@ -58,6 +60,7 @@ impl Reason {
             Reason::StaleSender => 3,
             Reason::Unsupported => 4,
             Reason::Unload => 5,
+            Reason::Guard => 6,
         }
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct Counters {
     pub(crate) reset_unsupported: AtomicU64,
     pub(crate) reset_unload: AtomicU64,
     pub(crate) tracked: AtomicU64,
+    pub(crate) guard_drops: AtomicU64,
+    pub(crate) reset_guard: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -266,6 +268,7 @@ impl Datapath {
             Reason::StaleSender => &self.counters.reset_stale_sender,
             Reason::Unsupported => &self.counters.reset_unsupported,
             Reason::Unload => &self.counters.reset_unload,
+            Reason::Guard => &self.counters.reset_guard,
         });
     }
 

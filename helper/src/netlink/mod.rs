@@ -118,11 +118,13 @@ pub struct Stats {
     pub reset_unload: u64,
     /// A gauge: flows tracked right now.
     pub flows_tracked: u64,
+    pub guard_drops: u64,
+    pub reset_guard: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 19] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -141,6 +143,8 @@ impl Stats {
             ("reset-unsupported", self.reset_unsupported),
             ("reset-unload", self.reset_unload),
             ("flows-tracked", self.flows_tracked),
+            ("guard-drops", self.guard_drops),
+            ("reset-guard", self.reset_guard),
         ]
     }
 
@@ -165,6 +169,8 @@ impl Stats {
             s::RESET_UNSUPPORTED => &mut self.reset_unsupported,
             s::RESET_UNLOAD => &mut self.reset_unload,
             s::FLOWS_TRACKED => &mut self.flows_tracked,
+            s::GUARD_DROPS => &mut self.guard_drops,
+            s::RESET_GUARD => &mut self.reset_guard,
             _ => return None,
         })
     }

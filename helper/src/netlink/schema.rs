@@ -305,6 +305,8 @@ pub static STATS: AttrSet = AttrSet {
         ),
         attr("reset-unload", uapi::stats::RESET_UNLOAD, Type::U64),
         attr("flows-tracked", uapi::stats::FLOWS_TRACKED, Type::U64),
+        attr("guard-drops", uapi::stats::GUARD_DROPS, Type::U64),
+        attr("reset-guard", uapi::stats::RESET_GUARD, Type::U64),
     ],
 };
 
