@@ -31,7 +31,7 @@ struct Index {
 
 impl Index {
     fn hash(&self, k: u64) -> u32 {
-        (probe::hash_bytes(7, &k.to_le_bytes())) & ((1u32 << self.hash_bits) - 1)
+        probe::hash_bytes(7, &k.to_le_bytes()) & (u32::MAX >> (32 - self.hash_bits))
     }
     fn find(&self, k: u64) -> Option<usize> {
         probe::find(&self.slots, self.hash(k), |e| {
