@@ -108,7 +108,8 @@ pub mod stats {
     pub const FLOWS_TRACKED: u16 = 18;
     pub const GUARD_DROPS: u16 = 19;
     pub const RESET_GUARD: u16 = 20;
-    pub const MAX: u16 = RESET_GUARD;
+    pub const RESET_KEY_REFUSED: u16 = 21;
+    pub const MAX: u16 = RESET_KEY_REFUSED;
 }
 
 /// Attribute set `peer`.

@@ -190,6 +190,7 @@ impl Control {
             (stats::FLOWS_TRACKED, &c.tracked),
             (stats::GUARD_DROPS, &c.guard_drops),
             (stats::RESET_GUARD, &c.reset_guard),
+            (stats::RESET_KEY_REFUSED, &c.reset_key_refused),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

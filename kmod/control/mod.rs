@@ -79,6 +79,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::FLOWS_TRACKED, Kind::U64),
         (stats::GUARD_DROPS, Kind::U64),
         (stats::RESET_GUARD, Kind::U64),
+        (stats::RESET_KEY_REFUSED, Kind::U64),
     ],
 };
 

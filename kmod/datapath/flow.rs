@@ -50,6 +50,8 @@ pub(crate) enum Reason {
     Unload,
     /// The wire guard saw a segment that was not TLS.
     Guard,
+    /// The key provider said no secret can be had for the peer.
+    KeyRefused,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Unsupported => 4,
             Reason::Unload => 5,
             Reason::Guard => 6,
+            Reason::KeyRefused => 7,
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) struct Counters {
     pub(crate) tracked: AtomicU64,
     pub(crate) guard_drops: AtomicU64,
     pub(crate) reset_guard: AtomicU64,
+    pub(crate) reset_key_refused: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -269,6 +270,7 @@ impl Datapath {
             Reason::Unsupported => &self.counters.reset_unsupported,
             Reason::Unload => &self.counters.reset_unload,
             Reason::Guard => &self.counters.reset_guard,
+            Reason::KeyRefused => &self.counters.reset_key_refused,
         });
     }
 

@@ -120,11 +120,12 @@ pub struct Stats {
     pub flows_tracked: u64,
     pub guard_drops: u64,
     pub reset_guard: u64,
+    pub reset_key_refused: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 19] {
+    pub fn counters(&self) -> [(&'static str, u64); 20] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -145,6 +146,7 @@ impl Stats {
             ("flows-tracked", self.flows_tracked),
             ("guard-drops", self.guard_drops),
             ("reset-guard", self.reset_guard),
+            ("reset-key-refused", self.reset_key_refused),
         ]
     }
 
@@ -171,6 +173,7 @@ impl Stats {
             s::FLOWS_TRACKED => &mut self.flows_tracked,
             s::GUARD_DROPS => &mut self.guard_drops,
             s::RESET_GUARD => &mut self.reset_guard,
+            s::RESET_KEY_REFUSED => &mut self.reset_key_refused,
             _ => return None,
         })
     }

@@ -307,6 +307,7 @@ pub static STATS: AttrSet = AttrSet {
         attr("flows-tracked", uapi::stats::FLOWS_TRACKED, Type::U64),
         attr("guard-drops", uapi::stats::GUARD_DROPS, Type::U64),
         attr("reset-guard", uapi::stats::RESET_GUARD, Type::U64),
+        attr("reset-key-refused", uapi::stats::RESET_KEY_REFUSED, Type::U64),
     ],
 };
 
