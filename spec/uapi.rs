@@ -12,6 +12,7 @@ pub const MAX_POD_IPS: usize = 8;
 pub const DEFAULT_AGENT_PORT: u16 = 7443;
 pub const PSK_LEN: usize = 32;
 pub const MAX_LOCAL_NODES: usize = 16;
+pub const ERROR_MAX_LEN: usize = 128;
 /// Multicast group names (`mcast-groups`), in spec order.
 pub const MCGRP_KEYS: &str = "keys";
 
@@ -35,6 +36,15 @@ pub mod flow_state {
 pub mod role {
     pub const CLIENT: u32 = 1;
     pub const SERVER: u32 = 2;
+}
+
+/// `enum peer-state`.
+pub mod peer_state {
+    pub const WAITING: u32 = 1;
+    pub const ESTABLISHED: u32 = 2;
+    pub const EXPIRED: u32 = 3;
+    pub const FAILED: u32 = 4;
+    pub const NONE: u32 = 5;
 }
 
 /// `enum mode` (the seed's `key_provider_mode`).
@@ -64,7 +74,8 @@ pub mod cmd {
     pub const CONFIG_GET: u8 = 15;
     pub const FLOWS_GET: u8 = 16;
     pub const KEY_REQUEST: u8 = 17;
-    pub const MAX: u8 = KEY_REQUEST;
+    pub const PEER_FAIL: u8 = 18;
+    pub const MAX: u8 = PEER_FAIL;
 }
 
 /// Attribute set `pod`.
@@ -119,7 +130,13 @@ pub mod peer {
     pub const PSK: u16 = 3;
     pub const EPOCH: u16 = 4;
     pub const PENDING: u16 = 5;
-    pub const MAX: u16 = PENDING;
+    pub const LIFETIME_MS: u16 = 6;
+    pub const ERROR: u16 = 7;
+    pub const STATE: u16 = 8;
+    pub const AGE_MS: u16 = 9;
+    pub const EXPIRES_MS: u16 = 10;
+    pub const ERROR_AGE_MS: u16 = 11;
+    pub const MAX: u16 = ERROR_AGE_MS;
 }
 
 /// Attribute set `flow`.

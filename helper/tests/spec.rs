@@ -87,6 +87,8 @@ fn family_and_constants() {
     assert_eq!(tlshub::psk::PSK_LEN, uapi::PSK_LEN);
     let local = definition(&spec, "max-local-nodes");
     assert_eq!(local["value"].as_u64(), Some(uapi::MAX_LOCAL_NODES as u64));
+    let error = definition(&spec, "error-max-len");
+    assert_eq!(error["value"].as_u64(), Some(uapi::ERROR_MAX_LEN as u64));
 }
 
 /// The spec has no top-level section, definition or definition type the
@@ -206,6 +208,16 @@ fn cipher_flow_state_and_role_enums() {
             ("server", uapi::role::SERVER)
         ])
     );
+    assert_eq!(
+        enum_entries(&spec, "peer-state"),
+        map(&[
+            ("waiting", uapi::peer_state::WAITING),
+            ("established", uapi::peer_state::ESTABLISHED),
+            ("expired", uapi::peer_state::EXPIRED),
+            ("failed", uapi::peer_state::FAILED),
+            ("none", uapi::peer_state::NONE),
+        ])
+    );
     // The library's Cipher uses the same names and values, for all of them.
     let ciphers = enum_entries(&spec, "cipher");
     assert_eq!(Cipher::ALL.len(), ciphers.len());
@@ -315,6 +327,12 @@ fn attribute_sets() {
                     ("psk", uapi::peer::PSK),
                     ("epoch", uapi::peer::EPOCH),
                     ("pending", uapi::peer::PENDING),
+                    ("lifetime-ms", uapi::peer::LIFETIME_MS),
+                    ("error", uapi::peer::ERROR),
+                    ("state", uapi::peer::STATE),
+                    ("age-ms", uapi::peer::AGE_MS),
+                    ("expires-ms", uapi::peer::EXPIRES_MS),
+                    ("error-age-ms", uapi::peer::ERROR_AGE_MS),
                 ]),
                 uapi::peer::MAX,
             ),
@@ -419,6 +437,7 @@ fn commands() {
         ("config-get", uapi::cmd::CONFIG_GET),
         ("flows-get", uapi::cmd::FLOWS_GET),
         ("key-request", uapi::cmd::KEY_REQUEST),
+        ("peer-fail", uapi::cmd::PEER_FAIL),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(

@@ -108,17 +108,35 @@ pub static ROLE_ENUM: Enum = Enum {
     ],
 };
 
+pub static PEER_STATE_ENUM: Enum = Enum {
+    name: "peer-state",
+    entries: &[
+        ("waiting", uapi::peer_state::WAITING),
+        ("established", uapi::peer_state::ESTABLISHED),
+        ("expired", uapi::peer_state::EXPIRED),
+        ("failed", uapi::peer_state::FAILED),
+        ("none", uapi::peer_state::NONE),
+    ],
+};
+
 /// Every enum definition of the spec.
-pub static ENUMS: [&Enum; 4] = [&MODE_ENUM, &CIPHER_ENUM, &FLOW_STATE_ENUM, &ROLE_ENUM];
+pub static ENUMS: [&Enum; 5] = [
+    &MODE_ENUM,
+    &CIPHER_ENUM,
+    &FLOW_STATE_ENUM,
+    &ROLE_ENUM,
+    &PEER_STATE_ENUM,
+];
 
 /// Every `const` definition of the spec, by name.
-pub static CONSTS: [(&str, u64); 6] = [
+pub static CONSTS: [(&str, u64); 7] = [
     ("name-max-len", uapi::NAME_MAX_LEN as u64),
     ("pod-name-max-len", uapi::POD_NAME_MAX_LEN as u64),
     ("max-pod-ips", uapi::MAX_POD_IPS as u64),
     ("default-agent-port", uapi::DEFAULT_AGENT_PORT as u64),
     ("psk-len", uapi::PSK_LEN as u64),
     ("max-local-nodes", uapi::MAX_LOCAL_NODES as u64),
+    ("error-max-len", uapi::ERROR_MAX_LEN as u64),
 ];
 
 /// Bounds of `key-timeout-ms` (its `checks`).
@@ -307,7 +325,11 @@ pub static STATS: AttrSet = AttrSet {
         attr("flows-tracked", uapi::stats::FLOWS_TRACKED, Type::U64),
         attr("guard-drops", uapi::stats::GUARD_DROPS, Type::U64),
         attr("reset-guard", uapi::stats::RESET_GUARD, Type::U64),
-        attr("reset-key-refused", uapi::stats::RESET_KEY_REFUSED, Type::U64),
+        attr(
+            "reset-key-refused",
+            uapi::stats::RESET_KEY_REFUSED,
+            Type::U64,
+        ),
     ],
 };
 
@@ -319,6 +341,12 @@ pub static PEER: AttrSet = AttrSet {
         attr("psk", uapi::peer::PSK, Type::Binary).exact_len(uapi::PSK_LEN),
         attr("epoch", uapi::peer::EPOCH, Type::U64),
         attr("pending", uapi::peer::PENDING, Type::U32),
+        attr("lifetime-ms", uapi::peer::LIFETIME_MS, Type::U32),
+        attr("error", uapi::peer::ERROR, Type::String).max_len(uapi::ERROR_MAX_LEN),
+        attr("state", uapi::peer::STATE, Type::U32).of(&PEER_STATE_ENUM),
+        attr("age-ms", uapi::peer::AGE_MS, Type::U64),
+        attr("expires-ms", uapi::peer::EXPIRES_MS, Type::U64),
+        attr("error-age-ms", uapi::peer::ERROR_AGE_MS, Type::U64),
     ],
 };
 
@@ -463,9 +491,10 @@ pub static FLOWS_GET: Op =
     op("flows-get", uapi::cmd::FLOWS_GET, true).dumpit(&[], Some(&[a::FLOW]));
 pub static KEY_REQUEST: Op = op("key-request", uapi::cmd::KEY_REQUEST, false)
     .event(&[a::NODE_NAME, a::LOCAL_NODE], uapi::MCGRP_KEYS);
+pub static PEER_FAIL: Op = op("peer-fail", uapi::cmd::PEER_FAIL, true).doit(&[a::PEER], None);
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 17] = [
+pub static OPS: [&Op; 18] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -483,6 +512,7 @@ pub static OPS: [&Op; 17] = [
     &CONFIG_GET,
     &FLOWS_GET,
     &KEY_REQUEST,
+    &PEER_FAIL,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
