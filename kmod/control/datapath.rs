@@ -4,14 +4,20 @@
 //! secrets, cipher and key timeout, the flow list, and the datapath
 //! counters in `status-get`. The secret is write-only: no reply carries it,
 //! and the request buffer is the core's (freed with the message).
+//!
+//! The key provider's side (`peer-set` with a lifetime, `peer-fail`,
+//! `peer-get`) works on the datapath's `Peers` under its lock, and wakes or
+//! resets the flows it hands back after unlocking.
 
 use super::{count, put_ip, str_of, Control};
 use crate::datapath::{self, flow};
-use crate::keys::peers::SetError;
+use crate::keys::peers::{PeerState, SetError};
+use crate::keys::schedule::NodePairSecret;
 use crate::state::ident;
 use crate::sys::genl::{Dump, Request, Writer};
 use crate::sys::nlattr::Attr;
 use crate::sys::rcu::Guard;
+use crate::sys::workq;
 use crate::uapi::{self, attr, cmd, peer, stats};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
@@ -62,6 +68,7 @@ impl Control {
         let mut name = None;
         let mut psk = None;
         let mut epoch = None;
+        let mut lifetime = None;
         for x in a.nested() {
             match x.ty() {
                 peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
@@ -72,7 +79,13 @@ impl Control {
                         .map_err(|e| req.fail(e, Some(&x), c"epoch: must be 8 bytes"))?;
                     epoch = Some(u64::from_ne_bytes(e));
                 }
-                peer::NAME | peer::PSK | peer::EPOCH => {
+                peer::LIFETIME_MS if lifetime.is_none() => {
+                    let ms = x
+                        .u32()
+                        .map_err(|e| req.fail(e, Some(&x), c"lifetime-ms: must be 4 bytes"))?;
+                    lifetime = Some(ms);
+                }
+                peer::NAME | peer::PSK | peer::EPOCH | peer::LIFETIME_MS => {
                     return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"))
                 }
                 _ => {}
@@ -84,13 +97,18 @@ impl Control {
         if psk.len() != uapi::PSK_LEN {
             return Err(req.fail(EINVAL, Some(&a), c"psk: must be 32 bytes"));
         }
-        let epoch = match self.dp.set_secret(name, psk, epoch)? {
+        // 0: never expires, as when absent.
+        let res = match lifetime.filter(|&ms| ms != 0) {
+            None => self.dp.set_secret(name, psk, epoch)?,
+            Some(ms) => self.set_expiring(name, psk, epoch, workq::ms_to_jiffies(ms))?,
+        };
+        let epoch = match res {
             Ok(e) => e,
             Err(SetError::EpochConflict) => {
                 return Err(req.fail(
                     EEXIST,
                     Some(&a),
-                    c"a different secret already has this epoch",
+                    c"a different secret (or an expired one) has this epoch",
                 ))
             }
             Err(SetError::EpochOld) => {
@@ -103,6 +121,73 @@ impl Control {
             w.put_u64(peer::EPOCH, epoch, peer::PAD)
         })?;
         r.send()
+    }
+
+    /// `peer-set` with a lifetime (in jiffies): install the secret and key
+    /// the flows that waited for it (as `Datapath::set_secret`).
+    fn set_expiring(
+        &self,
+        name: &[u8],
+        psk: &[u8],
+        epoch: Option<u64>,
+        lifetime: u64,
+    ) -> Result<core::result::Result<u64, SetError>> {
+        let mut woken = KVec::new();
+        let res = {
+            let mut peers = self.dp.peers();
+            let epoch = match epoch {
+                Some(e) => e,
+                None => peers.next_epoch(name),
+            };
+            let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
+            peers.set_with(name, &secret, Some(lifetime), &mut woken)?
+        };
+        for f in woken {
+            self.dp.kick(&f);
+        }
+        Ok(res)
+    }
+
+    /// `peer-fail`: the key provider cannot get a secret for a peer. Every
+    /// input is checked before anything changes.
+    pub(super) fn peer_fail(&self, req: &Request<'_>) -> Result {
+        let a = req
+            .single(attr::PEER)?
+            .ok_or_else(|| req.missing(attr::PEER, c"peer missing"))?;
+        let mut name = None;
+        let mut error = None;
+        for x in a.nested() {
+            match x.ty() {
+                peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
+                peer::ERROR if error.is_none() => {
+                    let e = str_of(req, &x)?;
+                    if e.len() > uapi::ERROR_MAX_LEN {
+                        return Err(req.fail(EINVAL, Some(&x), c"error: longer than 128 bytes"));
+                    }
+                    if e.is_empty() {
+                        return Err(req.fail(EINVAL, Some(&x), c"error: empty"));
+                    }
+                    error = Some(e);
+                }
+                peer::NAME | peer::ERROR => {
+                    return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"))
+                }
+                _ => {}
+            }
+        }
+        let name =
+            name.ok_or_else(|| req.missing_in(Some(&a), peer::NAME, c"peer name missing"))?;
+        let error = error.ok_or_else(|| req.missing_in(Some(&a), peer::ERROR, c"error missing"))?;
+        let mut refused = KVec::new();
+        self.dp.peers().fail(name, error, &mut refused)?;
+        for f in refused {
+            // A flow is parked by its worker, which holds the flow's lock
+            // until it has marked the flow waiting: taking the lock once
+            // orders the reset after that mark, so it cannot be undone.
+            drop(f.inner.lock());
+            self.dp.fail(&f, flow::Reason::KeyRefused);
+        }
+        Ok(())
     }
 
     pub(super) fn peer_del(&self, req: &Request<'_>) -> Result {
@@ -198,18 +283,33 @@ impl Control {
         Ok(())
     }
 
-    /// peer-get dump: one message per peer; cursor 0 is the index.
+    /// peer-get dump: one message per peer; cursor 0 is the index. Expired
+    /// secrets are wiped first.
     pub(super) fn peer_dump(&self, dump: &mut Dump<'_>) -> Result {
         let mut i = dump.cursor(0);
-        let peers = self.dp.peers();
+        let now = workq::jiffies();
+        let mut peers = self.dp.peers();
+        peers.sweep(now);
         for p in peers.iter().skip(i) {
             let more = dump.entry(cmd::PEER_GET, |w| {
                 w.nest(attr::PEER, |w| {
                     w.put_str(peer::NAME, p.name())?;
+                    w.put_u32(peer::STATE, peer_state(p.state(now)))?;
                     if let Some(e) = p.epoch() {
                         w.put_u64(peer::EPOCH, e, peer::PAD)?;
                     }
-                    w.put_u32(peer::PENDING, count(p.pending()))
+                    w.put_u32(peer::PENDING, count(p.pending()))?;
+                    if let Some(ms) = p.age_ms(now) {
+                        w.put_u64(peer::AGE_MS, ms, peer::PAD)?;
+                    }
+                    if let Some(ms) = p.expires_ms(now) {
+                        w.put_u64(peer::EXPIRES_MS, ms, peer::PAD)?;
+                    }
+                    if let Some((text, ms)) = p.error(now) {
+                        w.put_str(peer::ERROR, text)?;
+                        w.put_u64(peer::ERROR_AGE_MS, ms, peer::PAD)?;
+                    }
+                    Ok(())
                 })
             })?;
             if !more {
@@ -243,6 +343,17 @@ impl Control {
             (None, None) => dump.set_cursor(1, 1),
         }
         Ok(())
+    }
+}
+
+fn peer_state(s: PeerState) -> u32 {
+    use uapi::peer_state as ps;
+    match s {
+        PeerState::Waiting => ps::WAITING,
+        PeerState::Established => ps::ESTABLISHED,
+        PeerState::Expired => ps::EXPIRED,
+        PeerState::Failed => ps::FAILED,
+        PeerState::None => ps::NONE,
     }
 }
 

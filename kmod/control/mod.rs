@@ -90,6 +90,20 @@ static PEER_SET: AttrSet = AttrSet {
         (peer::PSK, Kind::Exact(uapi::PSK_LEN as u16)),
         (peer::EPOCH, Kind::U64),
         (peer::PENDING, Kind::U32 { max: None }),
+        // 0 = never expires; any u32 of milliseconds.
+        (peer::LIFETIME_MS, Kind::U32 { max: None }),
+        // Unbounded here: its limit (uapi::ERROR_MAX_LEN) is checked in
+        // Rust, EINVAL naming the attribute.
+        (peer::ERROR, Kind::Str { max_len: 0 }),
+        (
+            peer::STATE,
+            Kind::U32 {
+                max: Some(uapi::peer_state::NONE as u16),
+            },
+        ),
+        (peer::AGE_MS, Kind::U64),
+        (peer::EXPIRES_MS, Kind::U64),
+        (peer::ERROR_AGE_MS, Kind::U64),
     ],
 };
 
@@ -196,6 +210,7 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         ),
         op(cmd::CONFIG_GET, false, false, &[]),
         dump_op(cmd::FLOWS_GET, true),
+        op(cmd::PEER_FAIL, true, false, &[attr::PEER]),
     ],
     mcgrps: &[c"keys"],
 };
@@ -634,6 +649,7 @@ impl Handler for Control {
             cmd::NODE_LOCAL_GET => self.node_local_get(req),
             cmd::PEER_SET => self.peer_set(req),
             cmd::PEER_DEL => self.peer_del(req),
+            cmd::PEER_FAIL => self.peer_fail(req),
             cmd::CONFIG_SET => self.config_set(req),
             cmd::CONFIG_GET => self.config_get(req),
             _ => Err(eopnotsupp()),

@@ -9,26 +9,81 @@
 //!   flow's tuple, ISNs and pods — no round trip, a few µs of HMAC;
 //! - `handshake` = a miss: the flow is parked on the peer's wait list and
 //!   the caller sends one key-request event per peer (multicast on the
-//!   admin-only `keys` group); whoever answers (today `tlshubctl node set
-//!   ... psk`, next the TLSHub agent) calls [`Peers::set`], which hands the
-//!   waiting flows back to be keyed; a deadline resets them (fail closed).
+//!   admin-only `keys` group); whoever answers (the TLSHub agent, or an
+//!   operator's `tlshubctl node set ... psk`) calls [`Peers::set_with`],
+//!   which hands the waiting flows back to be keyed; a deadline resets them
+//!   (fail closed). The agent may instead report that it cannot get a
+//!   secret ([`Peers::fail`]): the waiting flows are handed back to be
+//!   reset at once, and the error is kept for `peer-get`.
+//!
+//! A secret may have a lifetime: once it is over, the secret counts as
+//! absent (a flow that needs it waits and a key request goes out, as on a
+//! miss) and its PRK is wiped, lazily: by the next flow that needs it and by
+//! every `peer-get`. Flows keyed before keep their keys (kTLS has them).
+//! Times are jiffies (`sys::workq`: `CONFIG_HZ`, not the bindings' `HZ`).
 //!
 //! Process context only (a sleeping mutex in `Datapath`). Secrets never
-//! leave: only the PRK is kept, and it is wiped when replaced or dropped.
+//! leave: only the PRK is kept, and it is wiped when replaced, expired or
+//! dropped.
 
 use crate::datapath::flow::Flow;
 use crate::keys::schedule::{self, Cipher, FlowKeys, Identities, NodePairSecret, Prk};
 use crate::sys::sha256::LibSha256;
+use crate::sys::workq;
 use kernel::prelude::*;
 use kernel::sync::Arc;
+
+/// A peer's current secret.
+struct Secret {
+    /// `None` once the lifetime is over (wiped).
+    prk: Option<Prk>,
+    epoch: u64,
+    /// When it was set (jiffies).
+    set_at: u64,
+    /// When it expires (jiffies); `None`: never.
+    expires_at: Option<u64>,
+}
+
+impl Secret {
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
+}
+
+/// The last error the key provider reported for a peer.
+struct PeerError {
+    text: KVec<u8>,
+    /// When (jiffies).
+    at: u64,
+}
+
+/// Where a peer's secret is (`enum peer-state`). When several apply, the
+/// first of `Failed`, `Established`, `Expired`, `Waiting` wins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerState {
+    /// No secret, flows wait.
+    Waiting,
+    /// A secret that has not expired.
+    Established,
+    /// The secret's lifetime is over.
+    Expired,
+    /// The last event was a `peer-fail`.
+    Failed,
+    /// No secret, nothing waits.
+    None,
+}
 
 /// One peer node.
 pub(crate) struct Peer {
     name: KVec<u8>,
-    prk: Option<Prk>,
+    secret: Option<Secret>,
     waiting: KVec<Arc<Flow>>,
     /// A key request is outstanding (sent, not answered).
     requested: bool,
+    /// The last error reported for this peer, kept until overwritten.
+    error: Option<PeerError>,
+    /// The last event was a `peer-fail` (a `peer-set` clears it).
+    failed: bool,
 }
 
 impl Peer {
@@ -36,12 +91,54 @@ impl Peer {
         &self.name
     }
 
+    /// Epoch of the current secret, also when it has expired.
     pub(crate) fn epoch(&self) -> Option<u64> {
-        self.prk.as_ref().map(|p| p.epoch())
+        self.secret.as_ref().map(|s| s.epoch)
     }
 
     pub(crate) fn pending(&self) -> usize {
         self.waiting.len()
+    }
+
+    pub(crate) fn state(&self, now: u64) -> PeerState {
+        match &self.secret {
+            _ if self.failed => PeerState::Failed,
+            Some(s) if s.prk.is_some() && !s.expired(now) => PeerState::Established,
+            Some(_) => PeerState::Expired,
+            None if !self.waiting.is_empty() => PeerState::Waiting,
+            None => PeerState::None,
+        }
+    }
+
+    /// Milliseconds since the current secret was set.
+    pub(crate) fn age_ms(&self, now: u64) -> Option<u64> {
+        self.secret
+            .as_ref()
+            .map(|s| workq::jiffies_to_ms(now.saturating_sub(s.set_at)))
+    }
+
+    /// Milliseconds until the current secret expires (0 once it has);
+    /// `None` without a secret or a lifetime.
+    pub(crate) fn expires_ms(&self, now: u64) -> Option<u64> {
+        let e = self.secret.as_ref()?.expires_at?;
+        Some(workq::jiffies_to_ms(e.saturating_sub(now)))
+    }
+
+    /// The last error and its age in milliseconds.
+    pub(crate) fn error(&self, now: u64) -> Option<(&[u8], u64)> {
+        self.error
+            .as_ref()
+            .map(|e| (&e.text[..], workq::jiffies_to_ms(now.saturating_sub(e.at))))
+    }
+
+    /// Wipe the PRK if the secret's lifetime is over.
+    fn sweep(&mut self, now: u64) {
+        if let Some(s) = &mut self.secret {
+            if s.expired(now) {
+                // Dropping the PRK zeroizes it.
+                s.prk = None;
+            }
+        }
     }
 }
 
@@ -57,14 +154,15 @@ pub(crate) enum Derived {
 
 /// Why `set` refused a secret.
 pub(crate) enum SetError {
-    /// A different secret under the epoch the pair already has.
+    /// A different secret under the epoch the pair already has, or the
+    /// epoch of an expired (wiped) secret, which can no longer be compared.
     EpochConflict,
     /// An epoch older than the current one.
     EpochOld,
 }
 
-/// All peers (a small list: one entry per peer node with a secret or with
-/// waiting flows).
+/// All peers (a small list: one entry per peer node with a secret, with
+/// waiting flows or with an error).
 pub(crate) struct Peers {
     list: KVec<Peer>,
 }
@@ -87,9 +185,11 @@ impl Peers {
         self.list.push(
             Peer {
                 name: n,
-                prk: None,
+                secret: None,
                 waiting: KVec::new(),
                 requested: false,
+                error: None,
+                failed: false,
             },
             GFP_KERNEL,
         )?;
@@ -100,11 +200,20 @@ impl Peers {
         self.list.iter()
     }
 
+    /// Wipe every secret whose lifetime is over (`peer-get`).
+    pub(crate) fn sweep(&mut self, now: u64) {
+        for p in self.list.iter_mut() {
+            p.sweep(now);
+        }
+    }
+
     /// `fetch_key`: the flow's keys, or park it on its peer's wait list.
+    /// An expired secret counts as none (and is wiped here).
     pub(crate) fn derive(&mut self, flow: &Arc<Flow>, cipher: Cipher) -> Result<Derived> {
         let i = self.find_or_add(flow.remote_pod.node())?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
-        if let Some(prk) = &peer.prk {
+        peer.sweep(workq::jiffies());
+        if let Some(prk) = peer.secret.as_ref().and_then(|s| s.prk.as_ref()) {
             let (tuple, isns) = flow.tuple_isns();
             let (client, server) = if flow.client {
                 (&flow.local_pod, &flow.remote_pod)
@@ -127,28 +236,56 @@ impl Peers {
         Ok(Derived::Wait { request })
     }
 
-    /// The answer to a handshake: install `secret` for `name` and hand back
-    /// the flows that waited for it.
+    /// The answer to a handshake, without a lifetime: see [`Peers::set_with`].
     pub(crate) fn set(
         &mut self,
         name: &[u8],
         secret: &NodePairSecret,
         out: &mut KVec<Arc<Flow>>,
     ) -> Result<core::result::Result<u64, SetError>> {
+        self.set_with(name, secret, None, out)
+    }
+
+    /// The answer to a handshake: install `secret` for `name`, valid for
+    /// `lifetime` jiffies from now (`None`: forever), and hand back the
+    /// flows that waited for it. A newer epoch replaces the current secret;
+    /// an older one, or a different secret under the current epoch, is
+    /// refused and changes nothing. Clears a reported error state.
+    pub(crate) fn set_with(
+        &mut self,
+        name: &[u8],
+        secret: &NodePairSecret,
+        lifetime: Option<u64>,
+        out: &mut KVec<Arc<Flow>>,
+    ) -> Result<core::result::Result<u64, SetError>> {
+        let now = workq::jiffies();
         let i = self.find_or_add(name)?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
+        peer.sweep(now);
         let prk = Prk::extract::<LibSha256>(secret);
-        if let Some(old) = &peer.prk {
-            if secret.epoch() == old.epoch() && old.bytes() != prk.bytes() {
-                return Ok(Err(SetError::EpochConflict));
+        if let Some(old) = &peer.secret {
+            if secret.epoch() == old.epoch {
+                // An expired secret's PRK is gone: a secret under its epoch
+                // cannot be shown to be the same one, so it is refused.
+                let same = old.prk.as_ref().is_some_and(|p| p.bytes() == prk.bytes());
+                if !same {
+                    return Ok(Err(SetError::EpochConflict));
+                }
             }
-            if secret.epoch() < old.epoch() {
+            if secret.epoch() < old.epoch {
                 return Ok(Err(SetError::EpochOld));
             }
         }
         out.reserve(peer.waiting.len(), GFP_KERNEL)?;
-        peer.prk = Some(prk);
+        peer.secret = Some(Secret {
+            prk: Some(prk),
+            epoch: secret.epoch(),
+            set_at: now,
+            expires_at: lifetime.map(|l| now.saturating_add(l)),
+        });
         peer.requested = false;
+        peer.failed = false;
+        peer.error = None;
         for f in core::mem::take(&mut peer.waiting) {
             // Room reserved above.
             out.push(f, GFP_KERNEL)?;
@@ -156,7 +293,8 @@ impl Peers {
         Ok(Ok(secret.epoch()))
     }
 
-    /// The next epoch for `name` when none is given.
+    /// The next epoch for `name` when none is given (after the current
+    /// secret's, expired or not).
     pub(crate) fn next_epoch(&self, name: &[u8]) -> u64 {
         self.find(name)
             .and_then(|i| self.list.get(i))
@@ -168,9 +306,37 @@ impl Peers {
     /// deadline). Returns whether there was one.
     pub(crate) fn del(&mut self, name: &[u8]) -> bool {
         match self.find(name).and_then(|i| self.list.get_mut(i)) {
-            Some(p) => p.prk.take().is_some(),
+            Some(p) => {
+                p.failed = false;
+                p.secret.take().is_some()
+            }
             None => false,
         }
+    }
+
+    /// The key provider cannot get a secret for `name`: record `error`
+    /// (at most `uapi::ERROR_MAX_LEN` bytes, checked by the caller), wipe
+    /// the secret, move every flow waiting for it into `out` (the caller
+    /// resets them) and let the next flow send a fresh key request. On an
+    /// allocation failure nothing has changed.
+    pub(crate) fn fail(&mut self, name: &[u8], error: &[u8], out: &mut KVec<Arc<Flow>>) -> Result {
+        let mut text = KVec::with_capacity(error.len(), GFP_KERNEL)?;
+        text.extend_from_slice(error, GFP_KERNEL)?;
+        let i = self.find_or_add(name)?;
+        let peer = self.list.get_mut(i).ok_or(EINVAL)?;
+        out.reserve(peer.waiting.len(), GFP_KERNEL)?;
+        peer.error = Some(PeerError {
+            text,
+            at: workq::jiffies(),
+        });
+        peer.failed = true;
+        peer.secret = None;
+        peer.requested = false;
+        for f in core::mem::take(&mut peer.waiting) {
+            // Room reserved above.
+            out.push(f, GFP_KERNEL)?;
+        }
+        Ok(())
     }
 
     /// Take out flows whose deadline passed into `out`; returns whether any
