@@ -8,6 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -94,14 +95,47 @@ enum NodeCommand {
         /// Epoch of the secret (default: the next one)
         #[arg(long, value_name = "N")]
         epoch: Option<u64>,
+        /// The secret expires this many seconds after it is set (default:
+        /// never); then new flows to NODE wait and a key request goes out
+        #[arg(long, value_name = "SECONDS", value_parser = parse_lifetime)]
+        lifetime: Option<Duration>,
     },
     /// Forget the secret shared with peer node NODE
     Del { node: String },
-    /// Show peer nodes: secret epoch ("-": none) and flows waiting
+    /// Report that no secret can be had for peer node NODE (a failed
+    /// handshake): flows waiting for it are reset at once, its secret is
+    /// dropped, and MESSAGE is shown by `node show`
+    Fail {
+        node: String,
+        #[arg(value_name = "MESSAGE")]
+        message: String,
+    },
+    /// Show peer nodes: state, secret epoch ("-": none), age and expiry,
+    /// flows waiting, last error
     Show {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--lifetime SECONDS`: a positive number of seconds (fractions allowed),
+/// at most what the kernel takes (u32 milliseconds, about 49 days).
+fn parse_lifetime(s: &str) -> std::result::Result<Duration, String> {
+    let max = Duration::from_millis(u64::from(u32::MAX));
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("'{s}': a lifetime must be more than 0 seconds"));
+    }
+    let d = Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("'{s}': a lifetime must be at least 1 ms"));
+    }
+    if d > max {
+        return Err(format!("'{s}': at most {} seconds", max.as_millis() / 1000));
+    }
+    Ok(d)
 }
 
 /// What `node set` sets.
@@ -397,22 +431,50 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             kind: SecretKind::Psk,
             file,
             epoch,
+            lifetime,
         } => {
             check_node_name(&node)?;
             let psk = Psk::from_arg(&file)?;
-            let epoch = connect(verbose)?.peer_set(&node, &psk, epoch)?;
-            println!("{node} epoch {epoch}");
+            let epoch = connect(verbose)?.peer_set_with_lifetime(&node, &psk, epoch, lifetime)?;
+            match lifetime {
+                Some(l) => println!("{node} epoch {epoch} lifetime {}", secs(l)),
+                None => println!("{node} epoch {epoch}"),
+            }
             Ok(())
         }
         NodeCommand::Del { node } => {
             check_node_name(&node)?;
             Ok(connect(verbose)?.peer_del(&node)?)
         }
+        NodeCommand::Fail { node, message } => {
+            check_node_name(&node)?;
+            check_error_message(&message)?;
+            Ok(connect(verbose)?.peer_fail(&node, &message)?)
+        }
         NodeCommand::Show { json } => {
             let peers = connect(verbose)?.peers()?;
             output(json, &peers, |w| write_peers(w, &peers))
         }
     }
+}
+
+/// A `node fail` message: not empty, no NUL, at most the spec's
+/// `error-max-len` bytes (checked before anything is sent).
+fn check_error_message(message: &str) -> Result {
+    if message.is_empty() {
+        bail!("MESSAGE is empty");
+    }
+    if message.contains('\0') {
+        bail!("MESSAGE contains a NUL byte");
+    }
+    if message.len() > uapi::ERROR_MAX_LEN {
+        bail!(
+            "MESSAGE is {} bytes long, at most {} are allowed",
+            message.len(),
+            uapi::ERROR_MAX_LEN
+        );
+    }
+    Ok(())
 }
 
 /// `events`: joins the `keys` group and prints each key request as it
@@ -482,13 +544,50 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
-/// `node show`: one row per peer.
+/// `node show`: one row per peer; the error text (whatever the key
+/// provider reported) with control characters escaped.
 fn write_peers(w: &mut dyn Write, peers: &[Peer]) -> io::Result<()> {
-    let rows: Vec<[String; 3]> = peers
+    let rows: Vec<[String; 7]> = peers
         .iter()
-        .map(|p| [p.name.clone(), or_dash(p.epoch), p.pending.to_string()])
+        .map(|p| {
+            let error = match (&p.error, p.error_age_ms) {
+                (Some(e), Some(ms)) => format!("{} ({} ago)", printable(e), age(Some(ms))),
+                (Some(e), None) => printable(e),
+                (None, _) => "-".to_owned(),
+            };
+            [
+                p.name.clone(),
+                p.state.to_string(),
+                or_dash(p.epoch),
+                age(p.age_ms),
+                age(p.expires_ms),
+                p.pending.to_string(),
+                error,
+            ]
+        })
         .collect();
-    write_table(w, ["NODE", "EPOCH", "PENDING"], &rows)
+    write_table(
+        w,
+        [
+            "NODE", "STATE", "EPOCH", "AGE", "EXPIRES", "PENDING", "ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+/// A duration as seconds with milliseconds.
+fn secs(d: Duration) -> String {
+    age(Some(d.as_millis().try_into().unwrap_or(u64::MAX)))
 }
 
 /// `ip:port`, or `[ip]:port` for IPv6.
@@ -677,6 +776,7 @@ fn output<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tlshub::netlink::PeerState;
 
     fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
         let mut out = Vec::new();
@@ -755,30 +855,66 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
         let peers = vec![
             Peer {
                 name: "node-2".into(),
+                state: PeerState::Established,
                 epoch: Some(3),
                 pending: 0,
+                age_ms: Some(1500),
+                expires_ms: Some(58_500),
+                error: None,
+                error_age_ms: None,
             },
             Peer {
                 name: "node-10.example".into(),
+                state: PeerState::Failed,
                 epoch: None,
                 pending: 12,
+                age_ms: None,
+                expires_ms: None,
+                error: Some("handshake: bad\ncert".into()),
+                error_age_ms: Some(2_003),
             },
         ];
         assert_eq!(
             text(|w| write_peers(w, &peers)),
             "\
-NODE             EPOCH  PENDING
-node-2           3      0
-node-10.example  -      12
+NODE             STATE        EPOCH  AGE     EXPIRES  PENDING  ERROR
+node-2           established  3      1.500s  58.500s  0        -
+node-10.example  failed       -      -       -        12       handshake: bad\\ncert (2.003s ago)
 "
         );
         assert_eq!(
             serde_json::to_value(&peers).unwrap(),
             serde_json::json!([
-                {"name": "node-2", "epoch": 3, "pending": 0},
-                {"name": "node-10.example", "epoch": null, "pending": 12}
+                {"name": "node-2", "state": "established", "epoch": 3, "pending": 0,
+                 "age_ms": 1500, "expires_ms": 58500, "error": null, "error_age_ms": null},
+                {"name": "node-10.example", "state": "failed", "epoch": null, "pending": 12,
+                 "age_ms": null, "expires_ms": null, "error": "handshake: bad\ncert",
+                 "error_age_ms": 2003}
             ])
         );
+    }
+
+    #[test]
+    fn lifetime_and_message_checks() {
+        assert_eq!(parse_lifetime("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_lifetime("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_lifetime("0").is_err());
+        assert!(parse_lifetime("-1").is_err());
+        assert!(parse_lifetime("nan").is_err());
+        assert!(parse_lifetime("0.0001").is_err());
+        assert!(parse_lifetime("4294967").is_ok());
+        assert!(parse_lifetime("4294968").is_err());
+        assert!(parse_lifetime("soon").is_err());
+        assert!(check_error_message("handshake failed").is_ok());
+        assert!(check_error_message(&"x".repeat(128)).is_ok());
+        assert_eq!(
+            check_error_message(&"x".repeat(129))
+                .unwrap_err()
+                .to_string(),
+            "MESSAGE is 129 bytes long, at most 128 are allowed"
+        );
+        assert!(check_error_message("").is_err());
+        assert!(check_error_message("a\0b").is_err());
     }
 
     #[test]
@@ -794,6 +930,10 @@ node-10.example  -      12
         assert!(parse(&["node", "set", "n", "key", "f"]).is_err());
         assert!(parse(&["node", "set", "n", "psk"]).is_err());
         assert!(parse(&["node", "del", "n"]).is_ok());
+        assert!(parse(&["node", "set", "n", "psk", "f", "--lifetime", "2"]).is_ok());
+        assert!(parse(&["node", "set", "n", "psk", "f", "--lifetime", "0"]).is_err());
+        assert!(parse(&["node", "fail", "n", "handshake failed"]).is_ok());
+        assert!(parse(&["node", "fail", "n"]).is_err());
         assert!(parse(&["node", "show", "--json"]).is_ok());
         assert!(parse(&["cipher", "set", "chacha20-poly1305"]).is_ok());
         assert!(parse(&["cipher", "set", "rot13"]).is_err());

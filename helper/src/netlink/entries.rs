@@ -119,16 +119,95 @@ pub(crate) fn nodes_in(attrs: &Attrs<'_>) -> Result<Vec<Node>, NetlinkError> {
     attrs.all(uapi::attr::NODE).map(parse_node).collect()
 }
 
+/// Where a peer's node-pair secret is (the spec's `peer-state` enum). When
+/// several apply, the first of `Failed`, `Established`, `Expired`, `Waiting`
+/// wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// No secret, and flows wait for one (a key request went out).
+    Waiting,
+    /// A secret that has not expired: flows to the peer are keyed from it.
+    Established,
+    /// The secret's lifetime is over: it counts as absent and was wiped;
+    /// flows secured before keep their keys.
+    Expired,
+    /// The last event was a `peer-fail`; a successful `peer-set` clears it.
+    Failed,
+    /// No secret and no flow waiting.
+    None,
+}
+
+impl PeerState {
+    /// Every state, in spec order.
+    pub const ALL: [PeerState; 5] = [
+        PeerState::Waiting,
+        PeerState::Established,
+        PeerState::Expired,
+        PeerState::Failed,
+        PeerState::None,
+    ];
+
+    /// The spec's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Waiting => "waiting",
+            PeerState::Established => "established",
+            PeerState::Expired => "expired",
+            PeerState::Failed => "failed",
+            PeerState::None => "none",
+        }
+    }
+
+    /// The wire value.
+    pub fn to_wire(self) -> u32 {
+        match self {
+            PeerState::Waiting => uapi::peer_state::WAITING,
+            PeerState::Established => uapi::peer_state::ESTABLISHED,
+            PeerState::Expired => uapi::peer_state::EXPIRED,
+            PeerState::Failed => uapi::peer_state::FAILED,
+            PeerState::None => uapi::peer_state::NONE,
+        }
+    }
+
+    /// The state of wire value `v`; `None` for a value this build does not
+    /// know.
+    pub fn from_wire(v: u32) -> Option<PeerState> {
+        PeerState::ALL.into_iter().find(|s| s.to_wire() == v)
+    }
+}
+
+impl std::fmt::Display for PeerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A peer node's node-pair secret, as `peer-get` reports it (never the
 /// secret itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Peer {
     /// The peer node.
     pub name: String,
-    /// Epoch of the secret; `None` while there is no secret (flows wait).
+    /// Where its secret is. A module that does not report it (older than
+    /// `peer-state`) gets `established` with an epoch, else `waiting` with
+    /// pending flows, else `none`.
+    pub state: PeerState,
+    /// Epoch of the current secret (also when it has expired); `None`
+    /// while there is no secret.
     pub epoch: Option<u64>,
     /// Flows waiting for this peer's secret.
     pub pending: u32,
+    /// Milliseconds since the current secret was set.
+    pub age_ms: Option<u64>,
+    /// Milliseconds until the current secret expires (0 once it has);
+    /// `None` without a secret or when it never expires.
+    pub expires_ms: Option<u64>,
+    /// The last error the key provider reported for the peer (`peer-fail`),
+    /// until a secret is set.
+    pub error: Option<String>,
+    /// Milliseconds since that error was reported.
+    pub error_age_ms: Option<u64>,
 }
 
 /// One tracked flow (`flow` nest of `flows-get`).
@@ -160,13 +239,14 @@ pub struct KeyRequest {
 }
 
 /// `peer` nest of `peer-set`: the peer's name, its secret and, if given, the
-/// secret's epoch. Traces and errors name it `peer NODE`; the secret is
-/// never shown.
+/// secret's epoch and lifetime (milliseconds). Traces and errors name it
+/// `peer NODE`; the secret is never shown.
 pub(crate) fn put_peer(
     request: &mut Request,
     name: &str,
     psk: &Psk,
     epoch: Option<u64>,
+    lifetime_ms: Option<u32>,
 ) -> Result<(), NetlinkError> {
     let label = match epoch {
         Some(epoch) => format!("peer {name} epoch {epoch}"),
@@ -178,7 +258,28 @@ pub(crate) fn put_peer(
         if let Some(epoch) = epoch {
             w.put(uapi::peer::EPOCH, Value::U64(epoch))?;
         }
+        if let Some(ms) = lifetime_ms {
+            w.put(uapi::peer::LIFETIME_MS, Value::U32(ms))?;
+        }
         Ok(())
+    })
+}
+
+/// `peer` nest of `peer-fail`: the peer's name and why no secret can be had
+/// (not empty; at most [`uapi::ERROR_MAX_LEN`] bytes, no NUL).
+pub(crate) fn put_peer_error(
+    request: &mut Request,
+    name: &str,
+    error: &str,
+) -> Result<(), NetlinkError> {
+    if error.is_empty() {
+        return Err(NetlinkError::Encode(
+            "peer-fail: 'error' is empty".to_owned(),
+        ));
+    }
+    request.nest(uapi::attr::PEER, format!("peer {name}"), |w| {
+        w.put(uapi::peer::NAME, Value::Str(name))?;
+        w.put(uapi::peer::ERROR, Value::Str(error))
     })
 }
 
@@ -187,16 +288,39 @@ fn protocol(what: String) -> NetlinkError {
 }
 
 /// Decodes a `peer` nest. A reply never carries the secret; if one did, it
-/// is ignored, not kept.
+/// is ignored, not kept. Unknown attributes are skipped; the error text is
+/// decoded leniently (it is whatever the key provider reported).
 pub(crate) fn parse_peer(a: RawAttr<'_>) -> Result<Peer, NetlinkError> {
     let attrs = a.nested()?;
     let name = attrs
         .get(uapi::peer::NAME)
         .ok_or_else(|| protocol("peer without name in reply".to_owned()))?
         .string()?;
+    let u64_of = |id| attrs.get(id).map(|a| a.u64()).transpose();
+    let epoch = u64_of(uapi::peer::EPOCH)?;
+    let pending = attrs.get(uapi::peer::PENDING).map_or(Ok(0), |a| a.u32())?;
+    let state = match attrs.get(uapi::peer::STATE) {
+        Some(a) => {
+            let v = a.u32()?;
+            PeerState::from_wire(v)
+                .ok_or_else(|| protocol(format!("unknown peer-state {v} in peer state")))?
+        }
+        None if epoch.is_some() => PeerState::Established,
+        None if pending > 0 => PeerState::Waiting,
+        None => PeerState::None,
+    };
+    let error = attrs.get(uapi::peer::ERROR).map(|a| {
+        let raw = a.payload.split(|&c| c == 0).next().unwrap_or_default();
+        String::from_utf8_lossy(raw).into_owned()
+    });
     Ok(Peer {
-        epoch: attrs.get(uapi::peer::EPOCH).map(|a| a.u64()).transpose()?,
-        pending: attrs.get(uapi::peer::PENDING).map_or(Ok(0), |a| a.u32())?,
+        state,
+        epoch,
+        pending,
+        age_ms: u64_of(uapi::peer::AGE_MS)?,
+        expires_ms: u64_of(uapi::peer::EXPIRES_MS)?,
+        error,
+        error_age_ms: u64_of(uapi::peer::ERROR_AGE_MS)?,
         name,
     })
 }
@@ -463,7 +587,7 @@ mod tests {
     #[test]
     fn peer_set_request() {
         let mut r = Request::new(&schema::PEER_SET);
-        put_peer(&mut r, "node-2", &test_psk(), Some(7)).unwrap();
+        put_peer(&mut r, "node-2", &test_psk(), Some(7), None).unwrap();
         let enc = r.encode(0x20, 1, 1).unwrap();
         let b = &enc.bytes;
         let top = NLMSG_HDRLEN + GENL_HDRLEN;
@@ -484,13 +608,19 @@ mod tests {
         let line = crate::netlink::codec::describe_request(&enc);
         assert!(line.ends_with(": peer node-2 epoch 7"), "{line}");
 
-        // Without an epoch, none is sent.
+        assert!(peer.get(uapi::peer::LIFETIME_MS).is_none());
+
+        // Without an epoch, none is sent; a lifetime goes in as a u32.
         let mut r = Request::new(&schema::PEER_SET);
-        put_peer(&mut r, "node-2", &test_psk(), None).unwrap();
+        put_peer(&mut r, "node-2", &test_psk(), None, Some(2000)).unwrap();
         let bytes = attrs_of(r);
         let attrs = Attrs::parse(&bytes).unwrap();
         let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
         assert!(peer.get(uapi::peer::EPOCH).is_none());
+        assert_eq!(
+            peer.get(uapi::peer::LIFETIME_MS).unwrap().payload,
+            &2000u32.to_ne_bytes()
+        );
 
         // The encoder holds the psk to the spec's exact length, and the
         // peer-set request to its one attribute.
@@ -531,20 +661,28 @@ mod tests {
         let b = reply("node-3", None, 4);
         let mut peers = peers_in(&Attrs::parse(&a).unwrap()).unwrap();
         peers.extend(peers_in(&Attrs::parse(&b).unwrap()).unwrap());
+        // Without a state (an older module): inferred.
+        let bare = |name: &str, state, epoch, pending| Peer {
+            name: String::from(name),
+            state,
+            epoch,
+            pending,
+            age_ms: None,
+            expires_ms: None,
+            error: None,
+            error_age_ms: None,
+        };
         assert_eq!(
             peers,
             [
-                Peer {
-                    name: "node-2".into(),
-                    epoch: Some(u64::MAX),
-                    pending: 0
-                },
-                Peer {
-                    name: "node-3".into(),
-                    epoch: None,
-                    pending: 4
-                }
+                bare("node-2", PeerState::Established, Some(u64::MAX), 0),
+                bare("node-3", PeerState::Waiting, None, 4),
             ]
+        );
+        let c = reply("node-4", None, 0);
+        assert_eq!(
+            peers_in(&Attrs::parse(&c).unwrap()).unwrap(),
+            [bare("node-4", PeerState::None, None, 0)]
         );
         // A peer without a name is a protocol error.
         let mut r = Request::reply(&schema::PEER_GET, true);
@@ -560,6 +698,120 @@ mod tests {
         );
         // The reply does not carry the dump's other attributes.
         let mut r = Request::reply(&schema::PEER_GET, true);
+        assert!(r.put(uapi::attr::NODE_NAME, Value::Str("x"), "x").is_err());
+    }
+
+    /// Every field of a `peer-get` reply, as the module sends them.
+    #[test]
+    fn peer_dump_with_state_times_and_error() {
+        let mut r = Request::reply(&schema::PEER_GET, true);
+        r.nest(uapi::attr::PEER, "peer", |w| {
+            w.put(uapi::peer::NAME, Value::Str("node-2"))?;
+            w.put(uapi::peer::STATE, Value::U32(uapi::peer_state::EXPIRED))?;
+            w.put(uapi::peer::EPOCH, Value::U64(4))?;
+            w.put(uapi::peer::PENDING, Value::U32(2))?;
+            w.put(uapi::peer::AGE_MS, Value::U64(2500))?;
+            w.put(uapi::peer::EXPIRES_MS, Value::U64(0))?;
+            w.put(uapi::peer::ERROR, Value::Str("handshake: timeout"))?;
+            w.put(uapi::peer::ERROR_AGE_MS, Value::U64(900))
+        })
+        .unwrap();
+        let bytes = attrs_of(r);
+        assert_eq!(
+            peers_in(&Attrs::parse(&bytes).unwrap()).unwrap(),
+            [Peer {
+                name: "node-2".into(),
+                state: PeerState::Expired,
+                epoch: Some(4),
+                pending: 2,
+                age_ms: Some(2500),
+                expires_ms: Some(0),
+                error: Some("handshake: timeout".into()),
+                error_age_ms: Some(900),
+            }]
+        );
+        // Every state of the spec decodes, by the names the spec gives.
+        for s in PeerState::ALL {
+            assert_eq!(PeerState::from_wire(s.to_wire()), Some(s));
+            assert_eq!(
+                schema::PEER_STATE_ENUM.name_of(s.to_wire()),
+                Some(s.as_str())
+            );
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::from(s.as_str())
+            );
+        }
+        assert_eq!(PeerState::ALL.len(), schema::PEER_STATE_ENUM.entries.len());
+        // An unknown state is a protocol error; so is a non-UTF-8 name,
+        // while a non-UTF-8 error text is shown as well as it can be.
+        let mut r = Request::reply(&schema::PEER_GET, true);
+        r.nest(uapi::attr::PEER, "peer", |w| {
+            w.put(uapi::peer::NAME, Value::Str("node-2"))?;
+            w.put(uapi::peer::STATE, Value::U32(99))
+        })
+        .unwrap();
+        let bytes = attrs_of(r);
+        assert_eq!(
+            peers_in(&Attrs::parse(&bytes).unwrap())
+                .unwrap_err()
+                .to_string(),
+            "netlink protocol error: unknown peer-state 99 in peer state"
+        );
+        let mut raw = attrs_of({
+            let mut r = Request::reply(&schema::PEER_GET, true);
+            r.nest(uapi::attr::PEER, "peer", |w| {
+                w.put(uapi::peer::NAME, Value::Str("n"))?;
+                w.put(uapi::peer::ERROR, Value::Str("ab"))
+            })
+            .unwrap();
+            r
+        });
+        let at = raw.windows(3).position(|w| w == b"ab\0").unwrap();
+        raw[at] = 0xff;
+        let peers = peers_in(&Attrs::parse(&raw).unwrap()).unwrap();
+        assert_eq!(peers[0].error.as_deref(), Some("\u{fffd}b"));
+    }
+
+    #[test]
+    fn peer_fail_request() {
+        let mut r = Request::new(&schema::PEER_FAIL);
+        put_peer_error(&mut r, "node-2", "handshake: certificate expired").unwrap();
+        let enc = r.encode(0x20, 1, 1).unwrap();
+        assert_eq!(enc.spans[0].label, "peer node-2");
+        let attrs = Attrs::parse(&enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..]).unwrap();
+        let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
+        assert_eq!(peer.get(uapi::peer::NAME).unwrap().payload, b"node-2\0");
+        assert_eq!(
+            peer.get(uapi::peer::ERROR).unwrap().payload,
+            b"handshake: certificate expired\0"
+        );
+        // The spec's bound, the empty text and a NUL are refused before
+        // anything is sent.
+        let err = |e: &str| {
+            let mut r = Request::new(&schema::PEER_FAIL);
+            put_peer_error(&mut r, "node-2", e).unwrap_err().to_string()
+        };
+        assert!(put_peer_error(
+            &mut Request::new(&schema::PEER_FAIL),
+            "n",
+            &"x".repeat(uapi::ERROR_MAX_LEN)
+        )
+        .is_ok());
+        assert_eq!(
+            err(&"x".repeat(uapi::ERROR_MAX_LEN + 1)),
+            "cannot encode request: peer-fail: 'error' longer than 128 bytes"
+        );
+        assert_eq!(
+            err(""),
+            "cannot encode request: peer-fail: 'error' is empty"
+        );
+        assert_eq!(
+            err("a\0b"),
+            "cannot encode request: peer-fail: 'error' contains a NUL byte"
+        );
+        // peer-fail takes the peer nest only.
+        let mut r = Request::new(&schema::PEER_FAIL);
         assert!(r.put(uapi::attr::NODE_NAME, Value::Str("x"), "x").is_err());
     }
 

@@ -10,21 +10,51 @@
 //!
 //! A client may also join the family's multicast group `keys`
 //! ([`Client::subscribe`]) and then read its `key-request` events
-//! ([`Client::next_key_request`]).
+//! ([`Client::next_key_request`], [`Client::next_key_request_timeout`]).
+//! Events that arrive while the same client waits for a reply are kept and
+//! handed out later, so one client can both listen and answer.
+//!
+//! # For a key provider (the TLSHub agent)
+//!
+//! ```no_run
+//! # fn agent() -> Result<(), tlshub::NetlinkError> {
+//! use std::time::Duration;
+//! use tlshub::netlink::{Client, PeerState};
+//! let mut nl = Client::connect()?; // CAP_NET_ADMIN
+//! nl.subscribe(tlshub::uapi::MCGRP_KEYS)?;
+//! loop {
+//!     let Some(req) = nl.next_key_request_timeout(Duration::from_secs(1))? else {
+//!         continue; // time to look at nl.peers() for secrets about to expire
+//!     };
+//!     // ... mTLS handshake with req.node's agent; on success:
+//!     # let secret = tlshub::Psk::parse(&[7; 32]).unwrap(); let ok = true;
+//!     if ok {
+//!         let next = nl.peers()?.iter().find(|p| p.name == req.node).and_then(|p| p.epoch);
+//!         nl.peer_set_with_lifetime(&req.node, &secret, Some(next.map_or(1, |e| e + 1)),
+//!                                   Some(Duration::from_secs(3600)))?;
+//!     } else {
+//!         nl.peer_fail(&req.node, "handshake with node-2: certificate expired")?;
+//!     }
+//! }
+//! # }
+//! ```
 
 mod codec;
 mod entries;
 mod error;
 pub mod schema;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    self, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
+use nix::sys::time::TimeVal;
 use serde::Serialize;
 
 use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable};
@@ -35,7 +65,7 @@ use entries::{flows_in, nodes_in, parse_key_request, peers_in, pods_in};
 use schema::ctrl;
 
 pub(crate) use codec::wipe;
-pub use entries::{Flow, KeyRequest, Peer};
+pub use entries::{Flow, KeyRequest, Peer, PeerState};
 pub use error::KernelError;
 
 /// How often a dump is restarted when the mapping changes under it.
@@ -280,6 +310,23 @@ pub struct Client {
     seq: u32,
     buf: Vec<u8>,
     trace: Option<Trace>,
+    /// `key-request` events received while waiting for a reply.
+    events: VecDeque<KeyRequest>,
+}
+
+/// The client's socket, for `poll`/`epoll` (readable: a message waits,
+/// e.g. an event after [`Client::subscribe`]). Reading it yourself would
+/// steal the client's messages.
+impl AsFd for Client {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
 }
 
 use nix::{setsockopt_impl, sockopt_impl};
@@ -338,6 +385,7 @@ impl Client {
             // and `recv_datagram` grows this when needed.
             buf: vec![0; 32 * 1024],
             trace,
+            events: VecDeque::new(),
         })
     }
 
@@ -548,20 +596,59 @@ impl Client {
     }
 
     /// `peer-set`: the secret shared with node `name`, under `epoch` (or the
-    /// next epoch). Returns the epoch the kernel stored it under.
+    /// next epoch). Returns the epoch the kernel stored it under. The secret
+    /// never expires; see [`Client::peer_set_with_lifetime`].
     pub fn peer_set(
         &mut self,
         name: &str,
         psk: &Psk,
         epoch: Option<u64>,
     ) -> Result<u64, NetlinkError> {
+        self.peer_set_with_lifetime(name, psk, epoch, None)
+    }
+
+    /// `peer-set` with a lifetime: the secret shared with node `name`, under
+    /// `epoch` (`None`: the one after the current secret's), valid for
+    /// `lifetime` from now (`None`: forever; at most `u32::MAX` ms, rounded
+    /// up to whole milliseconds, and at least 1 ms). Returns the epoch the
+    /// kernel stored it under. Flows waiting for the peer are keyed at once,
+    /// and a `peer-fail` error state is cleared.
+    ///
+    /// Once the lifetime is over the kernel treats the secret as absent: a
+    /// new flow to the peer waits and a `key-request` event goes out (flows
+    /// already secured keep their keys). Kernel refusals, which change
+    /// nothing: `EEXIST` for a different secret under the current epoch, or
+    /// under the epoch of an expired secret (use a newer epoch); `EINVAL`
+    /// for an epoch older than the current one.
+    pub fn peer_set_with_lifetime(
+        &mut self,
+        name: &str,
+        psk: &Psk,
+        epoch: Option<u64>,
+        lifetime: Option<Duration>,
+    ) -> Result<u64, NetlinkError> {
+        let lifetime_ms = lifetime.map(lifetime_ms).transpose()?;
         let mut request = Request::new(&schema::PEER_SET);
-        entries::put_peer(&mut request, name, psk, epoch)?;
+        entries::put_peer(&mut request, name, psk, epoch, lifetime_ms)?;
         let result = self.transact(request);
         // An error reply echoes the request, secret included.
         wipe(&mut self.buf);
         let replies = result?;
         peer_set_epoch(&single(&replies, "peer-set")?, name)
+    }
+
+    /// `peer-fail`: the key provider could not get a secret for node `name`
+    /// (say, the mTLS handshake with its agent failed), for the reason
+    /// `error` (not empty, at most [`uapi::ERROR_MAX_LEN`] bytes; shown to
+    /// operators by `tlshubctl node show`, so no secrets in it). The kernel
+    /// records it, wipes the peer's secret, resets every flow waiting for
+    /// the peer at once (counter `reset-key-refused`) and sends a fresh
+    /// `key-request` for the next flow. A later successful `peer-set`
+    /// clears the error state.
+    pub fn peer_fail(&mut self, name: &str, error: &str) -> Result<(), NetlinkError> {
+        let mut request = Request::new(&schema::PEER_FAIL);
+        entries::put_peer_error(&mut request, name, error)?;
+        self.transact(request).map(drop)
     }
 
     /// `peer-del`: forgets the secret shared with node `name`.
@@ -574,7 +661,9 @@ impl Client {
         self.transact(request).map(drop)
     }
 
-    /// `peer-get` dump: peers with a secret or with flows waiting for one.
+    /// `peer-get` dump: peers with a secret, with flows waiting for one, or
+    /// with an error; their state, epoch, waiting flows, the secret's age and
+    /// remaining lifetime, and the last error (never the secret).
     pub fn peers(&mut self) -> Result<Vec<Peer>, NetlinkError> {
         self.dump_all(&schema::PEER_GET, "peers", peers_in)
     }
@@ -654,37 +743,94 @@ impl Client {
     /// usable.
     pub fn next_key_request(&mut self) -> Result<KeyRequest, NetlinkError> {
         loop {
-            let messages = match self.recv_messages() {
-                Err(NetlinkError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    return Err(NetlinkError::EventsLost)
-                }
-                other => other?,
-            };
-            for msg in messages {
-                let Message::Data {
+            if let Some(event) = self.next_event(None)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Like [`Client::next_key_request`], but gives up after `timeout`
+    /// (`Ok(None)`). An event already received (while a request waited for
+    /// its reply) is returned at once.
+    pub fn next_key_request_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<KeyRequest>, NetlinkError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(event) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if let Some(event) = self.next_event(Some(left))? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// A kept event, or the events of the next datagram (waiting at most
+    /// `timeout`, if given); `None` if that datagram had none or the time
+    /// ran out.
+    fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<KeyRequest>, NetlinkError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        let received = match timeout {
+            None => self.recv_messages(),
+            Some(t) => {
+                // SO_RCVTIMEO of at least 1 µs (0 would mean forever).
+                let us = t.as_micros().clamp(1, i64::MAX as u128) as i64;
+                let tv = TimeVal::new(us / 1_000_000, (us % 1_000_000) as _);
+                socket::setsockopt(&self.socket, sockopt::ReceiveTimeout, &tv)?;
+                let r = self.recv_messages();
+                socket::setsockopt(&self.socket, sockopt::ReceiveTimeout, &TimeVal::new(0, 0))?;
+                r
+            }
+        };
+        let messages = match received {
+            Err(NetlinkError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                return Err(NetlinkError::EventsLost)
+            }
+            Err(NetlinkError::Io(e))
+                if timeout.is_some()
+                    && matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) =>
+            {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        for msg in messages {
+            match msg {
+                Message::Data {
                     seq: 0,
                     family,
                     cmd,
                     attrs,
                     ..
-                } = msg
-                else {
-                    continue;
-                };
-                if family != self.family || cmd != schema::KEY_REQUEST.cmd {
-                    self.log(|| format!("<- skipping message type {family} cmd {cmd}"));
-                    continue;
+                } => {
+                    if family != self.family || cmd != schema::KEY_REQUEST.cmd {
+                        self.log(|| format!("<- skipping message type {family} cmd {cmd}"));
+                        continue;
+                    }
+                    let event = parse_key_request(&Attrs::parse(&attrs)?)?;
+                    self.log(|| {
+                        format!(
+                            "<- key-request node-name {} local-node {}",
+                            event.node, event.local_node
+                        )
+                    });
+                    self.events.push_back(event);
                 }
-                let event = parse_key_request(&Attrs::parse(&attrs)?)?;
-                self.log(|| {
-                    format!(
-                        "<- key-request node-name {} local-node {}",
-                        event.node, event.local_node
-                    )
-                });
-                return Ok(event);
+                _ => {}
             }
         }
+        Ok(self.events.pop_front())
     }
 
     // --- transport -------------------------------------------------------
@@ -695,8 +841,9 @@ impl Client {
         }
     }
 
+    /// The next request's sequence number; never 0, which events carry.
     fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(1).max(1);
         self.seq
     }
 
@@ -822,6 +969,7 @@ impl Client {
     /// whole failed request, which can exceed any fixed buffer.
     fn recv_datagram(&mut self) -> Result<Vec<Message>, NetlinkError> {
         let mut messages = self.recv_messages()?;
+        self.keep_events(&mut messages);
         // Replies to an earlier, abandoned request are not ours to judge.
         let current = self.seq;
         let before = messages.len();
@@ -834,6 +982,35 @@ impl Client {
 }
 
 impl Client {
+    /// Takes this family's `key-request` events (sequence 0) out of
+    /// `messages` and keeps them for [`Client::next_key_request`]; a
+    /// malformed one is logged and dropped.
+    fn keep_events(&mut self, messages: &mut Vec<Message>) {
+        let mut events = Vec::new();
+        messages.retain(|m| match m {
+            Message::Data {
+                seq: 0,
+                family,
+                cmd,
+                attrs,
+                ..
+            } if *family == self.family && *cmd == schema::KEY_REQUEST.cmd => {
+                events.push(Attrs::parse(attrs).and_then(|a| parse_key_request(&a)));
+                false
+            }
+            _ => true,
+        });
+        for event in events {
+            match event {
+                Ok(event) => {
+                    self.log(|| format!("<- key-request node-name {} (kept)", event.node));
+                    self.events.push_back(event);
+                }
+                Err(e) => self.log(|| format!("<- dropping a malformed key-request: {e}")),
+            }
+        }
+    }
+
     /// Receives the next datagram, whatever it is, and splits it into
     /// messages.
     fn recv_messages(&mut self) -> Result<Vec<Message>, NetlinkError> {
@@ -854,6 +1031,22 @@ fn retry_eintr<T>(mut op: impl FnMut() -> nix::Result<T>) -> Result<T, NetlinkEr
             Err(Errno::EINTR) => continue,
             other => return Ok(other?),
         }
+    }
+}
+
+/// A `peer-set` lifetime in whole milliseconds (rounded up), 1 to
+/// `u32::MAX`.
+fn lifetime_ms(lifetime: Duration) -> Result<u32, NetlinkError> {
+    let ms = lifetime.as_nanos().div_ceil(1_000_000);
+    match u32::try_from(ms) {
+        Ok(0) => Err(NetlinkError::Encode(
+            "peer-set: a lifetime of 0 (omit it for a secret that never expires)".to_owned(),
+        )),
+        Ok(ms) => Ok(ms),
+        Err(_) => Err(NetlinkError::Encode(format!(
+            "peer-set: lifetime {lifetime:?} longer than {} ms",
+            u32::MAX
+        ))),
     }
 }
 
@@ -1210,7 +1403,7 @@ mod datapath_tests {
     fn errors_inside_a_peer_nest_hide_the_secret() {
         let psk = Psk::parse(&[0x41; 32]).unwrap();
         let mut r = Request::new(&schema::PEER_SET);
-        entries::put_peer(&mut r, "node-2", &psk, Some(1)).unwrap();
+        entries::put_peer(&mut r, "node-2", &psk, Some(1), None).unwrap();
         let enc = r.encode(0x20, 1, 7).unwrap();
         let nest = enc.spans[0].range.start;
         // Nest header 4, name "node-2\0" padded to 8 plus its header 4.
@@ -1384,6 +1577,72 @@ mod kernel_tests {
         );
         // Requests still work on a socket that joined a group.
         assert_eq!(c.resolve_family("nlctrl").unwrap().0, ctrl::FAMILY_ID);
+    }
+
+    /// A `key-request` event that arrives while the client waits for a
+    /// reply is kept (not taken for the reply, not lost) and handed out by
+    /// `next_key_request_timeout` at once; replies never use sequence 0.
+    #[test]
+    fn events_during_a_request_are_kept() {
+        let mut c = ctrl_client();
+        c.family = 0x1d;
+        let event = |node: &str| {
+            let mut r = Request::event(&schema::KEY_REQUEST);
+            r.put(uapi::attr::NODE_NAME, Value::Str(node), "n").unwrap();
+            r.put(uapi::attr::LOCAL_NODE, Value::Str("node-1"), "l")
+                .unwrap();
+            let mut enc = r.encode(0x1d, 1, 0).unwrap();
+            enc.bytes[6..8].copy_from_slice(&0u16.to_ne_bytes());
+            enc.bytes.clone()
+        };
+        let mut datagram = event("node-2");
+        let mut reply = Request::reply(&schema::MODE_GET, false);
+        reply.put(uapi::attr::MODE, Value::U32(0), "m").unwrap();
+        datagram.extend_from_slice(&reply.encode(0x1d, 1, 77).unwrap().bytes);
+        datagram.extend_from_slice(&event("node-3"));
+        let mut messages = parse_datagram(&datagram).unwrap();
+        assert_eq!(messages.len(), 3);
+        c.keep_events(&mut messages);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].seq(), Some(77));
+        // Another family's message of the same command number is not ours.
+        let mut other = parse_datagram(&event("node-4")).unwrap();
+        c.family = 0x1e;
+        c.keep_events(&mut other);
+        assert_eq!(other.len(), 1);
+        let got: Vec<String> = std::iter::from_fn(|| {
+            c.next_key_request_timeout(Duration::ZERO)
+                .unwrap()
+                .map(|e| e.node)
+        })
+        .collect();
+        assert_eq!(got, ["node-2", "node-3"]);
+        // Nothing more: the timeout is honoured (nothing arrives on this
+        // socket).
+        let t = Instant::now();
+        assert_eq!(
+            c.next_key_request_timeout(Duration::from_millis(50))
+                .unwrap(),
+            None
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // And the socket still answers requests afterwards.
+        assert_eq!(c.resolve_family("nlctrl").unwrap().0, ctrl::FAMILY_ID);
+        c.seq = u32::MAX;
+        assert_eq!(c.next_seq(), 1);
+    }
+
+    #[test]
+    fn lifetimes_in_milliseconds() {
+        assert_eq!(lifetime_ms(Duration::from_secs(2)).unwrap(), 2000);
+        assert_eq!(lifetime_ms(Duration::from_micros(1)).unwrap(), 1);
+        assert_eq!(lifetime_ms(Duration::from_micros(1500)).unwrap(), 2);
+        assert_eq!(
+            lifetime_ms(Duration::from_millis(u64::from(u32::MAX))).unwrap(),
+            u32::MAX
+        );
+        assert!(lifetime_ms(Duration::ZERO).is_err());
+        assert!(lifetime_ms(Duration::from_millis(u64::from(u32::MAX) + 1)).is_err());
     }
 
     #[test]
