@@ -12,6 +12,10 @@
 //! key_timeout_ms = 5000             # 100..600000
 //! psk.node-3 = /etc/tlshub/psk/node-3   # secret shared with node-3 (peer-set)
 //! psk.node-4 = psk/node-4           # any number of psk.NODE lines
+//! agent_cert = /etc/tlshub/node.pem # the TLSHub agent (tlshubd): node certificate,
+//! agent_key = /etc/tlshub/node.key  #   its key, the cluster CA, and the
+//! agent_ca = /etc/tlshub/ca.pem     #   node-pair secret lifetime (seconds)
+//! secret_lifetime = 3600
 //! ```
 //!
 //! `key = value` per line, `#` comments (at the start of a line or after a
@@ -36,7 +40,10 @@
 //!   [`crate::psk`]). Any number of them; the path is taken literally (no
 //!   `-` for stdin).
 //!
-//! Relative paths (`pod_node_config`, `psk.NODE`) are relative to the
+//! - `agent_cert`, `agent_key`, `agent_ca`, `secret_lifetime`: read by
+//!   `tlshubd` only (PEM files; the lifetime in seconds, at least 10).
+//!
+//! Relative paths (`pod_node_config`, `psk.NODE`, `agent_*`) are relative to the
 //! directory of the config file. Parsing checks every line; reading the
 //! secrets ([`CaptureConfig::read_psks`]) checks every secret file, with
 //! errors naming the config file and the line of its `psk.NODE`. `tlshubctl
@@ -73,6 +80,18 @@ pub struct CaptureConfig {
     pub key_timeout_ms: Option<u32>,
     /// Node-pair secret files (`psk.NODE`), in file order.
     pub psks: Vec<PskSource>,
+    /// The agent's settings (`agent_*`, `secret_lifetime`).
+    pub agent: AgentSettings,
+}
+
+/// What `tlshubd` reads from `capture.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    /// Seconds.
+    pub secret_lifetime: Option<u64>,
 }
 
 /// A `psk.NODE = FILE` line: where the secret shared with `node` is, and
@@ -96,6 +115,7 @@ impl Default for CaptureConfig {
             cipher: None,
             key_timeout_ms: None,
             psks: Vec::new(),
+            agent: AgentSettings::default(),
         }
     }
 }
@@ -150,6 +170,22 @@ impl CaptureConfig {
                 "cipher" => config.cipher = Some(value.parse().map_err(|e| err(format!("{e}")))?),
                 "key_timeout_ms" => {
                     config.key_timeout_ms = Some(parse_key_timeout(value).map_err(|e| err(e.0))?)
+                }
+                "agent_cert" => config.agent.cert = Some(resolve(path, value)),
+                "agent_key" => config.agent.key = Some(resolve(path, value)),
+                "agent_ca" => config.agent.ca = Some(resolve(path, value)),
+                "secret_lifetime" => {
+                    config.agent.secret_lifetime = Some(
+                        value
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|s| *s >= 10)
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "invalid secret_lifetime '{value}' (seconds, at least 10)"
+                                ))
+                            })?,
+                    )
                 }
                 k if IGNORED_KEYS.contains(&k) => {}
                 k if k.starts_with("psk.") => {

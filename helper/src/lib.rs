@@ -13,6 +13,7 @@
 //! `kmod/state/ident.rs`, which names are valid and the canonical form of an
 //! address (`tests/ident.rs`).
 
+pub mod agent;
 mod cipher;
 pub mod config;
 pub mod k8s;

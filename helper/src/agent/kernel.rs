@@ -1,0 +1,176 @@
+//! What the agent needs from the kernel module, as a trait ([`Kernel`]), and
+//! its generic-netlink implementation ([`NetlinkKernel`]) on top of the
+//! crate's public client.
+//!
+//! The trait keeps the session logic testable in one process (the tests
+//! give each agent a fake kernel that records what was installed). The
+//! netlink side opens one command socket (re-opened after an error, e.g.
+//! the module reloaded) and, in [`watch_key_requests`], one socket joined
+//! to the `keys` multicast group.
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use crate::netlink::{Client, NetlinkError};
+use crate::psk::Psk;
+use crate::uapi;
+
+/// A peer as the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPeer {
+    pub name: String,
+    /// Epoch of the current secret, if any.
+    pub epoch: Option<u64>,
+    /// Flows waiting for a secret.
+    pub pending: u32,
+}
+
+/// The kernel operations the agent uses.
+pub trait Kernel: Send + Sync {
+    /// Installs the node-pair secret shared with `peer` under `epoch`;
+    /// `lifetime` is how long it is meant to live.
+    fn install(
+        &self,
+        peer: &str,
+        secret: &Psk,
+        epoch: u64,
+        lifetime: Duration,
+    ) -> Result<u64, String>;
+    /// Tells the kernel no secret is coming for `peer` now, so waiting
+    /// flows fail at once. `Ok(false)`: the kernel cannot be told (they
+    /// fail at the key timeout).
+    fn fail(&self, peer: &str, reason: &str) -> Result<bool, String>;
+    /// Every peer with a secret or waiting flows.
+    fn peers(&self) -> Result<Vec<KernelPeer>, String>;
+}
+
+/// The module, through generic netlink.
+pub struct NetlinkKernel {
+    client: Mutex<Option<Client>>,
+}
+
+impl Default for NetlinkKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NetlinkKernel {
+    pub fn new() -> Self {
+        NetlinkKernel {
+            client: Mutex::new(None),
+        }
+    }
+
+    /// Runs `op` on the command socket, opening it if needed; a socket that
+    /// failed below the kernel's answer is dropped and re-opened next time.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&mut Client) -> Result<T, NetlinkError>,
+    ) -> Result<T, String> {
+        let mut guard = self
+            .client
+            .lock()
+            .map_err(|_| "netlink lock poisoned".to_owned())?;
+        if guard.is_none() {
+            *guard = Some(Client::connect().map_err(|e| e.to_string())?);
+        }
+        let Some(client) = guard.as_mut() else {
+            return Err("no netlink socket".to_owned());
+        };
+        let result = op(client);
+        if let Err(e) = &result {
+            if !matches!(e, NetlinkError::Kernel(_)) {
+                *guard = None;
+            }
+        }
+        result.map_err(|e| e.to_string())
+    }
+}
+
+impl Kernel for NetlinkKernel {
+    fn install(
+        &self,
+        peer: &str,
+        secret: &Psk,
+        epoch: u64,
+        _lifetime: Duration,
+    ) -> Result<u64, String> {
+        // The module keeps a secret until it is replaced: the agent renews
+        // it in time. (A kernel-side lifetime is passed once the API has it.)
+        self.with(|c| c.peer_set(peer, secret, Some(epoch)))
+    }
+
+    fn fail(&self, _peer: &str, _reason: &str) -> Result<bool, String> {
+        // No peer-fail in the module's API yet: waiting flows are reset at
+        // the key timeout (reset-key-timeout).
+        Ok(false)
+    }
+
+    fn peers(&self) -> Result<Vec<KernelPeer>, String> {
+        self.with(|c| c.peers()).map(|peers| {
+            peers
+                .into_iter()
+                .map(|p| KernelPeer {
+                    name: p.name,
+                    epoch: p.epoch,
+                    pending: p.pending,
+                })
+                .collect()
+        })
+    }
+}
+
+/// What [`watch_key_requests`] reports.
+pub enum KernelEvent {
+    /// Flows wait for the secret shared with this peer.
+    KeyRequest(String),
+    /// Events may have been missed (socket overflow, a new socket after an
+    /// error): look at the kernel's peers again.
+    Resync,
+}
+
+/// Follows the `keys` multicast group forever, calling `on` for each event.
+/// On any socket error it waits, re-joins and asks for a resync (the module
+/// may have been reloaded).
+pub fn watch_key_requests(on: impl Fn(KernelEvent), log: impl Fn(&str)) {
+    // `quiet`: a connect failure was logged already (log it once).
+    let mut quiet = false;
+    loop {
+        let mut client = match Client::connect().and_then(|mut c| {
+            c.subscribe(uapi::MCGRP_KEYS)?;
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                if !quiet {
+                    log(&format!(
+                        "cannot follow key requests: {e} (retrying every 2 s)"
+                    ));
+                }
+                quiet = true;
+                thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if quiet {
+            log("following key requests");
+        }
+        on(KernelEvent::Resync);
+        loop {
+            match client.next_key_request() {
+                Ok(event) => on(KernelEvent::KeyRequest(event.node)),
+                Err(NetlinkError::EventsLost) => {
+                    log("key-request events lost (socket overflow): resyncing");
+                    on(KernelEvent::Resync);
+                }
+                Err(NetlinkError::Protocol(e)) => log(&format!("bad key-request event: {e}")),
+                Err(e) => {
+                    log(&format!("key-request socket failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+}

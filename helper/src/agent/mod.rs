@@ -1,0 +1,372 @@
+//! The TLSHub agent (`tlshubd`): one per node, it gives the kernel module
+//! the node-pair secret for every peer node, made by a mutually
+//! authenticated TLS 1.3 handshake between the two nodes' agents.
+//!
+//! # What a session is
+//!
+//! An agent listens on its node's TLSHub address (the mapping's `node NAME
+//! ADDR[:PORT]`, port 7443 by default). A session with peer node P is one TCP
+//! connection to P's agent, a TLS 1.3 handshake with certificates of the
+//! cluster CA checked both ways ([`tls`]: the client wants `ServerName` = P;
+//! the server wants a client certificate whose SAN names a mapped node, and
+//! then that it names the node the client claims in its `Hello`), and then
+//! the pair protocol ([`protocol`]):
+//!
+//! ```text
+//!  initiator (client)                          responder (server)
+//!  Hello{me, P, epoch I know}  ───────────────►  checks the claim against the certificate
+//!                              ◄───────────────  Hello{P, me, epoch it knows}   (or Busy / Refuse)
+//!  the pair's leader (lower name, either role):
+//!  Install{e = max(both epochs) + 1}  ─────────►  follower installs (peer-set e), then
+//!                              ◄───────────────  Installed{e}
+//!  leader installs (peer-set e), then
+//!  Done{e}                      ───────────────►
+//! ```
+//!
+//! The secret is the TLS exporter of that handshake (label
+//! `EXPORTER-tlshub-node-pair-v1`, context lower name · 0x00 · higher name,
+//! 32 bytes): both ends compute the same bytes without sending them. The
+//! follower installs first, so that by the time the leader's flows use the
+//! new secret the follower has it too; flows started during that one round
+//! trip, on the side that already switched, get keys the other side does
+//! not (the epoch is not on the wire) and fail closed.
+//!
+//! # Exactly one session per pair
+//!
+//! Each agent keeps, per peer, the number of sessions running
+//! ([`session`]). A key request, the start-up round, a renewal: each asks
+//! for a session, and a request for a peer with a session running is
+//! coalesced into it (20 flows waiting for a cold peer make one handshake).
+//! Both agents may start one at the same moment (both kernels ask: the
+//! client's and the server's flows wait). To converge:
+//! - the leader answers `Busy` to an incoming session while it has one of
+//!   its own for that peer (outgoing or incoming); only its epoch counts;
+//! - the follower always serves the leader's incoming session, even with
+//!   its own outgoing one running; that one gets `Busy`, and then waits for
+//!   the leader's session to install a secret (the per-peer generation
+//!   changes) instead of failing;
+//! - an outgoing session that finds the pair's secret installed by another
+//!   session after it began (while it was connecting) stops before `Hello`.
+//!
+//! The kernel refuses an epoch older than the current one and different
+//! bytes under an existing epoch, so even two sessions that both complete
+//! leave both kernels at the higher epoch with the same secret.
+//!
+//! # Proactive, renewal, restart
+//!
+//! At start the agent asks the kernel for its peers (`peer-get`): peers with
+//! waiting flows are served first (a restarted agent unblocks flows that
+//! were already waiting), then every node of the mapping gets a session.
+//! The leader renews a secret after 2/3 of its lifetime, the follower after
+//! 3/4 if the leader did not. The mapping file is re-read when it changes.
+//!
+//! # Failures
+//!
+//! A session that fails (peer unreachable, certificate from another CA,
+//! wrong SAN, expired, a refusal) is logged with the reason, never key
+//! bytes, and reported to the kernel so that waiting flows fail closed at
+//! once (where the module can be told; otherwise they fail at its key
+//! timeout). Proactive sessions are retried with backoff.
+
+pub mod config;
+pub mod kernel;
+pub mod protocol;
+pub mod session;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use rustls::{ClientConfig, ServerConfig};
+
+pub use config::{AgentConfig, Directory, Settings};
+pub use kernel::{Kernel, KernelEvent, NetlinkKernel};
+use session::Slot;
+use tls::Identity;
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Identity(#[from] tls::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] tls::SetupError),
+    #[error("{0}")]
+    Mapping(#[from] crate::source::SourceError),
+    #[error("{0}")]
+    Config(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// One node's agent: shared by its threads.
+pub struct Agent {
+    me: String,
+    settings: Settings,
+    identity: Identity,
+    client_tls: Arc<ClientConfig>,
+    server_tls: RwLock<Arc<ServerConfig>>,
+    directory: RwLock<Directory>,
+    mapping: Option<PathBuf>,
+    mapping_mtime: Mutex<Option<SystemTime>>,
+    kernel: Arc<dyn Kernel>,
+    table: Mutex<HashMap<String, Slot>>,
+    changed: Condvar,
+    started: Instant,
+    installs: AtomicU64,
+}
+
+impl Agent {
+    /// Builds an agent from its configuration (reads the identity and the
+    /// mapping); nothing runs yet.
+    pub fn new(config: &AgentConfig, kernel: Arc<dyn Kernel>) -> Result<Arc<Agent>, StartError> {
+        let identity = Identity::from_files(&config.cert, &config.key, &config.ca)?;
+        let directory = Directory::from_file(&config.mapping)?;
+        let mtime = std::fs::metadata(&config.mapping)
+            .and_then(|m| m.modified())
+            .ok();
+        let agent = Agent::with_parts(
+            &config.node,
+            config.settings,
+            identity,
+            directory,
+            Some(config.mapping.clone()),
+            kernel,
+        )?;
+        if let Ok(mut m) = agent.mapping_mtime.lock() {
+            *m = mtime;
+        }
+        Ok(agent)
+    }
+
+    /// Builds an agent from parts already in memory (tests).
+    pub fn with_parts(
+        me: &str,
+        settings: Settings,
+        identity: Identity,
+        directory: Directory,
+        mapping: Option<PathBuf>,
+        kernel: Arc<dyn Kernel>,
+    ) -> Result<Arc<Agent>, StartError> {
+        if !directory.contains(me) {
+            return Err(StartError::Config(format!(
+                "node {me} is not in the mapping"
+            )));
+        }
+        if !identity.names(me) {
+            return Err(StartError::Config(format!(
+                "the certificate does not name this node ({me}): its SAN must hold DNS:{me}"
+            )));
+        }
+        let client_tls = tls::client_config(&identity)?;
+        let server_tls = tls::server_config(&identity, directory.names())?;
+        Ok(Arc::new(Agent {
+            me: me.to_owned(),
+            settings,
+            identity,
+            client_tls,
+            server_tls: RwLock::new(server_tls),
+            directory: RwLock::new(directory),
+            mapping,
+            mapping_mtime: Mutex::new(None),
+            kernel,
+            table: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            started: Instant::now(),
+            installs: AtomicU64::new(0),
+        }))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.me
+    }
+
+    /// Secrets installed by this agent since it started.
+    pub fn installs(&self) -> u64 {
+        self.installs.load(Ordering::Relaxed)
+    }
+
+    /// One log line on stderr: seconds since start, node, message.
+    pub fn log(&self, msg: impl AsRef<str>) {
+        let t = self.started.elapsed();
+        eprintln!(
+            "tlshubd[{}] {:>5}.{:03} {}",
+            self.me,
+            t.as_secs(),
+            t.subsec_millis(),
+            msg.as_ref()
+        );
+    }
+
+    /// The address to listen on: `listen`, or this node's agent address in
+    /// the mapping.
+    pub fn listen_addr(&self, listen: Option<SocketAddr>) -> Result<SocketAddr, StartError> {
+        listen
+            .or_else(|| self.dir().agent(&self.me))
+            .ok_or_else(|| {
+                StartError::Config(format!(
+                    "node {} has no address in the mapping (`node {} ADDR[:PORT]`) and no --listen was given",
+                    self.me, self.me
+                ))
+            })
+    }
+
+    /// Binds the listening socket.
+    pub fn bind(&self, addr: SocketAddr) -> Result<TcpListener, StartError> {
+        TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })
+    }
+
+    /// Runs the agent's threads: the listener, the start-up round (resync
+    /// with the kernel, then a session with every peer) and the ticker
+    /// (renewals, mapping changes). Returns once they are started.
+    pub fn start(self: &Arc<Self>, listener: TcpListener) {
+        self.listen(listener);
+        self.resync("start");
+        for peer in self.peers() {
+            self.request(&peer, "start");
+        }
+        let agent = self.clone();
+        thread::spawn(move || agent.tick_loop());
+    }
+
+    /// Serves incoming sessions on `listener` (a thread), and nothing else.
+    pub fn listen(self: &Arc<Self>, listener: TcpListener) {
+        let agent = self.clone();
+        thread::spawn(move || agent.accept_loop(listener));
+    }
+
+    /// Handles a kernel event (from [`kernel::watch_key_requests`]).
+    pub fn on_kernel_event(self: &Arc<Self>, event: KernelEvent) {
+        match event {
+            KernelEvent::KeyRequest(peer) => self.key_request(&peer),
+            KernelEvent::Resync => self.resync("resync"),
+        }
+    }
+
+    /// A key request: a session, unless the kernel already has a secret for
+    /// the peer and nothing waits (a request sent just before the last
+    /// install and read after it).
+    pub fn key_request(self: &Arc<Self>, peer: &str) {
+        if let Ok(peers) = self.kernel.peers() {
+            if let Some(p) = peers.iter().find(|p| p.name == peer) {
+                if let (Some(epoch), 0) = (p.epoch, p.pending) {
+                    self.log(format!(
+                        "key request for {peer}: stale (the kernel has epoch {epoch}, no flow waits)"
+                    ));
+                    return;
+                }
+            }
+        }
+        self.request(peer, "key request");
+    }
+
+    /// Serves every peer the kernel has flows waiting for.
+    pub fn resync(self: &Arc<Self>, why: &str) {
+        match self.kernel.peers() {
+            Ok(peers) => {
+                for p in peers {
+                    if let Some(epoch) = p.epoch {
+                        self.note_epoch(&p.name, epoch);
+                    }
+                    if p.pending > 0 {
+                        self.log(format!(
+                            "{why}: {} flow(s) waiting for peer {}",
+                            p.pending, p.name
+                        ));
+                        self.request(&p.name, "flows waiting");
+                    }
+                }
+            }
+            Err(e) => self.log(format!("{why}: cannot read the kernel's peers: {e}")),
+        }
+    }
+
+    /// The mapping's nodes other than this one.
+    pub fn peers(&self) -> Vec<String> {
+        self.dir()
+            .names()
+            .into_iter()
+            .filter(|n| *n != self.me)
+            .collect()
+    }
+
+    fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Re-reads the mapping if its file changed: new peer addresses, and the
+    /// server accepts client certificates of the new node set.
+    fn reload_mapping_if_changed(self: &Arc<Self>) {
+        let Some(path) = &self.mapping else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        {
+            let Ok(mut last) = self.mapping_mtime.lock() else {
+                return;
+            };
+            if *last == mtime {
+                return;
+            }
+            *last = mtime;
+        }
+        let directory = match Directory::from_file(path) {
+            Ok(d) if d.contains(&self.me) => d,
+            Ok(_) => {
+                self.log(format!(
+                    "mapping {}: node {} is gone from it; keeping the previous mapping",
+                    path.display(),
+                    self.me
+                ));
+                return;
+            }
+            Err(e) => {
+                self.log(format!("mapping reload: {e}; keeping the previous mapping"));
+                return;
+            }
+        };
+        match tls::server_config(&self.identity, directory.names()) {
+            Ok(server) => {
+                if let Ok(mut s) = self.server_tls.write() {
+                    *s = server;
+                }
+            }
+            Err(e) => {
+                self.log(format!("mapping reload: {e}"));
+                return;
+            }
+        }
+        let new: Vec<String> = directory
+            .names()
+            .into_iter()
+            .filter(|n| !self.dir().contains(n) && *n != self.me)
+            .collect();
+        if let Ok(mut d) = self.directory.write() {
+            *d = directory;
+        }
+        self.log(format!("mapping {} re-read", path.display()));
+        for peer in new {
+            self.request(&peer, "new node in the mapping");
+        }
+    }
+
+    /// Every `tick`: mapping changes, renewals and retries that are due.
+    fn tick_loop(self: Arc<Self>) {
+        loop {
+            thread::sleep(self.settings.tick);
+            self.reload_mapping_if_changed();
+            for peer in self.due_peers() {
+                self.request(&peer, "renewal");
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `tlshubd`: the TLSHub agent of one node, in the foreground, logging to
+//! stderr. It makes the node-pair secrets of this node with every peer
+//! node's agent (mutual TLS 1.3, see `tlshub::agent`) and gives them to the
+//! kernel module; it answers the module's key requests.
+//!
+//! ```text
+//! tlshubd --node n1 --cert n1.pem --key n1.key --ca ca.pem [--mapping FILE]
+//!         [--lifetime SECS] [--listen ADDR:PORT] [--config capture.conf]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use tlshub::agent::{kernel, Agent, AgentConfig, Kernel, NetlinkKernel, Settings};
+use tlshub::config::DEFAULT_CONFIG_PATH;
+use tlshub::mapping::DEFAULT_PATH;
+use tlshub::CaptureConfig;
+
+/// The TLSHub agent: node-pair secrets by mutual TLS between nodes.
+#[derive(Parser, Debug)]
+#[command(name = "tlshubd", version)]
+struct Args {
+    /// This node's name (default: capture.conf's `local_nodes`, if it names
+    /// exactly one node).
+    #[arg(long)]
+    node: Option<String>,
+    /// This node's certificate (PEM; SAN DNS:<node>; serverAuth and
+    /// clientAuth).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The pod-node mapping (its `node NAME ADDR[:PORT]` lines give the
+    /// agents' addresses).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Lifetime of a node-pair secret in seconds (renewed at 2/3).
+    #[arg(long, value_name = "SECS")]
+    lifetime: Option<u64>,
+    /// Listen here instead of this node's address in the mapping.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// capture.conf to read `local_nodes`, `pod_node_config`, `agent_cert`,
+    /// `agent_key`, `agent_ca` and `secret_lifetime` from (command-line
+    /// flags win).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match build_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tlshubd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let kernel: Arc<NetlinkKernel> = Arc::new(NetlinkKernel::new());
+    let agent = match Agent::new(&config, kernel.clone() as Arc<dyn Kernel>) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tlshubd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match agent
+        .listen_addr(config.listen)
+        .and_then(|addr| Ok((addr, agent.bind(addr)?)))
+    {
+        Ok((addr, l)) => {
+            agent.log(format!(
+                "node {} listening on {addr}, secret lifetime {}s",
+                agent.node(),
+                config.settings.lifetime.as_secs()
+            ));
+            l
+        }
+        Err(e) => {
+            eprintln!("tlshubd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    agent.start(listener);
+    let events = agent.clone();
+    let logger = agent.clone();
+    thread::spawn(move || {
+        kernel::watch_key_requests(|e| events.on_kernel_event(e), |m| logger.log(m))
+    });
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn build_config(args: Args) -> Result<AgentConfig, String> {
+    let capture = match &args.config {
+        Some(path) => Some(CaptureConfig::from_file(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let node = match (
+        args.node,
+        capture.as_ref().and_then(|c| c.local_nodes.as_ref()),
+    ) {
+        (Some(n), _) => n,
+        (None, Some(nodes)) if nodes.len() == 1 => nodes[0].clone(),
+        (None, Some(_)) => return Err("capture.conf names several local nodes: give --node".into()),
+        (None, None) => return Err("which node is this? give --node NAME".into()),
+    };
+    tlshub::mapping::check_node_name(&node).map_err(|e| e.to_string())?;
+    let agent = capture
+        .as_ref()
+        .map(|c| c.agent.clone())
+        .unwrap_or_default();
+    let need = |flag: Option<PathBuf>, conf: Option<PathBuf>, what: &str| {
+        flag.or(conf)
+            .ok_or_else(|| format!("missing --{what} (or agent_{what} in capture.conf)"))
+    };
+    let mut settings = Settings::default();
+    if let Some(secs) = args.lifetime.or(agent.secret_lifetime) {
+        if secs < 10 {
+            return Err(format!(
+                "secret lifetime {secs}s is too short (at least 10)"
+            ));
+        }
+        settings.lifetime = Duration::from_secs(secs);
+    }
+    Ok(AgentConfig {
+        node,
+        mapping: args
+            .mapping
+            .or_else(|| capture.as_ref().map(|c| c.pod_node_config.clone()))
+            .unwrap_or_else(|| {
+                let _ = DEFAULT_CONFIG_PATH;
+                PathBuf::from(DEFAULT_PATH)
+            }),
+        cert: need(args.cert, agent.cert, "cert")?,
+        key: need(args.key, agent.key, "key")?,
+        ca: need(args.ca, agent.ca, "ca")?,
+        settings,
+        listen: args.listen,
+    })
+}

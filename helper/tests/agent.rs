@@ -1,0 +1,448 @@
+//! The TLSHub agent in one process: certificates made here (rcgen), agents
+//! on loopback with fake kernels that record what they were given.
+
+use std::collections::HashMap;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tlshub::agent::kernel::KernelPeer;
+use tlshub::agent::protocol::{self, pair_context, read_msg, write_msg, Msg, EXPORTER_LABEL};
+use tlshub::agent::tls::{self, cert_names, Identity};
+use tlshub::agent::{Agent, Directory, Kernel, Settings};
+use tlshub::{PodNodeTable, Psk};
+
+// --- certificates ----------------------------------------------------------
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    der: CertificateDer<'static>,
+}
+
+fn ca() -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct subjects: two clusters' CAs.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("test cluster CA {n}"));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        der: cert.der().clone(),
+        params,
+        key,
+    }
+}
+
+/// A node certificate for `names` signed by `ca`, `expired` if asked.
+fn leaf(
+    ca: &Ca,
+    names: &[&str],
+    expired: bool,
+) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (cert.der().clone(), key)
+}
+
+fn identity(ca: &Ca, names: &[&str], trust: &Ca) -> Identity {
+    let (cert, key) = leaf(ca, names, false);
+    Identity::from_der(vec![cert], key, vec![trust.der.clone()]).unwrap()
+}
+
+// --- a fake kernel ---------------------------------------------------------
+
+#[derive(Default)]
+struct FakeKernel {
+    secrets: Mutex<HashMap<String, (u64, [u8; 32])>>,
+    fails: Mutex<Vec<(String, String)>>,
+}
+
+impl Kernel for FakeKernel {
+    fn install(&self, peer: &str, secret: &Psk, epoch: u64, _: Duration) -> Result<u64, String> {
+        let mut s = self.secrets.lock().unwrap();
+        if let Some((old, bytes)) = s.get(peer) {
+            if *old == epoch && bytes != secret.as_bytes() {
+                return Err("EEXIST".into());
+            }
+            if epoch < *old {
+                return Err("old epoch".into());
+            }
+        }
+        s.insert(peer.to_owned(), (epoch, *secret.as_bytes()));
+        Ok(epoch)
+    }
+    fn fail(&self, peer: &str, reason: &str) -> Result<bool, String> {
+        self.fails
+            .lock()
+            .unwrap()
+            .push((peer.into(), reason.into()));
+        Ok(true)
+    }
+    fn peers(&self) -> Result<Vec<KernelPeer>, String> {
+        Ok(self
+            .secrets
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, (e, _))| KernelPeer {
+                name: n.clone(),
+                epoch: Some(*e),
+                pending: 0,
+            })
+            .collect())
+    }
+}
+
+impl FakeKernel {
+    fn secret(&self, peer: &str) -> Option<(u64, [u8; 32])> {
+        self.secrets.lock().unwrap().get(peer).copied()
+    }
+    /// `node del`: the kernel forgets the peer's secret.
+    fn forget(&self, peer: &str) {
+        self.secrets.lock().unwrap().remove(peer);
+    }
+    fn failures(&self) -> Vec<(String, String)> {
+        self.fails.lock().unwrap().clone()
+    }
+}
+
+// --- agents on loopback ----------------------------------------------------
+
+fn settings() -> Settings {
+    Settings {
+        lifetime: Duration::from_secs(3600),
+        io_timeout: Duration::from_secs(10),
+        connect_retry: Duration::from_millis(500),
+        busy_wait: Duration::from_secs(10),
+        tick: Duration::from_millis(100),
+    }
+}
+
+fn directory(nodes: &[(&str, SocketAddr)]) -> Directory {
+    let text: String = nodes
+        .iter()
+        .map(|(n, a)| format!("node {n} {a}\n"))
+        .collect();
+    Directory::from_table(&PodNodeTable::parse_str(&text, "test").unwrap())
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+struct Node {
+    agent: Arc<Agent>,
+    kernel: Arc<FakeKernel>,
+}
+
+fn node(me: &str, id: Identity, dir: &Directory, l: TcpListener, start: bool) -> Node {
+    let kernel = Arc::new(FakeKernel::default());
+    let agent = Agent::with_parts(
+        me,
+        settings(),
+        id,
+        dir.clone(),
+        None,
+        kernel.clone() as Arc<dyn Kernel>,
+    )
+    .unwrap();
+    if start {
+        agent.start(l);
+    } else {
+        // Serve sessions, start none.
+        agent.listen(l);
+    }
+    Node { agent, kernel }
+}
+
+fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Two started agents n1, n2 of one CA: both sides end with one equal secret.
+fn pair() -> (Node, Node) {
+    let ca = ca();
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let dir = directory(&[("n1", a1), ("n2", a2)]);
+    let n1 = node("n1", identity(&ca, &["n1"], &ca), &dir, l1, true);
+    let n2 = node("n2", identity(&ca, &["n2"], &ca), &dir, l2, true);
+    assert!(
+        wait_until(20, || agreed(&n1, &n2).is_some()),
+        "no common secret: n1 {:?} n2 {:?}",
+        n1.kernel.secret("n2").map(|s| s.0),
+        n2.kernel.secret("n1").map(|s| s.0)
+    );
+    (n1, n2)
+}
+
+/// The pair's (epoch, secret) if both kernels hold the same.
+fn agreed(n1: &Node, n2: &Node) -> Option<(u64, [u8; 32])> {
+    let (s1, s2) = (n1.kernel.secret("n2")?, n2.kernel.secret("n1")?);
+    (s1 == s2).then_some(s1)
+}
+
+/// Settles: no session running for a while.
+fn settle(n1: &Node, n2: &Node) {
+    let mut last = (n1.agent.installs(), n2.agent.installs());
+    loop {
+        thread::sleep(Duration::from_millis(700));
+        let now = (n1.agent.installs(), n2.agent.installs());
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+// --- tests -----------------------------------------------------------------
+
+#[test]
+fn san_checks() {
+    let ca = ca();
+    let (cert, _) = leaf(&ca, &["n1", "node-1.cluster"], false);
+    assert!(cert_names(&cert, "n1"));
+    assert!(cert_names(&cert, "node-1.cluster"));
+    assert!(!cert_names(&cert, "n2"));
+    assert!(!cert_names(&cert, "n"));
+    assert!(!cert_names(&cert, "not a name"));
+    assert_eq!(tls::dns_names(&cert), ["n1", "node-1.cluster"]);
+    assert!(identity(&ca, &["n1"], &ca).names("n1"));
+    assert!(!identity(&ca, &["n1"], &ca).names("n2"));
+}
+
+#[test]
+fn exporter_context_is_symmetric() {
+    assert_eq!(pair_context("n1", "n2"), pair_context("n2", "n1"));
+    assert_eq!(pair_context("b", "a"), b"a\0b".to_vec());
+    assert_eq!(EXPORTER_LABEL, b"EXPORTER-tlshub-node-pair-v1");
+}
+
+#[test]
+fn loopback_pair_agrees_on_one_secret() {
+    let (n1, n2) = pair();
+    settle(&n1, &n2);
+    let (epoch, secret) = agreed(&n1, &n2).unwrap();
+    assert_eq!(epoch, 1, "both started at once: one session, epoch 1");
+    assert_ne!(secret, [0u8; 32]);
+    assert_eq!(n1.agent.installs(), 1, "n1 installed more than once");
+    assert_eq!(n2.agent.installs(), 1, "n2 installed more than once");
+    assert!(
+        n1.kernel.failures().is_empty(),
+        "{:?}",
+        n1.kernel.failures()
+    );
+    assert!(
+        n2.kernel.failures().is_empty(),
+        "{:?}",
+        n2.kernel.failures()
+    );
+}
+
+#[test]
+fn concurrent_requests_make_one_session() {
+    let (n1, n2) = pair();
+    settle(&n1, &n2);
+    let (before1, before2) = (n1.agent.installs(), n2.agent.installs());
+    let (epoch0, secret0) = agreed(&n1, &n2).unwrap();
+    // Both kernels forget the secret; 20 key requests at once on one side
+    // (the follower: n2).
+    n1.kernel.forget("n2");
+    n2.kernel.forget("n1");
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let a = n2.agent.clone();
+            thread::spawn(move || a.key_request("n1"))
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    assert!(wait_until(20, || n2.agent.installs() > before2));
+    // A late duplicate (the kernel has the secret, nothing waits): ignored.
+    n2.agent.key_request("n1");
+    settle(&n1, &n2);
+    assert_eq!(n1.agent.installs(), before1 + 1);
+    assert_eq!(n2.agent.installs(), before2 + 1);
+    let (epoch, secret) = agreed(&n1, &n2).expect("secrets differ");
+    assert_eq!(epoch, epoch0 + 1);
+    assert_ne!(secret, secret0, "a new handshake, a new secret");
+}
+
+#[test]
+fn both_sides_at_once_converge() {
+    let (n1, n2) = pair();
+    settle(&n1, &n2);
+    for round in 0..5 {
+        let (e0, _) = agreed(&n1, &n2).unwrap();
+        let (a, b) = (n1.agent.clone(), n2.agent.clone());
+        n1.kernel.forget("n2");
+        n2.kernel.forget("n1");
+        let t1 = thread::spawn(move || a.key_request("n2"));
+        let t2 = thread::spawn(move || b.key_request("n1"));
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert!(wait_until(20, || agreed(&n1, &n2).is_some_and(|(e, _)| e > e0)));
+        settle(&n1, &n2);
+        let (e, _) = agreed(&n1, &n2).unwrap_or_else(|| panic!("round {round}: secrets differ"));
+        assert!(e > e0);
+        assert!(
+            n1.kernel.failures().is_empty(),
+            "{:?}",
+            n1.kernel.failures()
+        );
+        assert!(
+            n2.kernel.failures().is_empty(),
+            "{:?}",
+            n2.kernel.failures()
+        );
+    }
+}
+
+/// n1 asks for a session with n2; returns n1's failures once one is there.
+fn refused(n1: &Node) -> String {
+    n1.agent.request("n2", "test");
+    assert!(
+        wait_until(20, || !n1.kernel.failures().is_empty()),
+        "no failure reported"
+    );
+    let fails = n1.kernel.failures();
+    assert_eq!(fails[0].0, "n2");
+    fails[0].1.clone()
+}
+
+fn pair_with(id1: Identity, id2: Identity) -> (Node, Node) {
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let dir = directory(&[("n1", a1), ("n2", a2)]);
+    (
+        node("n1", id1, &dir, l1, false),
+        node("n2", id2, &dir, l2, false),
+    )
+}
+
+#[test]
+fn wrong_ca_is_refused_both_ways() {
+    let (ca, other) = (ca(), ca());
+    // n2's certificate comes from another CA (and it trusts that one only).
+    let (n1, n2) = pair_with(
+        identity(&ca, &["n1"], &ca),
+        identity(&other, &["n2"], &other),
+    );
+    let why = refused(&n1);
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    // And n2 asking n1: n1's certificate is unknown to n2.
+    n2.agent.request("n1", "test");
+    assert!(wait_until(20, || !n2.kernel.failures().is_empty()));
+    let why = n2.kernel.failures()[0].1.clone();
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(n1.kernel.secret("n2").is_none() && n2.kernel.secret("n1").is_none());
+}
+
+#[test]
+fn server_with_the_wrong_name_is_refused() {
+    let ca = ca();
+    // The mapping says n2 is there, but the agent there is n3.
+    let (n1, _n3) = {
+        let (l1, a1) = listener();
+        let (l3, a3) = listener();
+        let dir1 = directory(&[("n1", a1), ("n2", a3)]);
+        let dir3 = directory(&[("n1", a1), ("n3", a3)]);
+        (
+            node("n1", identity(&ca, &["n1"], &ca), &dir1, l1, false),
+            node("n3", identity(&ca, &["n3"], &ca), &dir3, l3, false),
+        )
+    };
+    let why = refused(&n1);
+    assert!(
+        why.contains("NotValidForName") || why.contains("not valid for name"),
+        "{why}"
+    );
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let ca = ca();
+    let (cert, key) = leaf(&ca, &["n2"], true);
+    let expired = Identity::from_der(vec![cert], key, vec![ca.der.clone()]).unwrap();
+    let (n1, _n2) = pair_with(identity(&ca, &["n1"], &ca), expired);
+    let why = refused(&n1);
+    assert!(why.contains("Expired") || why.contains("expired"), "{why}");
+}
+
+/// A raw client with `cert_names` certificate that claims to be `claim`.
+fn raw_claim(server: SocketAddr, ca: &Ca, names: &[&str], claim: &str) -> Result<Msg, String> {
+    let config = tls::client_config(&identity(ca, names, ca)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from("n1".to_owned()).unwrap())
+            .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, TcpStream::connect(server).unwrap());
+    let hello = Msg::Hello {
+        version: protocol::VERSION,
+        epoch: 0,
+        node: claim.into(),
+        peer: "n1".into(),
+    };
+    write_msg(&mut s, &hello).map_err(|e| e.to_string())?;
+    read_msg(&mut s).map_err(|e| e.to_string())
+}
+
+#[test]
+fn client_must_be_the_node_it_claims() {
+    let ca = ca();
+    let (l1, a1) = listener();
+    let dir = directory(&[
+        ("n1", a1),
+        ("n2", "127.0.0.1:9".parse().unwrap()),
+        ("n3", "127.0.0.1:9".parse().unwrap()),
+    ]);
+    let n1 = node("n1", identity(&ca, &["n1"], &ca), &dir, l1, false);
+    // A certificate for n3 (a mapped node) claiming to be n2: refused after hello.
+    match raw_claim(a1, &ca, &["n3"], "n2") {
+        Ok(Msg::Refuse { reason }) => assert!(reason.contains("names n3"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A certificate naming no mapped node: refused in the handshake.
+    let err = raw_claim(a1, &ca, &["n9"], "n9").unwrap_err();
+    assert!(!err.is_empty());
+    // The same n3 certificate claiming n3: accepted (n1 answers hello).
+    match raw_claim(a1, &ca, &["n3"], "n3") {
+        Ok(Msg::Hello { node, peer, .. }) => {
+            assert_eq!((node.as_str(), peer.as_str()), ("n1", "n3"))
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    assert!(n1.kernel.secret("n2").is_none());
+}
