@@ -13,7 +13,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tlshub::agent::kernel::KernelPeer;
+use tlshub::agent::kernel::{FailOutcome, KernelPeer};
 use tlshub::agent::protocol::{self, pair_context, read_msg, write_msg, Msg, EXPORTER_LABEL};
 use tlshub::agent::tls::{self, cert_names, Identity};
 use tlshub::agent::{Agent, Directory, Kernel, Settings};
@@ -96,12 +96,12 @@ impl Kernel for FakeKernel {
         s.insert(peer.to_owned(), (epoch, *secret.as_bytes()));
         Ok(epoch)
     }
-    fn fail(&self, peer: &str, reason: &str) -> Result<bool, String> {
+    fn fail(&self, peer: &str, reason: &str) -> Result<FailOutcome, String> {
         self.fails
             .lock()
             .unwrap()
             .push((peer.into(), reason.into()));
-        Ok(true)
+        Ok(FailOutcome::Told)
     }
     fn peers(&self) -> Result<Vec<KernelPeer>, String> {
         Ok(self
@@ -113,6 +113,7 @@ impl Kernel for FakeKernel {
                 name: n.clone(),
                 epoch: Some(*e),
                 pending: 0,
+                valid: true,
             })
             .collect())
     }

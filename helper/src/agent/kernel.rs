@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use crate::netlink::{Client, NetlinkError};
+use crate::netlink::{Client, NetlinkError, PeerState};
 use crate::psk::Psk;
 use crate::uapi;
 
@@ -24,6 +24,18 @@ pub struct KernelPeer {
     pub epoch: Option<u64>,
     /// Flows waiting for a secret.
     pub pending: u32,
+    /// The kernel holds a secret that has not expired.
+    pub valid: bool,
+}
+
+/// What [`Kernel::fail`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Waiting flows were reset (key-refused).
+    Told,
+    /// The kernel still has a valid secret for the peer and no flow waits:
+    /// it was left alone (a failed renewal must not cut working flows).
+    KeptValidSecret,
 }
 
 /// The kernel operations the agent uses.
@@ -38,9 +50,8 @@ pub trait Kernel: Send + Sync {
         lifetime: Duration,
     ) -> Result<u64, String>;
     /// Tells the kernel no secret is coming for `peer` now, so waiting
-    /// flows fail at once. `Ok(false)`: the kernel cannot be told (they
-    /// fail at the key timeout).
-    fn fail(&self, peer: &str, reason: &str) -> Result<bool, String>;
+    /// flows fail at once (unless a valid secret is in place).
+    fn fail(&self, peer: &str, reason: &str) -> Result<FailOutcome, String>;
     /// Every peer with a secret or waiting flows.
     fn peers(&self) -> Result<Vec<KernelPeer>, String>;
 }
@@ -95,17 +106,22 @@ impl Kernel for NetlinkKernel {
         peer: &str,
         secret: &Psk,
         epoch: u64,
-        _lifetime: Duration,
+        lifetime: Duration,
     ) -> Result<u64, String> {
-        // The module keeps a secret until it is replaced: the agent renews
-        // it in time. (A kernel-side lifetime is passed once the API has it.)
-        self.with(|c| c.peer_set(peer, secret, Some(epoch)))
+        // The module treats the secret as absent once its lifetime is over;
+        // the agent renews it before.
+        self.with(|c| c.peer_set_with_lifetime(peer, secret, Some(epoch), Some(lifetime)))
     }
 
-    fn fail(&self, _peer: &str, _reason: &str) -> Result<bool, String> {
-        // No peer-fail in the module's API yet: waiting flows are reset at
-        // the key timeout (reset-key-timeout).
-        Ok(false)
+    fn fail(&self, peer: &str, reason: &str) -> Result<FailOutcome, String> {
+        // peer-fail wipes the current secret: not while it is valid and
+        // nothing waits.
+        let current = self.peers()?.into_iter().find(|p| p.name == peer);
+        if current.is_some_and(|p| p.valid && p.pending == 0) {
+            return Ok(FailOutcome::KeptValidSecret);
+        }
+        self.with(|c| c.peer_fail(peer, reason))
+            .map(|()| FailOutcome::Told)
     }
 
     fn peers(&self) -> Result<Vec<KernelPeer>, String> {
@@ -116,6 +132,7 @@ impl Kernel for NetlinkKernel {
                     name: p.name,
                     epoch: p.epoch,
                     pending: p.pending,
+                    valid: p.state == PeerState::Established,
                 })
                 .collect()
         })

@@ -64,9 +64,12 @@
 //!
 //! A session that fails (peer unreachable, certificate from another CA,
 //! wrong SAN, expired, a refusal) is logged with the reason, never key
-//! bytes, and reported to the kernel so that waiting flows fail closed at
-//! once (where the module can be told; otherwise they fail at its key
-//! timeout). Proactive sessions are retried with backoff.
+//! bytes, and reported to the kernel (`peer-fail`) so that waiting flows
+//! fail closed at once (`reset-key-refused`) — unless the kernel still has
+//! a valid secret for the peer and nothing waits (a failed renewal does not
+//! cut working flows; the secret still expires at the end of its
+//! lifetime). Secrets are installed with their lifetime (`peer-set`
+//! `lifetime-ms`). Failed sessions are retried with backoff.
 
 pub mod config;
 pub mod kernel;
@@ -257,7 +260,7 @@ impl Agent {
     /// install and read after it).
     pub fn key_request(self: &Arc<Self>, peer: &str) {
         if let Ok(peers) = self.kernel.peers() {
-            if let Some(p) = peers.iter().find(|p| p.name == peer) {
+            if let Some(p) = peers.iter().find(|p| p.name == peer && p.valid) {
                 if let (Some(epoch), 0) = (p.epoch, p.pending) {
                     self.log(format!(
                         "key request for {peer}: stale (the kernel has epoch {epoch}, no flow waits)"

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
+use super::kernel::FailOutcome;
 use super::protocol::{leader, next_epoch, read_msg, write_msg, Msg, ProtocolError, VERSION};
 use super::tls::{cert_names, describe, dns_names, export_secret};
 use super::Agent;
@@ -168,10 +169,17 @@ impl Agent {
 
     /// Tells the kernel that flows waiting for `peer` get no secret now.
     fn report_failure(&self, peer: &str, reason: &str) {
-        match self.kernel.fail(peer, reason) {
-            Ok(true) => self.log(format!("peer {peer}: kernel told, waiting flows fail now")),
-            Ok(false) => self.log(format!(
-                "peer {peer}: waiting flows fail at the kernel's key timeout"
+        // The kernel keeps 128 bytes of the reason.
+        let mut end = reason.len().min(128);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        match self.kernel.fail(peer, &reason[..end]) {
+            Ok(FailOutcome::Told) => self.log(format!(
+                "peer {peer}: failure reported to the kernel (waiting flows reset)"
+            )),
+            Ok(FailOutcome::KeptValidSecret) => self.log(format!(
+                "peer {peer}: the kernel's current secret is still valid, kept"
             )),
             Err(e) => self.log(format!("peer {peer}: cannot report the failure: {e}")),
         }
