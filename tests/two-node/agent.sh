@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The TLSHub agent across two kernels: scripts/two-node tests/two-node/agent.sh
+# runs this in both VMs (node n1 = VM 1, n2 = VM 2; see lib.sh). No
+# pre-shared key: each node runs tlshubd with a certificate of a cluster CA
+# made here with openssl (agent-lib.sh), and the agents make the node-pair
+# secret by mutual TLS 1.3. Proves:
+#   1. both agents started at once: exactly one session (one "secret
+#      installed" line per node), both kernels at the same epoch;
+#   2. the first connection a1 -> b1 is secured with no further handshake
+#      and no key wait (the proactive session was enough);
+#   3. cold peer (both kernels forget the secret): 20 concurrent connects
+#      a1 -> b1 make exactly one more session and 20 secured flows (kTLS on
+#      20 sockets, flows-secured +20); the wire of 2 and 3 on n1:eth0 is TLS
+#      records only, no marker (tlswire);
+#   4. n2's agent refuses to start with a certificate naming n3; then runs
+#      with a certificate of another CA: the handshake is refused both ways
+#      (UnknownIssuer in both logs), the connection a1 -> b1 fails closed
+#      (reset-key-refused, the peer's state "failed" with the reason);
+#   5. n2 back with its real certificate: a session; an established flow
+#      survives kill -9 of n1's agent; a flow opened while it is dead waits
+#      (on both kernels) and is served by the restarted agent, which found
+#      it waiting (resync); new flows both ways work.
+# Prints `ok ...` lines; exits non-zero on the first failure.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/agent-lib.sh"
+ok() { echo "ok   [$TN_NODE] $* (t=$((SECONDS - T0))s)"; }
+T0=$SECONDS
+INSTALLED="secret installed, epoch"
+
+ok "start, VM up for $(cut -d" " -f1 /proc/uptime)s"
+tn_setup
+trap 'ag_stop KILL; topo_teardown' EXIT
+load_module
+tn_mapping "$TOPO_DIR/mapping.conf"
+tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null || fail "mapping load"
+tlshubctl node local "$TN_NODE" || fail "node local $TN_NODE"
+AG_LOG=$TOPO_DIR/agent.log AG_PKI=$TLSHUB_SHARED/pki
+if [ "$TN_NODE" = n1 ]; then
+    ag_pki "$AG_PKI"
+    tn_put pki ready
+else
+    tn_get pki >/dev/null
+fi
+app_echo_server "$TN_POD" 7000
+tn_barrier ready
+ok "certificates made (openssl), echo server up, no secret anywhere"
+
+# 1. Both agents at once: one session.
+ag_start
+ag_wait "$INSTALLED" 1 120 || fail "no session with $TN_PEER"
+tn_barrier started
+sleep 3   # a second session, if there were one, would have ended by now
+expect_eq "sessions after start" 1 "$(ag_count "$INSTALLED")"
+expect_eq "peer state" established "$(ag_peer state)"
+epoch=$(ag_peer epoch)
+tn_put "epoch.$TN_NODE" "$epoch"
+expect_eq "epoch on both kernels" "$epoch" "$(tn_get "epoch.$TN_PEER")"
+ok "both agents up: one session, epoch $epoch on both kernels"
+tn_barrier one
+
+# 2. + 3. with the wire captured on n1.
+pcap=$TOPO_DIR/wire.pcap
+if [ "$TN_NODE" = n1 ]; then
+    capture_start node eth0 "$pcap" tcp
+    kw0=$(ag_stat key_waits)
+    m=$(new_marker)
+    expect_eq "a1 -> b1 echo (first connection)" "$m-first" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-first")"
+    expect_eq "key waits for the first connection" "$kw0" "$(ag_stat key_waits)"
+    expect_eq "sessions after the first connection" 1 "$(ag_count "$INSTALLED")"
+    ok "first connection a1 -> b1 secured: no key wait, still one session"
+fi
+tn_barrier first
+
+tlshubctl node del "$TN_PEER" || fail "node del $TN_PEER"
+expect_eq "peer state after node del" - "$(ag_peer epoch)"
+tn_barrier cold
+if [ "$TN_NODE" = n1 ]; then
+    s0=$(ag_stat flows_secured) tx0=$(tls_stat a1 TlsTxSw) kw0=$(ag_stat key_waits)
+    pids=()
+    for i in $(seq 20); do
+        tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-c$i" > "$TOPO_DIR/c$i.out" 2>&1 & pids+=($!)
+    done
+    for i in $(seq 20); do
+        wait "${pids[$((i - 1))]}" || fail "concurrent connect $i failed: $(cat "$TOPO_DIR/c$i.out")"
+        expect_eq "concurrent echo $i" "$m-c$i" "$(cat "$TOPO_DIR/c$i.out")"
+    done
+    s=$(ag_stat flows_secured) tx=$(tls_stat a1 TlsTxSw)
+    expect_eq "flows secured by the burst" 20 $((s - s0))
+    expect_eq "kTLS TX sockets in a1 from the burst" 20 $((tx - tx0))
+    [ "$(ag_stat key_waits)" -gt "$kw0" ] || fail "the burst never waited for a key: the peer was not cold"
+    capture_stop
+    out=$(tlswire "$pcap" --expect tls --host "$(tn_ip4 a1)" --min-conns 21 --marker "$m-first" \
+          $(for i in $(seq 20); do echo --marker "$m-c$i"; done)) \
+        || { echo "$out"; fail "agent-keyed flows are not TLS-only on the wire"; }
+    echo "$out" | sed 's/^/    /'
+    ok "cold peer: 20 concurrent connects secured, wire (n1:eth0) TLS records only, no marker"
+fi
+tn_barrier burst
+sleep 2
+expect_eq "sessions after the burst (exactly one more)" 2 "$(ag_count "$INSTALLED")"
+grep -E "joined|busy|stale" "$AG_LOG" | tail -n 3 | sed 's/^/    /' || true
+ok "cold peer: exactly one more session on $TN_NODE"
+tn_barrier burst-checked
+
+# 4. Wrong SAN, wrong CA.
+if [ "$TN_NODE" = n2 ]; then
+    ag_stop
+    if out=$(timeout 20 tlshubd --node n2 --cert "$AG_PKI/evil-n2.pem" --key "$AG_PKI/evil-n2.key" \
+            --ca "$AG_PKI/ca.pem" --mapping "$TOPO_DIR/mapping.conf" 2>&1); then
+        fail "tlshubd started with a certificate naming n3: $out"
+    fi
+    expect_contains "tlshubd with a certificate for n3" "does not name this node" "$out"
+    ok "tlshubd refuses a certificate whose SAN is not this node: $out"
+    ag_start "$AG_PKI/rogue-n2.pem" "$AG_PKI/rogue-ca.pem"
+fi
+tlshubctl node del "$TN_PEER" || fail "node del $TN_PEER"
+tn_barrier rogue
+if [ "$TN_NODE" = n1 ]; then
+    r0=$(ag_stat reset_key_refused) f0=$(ag_count "FAILED")
+    if out=$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-rogue" 2>&1); then
+        fail "a1 -> b1 worked with n2's agent from another CA: '$out'"
+    fi
+    [ "$(ag_stat reset_key_refused)" -gt "$r0" ] || fail "reset-key-refused did not rise"
+    [ "$(ag_count "FAILED")" -gt "$f0" ] || fail "no FAILED session in the log"
+    grep -q "session with n2 FAILED: .*UnknownIssuer" "$AG_LOG" || fail "the log does not say why (UnknownIssuer)"
+    expect_eq "peer state" failed "$(ag_peer state)"
+    grep "FAILED" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    tlshubctl node show | sed 's/^/    /'
+    ok "n2 with another CA's certificate: handshake refused, a1 -> b1 failed closed (reset-key-refused)"
+fi
+tn_barrier rogue-client
+if [ "$TN_NODE" = n2 ]; then
+    wait_log "$AG_LOG" "UnknownIssuer" 30 || fail "n2's (rogue) agent log does not say why"
+    grep "UnknownIssuer" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    ok "n2's agent (other CA) logs the refusal: UnknownIssuer"
+    ag_stop
+    ag_start
+fi
+
+# 5. n2 back; kill -9 n1's agent under an established flow; restart.
+ag_wait "$INSTALLED" 3 120 || fail "no session after n2's agent came back"
+tn_barrier healed
+tlshubctl timeout set 60000 || fail "timeout set"
+tn_barrier long-timeout
+if [ "$TN_NODE" = n1 ]; then
+    d=$TOPO_DIR/long; mkdir -m 777 "$d"
+    pod_bg a1 bash -c 'exec 3<>"/dev/tcp/$1/7000" || exit 1
+        printf "%s\n" "$2-l1" >&3; IFS= read -r -t 60 l <&3 || exit 1; printf "%s\n" "$l" > "$3/l1"
+        while [ ! -e "$3/go" ]; do sleep 0.2; done
+        printf "%s\n" "$2-l2" >&3; IFS= read -r -t 60 l <&3 || exit 1; printf "%s\n" "$l" > "$3/l2"' \
+        _ "$(tn_ip4 b1)" "$m" "$d"
+    wait_log "$d/l1" "$m-l1" 60 || fail "long-lived flow: no first echo"
+    pid=$AG_PID
+    ag_stop KILL
+    ! kill -0 "$pid" 2>/dev/null || fail "tlshubd survived kill -9"
+    : > "$d/go"
+    wait_log "$d/l2" "$m-l2" 60 || fail "the established flow stopped working when the agent died"
+    ok "agent killed (-9): the established flow keeps working"
+    # A flow that waits (both kernels forget the secret) while no agent runs here.
+    tlshubctl node del n2 || fail "node del n2"
+    tn_put forgot yes
+    tn_get forgot2 >/dev/null
+    tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-waiting" > "$d/waiting.out" 2>&1 & wpid=$!
+    wait_for 30 eval '[ "$(ag_peer pending)" -ge 1 ]' || fail "the flow does not wait for a secret"
+    ag_start
+    wait "$wpid" || fail "the flow waiting across the restart failed: $(cat "$d/waiting.out")"
+    expect_eq "flow waiting across the restart" "$m-waiting" "$(cat "$d/waiting.out")"
+    grep -q "flow(s) waiting for peer n2" "$AG_LOG" || fail "the restarted agent did not see the waiting flow"
+    grep "flow(s) waiting for peer n2" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    expect_eq "a1 -> b1 after restart" "$m-after" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-after")"
+    ok "agent restarted: it served the flow that waited, new flows work"
+else
+    tn_get forgot >/dev/null
+    tlshubctl node del n1 || fail "node del n1"
+    tn_put forgot2 yes
+fi
+tn_barrier restarted
+if [ "$TN_NODE" = n2 ]; then
+    m2=$(new_marker)
+    expect_eq "b1 -> a1 after n1's restart" "$m2-back" "$(tn_echo b1 "$(tn_ip4 a1)" 7000 "$m2-back")"
+    ok "b1 -> a1 works after n1's agent restart"
+fi
+tn_barrier back
+tlshubctl status | sed 's/^/    /'
+tlshubctl node show | sed 's/^/    /'
+grep -c "$INSTALLED" "$AG_LOG" | sed 's/^/    sessions installed here: /'
+ag_stop
+topo_teardown
+unload_module
+kmemleak_check
+ok "agent stopped, rmmod, no kmemleak report from tlshub"
