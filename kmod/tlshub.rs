@@ -13,12 +13,14 @@
 //!
 //! Init order: state → datapath (configuration, flow table, workqueue; not
 //! hooked yet) → socket-release notifier → genetlink family → the family's
-//! event sender handed to the datapath → the TCP hook (last: the kernel
-//! calls into the module only once everything it needs exists).
+//! event sender handed to the datapath → the wire guard (LOCAL_OUT in every
+//! namespace) → the TCP hook (last: the kernel calls into the module only
+//! once everything it needs exists).
 //!
 //! Exit order (`Drop`, explicit below): stop the datapath (unregister the
 //! hook, give every gated socket its ops back — resetting flows not yet
-//! secured —, wait until no thread is inside module text) → take the event
+//! secured —, wait until no thread is inside module text, unregister the
+//! wire guard) → take the event
 //! sender back → unregister the family (waits for running requests; a
 //! running dump holds a module reference, so none is left) → unregister the
 //! release notifier → drop the datapath (destroying its workqueue runs what
@@ -54,7 +56,7 @@ module! {
 
 struct TlsHubModule {
     /// The TCP hook; `None` once stopped.
-    hook: Option<sys::tracepoint::StateHook>,
+    hook: Option<datapath::Hooks>,
     datapath: Option<Arc<datapath::Datapath>>,
     /// The genetlink family; `None` once unregistered.
     control: Option<sys::genl::Registration<control::Control>>,

@@ -111,6 +111,9 @@ pub(crate) struct Flow {
     remote_port: AtomicU32,
     snd_isn: AtomicU32,
     rcv_isn: AtomicU32,
+    /// The wire guard's framing state (`super::guard`).
+    #[pin]
+    pub(crate) guard: BhSpinLock<super::guard::GuardState>,
     #[pin]
     pub(crate) inner: Mutex<Inner>,
     /// Parked app threads wait here.
@@ -168,6 +171,7 @@ impl Flow {
                 remote_port: AtomicU32::new(0),
                 snd_isn: AtomicU32::new(0),
                 rcv_isn: AtomicU32::new(0),
+                guard <- new_bh_spinlock!(None, "tlshub::Flow::guard"),
                 inner <- new_mutex!(Inner {
                     sock: d.sock,
                     keys: None,
@@ -211,12 +215,22 @@ impl Flow {
 
     /// Mark failed (first reason wins). Returns whether this call did it.
     pub(crate) fn fail(&self, why: Reason) -> bool {
+        self.fail_from(why, false)
+    }
+
+    /// Mark failed even if secured (the wire guard caught a segment that
+    /// was not kTLS's).
+    pub(crate) fn fail_any(&self, why: Reason) -> bool {
+        self.fail_from(why, true)
+    }
+
+    fn fail_from(&self, why: Reason, secured_too: bool) -> bool {
         let _ = self
             .reason
             .compare_exchange(0, why.code(), Ordering::AcqRel, Ordering::Acquire);
         let mut cur = self.phase.load(Ordering::Acquire);
         loop {
-            if cur == SECURED || cur == FAILED || cur == CLOSED {
+            if (cur == SECURED && !secured_too) || cur == FAILED || cur == CLOSED {
                 return false;
             }
             match self

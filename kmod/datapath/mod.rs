@@ -8,6 +8,8 @@
 //! - `gate`: what the gated socket's ops do (park, `EAGAIN`, masked poll,
 //!   install on first use, install inside `accept()`);
 //! - `flow`: tracked flows and the table;
+//! - `guard`, `framing`: the wire guard (LOCAL_OUT) — no payload before
+//!   install, nothing but TLS records after;
 //! - `crate::keys`: the key provider (secrets, key schedule);
 //! - `crate::sys::ktls`, `crate::sys::sock`: kTLS installation, the shadow
 //!   socket, socket accessors.
@@ -24,7 +26,9 @@
 //! text ([`Datapath::stop`]).
 
 pub(crate) mod flow;
+pub(crate) mod framing;
 pub(crate) mod gate;
+pub(crate) mod guard;
 pub(crate) mod hook;
 
 use crate::keys::peers::{Derived, Peers, SetError};
@@ -105,6 +109,13 @@ pub(crate) struct Datapath {
     #[pin]
     events: Mutex<Option<Multicaster>>,
     draining: AtomicBool,
+}
+
+/// What the kernel calls the datapath through while it runs: the TCP state
+/// hook and the wire guard (each unregisters when dropped).
+pub(crate) struct Hooks {
+    state: crate::sys::tracepoint::StateHook,
+    guard: crate::sys::netfilter::LocalOutHooks,
 }
 
 /// The live datapath, for the kernel's callbacks (see the file's doc).
@@ -274,6 +285,16 @@ impl Datapath {
         });
     }
 
+    /// The wire guard dropped a segment of `flow`: reset it, secured or not
+    /// (any context).
+    pub(crate) fn fail_guard(&self, flow: &Arc<Flow>) {
+        if flow.fail_any(Reason::Guard) {
+            self.count_reset(Reason::Guard);
+            flow.cv.notify_all();
+            self.kick(flow);
+        }
+    }
+
     /// Fail `flow` for `why` and have the worker reset it.
     pub(crate) fn fail(&self, flow: &Arc<Flow>, why: Reason) {
         if flow.fail(why) {
@@ -283,28 +304,31 @@ impl Datapath {
         }
     }
 
-    /// Start: fill the gate tables and register the hook. After this, the
-    /// kernel calls into the datapath.
-    pub(crate) fn start(self: &Arc<Self>) -> Result<crate::sys::tracepoint::StateHook> {
+    /// Start: fill the gate tables, register the wire guard, then the
+    /// hook (so no flow exists without its guard). After this, the kernel
+    /// calls into the datapath.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<Hooks> {
         crate::sys::ktls::load_tls();
         crate::sys::gate::init();
         sock::poison_init();
         DP.store((&**self as *const Datapath).cast_mut(), Ordering::Release);
-        match crate::sys::tracepoint::StateHook::register() {
-            Ok(h) => Ok(h),
-            Err(e) => {
-                DP.store(core::ptr::null_mut(), Ordering::Release);
-                Err(e)
-            }
+        let hooks = crate::sys::netfilter::LocalOutHooks::register().and_then(|guard| {
+            let state = crate::sys::tracepoint::StateHook::register()?;
+            Ok(Hooks { state, guard })
+        });
+        if hooks.is_err() {
+            DP.store(core::ptr::null_mut(), Ordering::Release);
         }
+        hooks
     }
 
     /// Stop (module unload): unhook, give every gated socket its ops back
     /// (resetting flows that are not secured yet), wait until no thread is
     /// inside module text, drain the workqueue.
-    pub(crate) fn stop(&self, hook: crate::sys::tracepoint::StateHook) {
+    pub(crate) fn stop(&self, hooks: Hooks) {
+        let Hooks { state, guard } = hooks;
         // 1. No new decisions (waits for running probes).
-        drop(hook);
+        drop(state);
         // 2. Gate entries and blocked accepts give up.
         self.draining.store(true, Ordering::Release);
         // 3. Give back everything we hold.
@@ -350,6 +374,9 @@ impl Datapath {
             }
         }
         sock::synchronize_tasks();
+        // 5. Every flow is released: the guard goes (waits for running
+        //    hooks), then the flows.
+        drop(guard);
         drop(all);
         DP.store(core::ptr::null_mut(), Ordering::Release);
     }

@@ -16,6 +16,7 @@
 //!   proto);
 //! - `gate`: the gate's `proto_ops` tables and their C trampolines;
 //! - `tracepoint`: the TCP state probe;
+//! - `netfilter`: the wire guard's LOCAL_OUT hook in every namespace;
 //! - `ktls`: installing kTLS from kernel context;
 //! - `sha256`: lib/crypto SHA-256 for the key schedule;
 //! - `workq`: the datapath's workqueue and deadline tick.
@@ -42,6 +43,7 @@ pub(crate) mod bhlock;
 pub(crate) mod gate;
 pub(crate) mod genl;
 pub(crate) mod ktls;
+pub(crate) mod netfilter;
 pub(crate) mod nlattr;
 pub(crate) mod notify;
 pub(crate) mod rand;

@@ -244,6 +244,12 @@ impl Sock {
         }
     }
 
+    /// Has a ULP (kTLS went on). Any context.
+    pub(crate) fn has_ulp(&self) -> bool {
+        // SAFETY: live sock; a pointer read.
+        unsafe { bindings::inet_csk_has_ulp(self.raw()) }
+    }
+
     /// Take a reference.
     pub(crate) fn hold(&self) -> SockRef {
         // SAFETY: live sock; the reference is dropped by `SockRef::drop`.

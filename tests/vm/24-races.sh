@@ -88,7 +88,7 @@ tail -n 2 "$TOPO_DIR/wire.txt"
 ok "wire (link1): every connection a TLS record chain (client side: $fins with FIN, $rst reset), no marker anywhere (SYN data included)"
 
 after=$(tlshubctl status --json)
-for k in flows_secured reset_stale_sender reset_install install_failures reset_unsupported reset_key_timeout; do
+for k in flows_secured reset_stale_sender reset_guard guard_drops reset_install install_failures reset_unsupported reset_key_timeout; do
     echo "status $k: $(stat_of "$before" $k) -> $(stat_of "$after" $k)"
 done
 expect_eq "status reset-key-timeout" 0 "$(stat_of "$after" reset_key_timeout)"
