@@ -7,7 +7,8 @@
 #                         failure cases, rogue-n2 (n2 by another CA) and
 #                         evil-n2 (the real CA, SAN DNS:n3)
 #   ag_start [CERT [CA]]  start tlshubd for this node (default: nN.pem, ca.pem
-#                         from $AG_PKI) logging to $AG_LOG (appended); AG_PID
+#                         from $AG_PKI) logging to $AG_LOG (appended); AG_PID;
+#                         AG_RETRY: its --connect-retry (default 4 s)
 #   ag_stop [SIGNAL]      stop it (default TERM) and wait for it
 #   ag_count TEXT         lines of this node's agent log containing TEXT
 #   ag_wait TEXT N [SECS] until ag_count TEXT reaches N
@@ -51,9 +52,11 @@ ag_start() {
     started=$(ag_count "listening on")
     echo "=== tlshubd start ($(basename "$cert"), CA $(basename "$ca"))" >> "$AG_LOG"
     tlshubd --node "$TN_NODE" --cert "$cert" --key "${cert%.pem}.key" --ca "$ca" \
-        --mapping "$TOPO_DIR/mapping.conf" --lifetime "${AG_LIFETIME:-3600}" >> "$AG_LOG" 2>&1 &
+        --mapping "$TOPO_DIR/mapping.conf" --lifetime "${AG_LIFETIME:-3600}" \
+        --connect-retry "${AG_RETRY:-4}" >> "$AG_LOG" 2>&1 &
     AG_PID=$!
-    ag_wait "listening on" $((started + 1)) 30 || fail "tlshubd did not start"
+    # Loading the binary over 9p can take long on a busy host.
+    ag_wait "listening on" $((started + 1)) 180 || fail "tlshubd did not start"
 }
 
 ag_stop() {
@@ -63,7 +66,7 @@ ag_stop() {
     AG_PID=
 }
 
-ag_count() { grep -c -- "$1" "$AG_LOG" || true; }
+ag_count() { local n; n=$(grep -c -- "$1" "$AG_LOG" 2>/dev/null) || true; echo "${n:-0}"; }
 _ag_reached() { [ "$(ag_count "$1")" -ge "$2" ]; }
 ag_wait() { wait_for "${3:-60}" _ag_reached "$1" "$2"; }
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! tlshubd --node n1 --cert n1.pem --key n1.key --ca ca.pem [--mapping FILE]
-//!         [--lifetime SECS] [--listen ADDR:PORT] [--config capture.conf]
+//!         [--lifetime SECS] [--connect-retry SECS] [--listen ADDR:PORT] [--config capture.conf]
 //! ```
 
 use std::net::SocketAddr;
@@ -46,6 +46,10 @@ struct Args {
     /// Lifetime of a node-pair secret in seconds (renewed at 2/3).
     #[arg(long, value_name = "SECS")]
     lifetime: Option<u64>,
+    /// How long an outgoing session retries a refused connect (the peer's
+    /// agent restarting) before the peer counts as unreachable.
+    #[arg(long, value_name = "SECS", default_value_t = 4)]
+    connect_retry: u64,
     /// Listen here instead of this node's address in the mapping.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
@@ -133,6 +137,7 @@ fn build_config(args: Args) -> Result<AgentConfig, String> {
         }
         settings.lifetime = Duration::from_secs(secs);
     }
+    settings.connect_retry = Duration::from_secs(args.connect_retry);
     Ok(AgentConfig {
         node,
         mapping: args
