@@ -447,3 +447,35 @@ fn client_must_be_the_node_it_claims() {
     }
     assert!(n1.kernel.secret("n2").is_none());
 }
+
+#[test]
+fn capture_conf_agent_keys() {
+    let text = "local_nodes = n1\nagent_cert = pki/n1.pem\nagent_key = /k/n1.key\n\
+                agent_ca = ca.pem\nsecret_lifetime = 600\n";
+    let c =
+        tlshub::CaptureConfig::parse_str(text, std::path::Path::new("/etc/tlshub/capture.conf"))
+            .unwrap();
+    assert_eq!(
+        c.agent.cert.as_deref(),
+        Some(std::path::Path::new("/etc/tlshub/pki/n1.pem"))
+    );
+    assert_eq!(
+        c.agent.key.as_deref(),
+        Some(std::path::Path::new("/k/n1.key"))
+    );
+    assert_eq!(
+        c.agent.ca.as_deref(),
+        Some(std::path::Path::new("/etc/tlshub/ca.pem"))
+    );
+    assert_eq!(c.agent.secret_lifetime, Some(600));
+    for bad in [
+        "secret_lifetime = 5\n",
+        "secret_lifetime = soon\n",
+        "agent_ca = a\nagent_ca = b\n",
+    ] {
+        assert!(
+            tlshub::CaptureConfig::parse_str(bad, std::path::Path::new("c.conf")).is_err(),
+            "{bad}"
+        );
+    }
+}
