@@ -164,10 +164,21 @@ struct Node {
 }
 
 fn node(me: &str, id: Identity, dir: &Directory, l: TcpListener, start: bool) -> Node {
+    node_with(settings(), me, id, dir, l, start)
+}
+
+fn node_with(
+    settings: Settings,
+    me: &str,
+    id: Identity,
+    dir: &Directory,
+    l: TcpListener,
+    start: bool,
+) -> Node {
     let kernel = Arc::new(FakeKernel::default());
     let agent = Agent::with_parts(
         me,
-        settings(),
+        settings,
         id,
         dir.clone(),
         None,
@@ -478,4 +489,22 @@ fn capture_conf_agent_keys() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn secrets_are_renewed_before_they_expire() {
+    let ca = ca();
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let dir = directory(&[("n1", a1), ("n2", a2)]);
+    let short = Settings {
+        lifetime: Duration::from_secs(3),
+        ..settings()
+    };
+    let n1 = node_with(short, "n1", identity(&ca, &["n1"], &ca), &dir, l1, true);
+    let n2 = node_with(short, "n2", identity(&ca, &["n2"], &ca), &dir, l2, true);
+    // The leader renews every 2 s (2/3 of 3 s): epoch 3 within ~5 s, with
+    // no request from anyone.
+    assert!(wait_until(20, || agreed(&n1, &n2).is_some_and(|(e, _)| e >= 3)));
+    assert!(n1.kernel.failures().is_empty() && n2.kernel.failures().is_empty());
 }
