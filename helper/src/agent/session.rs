@@ -155,7 +155,7 @@ impl Agent {
         }
         let failed = result.is_err();
         self.slot_op(peer, |s| {
-            s.sessions -= 1;
+            s.sessions = s.sessions.saturating_sub(1);
             if failed {
                 s.failures += 1;
                 let backoff = 5u64.saturating_mul(1 << s.failures.min(4)).min(60);
@@ -573,7 +573,7 @@ impl Agent {
             self.exchange(&mut tls, &peer, &secret, mine, theirs, "responder")
         })();
         let others = self.slot_op(&peer, |s| {
-            s.sessions -= 1;
+            s.sessions = s.sessions.saturating_sub(1);
             s.sessions
         });
         if let Err(reason) = result {
