@@ -467,9 +467,9 @@ pub(crate) fn process(f: &Arc<Flow>) {
         _ => {}
     }
     if f.phase() == flow::KEYED && !f.client && inner.sock.is_none() {
-        // A passive child not accepted yet: install now, before a FIN from a
-        // client that sends and half-closes at once can move the child to
-        // CLOSE_WAIT (kTLS attaches only in ESTABLISHED).
+        // A passive child not accepted yet: install now, so that accept()
+        // hands out a kTLS socket at once (also when a client that sends
+        // and half-closes at once already moved the child to CLOSE_WAIT).
         match preaccept_locked(dp, f, &mut inner) {
             Ok(()) => {}
             Err(_) => {
@@ -493,6 +493,12 @@ pub(crate) fn process(f: &Arc<Flow>) {
     }
 }
 
+/// kTLS can go on: established, or the peer half-closed already (its data
+/// and FIN arrived before the keys; `SockLock::set_ulp_tls`).
+fn installable_state(state: i32) -> bool {
+    state == sock::tcp_state::ESTABLISHED || state == sock::tcp_state::CLOSE_WAIT
+}
+
 /// Install kTLS on a keyed passive child before `accept()` (flow lock held).
 /// If `accept()` got there first, the keys stay for it.
 fn preaccept_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
@@ -514,7 +520,7 @@ fn preaccept_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result 
     }
     let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
     let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
-    if state != sock::tcp_state::ESTABLISHED || ulp || queued != 0 || consumed != 0 {
+    if !installable_state(state) || ulp || queued != 0 || consumed != 0 {
         pr_info!(
             "child not installable: state {} ulp/psock {} queued {} consumed {}\n",
             state,
@@ -578,7 +584,7 @@ pub(crate) fn install_locked(
     };
     let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
     let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
-    if state != sock::tcp_state::ESTABLISHED || ulp || repair || queued != 0 || consumed != 0 {
+    if !installable_state(state) || ulp || repair || queued != 0 || consumed != 0 {
         pr_info!(
             "flow not installable: state {} ulp/psock {} repair {} queued {} consumed {}\n",
             state,

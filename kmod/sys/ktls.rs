@@ -7,7 +7,10 @@
 //!
 //! Preconditions (each a trap in the design notes): process context, the
 //! socket lock *not* held (every step takes it), `sk->sk_socket` set (the
-//! real socket, or a shadow), ESTABLISHED, no ULP and no socket map yet,
+//! real socket, or a shadow), ESTABLISHED or CLOSE_WAIT (the ULP goes on
+//! under the socket lock through `SockLock::set_ulp_tls`, which lets kTLS
+//! attach to a socket whose peer half-closed already), no ULP and no socket
+//! map yet,
 //! `tls.ko` loaded (ULP autoload needs the caller's CAP_NET_ADMIN, which pod
 //! processes lack: [`load_tls`] at module init). The crypto_info buffers hold
 //! keys: they are wiped before they go out of scope.
@@ -101,17 +104,13 @@ pub(crate) fn install(sk: &Sock, keys: &FlowKeys, client: bool) -> Result {
     let (tx, rx) = keys.tx_rx(client);
     let mut tx = CryptoInfo::new(tx)?;
     let mut rx = CryptoInfo::new(rx)?;
-    let mut ulp = *b"tls";
     let step = |what: &str, r: Result| {
         if let Err(e) = r {
             pr_info!("kTLS {}: {:?}\n", what, e);
         }
         r
     };
-    step(
-        "TCP_ULP",
-        sk.setsockopt(bindings::SOL_TCP, bindings::TCP_ULP, &mut ulp),
-    )?;
+    step("TCP_ULP", sk.lock().set_ulp_tls())?;
     step(
         "TLS_TX",
         sk.setsockopt(bindings::SOL_TLS, bindings::TLS_TX, tx.bytes()),

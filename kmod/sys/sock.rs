@@ -16,7 +16,7 @@
 
 use crate::state::mapping::IpAddr;
 use core::ptr;
-use kernel::{bindings, prelude::*, types::Opaque};
+use kernel::{bindings, c_str, prelude::*, types::Opaque};
 
 /// `AF_INET`, `AF_INET6` as the kernel stores them in `sk_family`.
 const AF_INET: u16 = bindings::AF_INET as u16;
@@ -26,6 +26,7 @@ const AF_INET6: u16 = bindings::AF_INET6 as u16;
 pub(crate) mod tcp_state {
     use kernel::bindings;
     pub(crate) const ESTABLISHED: i32 = bindings::TCP_ESTABLISHED as i32;
+    pub(crate) const CLOSE_WAIT: i32 = bindings::TCP_CLOSE_WAIT as i32;
     pub(crate) const SYN_SENT: i32 = bindings::TCP_SYN_SENT as i32;
     pub(crate) const SYN_RECV: i32 = bindings::TCP_SYN_RECV as i32;
     pub(crate) const CLOSE: i32 = bindings::TCP_CLOSE as i32;
@@ -606,6 +607,44 @@ impl Sock {
         // SAFETY: live sock; released by `SockLock::drop`.
         unsafe { bindings::lock_sock(self.raw()) };
         SockLock(self)
+    }
+}
+
+impl SockLock<'_> {
+    /// Attach the kTLS ULP (`tcp_set_ulp(sk, "tls")`, what `TCP_ULP` does)
+    /// with this lock held.
+    ///
+    /// kTLS attaches only to ESTABLISHED sockets (`tls_init`). A socket
+    /// whose peer already sent its data and FIN (CLOSE_WAIT: a client that
+    /// writes and half-closes at once, faster than the keys) carries
+    /// records both ways just as well — kTLS's RX reads the queued records
+    /// and then EOF, TX sends — so for the duration of the call it is shown
+    /// to kTLS as ESTABLISHED. Nothing else can act on the state meanwhile:
+    /// the lock is owned, so segments go to the backlog and TCP's timers
+    /// back off; a lockless reader (`ss`, a poll of the gated socket) may
+    /// see ESTABLISHED for that moment.
+    pub(crate) fn set_ulp_tls(&self) -> Result {
+        let sk = self.0.raw();
+        let shown = self.0.state() == tcp_state::CLOSE_WAIT;
+        // SAFETY: the socket lock is owned (self), so the stack does not
+        // change the state under us; the byte is restored below before the
+        // lock is released.
+        let state = unsafe { ptr::addr_of_mut!((*sk).__sk_common.skc_state) };
+        if shown {
+            // SAFETY: see above; a byte store, as `inet_sk_state_store` does.
+            unsafe { ptr::write_volatile(state, tcp_state::ESTABLISHED as u8) };
+        }
+        // SAFETY: live TCP sock with its lock owned (`tcp_set_ulp` asserts
+        // `sock_owned_by_me`); a constant NUL-terminated ULP name.
+        let rc = unsafe { bindings::tcp_set_ulp(sk, c_str!("tls").as_char_ptr()) };
+        if shown {
+            // SAFETY: as above.
+            unsafe { ptr::write_volatile(state, tcp_state::CLOSE_WAIT as u8) };
+        }
+        if rc < 0 {
+            return Err(Error::from_errno(rc));
+        }
+        Ok(())
     }
 }
 
