@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproducer (not in the suite): a client that sends its request and
+# Timing check (not in the suite; tests/vm/28-half-close.sh covers it
+# deterministically): a client that sends its request and
 # half-closes (FIN) before the server has called accept(). Run:
 #   scripts/two-node tests/two-node/fin-before-accept.sh
 # Node 2's pod b1 connects to node 1's a1, where a server accepts only 3 s
@@ -12,9 +13,9 @@
 # Plain TCP (x1/y1, unmapped) serves every case; so must a secured flow.
 # Exits 1 if any case fails (prints the module's counters and an ftrace of
 # port 7100's state changes with tcp_set_ulp / kTLS setsockopt returns).
-# Timing-dependent: a secured early-fin connection is reset when its FIN is
-# processed before tlshub's worker installs kTLS on the child (it then is in
-# CLOSE_WAIT), so early-fin runs 4 times per address family.
+# Timing-dependent: an early-fin connection's FIN is often processed before
+# tlshub's worker installs kTLS on the child (it then is in CLOSE_WAIT, and
+# the module keys it there), so early-fin runs 4 times per address family.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 tn_setup
