@@ -8,7 +8,9 @@
 #                         evil-n2 (the real CA, SAN DNS:n3)
 #   ag_start [CERT [CA]]  start tlshubd for this node (default: nN.pem, ca.pem
 #                         from $AG_PKI) logging to $AG_LOG (appended); AG_PID;
-#                         AG_RETRY: its --connect-retry (default 4 s)
+#                         AG_RETRY: its --connect-retry (default 4 s);
+#                         AG_NODE, AG_MAPPING, AG_LISTEN: --node (default
+#                         this node), --mapping, --listen
 #   ag_stop [SIGNAL]      stop it (default TERM) and wait for it
 #   ag_count TEXT         lines of this node's agent log containing TEXT
 #   ag_wait TEXT N [SECS] until ag_count TEXT reaches N
@@ -51,9 +53,11 @@ ag_start() {
     local started
     started=$(ag_count "listening on")
     echo "=== tlshubd start ($(basename "$cert"), CA $(basename "$ca"))" >> "$AG_LOG"
-    tlshubd --node "$TN_NODE" --cert "$cert" --key "${cert%.pem}.key" --ca "$ca" \
-        --mapping "$TOPO_DIR/mapping.conf" --lifetime "${AG_LIFETIME:-3600}" \
-        --connect-retry "${AG_RETRY:-4}" >> "$AG_LOG" 2>&1 &
+    local listen=()
+    [ -z "${AG_LISTEN:-}" ] || listen=(--listen "$AG_LISTEN")
+    tlshubd --node "${AG_NODE:-$TN_NODE}" --cert "$cert" --key "${cert%.pem}.key" --ca "$ca" \
+        --mapping "${AG_MAPPING:-$TOPO_DIR/mapping.conf}" --lifetime "${AG_LIFETIME:-3600}" \
+        --connect-retry "${AG_RETRY:-4}" "${listen[@]}" >> "$AG_LOG" 2>&1 &
     AG_PID=$!
     # Loading the binary over 9p can take long on a busy host.
     ag_wait "listening on" $((started + 1)) 180 || fail "tlshubd did not start"

@@ -15,7 +15,10 @@
 #   4. n2's agent refuses to start with a certificate naming n3; then runs
 #      with a certificate of another CA: the handshake is refused both ways
 #      (UnknownIssuer in both logs), the connection a1 -> b1 fails closed
-#      (reset-key-refused, the peer's state "failed" with the reason);
+#      (reset-key-refused, the peer's state "failed" with the reason); then
+#      an agent for n3 (right CA) listens at n2's address: n1 refuses it as
+#      server (not valid for name n2) and as client (its SAN names no node
+#      of n1's mapping), a1 -> b1 fails closed;
 #   5. n2 back with its real certificate: a session; an established flow
 #      survives kill -9 of n1's agent; a flow opened while it is dead waits
 #      (on both kernels) and is served by the restarted agent, which found
@@ -148,6 +151,27 @@ if [ "$TN_NODE" = n2 ]; then
     wait_log "$AG_LOG" "UnknownIssuer" 120 || fail "n2's (rogue) agent log does not say why"
     grep "UnknownIssuer" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
     ok "n2's agent (other CA) logs the refusal: UnknownIssuer"
+    ag_stop
+    # At n2's address, an agent whose certificate (of the right CA) names n3.
+    printf 'node n1 192.168.100.1\nnode n3 192.168.100.2\n' > "$TOPO_DIR/evil.conf"
+    AG_NODE=n3 AG_MAPPING=$TOPO_DIR/evil.conf AG_LISTEN=192.168.100.2:7443 \
+        ag_start "$AG_PKI/evil-n2.pem" "$AG_PKI/ca.pem"
+fi
+tn_barrier evil
+if [ "$TN_NODE" = n1 ]; then
+    v0=$(ag_count "not valid for name")
+    if out=$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-evil" 2>&1); then
+        fail "a1 -> b1 worked with an agent named n3 at n2's address: '$out'"
+    fi
+    ag_wait "not valid for name" $((v0 + 1)) 60 || fail "the log does not say the server is not n2"
+    grep "not valid for name" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    ag_wait "SAN names no node of the mapping" 1 120 || fail "n1 did not refuse n3's client certificate"
+    grep "SAN names no node of the mapping" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    expect_eq "peer state" failed "$(ag_peer state)"
+    ok "wrong SAN: the server at n2's address is n3 (refused as client), n3's client certificate refused as server; a1 -> b1 failed closed"
+fi
+tn_barrier evil-checked
+if [ "$TN_NODE" = n2 ]; then
     ag_stop
     ag_start
 fi
