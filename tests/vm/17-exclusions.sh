@@ -5,6 +5,7 @@
 # listener that existed before the module was loaded (never gated) gets
 # secured children it cannot accept in plaintext: they can neither send
 # nor receive (poison proto), the client sees a reset/close, no marker.
+# A simultaneous open between two pods on different nodes is reset.
 . ./lib.sh
 . ./pods.sh
 ok() { echo "ok   $*"; }
@@ -70,6 +71,45 @@ case $out in
     *"$m-old"*) fail "unexpected reply from the never-gated listener: $out";;
     *) ok "a listener from before load: its poisoned child cannot talk (client got '${out:-nothing}')";;
 esac
+# Simultaneous open: a1 (port 7301) and b1 (port 7302) connect to each
+# other. a1's SYN is swallowed on n1 (a blackhole route, no ICMP) while b1's
+# SYN arrives at a1 in SYN_SENT: a1 goes SYN_SENT -> SYN_RECV, which kTLS
+# keying does not support: the flow must be reset, never carry plaintext.
+simo=$TOPO_DIR/simopen.py
+cat > "$simo" <<'PY'
+import errno, socket, sys, time
+lport, host, rport, msg = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", lport))
+s.settimeout(15)
+try:
+    s.connect((host, rport))
+    s.sendall(msg.encode())
+    time.sleep(1)
+    d = s.recv(100)
+    print("connected, got", d)
+except OSError as e:
+    print("failed", errno.errorcode.get(e.errno, e.errno))
+PY
+before=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+node_exec n1 ip route add blackhole "$(pod_ip4 b1)/32"
+pod_bg a1 python3 "$simo" 7301 "$(pod_ip4 b1)" 7302 "$m-simA" > "$TOPO_DIR/simA.log" 2>&1
+simA=$BG_PID
+_in_state() { [ -n "$(ss -N "$1" -Htn state "$2" "( sport = :$3 )" 2>/dev/null)" ]; }
+wait_for 30 _in_state a1 syn-sent 7301 || fail "a1 did not reach SYN_SENT: $(cat "$TOPO_DIR/simA.log")"
+pod_bg b1 python3 "$simo" 7302 "$(pod_ip4 a1)" 7301 "$m-simB" > "$TOPO_DIR/simB.log" 2>&1
+simB=$BG_PID
+wait_for 30 _in_state b1 syn-sent 7302 || fail "b1 did not reach SYN_SENT: $(cat "$TOPO_DIR/simB.log")"
+nap 0.5
+node_exec n1 ip route del blackhole "$(pod_ip4 b1)/32"
+wait "$simA" || true; wait "$simB" || true
+echo "a1: $(cat "$TOPO_DIR/simA.log")"; echo "b1: $(cat "$TOPO_DIR/simB.log")"
+after=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+[ "$after" -gt "$before" ] || fail "simultaneous open was not reset as unsupported ($before -> $after)"
+! grep -q "got b'$m" "$TOPO_DIR/simA.log" "$TOPO_DIR/simB.log" || fail "a simultaneous-open end read the other's plaintext"
+ok "simultaneous open a1:7301 <-> b1:7302: reset, counted ($before -> $after)"
+
 capture_stop
 ! grep -q "$m" "$pcap" || fail "a marker reached the wire in plaintext"
 ok "no marker on the wire"
