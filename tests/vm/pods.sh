@@ -359,12 +359,12 @@ app_echo_server() {
 
 # app_echo POD HOST PORT DATA: prints what came back (HOST: IPv4, or IPv6 bare or bracketed).
 app_echo() {
-    # bash's /dev/tcp keeps the socket open until the echo is back, then
-    # closes: unlike `socat -` (which half-closes at stdin EOF), the client's
-    # FIN never overtakes the server's accept() (see README, datapath limits).
+    # socat as users run it: it sends DATA and a newline, half-closes at
+    # stdin EOF (often before the server is keyed or has accepted: the
+    # datapath keys such sockets in CLOSE_WAIT), prints the echo.
     local host=${2#[}; host=${host%]}
-    pod_exec "$1" bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1; printf "%s\n" "$3" >&3
-        IFS= read -r -t 60 line <&3 || exit 1; printf "%s" "$line"' _ "$host" "$3" "$4"
+    [[ $host != *:* ]] || host="[$host]"
+    printf '%s\n' "$4" | pod_exec "$1" socat -t 60 -T 60 - "TCP:$host:$3"
 }
 
 app_nginx() {
