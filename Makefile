@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo bench bench-mapping clean
+.PHONY: all setup kernel kmod helper test demo bench bench-mapping bench-compare clean
 
 all: kmod helper
 
@@ -31,6 +31,12 @@ bench: kmod helper
 # Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
 bench-mapping: kmod helper
 	@bench/mapping-churn
+
+# Issue-8 comparison across two VMs: plain TCP, tlshub (tlshubd agents), a
+# stunnel proxy pair, kernel WireGuard (bench/compare); not part of `make test`.
+# Results: bench/results/compare-summary.json, bench/results/compare-raw/.
+bench-compare: kmod helper
+	@bench/compare
 
 clean:
 	@. scripts/common.sh && d=$$(kernel_dir) && [ -d "$$d/src" ] && \
