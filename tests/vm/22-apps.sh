@@ -128,7 +128,7 @@ for pair in "a1 b1" "b1 a1"; do
             x="$m-iperf-$c$fam${rev:+R}"
             if [ "$pair$fam$rev" = "a1 b14" ]; then
                 # The long transfer during which the flows are listed.
-                pod_bg "$c" iperf3 -c "$ip" -p 5201 -t 10 -b 2M --forceflush --extra-data "$x" >"$TOPO_DIR/iperf3-long.log" 2>&1
+                pod_bg "$c" iperf3 -c "$ip" -p 5201 -t 20 -b 2M --forceflush --extra-data "$x" >"$TOPO_DIR/iperf3-long.log" 2>&1
                 ipid=$BG_PID
                 # Once the first second of data went through.
                 wait_has 60 "$TOPO_DIR/iperf3-long.log" "sec " || fail "iperf3 did not start: $(cat "$TOPO_DIR/iperf3-long.log")"

@@ -9,7 +9,7 @@
 #   again 2 s after the clients said they wait: the non-blocking clients and
 #   the server get EAGAIN and no readiness (no EPOLLOUT/EPOLLIN that turns
 #   out to be EAGAIN, at most 4 epoll wakeups, thread CPU time while
-#   waiting under 0.3 s: no spin), the blocking client's send blocks, and
+#   waiting under 1 s of a wait of several: no spin), the blocking client's send blocks, and
 #   all complete once the secret is set (the install wakes level- and
 #   edge-triggered waiters). key-waits and key-requests rise and
 #   `tlshubctl events` prints the key requests of both ends.
@@ -78,7 +78,7 @@ show=$(tlshubctl node show --json)
 ok "secrets deleted (node del n1, node del n2); tlshubctl events listening"
 
 cli=$TOPO_DIR/client-wait.log
-pod_bg a1 python3 dpapp.py nbclient 7100 --concurrent --marker "$m-w" --greet "$m-greet" --expect-wait 1.0 --max-cpu 0.3 \
+pod_bg a1 python3 dpapp.py nbclient 7100 --concurrent --marker "$m-w" --greet "$m-greet" --expect-wait 1.0 --max-cpu 1.0 \
     --conn "$v4,lt" --conn "$v6,et" --conn "$v4,block" >"$cli" 2>&1
 cpid=$BG_PID
 wait_for 90 eval '[ "$(count_has "$cli" WAITING)" -ge 3 ]' || fail "clients did not start waiting: $(cat "$cli")"
@@ -107,7 +107,10 @@ while IFS= read -r l; do
     if [ "$c" -gt 6 ]; then
         [ "$e" -ge 1 ] || fail "server: the greeting on connection $c (keys pending) went out without EAGAIN: $l"
         [[ ${s%.*} -ge 1 ]] || fail "server: the greeting on connection $c went out after $s s only: $l"
-        [[ $u < 0.3 ]] || fail "server: $u s CPU while waiting to greet on connection $c: $l"
+        # A busy loop burns the whole wait; allow a fifth of it (TCG on a
+        # loaded host charges interrupts and wakeups generously).
+        awk -v u="$u" -v s="$s" 'BEGIN { exit !(u < 0.2 * s) }' \
+            || fail "server: $u s CPU while waiting $s s to greet on connection $c: $l"
     fi
 done < "$srv"
 [[ $(<"$srv") != *spurious-* ]] || fail "server: readiness that was not real: $(grep spurious- "$srv")"
