@@ -201,6 +201,14 @@ impl Flow {
         self.phase.store(p, Ordering::Release);
     }
 
+    /// Move from phase `from` to `to` unless someone else moved it first
+    /// (a failure). Returns whether this call did it.
+    pub(crate) fn advance(&self, from: u32, to: u32) -> bool {
+        self.phase
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// Record the wire facts at ESTABLISHED and move there.
     pub(crate) fn established(&self, sk: &Sock) {
         let (una, nxt) = sk.una_nxt();

@@ -434,21 +434,30 @@ pub(crate) fn process(f: &Arc<Flow>) {
             return;
         }
         flow::ESTABLISHED | flow::KEY_WAIT => {
+            if f.phase() == flow::ESTABLISHED {
+                // Before the flow can join a wait list: the tick takes
+                // flows past their deadline off it, and must never see one
+                // without a deadline (it would drop it unfailed).
+                f.deadline.store(
+                    workq::jiffies() + workq::ms_to_jiffies(dp.key_timeout_ms()),
+                    Ordering::Relaxed,
+                );
+            }
             let cipher = f.cipher;
             let derived = dp.peers.lock().derive(f, cipher);
             match derived {
                 Ok(Derived::Keys(k)) => {
-                    inner.keys = Some(k);
-                    f.set_phase(flow::KEYED);
+                    // Unless it failed meanwhile (its reset is queued).
+                    let from = f.phase();
+                    if matches!(from, flow::ESTABLISHED | flow::KEY_WAIT)
+                        && f.advance(from, flow::KEYED)
+                    {
+                        inner.keys = Some(k);
+                    }
                 }
                 Ok(Derived::Wait { request }) => {
-                    if f.phase() == flow::ESTABLISHED {
+                    if f.advance(flow::ESTABLISHED, flow::KEY_WAIT) {
                         inc(&dp.counters.key_waits);
-                        f.deadline.store(
-                            workq::jiffies() + workq::ms_to_jiffies(dp.key_timeout_ms()),
-                            Ordering::Relaxed,
-                        );
-                        f.set_phase(flow::KEY_WAIT);
                         dp.ticker.arm(workq::ms_to_jiffies(TICK_MS));
                     }
                     drop(inner);
@@ -543,8 +552,10 @@ fn preaccept_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result 
     match r {
         Ok(Some(ops)) => {
             inner.tls_ops = Some(ops);
-            f.set_phase(flow::SECURED);
-            inc(&dp.counters.secured);
+            // Unless it failed meanwhile: accept() then refuses it.
+            if f.advance(flow::KEYED, flow::SECURED) {
+                inc(&dp.counters.secured);
+            }
             Ok(())
         }
         Ok(None) => {
@@ -609,9 +620,14 @@ pub(crate) fn install_locked(
             // kTLS owns the socket now; its release no longer passes our
             // gate, so the flow forgets it.
             inner.sock = None;
-            f.set_phase(flow::SECURED);
-            inc(&dp.counters.secured);
-            Ok(())
+            // Unless it failed meanwhile (the wire guard, a peer-fail): its
+            // reset is queued.
+            if f.advance(flow::KEYED, flow::SECURED) {
+                inc(&dp.counters.secured);
+                Ok(())
+            } else {
+                Err(crate::sys::econnaborted())
+            }
         }
         Err(e) => {
             pr_info!("kTLS install failed: {:?}\n", e);
@@ -631,7 +647,9 @@ pub(crate) fn tick() {
         .lock()
         .expire(now, |f| f.deadline.load(Ordering::Relaxed), &mut due);
     for f in due {
-        if f.phase() == flow::KEY_WAIT {
+        // ESTABLISHED: its worker put it on the wait list and has not yet
+        // moved it to KEY_WAIT (`advance` then finds it failed).
+        if matches!(f.phase(), flow::ESTABLISHED | flow::KEY_WAIT) {
             dp.fail(&f, Reason::KeyTimeout);
         }
     }
