@@ -24,6 +24,8 @@ import statistics
 import sys
 import time
 
+from bench_summary import pct, ratio  # same directory: the issue-7 bench's helpers
+
 GOALS = {
     # name: (numerator, denominator, metric, comparison, bound, text)
     "tlshub_over_wireguard_throughput": ("tlshub", "wireguard", "bulk", ">=", 1.0,
@@ -35,14 +37,6 @@ GOALS = {
     "tlshub_over_plain_first_byte_p99": ("tlshub", "plain", "fb99", "<=", 1.2,
                                          "TLSHUB connection setup within 1.2x of plain TCP (p99)"),
 }
-
-
-def pct(values, p):
-    if not values:
-        return None
-    v = sorted(values)
-    rank = max(1, min(len(v), -(-len(v) * p // 100)))
-    return v[int(rank) - 1]
 
 
 def rounds_of(raw, case, kind):
@@ -83,10 +77,6 @@ def case_summary(raw, case):
         "client_cpu_percent_bulk": [bulk[k]["cpu_percent"] for k in sorted(bulk)],
         "node1_cpu_busy_percent_bulk": [cpu[k] for k in sorted(cpu)],
     }
-
-
-def ratio(a, b):
-    return round(a / b, 3) if a is not None and b else None
 
 
 def main(argv=None):
