@@ -75,7 +75,9 @@ pub mod cmd {
     pub const FLOWS_GET: u8 = 16;
     pub const KEY_REQUEST: u8 = 17;
     pub const PEER_FAIL: u8 = 18;
-    pub const MAX: u8 = PEER_FAIL;
+    pub const FLOW_KEY_REQUEST: u8 = 19;
+    pub const FLOW_KEY_SET: u8 = 20;
+    pub const MAX: u8 = FLOW_KEY_SET;
 }
 
 /// Attribute set `pod`.
@@ -156,7 +158,10 @@ pub mod flow {
     pub const CIPHER: u16 = 13;
     pub const AGE_MS: u16 = 14;
     pub const MODE: u16 = 15;
-    pub const MAX: u16 = MODE;
+    pub const SECRET: u16 = 16;
+    pub const CLIENT_ISN: u16 = 17;
+    pub const SERVER_ISN: u16 = 18;
+    pub const MAX: u16 = SERVER_ISN;
 }
 
 /// Attribute set `tlshub` (top level).

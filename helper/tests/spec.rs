@@ -356,6 +356,9 @@ fn attribute_sets() {
                     ("cipher", uapi::flow::CIPHER),
                     ("age-ms", uapi::flow::AGE_MS),
                     ("mode", uapi::flow::MODE),
+                    ("secret", uapi::flow::SECRET),
+                    ("client-isn", uapi::flow::CLIENT_ISN),
+                    ("server-isn", uapi::flow::SERVER_ISN),
                 ]),
                 uapi::flow::MAX,
             ),
@@ -438,6 +441,8 @@ fn commands() {
         ("flows-get", uapi::cmd::FLOWS_GET),
         ("key-request", uapi::cmd::KEY_REQUEST),
         ("peer-fail", uapi::cmd::PEER_FAIL),
+        ("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST),
+        ("flow-key-set", uapi::cmd::FLOW_KEY_SET),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(

@@ -368,6 +368,9 @@ pub static FLOW: AttrSet = AttrSet {
         attr("cipher", uapi::flow::CIPHER, Type::U32).of(&CIPHER_ENUM),
         attr("age-ms", uapi::flow::AGE_MS, Type::U64),
         attr("mode", uapi::flow::MODE, Type::U32).of(&MODE_ENUM),
+        attr("secret", uapi::flow::SECRET, Type::Binary).exact_len(uapi::PSK_LEN),
+        attr("client-isn", uapi::flow::CLIENT_ISN, Type::U32),
+        attr("server-isn", uapi::flow::SERVER_ISN, Type::U32),
     ],
 };
 
@@ -492,9 +495,13 @@ pub static FLOWS_GET: Op =
 pub static KEY_REQUEST: Op = op("key-request", uapi::cmd::KEY_REQUEST, false)
     .event(&[a::NODE_NAME, a::LOCAL_NODE], uapi::MCGRP_KEYS);
 pub static PEER_FAIL: Op = op("peer-fail", uapi::cmd::PEER_FAIL, true).doit(&[a::PEER], None);
+pub static FLOW_KEY_REQUEST: Op = op("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST, false)
+    .event(&[a::FLOW], uapi::MCGRP_KEYS);
+pub static FLOW_KEY_SET: Op =
+    op("flow-key-set", uapi::cmd::FLOW_KEY_SET, true).doit(&[a::FLOW], None);
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 18] = [
+pub static OPS: [&Op; 20] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -513,6 +520,8 @@ pub static OPS: [&Op; 18] = [
     &FLOWS_GET,
     &KEY_REQUEST,
     &PEER_FAIL,
+    &FLOW_KEY_REQUEST,
+    &FLOW_KEY_SET,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
