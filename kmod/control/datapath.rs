@@ -9,9 +9,9 @@
 //! `peer-get`) works on the datapath's `Peers` under its lock, and wakes or
 //! resets the flows it hands back after unlocking.
 
-use super::{count, put_ip, str_of, Control};
+use super::{count, ip_of, put_ip, str_of, Control};
 use crate::datapath::{self, flow};
-use crate::keys::peers::{PeerState, SetError};
+use crate::keys::peers::{FlowSetError, FlowTuple, PeerState, SetError};
 use crate::keys::schedule::NodePairSecret;
 use crate::state::ident;
 use crate::sys::genl::{Dump, Request, Writer};
@@ -190,6 +190,85 @@ impl Control {
         Ok(())
     }
 
+    /// `flow-key-set`: a waiting flow's own secret (openssl/boringssl
+    /// modes), named by this end's view of its tuple. Every input is
+    /// checked before anything changes.
+    pub(super) fn flow_key_set(&self, req: &Request<'_>) -> Result {
+        use uapi::flow as fa;
+        let a = req
+            .single(attr::FLOW)?
+            .ok_or_else(|| req.missing(attr::FLOW, c"flow missing"))?;
+        let (mut lip, mut lport, mut rip, mut rport) = (None, None, None, None);
+        let (mut secret, mut cisn, mut sisn) = (None, None, None);
+        for x in a.nested() {
+            let dup = match x.ty() {
+                fa::LOCAL_IPV4 | fa::LOCAL_IPV6 => lip.replace(x).is_some(),
+                fa::REMOTE_IPV4 | fa::REMOTE_IPV6 => rip.replace(x).is_some(),
+                fa::LOCAL_PORT => lport.replace(x).is_some(),
+                fa::REMOTE_PORT => rport.replace(x).is_some(),
+                fa::SECRET => secret.replace(x).is_some(),
+                fa::CLIENT_ISN => cisn.replace(x).is_some(),
+                fa::SERVER_ISN => sisn.replace(x).is_some(),
+                _ => false,
+            };
+            if dup {
+                return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"));
+            }
+        }
+        let nest = Some(&a);
+        let lip =
+            lip.ok_or_else(|| req.missing_in(nest, fa::LOCAL_IPV4, c"local address missing"))?;
+        let rip =
+            rip.ok_or_else(|| req.missing_in(nest, fa::REMOTE_IPV4, c"remote address missing"))?;
+        let lport =
+            lport.ok_or_else(|| req.missing_in(nest, fa::LOCAL_PORT, c"local-port missing"))?;
+        let rport =
+            rport.ok_or_else(|| req.missing_in(nest, fa::REMOTE_PORT, c"remote-port missing"))?;
+        let secret = secret.ok_or_else(|| req.missing_in(nest, fa::SECRET, c"secret missing"))?;
+        let ip = |x: &Attr<'_>| ip_of(x).ok_or_else(|| req.fail(EINVAL, Some(x), c"bad address"));
+        let (local_ip, remote_ip) = (ip(&lip)?, ip(&rip)?);
+        if local_ip.as_v4().is_some() != remote_ip.as_v4().is_some() {
+            return Err(req.fail(
+                EINVAL,
+                Some(&rip),
+                c"local and remote address families differ",
+            ));
+        }
+        let port = |x: &Attr<'_>| {
+            x.u16()
+                .map_err(|e| req.fail(e, Some(x), c"port: must be 2 bytes"))
+        };
+        let isn = |x: &Attr<'_>| {
+            x.u32()
+                .map_err(|e| req.fail(e, Some(x), c"isn: must be 4 bytes"))
+        };
+        let isns = match (cisn, sisn) {
+            (None, None) => None,
+            (Some(c), Some(s)) => Some((isn(&c)?, isn(&s)?)),
+            (Some(x), None) | (None, Some(x)) => {
+                return Err(req.fail(EINVAL, Some(&x), c"client-isn and server-isn go together"))
+            }
+        };
+        let t = FlowTuple {
+            local_ip,
+            local_port: port(&lport)?,
+            remote_ip,
+            remote_port: port(&rport)?,
+            isns,
+        };
+        match self.dp.set_flow_secret(&t, secret.data())? {
+            Ok(()) => Ok(()),
+            Err(FlowSetError::NotWaiting) => Err(req.fail(
+                ENOENT,
+                nest,
+                c"no flow with this tuple waits for a key of its own",
+            )),
+            Err(FlowSetError::Already) => {
+                Err(req.fail(EEXIST, nest, c"this flow has its secret already"))
+            }
+        }
+    }
+
     pub(super) fn peer_del(&self, req: &Request<'_>) -> Result {
         let a = req
             .single(attr::NODE_NAME)?
@@ -332,7 +411,7 @@ impl Control {
         let (flows, next) = self.dp.flows.flows_from(from, FLOWS_PER_ROUND)?;
         let mut resume = None;
         for f in flows.iter() {
-            let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f))?;
+            let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f, false))?;
             if !more {
                 resume = Some(f.sk.key());
                 break;
@@ -365,7 +444,9 @@ fn put_local(w: &mut Writer, dp: &datapath::Datapath) -> Result {
     Ok(())
 }
 
-fn put_flow(w: &mut Writer, f: &flow::Flow) -> Result {
+/// A `flow` nest: for `flows-get`, and with the ISNs for a
+/// `flow-key-request` event (`isns`).
+pub(crate) fn put_flow(w: &mut Writer, f: &flow::Flow, isns: bool) -> Result {
     use uapi::flow as fa;
     w.nest(attr::FLOW, |w| {
         w.put_u32(
@@ -393,6 +474,11 @@ fn put_flow(w: &mut Writer, f: &flow::Flow) -> Result {
         w.put_str(fa::PEER_NODE, f.remote_pod.node())?;
         w.put_u32(fa::CIPHER, u32::from(f.cipher_id()))?;
         w.put_u64(fa::AGE_MS, datapath::age_ms(f), fa::PAD)?;
+        if isns {
+            let (_, i) = f.tuple_isns();
+            w.put_u32(fa::CLIENT_ISN, i.client)?;
+            w.put_u32(fa::SERVER_ISN, i.server)?;
+        }
         w.put_u32(fa::MODE, f.mode())
     })
 }

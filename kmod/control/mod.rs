@@ -21,9 +21,9 @@ use crate::sys::genl::{
 use crate::sys::nlattr::Attr;
 use crate::sys::notify::ReleaseHandler;
 use crate::sys::rcu::Guard;
-use crate::uapi::{self, attr, cmd, node, peer, pod, stats};
+use crate::uapi::{self, attr, cmd, flow, node, peer, pod, stats};
 
-mod datapath;
+pub(crate) mod datapath;
 use core::ffi::CStr;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
@@ -107,6 +107,49 @@ static PEER_SET: AttrSet = AttrSet {
     ],
 };
 
+static FLOW_SET: AttrSet = AttrSet {
+    max: flow::MAX,
+    attrs: &[
+        (
+            flow::ROLE,
+            Kind::U32 {
+                max: Some(uapi::role::SERVER as u16),
+            },
+        ),
+        (
+            flow::STATE,
+            Kind::U32 {
+                max: Some(uapi::flow_state::FAILED as u16),
+            },
+        ),
+        (flow::LOCAL_IPV4, Kind::Be32),
+        (flow::LOCAL_IPV6, Kind::Exact(16)),
+        (flow::LOCAL_PORT, Kind::U16 { min: 1 }),
+        (flow::REMOTE_IPV4, Kind::Be32),
+        (flow::REMOTE_IPV6, Kind::Exact(16)),
+        (flow::REMOTE_PORT, Kind::U16 { min: 1 }),
+        (flow::LOCAL_POD, POD_NAME),
+        (flow::REMOTE_POD, POD_NAME),
+        (flow::PEER_NODE, NODE_NAME),
+        (
+            flow::CIPHER,
+            Kind::U32 {
+                max: Some(uapi::cipher::MAX as u16),
+            },
+        ),
+        (flow::AGE_MS, Kind::U64),
+        (
+            flow::MODE,
+            Kind::U32 {
+                max: Some(uapi::mode::MAX as u16),
+            },
+        ),
+        (flow::SECRET, Kind::Exact(uapi::PSK_LEN as u16)),
+        (flow::CLIENT_ISN, Kind::U32 { max: None }),
+        (flow::SERVER_ISN, Kind::U32 { max: None }),
+    ],
+};
+
 static TOP_SET: AttrSet = AttrSet {
     max: attr::MAX,
     attrs: &[
@@ -138,6 +181,7 @@ static TOP_SET: AttrSet = AttrSet {
         // 100..600000: checked in Rust (the core's u32 range is 16-bit here).
         (attr::KEY_TIMEOUT_MS, Kind::U32 { max: None }),
         (attr::PEER, Kind::Nest(&PEER_SET)),
+        (attr::FLOW, Kind::Nest(&FLOW_SET)),
         (attr::LOCAL_SET, Kind::Flag),
     ],
 };
@@ -211,6 +255,7 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         op(cmd::CONFIG_GET, false, false, &[]),
         dump_op(cmd::FLOWS_GET, true),
         op(cmd::PEER_FAIL, true, false, &[attr::PEER]),
+        op(cmd::FLOW_KEY_SET, true, false, &[attr::FLOW]),
     ],
     mcgrps: &[c"keys"],
 };
@@ -650,6 +695,7 @@ impl Handler for Control {
             cmd::PEER_SET => self.peer_set(req),
             cmd::PEER_DEL => self.peer_del(req),
             cmd::PEER_FAIL => self.peer_fail(req),
+            cmd::FLOW_KEY_SET => self.flow_key_set(req),
             cmd::CONFIG_SET => self.config_set(req),
             cmd::CONFIG_GET => self.config_get(req),
             _ => Err(eopnotsupp()),

@@ -31,7 +31,7 @@ pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
 
-use crate::keys::peers::{Derived, Peers, SetError};
+use crate::keys::peers::{Derived, FlowSetError, FlowTuple, Peers, SetError};
 use crate::keys::schedule::{Cipher, NodePairSecret};
 use crate::state::State;
 use crate::sys::genl::Multicaster;
@@ -273,6 +273,34 @@ impl Datapath {
         }
     }
 
+    /// Send a per-flow key request (openssl/boringssl mode) to the `keys`
+    /// group: the flow's tuple, ISNs, pods and mode.
+    fn request_flow_key(&self, f: &Flow) {
+        inc(&self.counters.key_requests);
+        if let Some(m) = &*self.events.lock() {
+            let r = m.send(uapi::cmd::FLOW_KEY_REQUEST, |w| {
+                crate::control::datapath::put_flow(w, f, true)
+            });
+            // ESRCH: no agent listens; the flow waits until its deadline.
+            if let Err(e) = r {
+                if e != ESRCH {
+                    pr_warn!("flow key request not sent ({:?})\n", e);
+                }
+            }
+        }
+    }
+
+    /// `flow-key-set`: the secret of a flow keyed on its own; queues its
+    /// worker.
+    pub(crate) fn set_flow_secret(
+        &self,
+        t: &FlowTuple,
+        secret: &[u8],
+    ) -> Result<core::result::Result<(), FlowSetError>> {
+        let r = self.peers.lock().set_flow_secret(t, secret)?;
+        Ok(r.map(|f| self.kick(&f)))
+    }
+
     fn count_reset(&self, why: Reason) {
         inc(match why {
             Reason::KeyTimeout => &self.counters.reset_key_timeout,
@@ -462,7 +490,11 @@ pub(crate) fn process(f: &Arc<Flow>) {
                     }
                     drop(inner);
                     if request {
-                        dp.request_key(f.remote_pod.node(), f.local_pod.node());
+                        if f.mode() == uapi::mode::TLSHUB {
+                            dp.request_key(f.remote_pod.node(), f.local_pod.node());
+                        } else {
+                            dp.request_flow_key(f);
+                        }
                     }
                     return;
                 }

@@ -22,14 +22,23 @@
 //! every `peer-get`. Flows keyed before keep their keys (kTLS has them).
 //! Times are jiffies (`sys::workq`: `CONFIG_HZ`, not the bindings' `HZ`).
 //!
+//! In the openssl and boringssl modes (`spec/key-schedule.md` §11) a flow
+//! is keyed by a secret of its own instead: `derive` parks it on the
+//! flow-wait list and the caller sends a per-flow key request; the agent's
+//! answer ([`Peers::set_flow_secret`], found by the flow's tuple) is
+//! extracted into a PRK kept on that list only until the flow is keyed.
+//! The same deadline applies.
+//!
 //! Process context only (a sleeping mutex in `Datapath`). Secrets never
 //! leave: only the PRK is kept, and it is wiped when replaced, expired or
 //! dropped.
 
 use crate::datapath::flow::Flow;
 use crate::keys::schedule::{self, Cipher, FlowKeys, Identities, NodePairSecret, Prk};
+use crate::state::mapping::IpAddr;
 use crate::sys::sha256::LibSha256;
 use crate::sys::workq;
+use crate::uapi;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -161,15 +170,81 @@ pub(crate) enum SetError {
     EpochOld,
 }
 
+/// A flow keyed by a secret of its own (openssl/boringssl mode), waiting.
+struct FlowWait {
+    flow: Arc<Flow>,
+    /// The flow's secret, extracted, once the agent sent it.
+    prk: Option<Prk>,
+}
+
+/// The tuple by which `flow-key-set` names a waiting flow: this end's view.
+pub(crate) struct FlowTuple {
+    pub(crate) local_ip: IpAddr,
+    pub(crate) local_port: u16,
+    pub(crate) remote_ip: IpAddr,
+    pub(crate) remote_port: u16,
+    /// `(client, server)` ISNs, when the caller gives them (must match).
+    pub(crate) isns: Option<(u32, u32)>,
+}
+
+impl FlowTuple {
+    fn matches(&self, f: &Flow) -> bool {
+        let (lp, rp) = f.ports();
+        if f.local_ip != self.local_ip
+            || f.remote_ip != self.remote_ip
+            || lp != self.local_port
+            || rp != self.remote_port
+        {
+            return false;
+        }
+        match self.isns {
+            None => true,
+            Some((c, s)) => {
+                let (_, isns) = f.tuple_isns();
+                isns.client == c && isns.server == s
+            }
+        }
+    }
+}
+
+/// Why `set_flow_secret` refused.
+pub(crate) enum FlowSetError {
+    /// No flow with that tuple waits for a secret of its own.
+    NotWaiting,
+    /// That flow already has its secret.
+    Already,
+}
+
 /// All peers (a small list: one entry per peer node with a secret, with
-/// waiting flows or with an error).
+/// waiting flows or with an error), and the flows waiting for a secret of
+/// their own.
 pub(crate) struct Peers {
     list: KVec<Peer>,
+    /// Slots; `None` is free (`KVec` has no removal).
+    flow_waits: KVec<Option<FlowWait>>,
+}
+
+/// The keys of `flow` from `prk` (its tuple, ISNs and pods).
+fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
+    let (tuple, isns) = flow.tuple_isns();
+    let (client, server) = if flow.client {
+        (&flow.local_pod, &flow.remote_pod)
+    } else {
+        (&flow.remote_pod, &flow.local_pod)
+    };
+    let ids = Identities {
+        client: client.name(),
+        server: server.name(),
+    };
+    schedule::derive_with_prk::<LibSha256>(prk, cipher, &tuple, &isns, &ids).map_err(|_| EINVAL)
 }
 
 impl Peers {
     pub(crate) fn new() -> Self {
-        Self { list: KVec::new() }
+        Self {
+            list: KVec::new(),
+            flow_waits: KVec::new(),
+        }
     }
 
     fn find(&self, name: &[u8]) -> Option<usize> {
@@ -209,24 +284,17 @@ impl Peers {
 
     /// `fetch_key`: the flow's keys, or park it on its peer's wait list.
     /// An expired secret counts as none (and is wiped here).
+    /// A flow keyed by a secret of its own (`flow.mode()` is not TLSHUB)
+    /// waits for that secret instead.
     pub(crate) fn derive(&mut self, flow: &Arc<Flow>, cipher: Cipher) -> Result<Derived> {
+        if flow.mode() != uapi::mode::TLSHUB {
+            return self.derive_own(flow, cipher);
+        }
         let i = self.find_or_add(flow.remote_pod.node())?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
         peer.sweep(workq::jiffies());
         if let Some(prk) = peer.secret.as_ref().and_then(|s| s.prk.as_ref()) {
-            let (tuple, isns) = flow.tuple_isns();
-            let (client, server) = if flow.client {
-                (&flow.local_pod, &flow.remote_pod)
-            } else {
-                (&flow.remote_pod, &flow.local_pod)
-            };
-            let ids = Identities {
-                client: client.name(),
-                server: server.name(),
-            };
-            return schedule::derive_with_prk::<LibSha256>(prk, cipher, &tuple, &isns, &ids)
-                .map(Derived::Keys)
-                .map_err(|_| EINVAL);
+            return keys_of(prk, flow, cipher).map(Derived::Keys);
         }
         if !peer.waiting.iter().any(|f| Arc::ptr_eq(f, flow)) {
             peer.waiting.push(flow.clone(), GFP_KERNEL)?;
@@ -234,6 +302,65 @@ impl Peers {
         let request = !peer.requested;
         peer.requested = true;
         Ok(Derived::Wait { request })
+    }
+
+    /// `derive` for a flow with a secret of its own: keys once the agent
+    /// sent it (the PRK goes with the list entry), else wait; the first
+    /// call asks for a key request.
+    fn derive_own(&mut self, flow: &Arc<Flow>, cipher: Cipher) -> Result<Derived> {
+        let slots = self.flow_waits.as_mut_slice();
+        let Some(slot) = slots
+            .iter_mut()
+            .find(|w| w.as_ref().is_some_and(|w| Arc::ptr_eq(&w.flow, flow)))
+        else {
+            let w = FlowWait {
+                flow: flow.clone(),
+                prk: None,
+            };
+            match slots.iter_mut().find(|w| w.is_none()) {
+                Some(free) => *free = Some(w),
+                None => self.flow_waits.push(Some(w), GFP_KERNEL)?,
+            }
+            return Ok(Derived::Wait { request: true });
+        };
+        let Some(prk) = slot.as_ref().and_then(|w| w.prk.as_ref()) else {
+            return Ok(Derived::Wait { request: false });
+        };
+        let keys = keys_of(prk, flow, cipher)?;
+        // Wipes the PRK.
+        *slot = None;
+        Ok(Derived::Keys(keys))
+    }
+
+    /// Flows waiting for a secret of their own.
+    fn own_waiting(&self) -> bool {
+        self.flow_waits.iter().any(|w| w.is_some())
+    }
+
+    /// `flow-key-set`: the secret of the waiting flow named by `t`; returns
+    /// the flow, for the caller to queue its worker. Nothing changes on an
+    /// error.
+    pub(crate) fn set_flow_secret(
+        &mut self,
+        t: &FlowTuple,
+        secret: &[u8],
+    ) -> Result<core::result::Result<Arc<Flow>, FlowSetError>> {
+        // No epoch: this PRK lives only until its one flow is keyed.
+        let secret = NodePairSecret::from_slice(secret, 0).ok_or(EINVAL)?;
+        let Some(w) = self
+            .flow_waits
+            .as_mut_slice()
+            .iter_mut()
+            .flatten()
+            .find(|w| t.matches(&w.flow))
+        else {
+            return Ok(Err(FlowSetError::NotWaiting));
+        };
+        if w.prk.is_some() {
+            return Ok(Err(FlowSetError::Already));
+        }
+        w.prk = Some(Prk::extract::<LibSha256>(&secret));
+        Ok(Ok(w.flow.clone()))
     }
 
     /// The answer to a handshake, without a lifetime: see [`Peers::set_with`].
@@ -367,7 +494,19 @@ impl Peers {
                 waiting = true;
             }
         }
-        Ok(waiting)
+        out.reserve(self.flow_waits.len(), GFP_KERNEL)?;
+        for slot in self.flow_waits.as_mut_slice() {
+            if slot.as_ref().is_some_and(|w| now >= deadline(&w.flow)) {
+                if let Some(w) = slot.take() {
+                    // Room reserved above.
+                    out.push(w.flow, GFP_KERNEL)?;
+                }
+            }
+        }
+        if !self.own_waiting() {
+            self.flow_waits = KVec::new();
+        }
+        Ok(waiting || self.own_waiting())
     }
 
     /// Everything waiting (unload).
@@ -378,6 +517,10 @@ impl Peers {
             for f in old {
                 out.push(f, GFP_KERNEL)?;
             }
+        }
+        out.reserve(self.flow_waits.len(), GFP_KERNEL)?;
+        for w in core::mem::take(&mut self.flow_waits).into_iter().flatten() {
+            out.push(w.flow, GFP_KERNEL)?;
         }
         Ok(())
     }
