@@ -5,12 +5,12 @@
 //! Kept apart from the command line (`src/bin/tlshubd.rs`) so that tests
 //! build agents directly.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mapping::PodNodeTable;
+use crate::mapping::{canonical_ip, PodNodeTable};
 use crate::source::SourceError;
 
 /// Default lifetime of a node-pair secret.
@@ -74,10 +74,14 @@ impl Settings {
     }
 }
 
-/// The nodes of the mapping and their agents' addresses.
+/// The nodes of the mapping and their agents' addresses, and which node
+/// each pod address is on (per-flow keys check a peer's claims with it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
     nodes: BTreeMap<String, Option<SocketAddr>>,
+    /// Pod address (canonical: IPv4-mapped as IPv4) -> node; hostNetwork
+    /// pods are left out (their addresses are their node's).
+    pods: HashMap<IpAddr, String>,
 }
 
 impl Directory {
@@ -87,10 +91,16 @@ impl Directory {
             nodes.insert(node.name.clone(), node.agent);
         }
         // A node named only by pods is a node too (it has no agent address).
+        let mut pods = HashMap::new();
         for pod in table.pods() {
             nodes.entry(pod.node.clone()).or_insert(None);
+            if !pod.host_network {
+                for &ip in &pod.ips {
+                    pods.insert(canonical_ip(ip), pod.node.clone());
+                }
+            }
         }
-        Directory { nodes }
+        Directory { nodes, pods }
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Directory, SourceError> {
@@ -109,6 +119,11 @@ impl Directory {
     /// Every node name.
     pub fn names(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
+    }
+
+    /// The node of the pod with address `ip` (hostNetwork pods excluded).
+    pub fn node_of_ip(&self, ip: IpAddr) -> Option<&str> {
+        self.pods.get(&canonical_ip(ip)).map(String::as_str)
     }
 
     /// The node whose agent address has this IP, for log messages about

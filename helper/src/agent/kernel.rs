@@ -6,13 +6,14 @@
 //! give each agent a fake kernel that records what was installed). The
 //! netlink side opens one command socket (re-opened after an error, e.g.
 //! the module reloaded) and, in [`watch_key_requests`], one socket joined
-//! to the `keys` multicast group.
+//! to the `keys` multicast group, which carries both the node-pair
+//! `key-request` events and the per-flow `flow-key-request` events.
 
 use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use crate::netlink::{Client, NetlinkError, PeerState};
+use crate::netlink::{Client, Event, FlowKey, FlowKeyRequest, NetlinkError, PeerState};
 use crate::psk::Psk;
 use crate::uapi;
 
@@ -38,6 +39,26 @@ pub enum FailOutcome {
     KeptValidSecret,
 }
 
+/// Why [`Kernel::flow_key_set`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowKeySetError {
+    /// No flow with that tuple waits for its own key (`ENOENT`): not
+    /// decided yet (retry briefly), or keyed, reset, timed out already.
+    NoSuchFlow,
+    /// Anything else (the kernel's refusal with its message, a socket
+    /// error).
+    Other(String),
+}
+
+impl std::fmt::Display for FlowKeySetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowKeySetError::NoSuchFlow => f.write_str("no such flow waiting (ENOENT)"),
+            FlowKeySetError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// The kernel operations the agent uses.
 pub trait Kernel: Send + Sync {
     /// Installs the node-pair secret shared with `peer` under `epoch`;
@@ -54,6 +75,18 @@ pub trait Kernel: Send + Sync {
     fn fail(&self, peer: &str, reason: &str) -> Result<FailOutcome, String>;
     /// Every peer with a secret or waiting flows.
     fn peers(&self) -> Result<Vec<KernelPeer>, String>;
+    /// Keys one flow waiting for its own secret (openssl and boringssl
+    /// modes). The default refuses: a kernel without per-flow keys.
+    fn flow_key_set(&self, key: &FlowKey) -> Result<(), FlowKeySetError> {
+        let _ = key;
+        Err(FlowKeySetError::Other(
+            "per-flow keys not supported".to_owned(),
+        ))
+    }
+    /// The nodes this kernel serves (`node local`). The default: none known.
+    fn local_nodes(&self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// The module, through generic netlink.
@@ -80,15 +113,23 @@ impl NetlinkKernel {
         &self,
         op: impl FnOnce(&mut Client) -> Result<T, NetlinkError>,
     ) -> Result<T, String> {
+        self.with_raw(op).map_err(|e| e.to_string())
+    }
+
+    /// [`NetlinkKernel::with`], keeping the error as it is.
+    fn with_raw<T>(
+        &self,
+        op: impl FnOnce(&mut Client) -> Result<T, NetlinkError>,
+    ) -> Result<T, NetlinkError> {
         let mut guard = self
             .client
             .lock()
-            .map_err(|_| "netlink lock poisoned".to_owned())?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
-            *guard = Some(Client::connect().map_err(|e| e.to_string())?);
+            *guard = Some(Client::connect()?);
         }
         let Some(client) = guard.as_mut() else {
-            return Err("no netlink socket".to_owned());
+            return Err(NetlinkError::Protocol("no netlink socket".to_owned()));
         };
         let result = op(client);
         if let Err(e) = &result {
@@ -96,7 +137,7 @@ impl NetlinkKernel {
                 *guard = None;
             }
         }
-        result.map_err(|e| e.to_string())
+        result
     }
 }
 
@@ -124,6 +165,18 @@ impl Kernel for NetlinkKernel {
             .map(|()| FailOutcome::Told)
     }
 
+    fn flow_key_set(&self, key: &FlowKey) -> Result<(), FlowKeySetError> {
+        match self.with_raw(|c| c.flow_key_set(key)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Err(FlowKeySetError::NoSuchFlow),
+            Err(e) => Err(FlowKeySetError::Other(e.to_string())),
+        }
+    }
+
+    fn local_nodes(&self) -> Result<Vec<String>, String> {
+        self.with(|c| c.local_nodes_get())
+    }
+
     fn peers(&self) -> Result<Vec<KernelPeer>, String> {
         self.with(|c| c.peers()).map(|peers| {
             peers
@@ -143,6 +196,8 @@ impl Kernel for NetlinkKernel {
 pub enum KernelEvent {
     /// Flows wait for the secret shared with this peer.
     KeyRequest(String),
+    /// A flow in the openssl or boringssl mode waits for its own secret.
+    FlowKeyRequest(FlowKeyRequest),
     /// Events may have been missed (socket overflow, a new socket after an
     /// error): look at the kernel's peers again.
     Resync,
@@ -176,13 +231,14 @@ pub fn watch_key_requests(on: impl Fn(KernelEvent), log: impl Fn(&str)) {
         }
         on(KernelEvent::Resync);
         loop {
-            match client.next_key_request() {
-                Ok(event) => on(KernelEvent::KeyRequest(event.node)),
+            match client.next_event() {
+                Ok(Event::KeyRequest(event)) => on(KernelEvent::KeyRequest(event.node)),
+                Ok(Event::FlowKeyRequest(event)) => on(KernelEvent::FlowKeyRequest(event)),
                 Err(NetlinkError::EventsLost) => {
-                    log("key-request events lost (socket overflow): resyncing");
+                    log("key events lost (socket overflow): resyncing (a flow whose flow-key-request was lost times out)");
                     on(KernelEvent::Resync);
                 }
-                Err(NetlinkError::Protocol(e)) => log(&format!("bad key-request event: {e}")),
+                Err(NetlinkError::Protocol(e)) => log(&format!("bad key event: {e}")),
                 Err(e) => {
                     log(&format!("key-request socket failed: {e}"));
                     break;

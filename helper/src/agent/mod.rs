@@ -72,6 +72,7 @@
 //! `lifetime-ms`). Failed sessions are retried with backoff.
 
 pub mod config;
+pub mod flowkeys;
 pub mod kernel;
 pub mod protocol;
 pub mod session;
@@ -81,13 +82,14 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread;
 use std::time::{Instant, SystemTime};
 
 use rustls::{ClientConfig, ServerConfig};
 
 pub use config::{AgentConfig, Directory, Settings};
+pub use flowkeys::{FlowKeys, FlowSettings, WorkerSpec};
 pub use kernel::{Kernel, KernelEvent, NetlinkKernel};
 use session::Slot;
 use tls::Identity;
@@ -110,6 +112,16 @@ pub enum StartError {
     },
 }
 
+/// One log line on stderr: seconds since `started`, node, message.
+fn log_line(me: &str, started: Instant, msg: &str) {
+    let t = started.elapsed();
+    eprintln!(
+        "tlshubd[{me}] {:>5}.{:03} {msg}",
+        t.as_secs(),
+        t.subsec_millis(),
+    );
+}
+
 /// One node's agent: shared by its threads.
 pub struct Agent {
     me: String,
@@ -117,7 +129,7 @@ pub struct Agent {
     identity: Identity,
     client_tls: Arc<ClientConfig>,
     server_tls: RwLock<Arc<ServerConfig>>,
-    directory: RwLock<Directory>,
+    directory: Arc<RwLock<Directory>>,
     mapping: Option<PathBuf>,
     mapping_mtime: Mutex<Option<SystemTime>>,
     kernel: Arc<dyn Kernel>,
@@ -125,6 +137,8 @@ pub struct Agent {
     changed: Condvar,
     started: Instant,
     installs: AtomicU64,
+    /// The openssl/boringssl modes' per-flow keys, once enabled.
+    flow_keys: OnceLock<Arc<FlowKeys>>,
 }
 
 impl Agent {
@@ -177,7 +191,7 @@ impl Agent {
             identity,
             client_tls,
             server_tls: RwLock::new(server_tls),
-            directory: RwLock::new(directory),
+            directory: Arc::new(RwLock::new(directory)),
             mapping,
             mapping_mtime: Mutex::new(None),
             kernel,
@@ -185,6 +199,7 @@ impl Agent {
             changed: Condvar::new(),
             started: Instant::now(),
             installs: AtomicU64::new(0),
+            flow_keys: OnceLock::new(),
         }))
     }
 
@@ -200,14 +215,7 @@ impl Agent {
 
     /// One log line on stderr: seconds since start, node, message.
     pub fn log(&self, msg: impl AsRef<str>) {
-        let t = self.started.elapsed();
-        eprintln!(
-            "tlshubd[{}] {:>5}.{:03} {}",
-            self.me,
-            t.as_secs(),
-            t.subsec_millis(),
-            msg.as_ref()
-        );
+        log_line(&self.me, self.started, msg.as_ref());
     }
 
     /// The address to listen on: `listen`, or this node's agent address in
@@ -247,10 +255,52 @@ impl Agent {
         thread::spawn(move || agent.accept_loop(listener));
     }
 
+    /// Enables per-flow keys (the openssl and boringssl modes) and starts
+    /// these workers ([`flowkeys`]); a worker whose binary is missing is
+    /// logged, and its mode's flows fail closed. Once only: later calls
+    /// return the first instance.
+    pub fn enable_flow_keys(
+        self: &Arc<Self>,
+        workers: Vec<WorkerSpec>,
+        settings: FlowSettings,
+    ) -> Arc<FlowKeys> {
+        let mut fresh = false;
+        let fk = self.flow_keys.get_or_init(|| {
+            fresh = true;
+            let (me, started) = (self.me.clone(), self.started);
+            let log: flowkeys::Log = Arc::new(move |m: &str| log_line(&me, started, m));
+            FlowKeys::new(
+                &self.me,
+                self.kernel.clone(),
+                self.directory.clone(),
+                log,
+                settings,
+            )
+        });
+        if fresh {
+            for w in workers {
+                fk.start_worker(w);
+            }
+        }
+        fk.clone()
+    }
+
+    /// The per-flow keys, if enabled.
+    pub fn flow_keys(&self) -> Option<&Arc<FlowKeys>> {
+        self.flow_keys.get()
+    }
+
     /// Handles a kernel event (from [`kernel::watch_key_requests`]).
     pub fn on_kernel_event(self: &Arc<Self>, event: KernelEvent) {
         match event {
             KernelEvent::KeyRequest(peer) => self.key_request(&peer),
+            KernelEvent::FlowKeyRequest(req) => match self.flow_keys.get() {
+                Some(fk) => fk.on_request(&req),
+                None => self.log(format!(
+                    "flow {} -> {} ({}) waits for its own key, but per-flow keys are not enabled: it times out",
+                    req.local, req.remote, req.mode
+                )),
+            },
             KernelEvent::Resync => self.resync("resync"),
         }
     }

@@ -1,11 +1,14 @@
 //! `tlshubd`: the TLSHub agent of one node, in the foreground, logging to
 //! stderr. It makes the node-pair secrets of this node with every peer
 //! node's agent (mutual TLS 1.3, see `tlshub::agent`) and gives them to the
-//! kernel module; it answers the module's key requests.
+//! kernel module; it answers the module's key requests. In the openssl and
+//! boringssl modes it runs a handshake worker per mode and answers each
+//! flow's own key request (`tlshub::agent::flowkeys`).
 //!
 //! ```text
 //! tlshubd --node n1 --cert n1.pem --key n1.key --ca ca.pem [--mapping FILE]
 //!         [--lifetime SECS] [--connect-retry SECS] [--listen ADDR:PORT] [--config capture.conf]
+//!         [--openssl-worker PATH] [--boring-worker PATH]
 //! ```
 
 use std::net::SocketAddr;
@@ -16,10 +19,12 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use tlshub::agent::{kernel, Agent, AgentConfig, Kernel, NetlinkKernel, Settings};
+use tlshub::agent::{
+    kernel, Agent, AgentConfig, FlowSettings, Kernel, NetlinkKernel, Settings, WorkerSpec,
+};
 use tlshub::config::DEFAULT_CONFIG_PATH;
 use tlshub::mapping::DEFAULT_PATH;
-use tlshub::CaptureConfig;
+use tlshub::{CaptureConfig, Mode};
 
 /// The TLSHub agent: node-pair secrets by mutual TLS between nodes.
 #[derive(Parser, Debug)]
@@ -58,10 +63,22 @@ struct Args {
     /// flags win).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The openssl handshake worker (default: tlshub-worker-openssl next to
+    /// this executable); it listens on the agent's address, port + 1.
+    #[arg(long, value_name = "PATH")]
+    openssl_worker: Option<PathBuf>,
+    /// The boringssl handshake worker (default: tlshub-worker-boring next
+    /// to this executable); it listens on the agent's address, port + 2.
+    #[arg(long, value_name = "PATH")]
+    boring_worker: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let worker_paths = [
+        (Mode::Openssl, args.openssl_worker.clone()),
+        (Mode::Boringssl, args.boring_worker.clone()),
+    ];
     let config = match build_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -77,7 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = match agent
+    let (listener, listen) = match agent
         .listen_addr(config.listen)
         .and_then(|addr| Ok((addr, agent.bind(addr)?)))
     {
@@ -87,13 +104,41 @@ fn main() -> ExitCode {
                 agent.node(),
                 config.settings.lifetime.as_secs()
             ));
-            l
+            (l, addr)
         }
         Err(e) => {
             eprintln!("tlshubd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // The per-flow modes' workers, on this agent's address (port + 1, + 2).
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let workers = worker_paths
+        .into_iter()
+        .filter_map(|(mode, path)| {
+            let name = tlshub::agent::flowkeys::worker_file_name(mode)?;
+            let program = path.or_else(|| here.as_ref().map(|d| d.join(name)))?;
+            let spec = WorkerSpec::new(
+                mode,
+                program,
+                &config.node,
+                &config.cert,
+                &config.key,
+                &config.ca,
+                listen,
+            );
+            if spec.is_none() {
+                agent.log(format!(
+                    "no {mode} worker: port {} + offset is out of range",
+                    listen.port()
+                ));
+            }
+            spec
+        })
+        .collect();
+    agent.enable_flow_keys(workers, FlowSettings::default());
     agent.start(listener);
     let events = agent.clone();
     let logger = agent.clone();

@@ -1,5 +1,6 @@
 //! The nests of the spec (`pod`, `node`, `peer`, `flow`), the `key-request`
-//! event, and how a whole table is cut into `map-stage` messages.
+//! and `flow-key-request` events, the `flow-key-set` nest, and how a whole
+//! table is cut into `map-stage` messages.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -427,6 +428,211 @@ pub(crate) fn parse_key_request(attrs: &Attrs<'_>) -> Result<KeyRequest, Netlink
     Ok(KeyRequest {
         node: string(uapi::attr::NODE_NAME, "node-name")?,
         local_node: string(uapi::attr::LOCAL_NODE, "local-node")?,
+    })
+}
+
+/// Which end of a flow this kernel is (the spec's `role` enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The connecting end.
+    Client,
+    /// The accepting end.
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+
+    pub fn from_wire(v: u32) -> Option<Role> {
+        match v {
+            uapi::role::CLIENT => Some(Role::Client),
+            uapi::role::SERVER => Some(Role::Server),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `flow-key-request` event: a flow decided in the openssl or boringssl
+/// mode waits for its own secret. Addresses and ports are this end's view
+/// (`local` is this kernel's socket); both ISNs are the flow's (the
+/// connecting end's and the accepting end's), whichever end this is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowKeyRequest {
+    pub role: Role,
+    pub mode: Mode,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub local_pod: Option<String>,
+    pub remote_pod: Option<String>,
+    pub peer_node: Option<String>,
+    pub cipher: Option<Cipher>,
+    pub client_isn: u32,
+    pub server_isn: u32,
+}
+
+/// The answer to a [`FlowKeyRequest`] (`flow-key-set`): this end's view of
+/// the flow's tuple, optionally its ISNs (the kernel then checks them), and
+/// the flow's 32-byte secret. The secret is wiped when the value is
+/// dropped, and `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FlowKey {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub client_isn: Option<u32>,
+    pub server_isn: Option<u32>,
+    pub secret: [u8; uapi::PSK_LEN],
+}
+
+impl std::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowKey")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("client_isn", &self.client_isn)
+            .field("server_isn", &self.server_isn)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+impl Drop for FlowKey {
+    fn drop(&mut self) {
+        super::wipe(&mut self.secret);
+    }
+}
+
+/// How a flow shows up in traces and error messages (never its secret).
+pub(crate) fn flow_label(local: SocketAddr, remote: SocketAddr) -> String {
+    format!("flow {local} -> {remote}")
+}
+
+/// `flow` nest of `flow-key-set`: both ends (IPv4-mapped IPv6 as IPv4, like
+/// the kernel reports them), the ISNs if given, the secret.
+pub(crate) fn put_flow_key(request: &mut Request, key: &FlowKey) -> Result<(), NetlinkError> {
+    if canonical_ip(key.local.ip()).is_ipv4() != canonical_ip(key.remote.ip()).is_ipv4() {
+        return Err(NetlinkError::Encode(format!(
+            "flow-key-set: {} and {} are of different address families",
+            key.local, key.remote
+        )));
+    }
+    request.nest(
+        uapi::attr::FLOW,
+        flow_label(
+            SocketAddr::new(canonical_ip(key.local.ip()), key.local.port()),
+            SocketAddr::new(canonical_ip(key.remote.ip()), key.remote.port()),
+        ),
+        |w| {
+            put_ip(
+                w,
+                key.local.ip(),
+                uapi::flow::LOCAL_IPV4,
+                uapi::flow::LOCAL_IPV6,
+            )?;
+            w.put(uapi::flow::LOCAL_PORT, Value::U16(key.local.port()))?;
+            put_ip(
+                w,
+                key.remote.ip(),
+                uapi::flow::REMOTE_IPV4,
+                uapi::flow::REMOTE_IPV6,
+            )?;
+            w.put(uapi::flow::REMOTE_PORT, Value::U16(key.remote.port()))?;
+            if let Some(isn) = key.client_isn {
+                w.put(uapi::flow::CLIENT_ISN, Value::U32(isn))?;
+            }
+            if let Some(isn) = key.server_isn {
+                w.put(uapi::flow::SERVER_ISN, Value::U32(isn))?;
+            }
+            w.put(uapi::flow::SECRET, Value::Bytes(&key.secret))
+        },
+    )
+}
+
+/// Decodes a `flow-key-request` event. Role, mode, both ends and both ISNs
+/// are required; pods, peer node and cipher are kept if present. Unknown
+/// attributes are skipped; a secret, should one ever be sent, is ignored.
+pub(crate) fn parse_flow_key_request(attrs: &Attrs<'_>) -> Result<FlowKeyRequest, NetlinkError> {
+    let what = "flow-key-request event";
+    let nest = attrs
+        .get(uapi::attr::FLOW)
+        .ok_or_else(|| protocol(format!("{what} without flow")))?
+        .nested()?;
+    let required = |id: u16, name: &str| {
+        nest.get(id)
+            .ok_or_else(|| protocol(format!("{what} without {name}")))
+    };
+    let role = {
+        let v = required(uapi::flow::ROLE, "role")?.u32()?;
+        Role::from_wire(v).ok_or_else(|| protocol(format!("unknown role {v} in {what}")))?
+    };
+    let mode = {
+        let v = required(uapi::flow::MODE, "mode")?.u32()?;
+        Mode::from_wire(v).ok_or_else(|| protocol(format!("unknown mode {v} in {what}")))?
+    };
+    let cipher = match nest.get(uapi::flow::CIPHER) {
+        None => None,
+        Some(a) => {
+            let v = a.u32()?;
+            Some(
+                Cipher::from_wire(v)
+                    .ok_or_else(|| protocol(format!("unknown cipher {v} in {what}")))?,
+            )
+        }
+    };
+    let end = |v4, v6, port, name: &str| -> Result<SocketAddr, NetlinkError> {
+        let ip = match (nest.get(v4), nest.get(v6)) {
+            (Some(a), None) => IpAddr::V4(a.ipv4()?),
+            (None, Some(a)) => IpAddr::V6(a.ipv6()?),
+            (None, None) => return Err(protocol(format!("{what} without {name} address"))),
+            (Some(_), Some(_)) => {
+                return Err(protocol(format!(
+                    "{what} with both an IPv4 and an IPv6 {name} address"
+                )))
+            }
+        };
+        let port = required(port, &format!("{name} port"))?.u16()?;
+        Ok(SocketAddr::new(canonical_ip(ip), port))
+    };
+    let local = end(
+        uapi::flow::LOCAL_IPV4,
+        uapi::flow::LOCAL_IPV6,
+        uapi::flow::LOCAL_PORT,
+        "local",
+    )?;
+    let remote = end(
+        uapi::flow::REMOTE_IPV4,
+        uapi::flow::REMOTE_IPV6,
+        uapi::flow::REMOTE_PORT,
+        "remote",
+    )?;
+    if local.is_ipv4() != remote.is_ipv4() {
+        return Err(protocol(format!(
+            "{what} with an IPv4 and an IPv6 end ({local}, {remote})"
+        )));
+    }
+    let string = |id| nest.get(id).map(|a| a.string()).transpose();
+    Ok(FlowKeyRequest {
+        role,
+        mode,
+        local,
+        remote,
+        local_pod: string(uapi::flow::LOCAL_POD)?,
+        remote_pod: string(uapi::flow::REMOTE_POD)?,
+        peer_node: string(uapi::flow::PEER_NODE)?,
+        cipher,
+        client_isn: required(uapi::flow::CLIENT_ISN, "client-isn")?.u32()?,
+        server_isn: required(uapi::flow::SERVER_ISN, "server-isn")?.u32()?,
     })
 }
 
@@ -991,5 +1197,176 @@ mod tests {
         assert!(r.put(uapi::attr::LOCAL_SET, Value::Flag, "x").is_err());
         assert!(Request::new(&schema::KEY_REQUEST).encode(1, 1, 1).is_err());
         assert!(Request::dump(&schema::KEY_REQUEST).encode(1, 1, 1).is_err());
+    }
+
+    /// A `flow-key-request` event as the kernel sends it.
+    fn flow_key_event(f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>) -> Vec<u8> {
+        let mut r = Request::event(&schema::FLOW_KEY_REQUEST);
+        r.nest(uapi::attr::FLOW, "flow", f).unwrap();
+        attrs_of(r)
+    }
+
+    fn parse_fkr(bytes: &[u8]) -> Result<FlowKeyRequest, NetlinkError> {
+        parse_flow_key_request(&Attrs::parse(bytes).unwrap())
+    }
+
+    #[test]
+    fn flow_key_request_event() {
+        use uapi::flow as f;
+        let full = |w: &mut Writer<'_>| {
+            w.put(f::ROLE, Value::U32(uapi::role::CLIENT))?;
+            w.put(f::LOCAL_IPV4, Value::U32(0x0a01_000b))?;
+            w.put(f::LOCAL_PORT, Value::U16(40000))?;
+            w.put(f::REMOTE_IPV4, Value::U32(0x0a02_0015))?;
+            w.put(f::REMOTE_PORT, Value::U16(8080))?;
+            w.put(f::LOCAL_POD, Value::Str("default/a1"))?;
+            w.put(f::REMOTE_POD, Value::Str("default/b1"))?;
+            w.put(f::PEER_NODE, Value::Str("n2"))?;
+            w.put(f::CIPHER, Value::U32(uapi::cipher::AES_128_GCM))?;
+            w.put(f::MODE, Value::U32(uapi::mode::OPENSSL))?;
+            w.put(f::CLIENT_ISN, Value::U32(0xdead_beef))?;
+            w.put(f::SERVER_ISN, Value::U32(7))
+        };
+        assert_eq!(
+            parse_fkr(&flow_key_event(full)).unwrap(),
+            FlowKeyRequest {
+                role: Role::Client,
+                mode: Mode::Openssl,
+                local: "10.1.0.11:40000".parse().unwrap(),
+                remote: "10.2.0.21:8080".parse().unwrap(),
+                local_pod: Some("default/a1".into()),
+                remote_pod: Some("default/b1".into()),
+                peer_node: Some("n2".into()),
+                cipher: Some(Cipher::Aes128Gcm),
+                client_isn: 0xdead_beef,
+                server_isn: 7,
+            }
+        );
+        let six = |w: &mut Writer<'_>| {
+            w.put(f::ROLE, Value::U32(uapi::role::SERVER))?;
+            w.put(f::MODE, Value::U32(uapi::mode::BORINGSSL))?;
+            w.put(
+                f::LOCAL_IPV6,
+                Value::Bytes(&[0xfd, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21]),
+            )?;
+            w.put(f::LOCAL_PORT, Value::U16(7000))?;
+            w.put(
+                f::REMOTE_IPV6,
+                Value::Bytes(&[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11]),
+            )?;
+            w.put(f::REMOTE_PORT, Value::U16(50000))?;
+            w.put(f::CLIENT_ISN, Value::U32(1))?;
+            w.put(f::SERVER_ISN, Value::U32(2))
+        };
+        let e = parse_fkr(&flow_key_event(six)).unwrap();
+        assert_eq!(e.role, Role::Server);
+        assert_eq!(e.mode, Mode::Boringssl);
+        assert_eq!(e.local, "[fd00:2::21]:7000".parse().unwrap());
+        assert_eq!(e.remote, "[fd00:1::11]:50000".parse().unwrap());
+        assert_eq!((e.local_pod, e.peer_node, e.cipher), (None, None, None));
+
+        let err = |f: &dyn Fn(&mut Writer<'_>) -> Result<(), NetlinkError>| {
+            parse_fkr(&flow_key_event(f)).unwrap_err().to_string()
+        };
+        let base = |w: &mut Writer<'_>| {
+            w.put(f::ROLE, Value::U32(uapi::role::CLIENT))?;
+            w.put(f::MODE, Value::U32(uapi::mode::OPENSSL))?;
+            w.put(f::LOCAL_IPV4, Value::U32(1))?;
+            w.put(f::LOCAL_PORT, Value::U16(1))?;
+            w.put(f::REMOTE_IPV4, Value::U32(2))?;
+            w.put(f::REMOTE_PORT, Value::U16(2))
+        };
+        assert_eq!(
+            err(&|w| {
+                base(w)?;
+                w.put(f::CLIENT_ISN, Value::U32(1))
+            }),
+            "netlink protocol error: flow-key-request event without server-isn"
+        );
+        assert_eq!(
+            err(&|w| {
+                w.put(f::ROLE, Value::U32(3))?;
+                w.put(f::MODE, Value::U32(1))
+            }),
+            "netlink protocol error: unknown role 3 in flow-key-request event"
+        );
+        assert_eq!(
+            err(&|w| {
+                w.put(f::ROLE, Value::U32(1))?;
+                w.put(f::MODE, Value::U32(1))?;
+                w.put(f::LOCAL_IPV4, Value::U32(1))?;
+                w.put(f::LOCAL_PORT, Value::U16(1))?;
+                w.put(f::REMOTE_IPV6, Value::Bytes(&[0; 16]))?;
+                w.put(f::REMOTE_PORT, Value::U16(2))?;
+                w.put(f::CLIENT_ISN, Value::U32(1))?;
+                w.put(f::SERVER_ISN, Value::U32(1))
+            }),
+            "netlink protocol error: flow-key-request event with an IPv4 and an IPv6 end (0.0.0.1:1, [::]:2)"
+        );
+        let mut r = Request::event(&schema::FLOW_KEY_REQUEST);
+        r.put(uapi::attr::NODE_NAME, Value::Str("x"), "x")
+            .unwrap_err();
+        let bytes = attrs_of(Request::event(&schema::FLOW_KEY_REQUEST));
+        assert_eq!(
+            parse_fkr(&bytes).unwrap_err().to_string(),
+            "netlink protocol error: flow-key-request event without flow"
+        );
+    }
+
+    #[test]
+    fn flow_key_set_request() {
+        use uapi::flow as f;
+        let key = FlowKey {
+            local: "[::ffff:10.2.0.21]:8080".parse().unwrap(),
+            remote: "10.1.0.11:40000".parse().unwrap(),
+            client_isn: Some(0x0102_0304),
+            server_isn: None,
+            secret: [0xa5; 32],
+        };
+        let mut r = Request::new(&schema::FLOW_KEY_SET);
+        put_flow_key(&mut r, &key).unwrap();
+        let enc = r.encode(0x20, 1, 1).unwrap();
+        // Traces name the flow, never the secret.
+        let line = crate::netlink::codec::describe_request(&enc);
+        assert!(
+            line.ends_with(": flow 10.2.0.21:8080 -> 10.1.0.11:40000"),
+            "{line}"
+        );
+        assert!(!format!("{key:?}").contains("165"), "{key:?}");
+        let attrs = Attrs::parse(&enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..]).unwrap();
+        let nest = attrs.get(uapi::attr::FLOW).unwrap().nested().unwrap();
+        // The v4-mapped local end goes as IPv4, big-endian; ports host order.
+        assert_eq!(nest.get(f::LOCAL_IPV4).unwrap().payload, &[10, 2, 0, 21]);
+        assert!(nest.get(f::LOCAL_IPV6).is_none());
+        assert_eq!(
+            nest.get(f::LOCAL_PORT).unwrap().payload,
+            &8080u16.to_ne_bytes()
+        );
+        assert_eq!(nest.get(f::REMOTE_IPV4).unwrap().payload, &[10, 1, 0, 11]);
+        assert_eq!(
+            nest.get(f::REMOTE_PORT).unwrap().payload,
+            &40000u16.to_ne_bytes()
+        );
+        assert_eq!(
+            nest.get(f::CLIENT_ISN).unwrap().payload,
+            &0x0102_0304u32.to_ne_bytes()
+        );
+        assert!(nest.get(f::SERVER_ISN).is_none());
+        assert_eq!(nest.get(f::SECRET).unwrap().payload, &[0xa5; 32]);
+        assert!(nest.get(f::ROLE).is_none());
+
+        // Mixed families are refused before anything is sent.
+        let mixed = FlowKey {
+            remote: "[fd00:1::11]:40000".parse().unwrap(),
+            ..key.clone()
+        };
+        let mut r = Request::new(&schema::FLOW_KEY_SET);
+        assert!(put_flow_key(&mut r, &mixed)
+            .unwrap_err()
+            .to_string()
+            .contains("different address families"));
+        // flow-key-set takes the flow nest only.
+        let mut r = Request::new(&schema::FLOW_KEY_SET);
+        assert!(r.put(uapi::attr::NODE_NAME, Value::Str("x"), "x").is_err());
     }
 }

@@ -10,9 +10,13 @@
 //!
 //! A client may also join the family's multicast group `keys`
 //! ([`Client::subscribe`]) and then read its `key-request` events
-//! ([`Client::next_key_request`], [`Client::next_key_request_timeout`]).
-//! Events that arrive while the same client waits for a reply are kept and
-//! handed out later, so one client can both listen and answer.
+//! ([`Client::next_key_request`], [`Client::next_key_request_timeout`]),
+//! or all its events, `key-request` and `flow-key-request` alike
+//! ([`Client::next_event`], [`Client::next_event_timeout`]). Events that
+//! arrive while the same client waits for a reply are kept and handed out
+//! later, so one client can both listen and answer. A `flow-key-request`
+//! (a flow in the openssl or boringssl mode waiting for its own secret) is
+//! answered with [`Client::flow_key_set`].
 //!
 //! # For a key provider (the TLSHub agent)
 //!
@@ -61,11 +65,11 @@ use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable};
 use crate::psk::Psk;
 use crate::{uapi, Cipher, Mode};
 use codec::{describe_request, parse_datagram, Attrs, Encoded, Message, Request, Value};
-use entries::{flows_in, nodes_in, parse_key_request, peers_in, pods_in};
+use entries::{flows_in, nodes_in, parse_flow_key_request, parse_key_request, peers_in, pods_in};
 use schema::ctrl;
 
 pub(crate) use codec::wipe;
-pub use entries::{Flow, KeyRequest, Peer, PeerState};
+pub use entries::{Flow, FlowKey, FlowKeyRequest, KeyRequest, Peer, PeerState, Role};
 pub use error::KernelError;
 
 /// How often a dump is restarted when the mapping changes under it.
@@ -298,6 +302,15 @@ pub struct Commit {
     pub generation: u32,
 }
 
+/// An event of the `keys` multicast group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Event {
+    /// Flows need the node-pair secret shared with a peer node.
+    KeyRequest(KeyRequest),
+    /// A flow decided in the openssl or boringssl mode needs its own secret.
+    FlowKeyRequest(FlowKeyRequest),
+}
+
 /// Receives one line per message sent or received, for `--verbose`.
 pub type Trace = Box<dyn FnMut(&str) + Send>;
 
@@ -310,8 +323,9 @@ pub struct Client {
     seq: u32,
     buf: Vec<u8>,
     trace: Option<Trace>,
-    /// `key-request` events received while waiting for a reply.
-    events: VecDeque<KeyRequest>,
+    /// Events received while waiting for a reply (or with others in one
+    /// datagram).
+    events: VecDeque<Event>,
 }
 
 /// The client's socket, for `poll`/`epoll` (readable: a message waits,
@@ -661,6 +675,24 @@ impl Client {
         self.transact(request).map(drop)
     }
 
+    /// `flow-key-set`: the secret of one flow waiting for its own key (the
+    /// answer to a [`FlowKeyRequest`]), named by this end's view of its
+    /// tuple; with ISNs, the kernel also checks them. The flow is keyed and
+    /// its kTLS installed. Kernel refusals: `ENOENT` when no flow with that
+    /// tuple waits for its own key (not decided yet: the accepting end's
+    /// flow may appear a little after the connecting end's handshake is
+    /// done, so retrying briefly makes sense; or already keyed, reset, or in
+    /// a node-pair mode); `EINVAL` for bad attributes or ISNs that do not
+    /// match. The request's bytes (secret included) are wiped once sent, and
+    /// so is the receive buffer (an error reply echoes the request).
+    pub fn flow_key_set(&mut self, key: &FlowKey) -> Result<(), NetlinkError> {
+        let mut request = Request::new(&schema::FLOW_KEY_SET);
+        entries::put_flow_key(&mut request, key)?;
+        let result = self.transact(request);
+        wipe(&mut self.buf);
+        result.map(drop)
+    }
+
     /// `peer-get` dump: peers with a secret, with flows waiting for one, or
     /// with an error; their state, epoch, waiting flows, the secret's age and
     /// remaining lifetime, and the last error (never the secret).
@@ -737,13 +769,13 @@ impl Client {
     }
 
     /// Waits for the next `key-request` event (after [`Client::subscribe`]
-    /// to `keys`). Other messages of the family (events a newer module may
-    /// add) are skipped. [`NetlinkError::EventsLost`] says the kernel dropped
-    /// events because they were not read fast enough; the socket stays
-    /// usable.
+    /// to `keys`). Other messages of the family (`flow-key-request` events,
+    /// events a newer module may add) are skipped. [`NetlinkError::EventsLost`]
+    /// says the kernel dropped events because they were not read fast
+    /// enough; the socket stays usable.
     pub fn next_key_request(&mut self) -> Result<KeyRequest, NetlinkError> {
         loop {
-            if let Some(event) = self.next_event(None)? {
+            if let Event::KeyRequest(event) = self.next_event()? {
                 return Ok(event);
             }
         }
@@ -759,13 +791,39 @@ impl Client {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event_timeout(left)? {
+                Some(Event::KeyRequest(event)) => return Ok(Some(event)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Waits for the next event of the `keys` group, of either kind (after
+    /// [`Client::subscribe`]). Messages of the family this client does not
+    /// know are skipped; [`NetlinkError::EventsLost`] as for
+    /// [`Client::next_key_request`].
+    pub fn next_event(&mut self) -> Result<Event, NetlinkError> {
+        loop {
+            if let Some(event) = self.recv_event(None)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Like [`Client::next_event`], but gives up after `timeout`
+    /// (`Ok(None)`). An event already received is returned at once.
+    pub fn next_event_timeout(&mut self, timeout: Duration) -> Result<Option<Event>, NetlinkError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
             if left.is_zero() {
                 return Ok(None);
             }
-            if let Some(event) = self.next_event(Some(left))? {
+            if let Some(event) = self.recv_event(Some(left))? {
                 return Ok(Some(event));
             }
         }
@@ -774,10 +832,7 @@ impl Client {
     /// A kept event, or the events of the next datagram (waiting at most
     /// `timeout`, if given); `None` if that datagram had none or the time
     /// ran out.
-    fn next_event(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Result<Option<KeyRequest>, NetlinkError> {
+    fn recv_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, NetlinkError> {
         if let Some(event) = self.events.pop_front() {
             return Ok(Some(event));
         }
@@ -806,31 +861,45 @@ impl Client {
             other => other?,
         };
         for msg in messages {
-            match msg {
-                Message::Data {
-                    seq: 0,
-                    family,
-                    cmd,
-                    attrs,
-                    ..
-                } => {
-                    if family != self.family || cmd != schema::KEY_REQUEST.cmd {
-                        self.log(|| format!("<- skipping message type {family} cmd {cmd}"));
-                        continue;
-                    }
-                    let event = parse_key_request(&Attrs::parse(&attrs)?)?;
-                    self.log(|| {
-                        format!(
-                            "<- key-request node-name {} local-node {}",
-                            event.node, event.local_node
-                        )
-                    });
-                    self.events.push_back(event);
+            if let Message::Data {
+                seq: 0,
+                family,
+                cmd,
+                attrs,
+                ..
+            } = msg
+            {
+                if family != self.family {
+                    self.log(|| format!("<- skipping message type {family} cmd {cmd}"));
+                    continue;
                 }
-                _ => {}
+                match self.parse_event(cmd, &attrs) {
+                    Some(event) => self.events.push_back(event?),
+                    None => self.log(|| format!("<- skipping message type {family} cmd {cmd}")),
+                }
             }
         }
         Ok(self.events.pop_front())
+    }
+
+    /// Decodes an event of this family: `None` for a command that is not
+    /// an event this client knows.
+    fn parse_event(&mut self, cmd: u8, attrs: &[u8]) -> Option<Result<Event, NetlinkError>> {
+        let event = if cmd == schema::KEY_REQUEST.cmd {
+            Attrs::parse(attrs)
+                .and_then(|a| parse_key_request(&a))
+                .map(Event::KeyRequest)
+        } else if cmd == schema::FLOW_KEY_REQUEST.cmd {
+            Attrs::parse(attrs)
+                .and_then(|a| parse_flow_key_request(&a))
+                .map(Event::FlowKeyRequest)
+        } else {
+            return None;
+        };
+        if let Ok(e) = &event {
+            self.log(|| describe_event(e));
+        }
+        Some(event)
     }
 
     // --- transport -------------------------------------------------------
@@ -982,31 +1051,36 @@ impl Client {
 }
 
 impl Client {
-    /// Takes this family's `key-request` events (sequence 0) out of
-    /// `messages` and keeps them for [`Client::next_key_request`]; a
-    /// malformed one is logged and dropped.
+    /// Takes this family's events (sequence 0: `key-request`,
+    /// `flow-key-request`) out of `messages` and keeps them for
+    /// [`Client::next_event`]; a malformed one is logged and dropped.
     fn keep_events(&mut self, messages: &mut Vec<Message>) {
-        let mut events = Vec::new();
-        messages.retain(|m| match m {
-            Message::Data {
-                seq: 0,
-                family,
-                cmd,
-                attrs,
-                ..
-            } if *family == self.family && *cmd == schema::KEY_REQUEST.cmd => {
-                events.push(Attrs::parse(attrs).and_then(|a| parse_key_request(&a)));
-                false
+        let family = self.family;
+        let mut kept = Vec::new();
+        for m in std::mem::take(messages) {
+            match m {
+                Message::Data {
+                    seq: 0,
+                    family: f,
+                    cmd,
+                    attrs,
+                    ..
+                } if f == family
+                    && (cmd == schema::KEY_REQUEST.cmd || cmd == schema::FLOW_KEY_REQUEST.cmd) =>
+                {
+                    kept.push((cmd, attrs))
+                }
+                other => messages.push(other),
             }
-            _ => true,
-        });
-        for event in events {
-            match event {
-                Ok(event) => {
-                    self.log(|| format!("<- key-request node-name {} (kept)", event.node));
+        }
+        for (cmd, attrs) in kept {
+            match self.parse_event(cmd, &attrs) {
+                Some(Ok(event)) => {
+                    self.log(|| "<- (event kept for later)".to_owned());
                     self.events.push_back(event);
                 }
-                Err(e) => self.log(|| format!("<- dropping a malformed key-request: {e}")),
+                Some(Err(e)) => self.log(|| format!("<- dropping a malformed event: {e}")),
+                None => {}
             }
         }
     }
@@ -1022,6 +1096,26 @@ impl Client {
         }
         let len = retry_eintr(|| socket::recv(fd, &mut self.buf, MsgFlags::empty()))?;
         parse_datagram(&self.buf[..len.min(self.buf.len())])
+    }
+}
+
+/// How an event shows up in traces.
+fn describe_event(event: &Event) -> String {
+    match event {
+        Event::KeyRequest(e) => format!(
+            "<- key-request node-name {} local-node {}",
+            e.node, e.local_node
+        ),
+        Event::FlowKeyRequest(e) => format!(
+            "<- flow-key-request {} {} {} -> {} peer-node {} isn {}/{}",
+            e.mode,
+            e.role,
+            e.local,
+            e.remote,
+            e.peer_node.as_deref().unwrap_or("-"),
+            e.client_isn,
+            e.server_isn
+        ),
     }
 }
 
