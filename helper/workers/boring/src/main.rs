@@ -39,23 +39,28 @@ fn errs(e: &ErrorStack) -> String {
     }
 }
 
+fn ssl_err(err: &boring::ssl::Error) -> String {
+    match err.ssl_error() {
+        Some(stack) => errs(stack),
+        None => match err.io_error() {
+            Some(io) => io.to_string(),
+            None => err.to_string(),
+        },
+    }
+}
+
 fn handshake_err(e: HandshakeError<TcpStream>) -> String {
     match e {
         HandshakeError::SetupFailure(e) => format!("setup: {}", errs(&e)),
         HandshakeError::Failure(m) | HandshakeError::WouldBlock(m) => {
-            let verify = m.ssl().verify_result();
-            let err = m.error();
-            let mut text = match err.ssl_error() {
-                Some(stack) => errs(stack),
-                None => match err.io_error() {
-                    Some(io) => io.to_string(),
-                    None => format!("{err}"),
-                },
-            };
-            if let Err(v) = verify {
-                text = format!("{text} ({})", v.error_string());
+            let text = ssl_err(m.error());
+            // Say why the chain or name did not verify.
+            match m.ssl().verify_result() {
+                Err(v) if text.contains("certificate verify failed") => {
+                    format!("{text} ({})", v.error_string())
+                }
+                _ => text,
             }
-            text
         }
     }
 }
@@ -138,6 +143,16 @@ impl Tls for Boring {
 
     fn close(s: &mut Self::Stream) {
         let _ = s.shutdown();
+    }
+
+    fn io_text(e: &std::io::Error) -> String {
+        match e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<boring::ssl::Error>())
+        {
+            Some(err) => ssl_err(err),
+            None => e.to_string(),
+        }
     }
 }
 

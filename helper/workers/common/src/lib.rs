@@ -118,7 +118,7 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
@@ -524,6 +524,12 @@ pub trait Tls: Send + Sync + Sized + 'static {
 
     /// Best-effort TLS close (close_notify).
     fn close(_stream: &mut Self::Stream) {}
+
+    /// One-line text of an I/O error from `Stream` after the handshake (a
+    /// library may unwrap its own error type for a shorter text).
+    fn io_text(e: &io::Error) -> String {
+        e.to_string()
+    }
 }
 
 // --- deadlines --------------------------------------------------------------
@@ -580,11 +586,18 @@ impl Fail {
     }
 }
 
-fn read_eof_msg(e: io::Error, what: &str) -> String {
+fn read_eof_msg<T: Tls>(e: io::Error, what: &str) -> String {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         format!("peer closed the connection before sending {what}")
     } else {
-        e.to_string()
+        T::io_text(&e)
+    }
+}
+
+fn io_fail<T: Tls>(step: &'static str) -> impl FnOnce(io::Error) -> Fail {
+    move |e| Fail {
+        step,
+        detail: T::io_text(&e),
     }
 }
 
@@ -656,11 +669,11 @@ fn client_steps<T: Tls>(
     msg.extend_from_slice(context);
     s.write_all(&msg)
         .and_then(|_| s.flush())
-        .map_err(fail("send"))?;
+        .map_err(io_fail::<T>("send"))?;
     let mut b = [0u8; 1];
     s.read_exact(&mut b).map_err(|e| Fail {
         step: "confirmation",
-        detail: read_eof_msg(e, "its confirmation (the server refused the flow)"),
+        detail: read_eof_msg::<T>(e, "its confirmation (the server refused the flow)"),
     })?;
     if b[0] != CONFIRM {
         return Err(Fail {
@@ -698,7 +711,7 @@ fn server_steps<T: Tls>(tls: &T, tcp: TcpStream) -> Result<Accepted, Fail> {
         step: "handshake",
         detail: "no client certificate".into(),
     })?;
-    let rd = |e| read_eof_msg(e, "its node name and context");
+    let rd = |e| read_eof_msg::<T>(e, "its node name and context");
     let mut b1 = [0u8; 1];
     s.read_exact(&mut b1).map_err(|e| Fail {
         step: "read",
@@ -735,7 +748,7 @@ fn server_steps<T: Tls>(tls: &T, tcp: TcpStream) -> Result<Accepted, Fail> {
         step: "read",
         detail: rd(e),
     })?;
-    if !sans.iter().any(|n| *n == name) {
+    if !sans.contains(&name) {
         return Err(Fail {
             step: "node name",
             detail: format!(
@@ -747,7 +760,7 @@ fn server_steps<T: Tls>(tls: &T, tcp: TcpStream) -> Result<Accepted, Fail> {
     T::export(&s, EXPORTER_LABEL, &context, &mut secret.0).map_err(fail("export"))?;
     s.write_all(&[CONFIRM])
         .and_then(|_| s.flush())
-        .map_err(fail("confirm"))?;
+        .map_err(io_fail::<T>("confirm"))?;
     T::close(&mut s);
     Ok(Accepted {
         peer_node: name,
