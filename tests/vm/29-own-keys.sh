@@ -27,7 +27,7 @@ diag() {
 fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
 RESPONDER=
 responder() {
-    [ -z "$RESPONDER" ] || { kill "$RESPONDER" 2>/dev/null; wait "$RESPONDER" 2>/dev/null; }
+    [ -z "$RESPONDER" ] || { kill "$RESPONDER" 2>/dev/null; wait "$RESPONDER" 2>/dev/null || true; }
     : >"$TOPO_DIR/responder.out"
     python3 flowkeys.py serve --log "$TOPO_DIR/events.log" "$@" >"$TOPO_DIR/responder.out" 2>&1 &
     RESPONDER=$!
@@ -128,7 +128,7 @@ d=$(( $(stat_of "$after" reset_key_timeout) - $(stat_of "$before" reset_key_time
 jq -e -s '[.[] | select(.answer == "skipped" and .role == "server")] | length >= 1' "$ev" >/dev/null \
     || fail "(d) no skipped server event"
 ok "(d) the server end never got its secret: reset at the key timeout (reset-key-timeout +$d), the client saw the connection fail"
-kill "$RESPONDER" 2>/dev/null; wait "$RESPONDER" 2>/dev/null
+kill "$RESPONDER" 2>/dev/null; wait "$RESPONDER" 2>/dev/null || true
 capture_stop
 
 out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip4 a1)" --min-conns 4 --marker "$m") \
