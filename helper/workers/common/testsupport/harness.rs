@@ -54,8 +54,23 @@ pub fn leaf(ca: &Ca, names: &[&str]) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-/// A fresh directory for one test's files.
-pub fn scratch(tag: &str) -> PathBuf {
+/// A fresh directory for one test's files, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn scratch(tag: &str) -> Scratch {
     static N: AtomicU32 = AtomicU32::new(0);
     let d = std::env::temp_dir().join(format!(
         "tlshub-worker-{tag}-{}-{}",
@@ -64,7 +79,7 @@ pub fn scratch(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// Files for one node: --cert, --key, --ca.
