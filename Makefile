@@ -15,7 +15,7 @@ kmod: kernel
 	@scripts/kmod-build
 
 helper: setup
-	@. scripts/common.sh && cargo build --quiet --release --manifest-path helper/Cargo.toml
+	@. scripts/common.sh && cargo build --quiet --release --manifest-path helper/Cargo.toml --workspace
 
 test: kmod helper
 	@scripts/test
