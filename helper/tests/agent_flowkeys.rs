@@ -691,9 +691,74 @@ fn real_workers_key_both_ends() {
             &n2,
             *mode,
             &format!("[fd00:1::11]:{}", 42000 + i),
-            &format!("[fd00:2::21]:8080"),
+            "[fd00:2::21]:8080",
         );
         assert_ne!(secret, again);
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+// --- through the agent ----------------------------------------------------------
+
+/// `Agent::on_kernel_event` hands `flow-key-request` events to the per-flow
+/// logic once `enable_flow_keys` started the workers (as tlshubd does); the
+/// agent's mapping is the one the claims are checked against.
+#[test]
+fn agent_routes_flow_key_requests() {
+    use tlshub::agent::tls::Identity;
+    use tlshub::agent::{Agent, KernelEvent, Settings};
+    let d = tempdir("agent");
+    let w = fake_worker(&d);
+    let ids = pki(&d);
+    let (p1, p2) = (free_base_port(), free_base_port());
+    let dir = mapping(p1, p2);
+    let [cert, key, ca] = ids["n1"].clone();
+    let kernel = Arc::new(FakeKernel {
+        local: vec!["n1".into()],
+        ..FakeKernel::default()
+    });
+    let agent = Agent::with_parts(
+        "n1",
+        Settings::default(),
+        Identity::from_files(&cert, &key, &ca).unwrap(),
+        dir.read().unwrap().clone(),
+        None,
+        kernel.clone() as Arc<dyn Kernel>,
+    )
+    .unwrap();
+    // Before per-flow keys are enabled, such an event is only logged.
+    let (c, s) = (format!("{A1}:40000"), format!("{B1}:8080"));
+    let event = || KernelEvent::FlowKeyRequest(request(Role::Client, Mode::Openssl, &c, &s, "n2"));
+    agent.on_kernel_event(event());
+    assert!(agent.flow_keys().is_none());
+    let agent_addr: SocketAddr = format!("127.0.0.1:{p1}").parse().unwrap();
+    let spec =
+        WorkerSpec::new(Mode::Openssl, w.clone(), "n1", &cert, &key, &ca, agent_addr).unwrap();
+    let fk = agent.enable_flow_keys(vec![spec.clone()], settings());
+    assert!(fk
+        .wait_ready(Mode::Openssl, Duration::from_secs(30))
+        .is_some());
+    // Enabled once: a second call returns the same instance, starts nothing.
+    assert!(Arc::ptr_eq(
+        &fk,
+        &agent.enable_flow_keys(vec![spec], settings())
+    ));
+    let n2 = node(
+        "n2",
+        &dir,
+        p2,
+        &[(Mode::Openssl, w.clone(), "n2", no_identity())],
+        0,
+    );
+    agent.on_kernel_event(event());
+    let (cs, ss): (SocketAddr, SocketAddr) = (c.parse().unwrap(), s.parse().unwrap());
+    assert!(wait_until(20, || kernel.key(cs, ss).is_some()
+        && n2.kernel.key(ss, cs).is_some()));
+    assert_eq!(
+        kernel.key(cs, ss).unwrap().secret,
+        n2.kernel.key(ss, cs).unwrap().secret
+    );
+    assert_eq!(fk.stats().worker_starts, 1);
+    fk.stop();
     let _ = std::fs::remove_dir_all(&d);
 }
