@@ -14,6 +14,16 @@
 //! softirq): O(log n) in the flows the node has open; the lock is held for a
 //! lookup or an insert of a node allocated beforehand.
 //!
+//! In front of the tree sits [`PRESENT`], a counting filter over the keys
+//! in it: a lookup whose slot counts zero answers "not tracked" with one
+//! atomic load and no lock. That is the common case by far: every payload
+//! segment of every TCP socket passes the wire guard, and every state
+//! change of every TCP socket passes the hook, while only secured flows are
+//! in the tree (Part 1 §1: untouched traffic pays nothing per packet that
+//! takes a lock). A slot is counted up before its key goes into the tree
+//! and down after it left, so the filter never hides an entry; a socket
+//! that shares a slot with a tracked one just takes the locked path.
+//!
 //! Phases (an atomic, readable from any context; changed under the mutex
 //! except for the hook's first steps, which happen before any other user
 //! can see the flow):
@@ -312,6 +322,26 @@ pub(crate) enum Entry {
     Listener(SockRef),
 }
 
+/// Slots of the presence filter (a power of two): 64 KiB.
+const PRESENT_SLOTS: usize = 1 << 14;
+
+/// How many table keys hash to each slot (see the file's doc). One table
+/// exists at a time (the datapath's), so the filter is static: no
+/// allocation, and it is back to all zeros whenever the table is empty.
+static PRESENT: [AtomicU32; PRESENT_SLOTS] = {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicU32 = AtomicU32::new(0);
+    [ZERO; PRESENT_SLOTS]
+};
+
+/// The filter slot of a table key (a sock address: drop the bits every
+/// sock shares, then a multiplicative hash).
+fn slot(key: usize) -> &'static AtomicU32 {
+    let h = ((key as u64) >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50;
+    // 64 - 50 = 14 bits: always in range.
+    &PRESENT[h as usize & (PRESENT_SLOTS - 1)]
+}
+
 /// Flows and gated listeners by sock address.
 #[pin_data]
 pub(crate) struct FlowTable {
@@ -330,26 +360,48 @@ impl FlowTable {
     /// that connects, a socket re-used after a failed connect) is replaced
     /// and returned, to be dropped by the caller.
     pub(crate) fn insert(&self, sk: &Sock, e: Entry) -> Result<Option<Entry>> {
-        let node = RBTreeNode::new(sk.key(), e, GFP_ATOMIC)?;
+        let key = sk.key();
+        let node = RBTreeNode::new(key, e, GFP_ATOMIC)?;
+        // Counted before it is in the tree (the filter never hides it).
+        slot(key).fetch_add(1, Ordering::Relaxed);
         let old = self.tree.lock().insert(node);
-        Ok(old.map(|n| n.to_key_value().1))
+        // A replaced entry had the same key: its count goes.
+        Ok(old.map(|n| {
+            slot(key).fetch_sub(1, Ordering::Relaxed);
+            n.to_key_value().1
+        }))
     }
 
-    /// The flow of `sk`, if tracked.
+    /// The flow of `sk`, if tracked (any context; no lock when the
+    /// presence filter rules it out).
     pub(crate) fn flow(&self, sk: &Sock) -> Option<Arc<Flow>> {
-        match self.tree.lock().get(&sk.key()) {
+        let key = sk.key();
+        if slot(key).load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.tree.lock().get(&key) {
             Some(Entry::Flow(f)) => Some(f.clone()),
             _ => None,
         }
     }
 
     pub(crate) fn remove(&self, sk: &Sock) -> Option<Entry> {
-        self.tree.lock().remove(&sk.key())
+        let key = sk.key();
+        let old = self.tree.lock().remove(&key);
+        if old.is_some() {
+            // Uncounted after it left the tree.
+            slot(key).fetch_sub(1, Ordering::Relaxed);
+        }
+        old
     }
 
     /// Everything, emptied out (unload).
     pub(crate) fn take_all(&self) -> RBTree<usize, Entry> {
-        core::mem::take(&mut *self.tree.lock())
+        let all = core::mem::take(&mut *self.tree.lock());
+        for (k, _) in all.iter() {
+            slot(*k).fetch_sub(1, Ordering::Relaxed);
+        }
+        all
     }
 
     /// Flows `[from..]` (in key order), at most `max`, with the key to

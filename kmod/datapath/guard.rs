@@ -23,10 +23,12 @@
 //! itself aligned TLS framing passes (it is not the app's data then).
 //!
 //! Cost: segments without payload (ACKs, SYNs, FINs) and segments of
-//! sockets that are not TCP return before any lock. Payload segments of TCP
-//! sockets take the flow table's lock for one lookup (O(log n)); a tracked
-//! flow then takes its own guard lock and copies 5 bytes per record
-//! header. Nothing allocates.
+//! sockets that are not TCP return before any lock. A payload segment of a
+//! TCP socket the module does not track costs one atomic load (the flow
+//! table's presence filter, `super::flow`); only tracked sockets (and the
+//! rare one sharing a filter slot) take the table's lock for a lookup
+//! (O(log n)); a tracked flow then takes its own guard lock and copies 5
+//! bytes per record header. Nothing allocates.
 //!
 //! Context: any (process or softirq, RCU read section, BHs possibly
 //! enabled); never sleeps. Resets are handed to the worker.
