@@ -411,7 +411,7 @@ impl Control {
         let (flows, next) = self.dp.flows.flows_from(from, FLOWS_PER_ROUND)?;
         let mut resume = None;
         for f in flows.iter() {
-            let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f, false))?;
+            let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f))?;
             if !more {
                 resume = Some(f.sk.key());
                 break;
@@ -444,9 +444,10 @@ fn put_local(w: &mut Writer, dp: &datapath::Datapath) -> Result {
     Ok(())
 }
 
-/// A `flow` nest: for `flows-get`, and with the ISNs for a
-/// `flow-key-request` event (`isns`).
-pub(crate) fn put_flow(w: &mut Writer, f: &flow::Flow, isns: bool) -> Result {
+/// A `flow` nest, for `flows-get` and the `flow-key-request` event. The
+/// ISNs are in both: an agent that restarts finds in `flows-get` what it
+/// needs to key a flow waiting for a secret of its own.
+pub(crate) fn put_flow(w: &mut Writer, f: &flow::Flow) -> Result {
     use uapi::flow as fa;
     w.nest(attr::FLOW, |w| {
         w.put_u32(
@@ -474,7 +475,7 @@ pub(crate) fn put_flow(w: &mut Writer, f: &flow::Flow, isns: bool) -> Result {
         w.put_str(fa::PEER_NODE, f.remote_pod.node())?;
         w.put_u32(fa::CIPHER, u32::from(f.cipher_id()))?;
         w.put_u64(fa::AGE_MS, datapath::age_ms(f), fa::PAD)?;
-        if isns {
+        if f.phase() != flow::CONNECTING {
             let (_, i) = f.tuple_isns();
             w.put_u32(fa::CLIENT_ISN, i.client)?;
             w.put_u32(fa::SERVER_ISN, i.server)?;

@@ -279,7 +279,7 @@ impl Datapath {
         inc(&self.counters.key_requests);
         if let Some(m) = &*self.events.lock() {
             let r = m.send(uapi::cmd::FLOW_KEY_REQUEST, |w| {
-                crate::control::datapath::put_flow(w, f, true)
+                crate::control::datapath::put_flow(w, f)
             });
             // ESRCH: no agent listens; the flow waits until its deadline.
             if let Err(e) = r {
