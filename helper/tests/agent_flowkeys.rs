@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tlshub::agent::flowkeys::{
-    decode_context, encode_context, hex, unhex, FlowContext, FlowKeys, FlowSettings, WorkerLine,
-    WorkerSpec,
+    decode_context, encode_context, FlowContext, FlowKeys, FlowSettings, WorkerLine, WorkerSpec,
 };
 use tlshub::agent::kernel::{FailOutcome, FlowKeySetError, KernelPeer};
 use tlshub::agent::{Directory, Kernel};
 use tlshub::netlink::{FlowKey, FlowKeyRequest, Role};
 use tlshub::{Mode, PodNodeTable, Psk};
+use tlshub_worker_common::{hex_decode as unhex, hex_encode as hex, Reply};
 
 // --- context and lines ------------------------------------------------------
 
@@ -73,10 +73,10 @@ fn worker_lines() {
     let l = WorkerLine::parse(&format!("secret 42 {secret}\n")).unwrap();
     assert_eq!(
         l,
-        WorkerLine::Secret {
+        WorkerLine(Reply::Secret {
             id: 42,
             secret: [0xab; 32]
-        }
+        })
     );
     // Debug never shows a secret.
     assert_eq!(format!("{l:?}"), "Secret(42, <hidden>)");
@@ -84,18 +84,20 @@ fn worker_lines() {
     assert!(!format!("{l:?}").contains("abab"), "{l:?}");
     assert_eq!(
         WorkerLine::parse("ready 127.0.0.1:7444").unwrap(),
-        WorkerLine::Ready("127.0.0.1:7444".parse().unwrap())
+        WorkerLine(Reply::Ready("127.0.0.1:7444".parse().unwrap()))
     );
     assert_eq!(
         WorkerLine::parse("error 3 handshake: certificate unknown").unwrap(),
-        WorkerLine::Error {
+        WorkerLine(Reply::Error {
             id: 3,
             text: "handshake: certificate unknown".into()
-        }
+        })
     );
     assert_eq!(
         WorkerLine::parse("refused n9: bad certificate").unwrap(),
-        WorkerLine::Refused("n9: bad certificate".into())
+        WorkerLine(Reply::Refused {
+            text: "n9: bad certificate".into()
+        })
     );
     // Malformed lines: the error names the first word, never the rest.
     for bad in [
@@ -103,6 +105,7 @@ fn worker_lines() {
         format!("secret 1 {}", &secret[2..]),
         format!("accepted n1 0a0 {secret}"),
         format!("accepted n1 {secret}"),
+        format!("accepted  0a0b {secret}"),
         "hello".to_owned(),
         "ready nowhere".to_owned(),
     ] {

@@ -25,12 +25,14 @@
 //! backoff); a missing worker binary is logged once at start, and flows in
 //! its mode then wait and fail closed in the kernel (each logged once). No
 //! secret is ever logged: worker lines that carry one are parsed, never
-//! echoed, and wiped.
+//! echoed, and wiped. The line protocol ([`Request`], [`Reply`]), the flow
+//! context and hex come from the workers' own crate
+//! (`tlshub-worker-common`), so the agent and the workers cannot drift.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +44,7 @@ use super::config::Directory;
 use super::kernel::{FlowKeySetError, Kernel};
 use crate::netlink::{wipe, FlowKey, FlowKeyRequest, Role};
 use crate::Mode;
+use tlshub_worker_common::{self as wc, Reply, Request};
 
 /// Port offset of the openssl worker from the node's agent port.
 pub const OPENSSL_PORT_OFFSET: u16 = 1;
@@ -74,32 +77,18 @@ pub fn worker_addr(addr: SocketAddr, mode: Mode) -> Option<SocketAddr> {
 
 // --- the flow context ---------------------------------------------------------
 
-/// The exporter context of a flow in the client's order (§11):
-/// `client_ip | client_port | server_ip | server_port | client_isn |
-/// server_isn`, addresses 4 or 16 bytes, ports u16 BE, ISNs u32 BE (20 or
-/// 44 bytes). IPv4-mapped addresses are written as IPv4; should the
-/// families still differ, the IPv4 one is written IPv4-mapped.
+/// The exporter context of a flow in the client's order (§11), as the
+/// workers' crate writes it ([`wc::encode_context`]: `client_ip |
+/// client_port | server_ip | server_port | client_isn | server_isn`, 20 or
+/// 44 bytes), with IPv4-mapped addresses first made IPv4 so both ends
+/// compute the same bytes.
 pub fn encode_context(
     client: SocketAddr,
     server: SocketAddr,
     client_isn: u32,
     server_isn: u32,
 ) -> Vec<u8> {
-    let (c, s) = (canon(client.ip()), canon(server.ip()));
-    let v6 = c.is_ipv6() || s.is_ipv6();
-    let mut out = Vec::with_capacity(if v6 { 44 } else { 20 });
-    let ip = |ip: IpAddr, out: &mut Vec<u8>| match (ip, v6) {
-        (IpAddr::V4(a), false) => out.extend_from_slice(&a.octets()),
-        (IpAddr::V4(a), true) => out.extend_from_slice(&a.to_ipv6_mapped().octets()),
-        (IpAddr::V6(a), _) => out.extend_from_slice(&a.octets()),
-    };
-    ip(c, &mut out);
-    out.extend_from_slice(&client.port().to_be_bytes());
-    ip(s, &mut out);
-    out.extend_from_slice(&server.port().to_be_bytes());
-    out.extend_from_slice(&client_isn.to_be_bytes());
-    out.extend_from_slice(&server_isn.to_be_bytes());
-    out
+    wc::encode_context(canon(client), canon(server), client_isn, server_isn)
 }
 
 /// A decoded flow context.
@@ -111,153 +100,73 @@ pub struct FlowContext {
     pub server_isn: u32,
 }
 
-/// Inverse of [`encode_context`]; `None` unless 20 or 44 bytes.
-/// IPv4-mapped addresses come back as IPv4.
+/// Inverse of [`encode_context`] ([`wc::decode_context`]); `None` unless 20
+/// or 44 bytes. IPv4-mapped addresses come back as IPv4.
 pub fn decode_context(ctx: &[u8]) -> Option<FlowContext> {
-    let alen = match ctx.len() {
-        20 => 4,
-        44 => 16,
-        _ => return None,
-    };
-    let ip = |b: &[u8]| -> Option<IpAddr> {
-        Some(canon(if alen == 4 {
-            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?))
-        }))
-    };
-    let u16_at = |i: usize| u16::from_be_bytes([ctx[i], ctx[i + 1]]);
-    let u32_at = |i: usize| u32::from_be_bytes([ctx[i], ctx[i + 1], ctx[i + 2], ctx[i + 3]]);
-    let s = alen + 2;
-    let i = 2 * alen + 4;
+    let (client, server, client_isn, server_isn) = wc::decode_context(ctx)?;
     Some(FlowContext {
-        client: SocketAddr::new(ip(&ctx[..alen])?, u16_at(alen)),
-        server: SocketAddr::new(ip(&ctx[s..s + alen])?, u16_at(s + alen)),
-        client_isn: u32_at(i),
-        server_isn: u32_at(i + 4),
+        client: canon(client),
+        server: canon(server),
+        client_isn,
+        server_isn,
     })
 }
 
-fn canon(ip: IpAddr) -> IpAddr {
-    crate::mapping::canonical_ip(ip)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// Hex (either case) into bytes; `None` for an odd length or a non-digit.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    b.chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
-/// A 64-hex-digit secret; the intermediate bytes are wiped.
-fn unhex_secret(s: &str) -> Option<[u8; 32]> {
-    let mut v = unhex(s)?;
-    let out = <[u8; 32]>::try_from(v.as_slice()).ok();
-    wipe(&mut v);
-    out
+fn canon(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(crate::mapping::canonical_ip(addr.ip()), addr.port())
 }
 
 // --- worker lines ---------------------------------------------------------------
 
-/// A line a worker writes on its stdout. `Debug` never shows a secret.
+/// A line a worker writes on its stdout: the workers' crate's [`Reply`],
+/// wiped when dropped. `Debug` never shows a secret.
 #[derive(PartialEq, Eq)]
-pub enum WorkerLine {
-    Ready(SocketAddr),
-    Secret {
-        id: u64,
-        secret: [u8; 32],
-    },
-    Error {
-        id: u64,
-        text: String,
-    },
-    Accepted {
-        peer: String,
-        context: Vec<u8>,
-        secret: [u8; 32],
-    },
-    Refused(String),
-}
+pub struct WorkerLine(pub Reply);
 
 impl std::fmt::Debug for WorkerLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorkerLine::Ready(a) => write!(f, "Ready({a})"),
-            WorkerLine::Secret { id, .. } => write!(f, "Secret({id}, <hidden>)"),
-            WorkerLine::Error { id, text } => write!(f, "Error({id}, {text:?})"),
-            WorkerLine::Accepted { peer, context, .. } => {
-                write!(f, "Accepted({peer}, {}, <hidden>)", hex(context))
-            }
-            WorkerLine::Refused(t) => write!(f, "Refused({t:?})"),
+        match &self.0 {
+            Reply::Ready(a) => write!(f, "Ready({a})"),
+            Reply::Secret { id, .. } => write!(f, "Secret({id}, <hidden>)"),
+            Reply::Error { id, text } => write!(f, "Error({id}, {text:?})"),
+            Reply::Accepted {
+                peer_node, context, ..
+            } => write!(
+                f,
+                "Accepted({peer_node}, {}, <hidden>)",
+                wc::hex_encode(context)
+            ),
+            Reply::Refused { text } => write!(f, "Refused({text:?})"),
         }
     }
 }
 
 impl Drop for WorkerLine {
     fn drop(&mut self) {
-        match self {
-            WorkerLine::Secret { secret, .. } | WorkerLine::Accepted { secret, .. } => wipe(secret),
+        match &mut self.0 {
+            Reply::Secret { secret, .. } | Reply::Accepted { secret, .. } => wipe(secret),
             _ => {}
         }
     }
 }
 
 impl WorkerLine {
-    /// Parses one line (without or with its newline). The error names the
-    /// line's first word only: the rest may be a secret.
+    /// Parses one line (without or with its newline) with [`Reply::parse`].
+    /// The error names the line's first word only: the rest may be a
+    /// secret.
     pub fn parse(line: &str) -> Result<WorkerLine, String> {
-        let line = line.trim_end_matches(['\n', '\r']);
-        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
         let bad = || {
+            let line = line.trim_end_matches(['\n', '\r']);
+            let kind = line.split_once(' ').map_or(line, |(k, _)| k);
             let shown: String = kind.chars().take(16).collect();
             format!("malformed '{}' line from the worker", shown.escape_debug())
         };
-        let parsed = match kind {
-            "ready" => rest.parse().ok().map(WorkerLine::Ready),
-            "secret" => rest.split_once(' ').and_then(|(id, s)| {
-                Some(WorkerLine::Secret {
-                    id: id.parse().ok()?,
-                    secret: unhex_secret(s)?,
-                })
-            }),
-            "error" => {
-                let (id, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                id.parse().ok().map(|id| WorkerLine::Error {
-                    id,
-                    text: text.to_owned(),
-                })
-            }
-            "accepted" => {
-                let f: Vec<&str> = rest.split(' ').collect();
-                match f[..] {
-                    [peer, ctx, secret] if !peer.is_empty() => Some(WorkerLine::Accepted {
-                        peer: peer.to_owned(),
-                        context: unhex(ctx).ok_or_else(bad)?,
-                        secret: unhex_secret(secret).ok_or_else(bad)?,
-                    }),
-                    _ => None,
-                }
-            }
-            "refused" => Some(WorkerLine::Refused(rest.to_owned())),
-            _ => None,
-        };
-        parsed.ok_or_else(bad)
+        let parsed = WorkerLine(Reply::parse(line).ok_or_else(bad)?);
+        // The agent maps node names exactly: an empty one is no name.
+        if matches!(&parsed.0, Reply::Accepted { peer_node, .. } if peer_node.is_empty()) {
+            return Err(bad());
+        }
+        Ok(parsed)
     }
 }
 
@@ -660,7 +569,13 @@ impl FlowKeys {
                 },
             );
         }
-        let line = format!("connect {id} {peer} {target} {}\n", hex(&context));
+        let line = Request::Connect {
+            id,
+            peer_node: peer.clone(),
+            addr: target.to_string(),
+            context,
+        }
+        .format();
         let sent = match lock(&worker.stdin).as_mut() {
             Some(stdin) => stdin
                 .write_all(line.as_bytes())
@@ -684,8 +599,8 @@ impl FlowKeys {
             Ok(l) => l,
             Err(e) => return self.log(format!("{mode} worker: {e}")),
         };
-        match &line {
-            WorkerLine::Ready(addr) => {
+        match &line.0 {
+            Reply::Ready(addr) => {
                 self.log(format!(
                     "{mode} worker ready on {addr} (pid {})",
                     worker.pid.load(Ordering::Relaxed)
@@ -693,7 +608,7 @@ impl FlowKeys {
                 *lock(&worker.ready) = Some(*addr);
                 worker.ready_changed.notify_all();
             }
-            WorkerLine::Secret { id, secret } => {
+            Reply::Secret { id, secret } => {
                 let Some(p) = lock(&self.pending).remove(id) else {
                     return self.log(format!(
                         "{mode} worker: a secret for unknown request {id} (ignored)"
@@ -709,7 +624,7 @@ impl FlowKeys {
                 };
                 self.set(key, format!("client, peer {}", p.peer), mode);
             }
-            WorkerLine::Error { id, text } => {
+            Reply::Error { id, text } => {
                 self.count(|s| s.errors += 1);
                 match lock(&self.pending).remove(id) {
                     Some(p) => self.log(format!(
@@ -719,8 +634,8 @@ impl FlowKeys {
                     None => self.log(format!("{mode} worker: error for unknown request {id}: {text}")),
                 }
             }
-            WorkerLine::Accepted {
-                peer,
+            Reply::Accepted {
+                peer_node: peer,
                 context,
                 secret,
             } => {
@@ -748,7 +663,7 @@ impl FlowKeys {
                 };
                 self.set(key, format!("server, peer {peer}"), mode);
             }
-            WorkerLine::Refused(text) => {
+            Reply::Refused { text } => {
                 self.log(format!("{mode} worker refused a handshake: {text}"))
             }
         }
