@@ -16,6 +16,8 @@
 //! agent_key = /etc/tlshub/node.key  #   its key, the cluster CA, and the
 //! agent_ca = /etc/tlshub/ca.pem     #   node-pair secret lifetime (seconds)
 //! secret_lifetime = 3600
+//! openssl_worker = /usr/libexec/tlshub/tlshub-worker-openssl  # tlshubd's handshake
+//! boring_worker = /usr/libexec/tlshub/tlshub-worker-boring    #   workers (per-flow modes)
 //! ```
 //!
 //! `key = value` per line, `#` comments (at the start of a line or after a
@@ -42,12 +44,16 @@
 //!
 //! - `agent_cert`, `agent_key`, `agent_ca`, `secret_lifetime`: read by
 //!   `tlshubd` only (PEM files; the lifetime in seconds, at least 10).
+//! - `openssl_worker`, `boring_worker`: read by `tlshubd` only, the
+//!   handshake worker programs of the openssl and boringssl modes (default:
+//!   next to `tlshubd`). A value ending in `/` (a directory) is an error.
 //!
-//! Relative paths (`pod_node_config`, `psk.NODE`, `agent_*`) are relative to the
-//! directory of the config file. Parsing checks every line; reading the
-//! secrets ([`CaptureConfig::read_psks`]) checks every secret file, with
-//! errors naming the config file and the line of its `psk.NODE`. `tlshubctl
-//! apply` does both, and reads the mapping, before it sends anything.
+//! Relative paths (`pod_node_config`, `psk.NODE`, `agent_*`, `*_worker`)
+//! are relative to the directory of the config file. Parsing checks every
+//! line; reading the secrets ([`CaptureConfig::read_psks`]) checks every
+//! secret file, with errors naming the config file and the line of its
+//! `psk.NODE`. `tlshubctl apply` does both, and reads the mapping, before it
+//! sends anything.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +86,7 @@ pub struct CaptureConfig {
     pub key_timeout_ms: Option<u32>,
     /// Node-pair secret files (`psk.NODE`), in file order.
     pub psks: Vec<PskSource>,
-    /// The agent's settings (`agent_*`, `secret_lifetime`).
+    /// The agent's settings (`agent_*`, `secret_lifetime`, `*_worker`).
     pub agent: AgentSettings,
 }
 
@@ -92,6 +98,10 @@ pub struct AgentSettings {
     pub ca: Option<PathBuf>,
     /// Seconds.
     pub secret_lifetime: Option<u64>,
+    /// The openssl mode's handshake worker (`openssl_worker`).
+    pub openssl_worker: Option<PathBuf>,
+    /// The boringssl mode's handshake worker (`boring_worker`).
+    pub boring_worker: Option<PathBuf>,
 }
 
 /// A `psk.NODE = FILE` line: where the secret shared with `node` is, and
@@ -186,6 +196,18 @@ impl CaptureConfig {
                                 ))
                             })?,
                     )
+                }
+                "openssl_worker" | "boring_worker" => {
+                    if value.ends_with('/') {
+                        return Err(err(format!(
+                            "{key}: '{value}' names a directory, not a worker program"
+                        )));
+                    }
+                    let path = Some(resolve(path, value));
+                    match key {
+                        "openssl_worker" => config.agent.openssl_worker = path,
+                        _ => config.agent.boring_worker = path,
+                    }
                 }
                 k if IGNORED_KEYS.contains(&k) => {}
                 k if k.starts_with("psk.") => {

@@ -342,3 +342,41 @@ fn shared_setting_checks() {
     assert!(parse_key_timeout("").is_err());
     assert!(parse_key_timeout("4294967296").is_err());
 }
+
+#[test]
+fn worker_paths_for_tlshubd() {
+    let config = parse(
+        "openssl_worker = /usr/libexec/tlshub/tlshub-worker-openssl\n\
+         boring_worker = bin/tlshub-worker-boring   # next to the config\n",
+    );
+    assert_eq!(
+        config.agent.openssl_worker,
+        Some(PathBuf::from("/usr/libexec/tlshub/tlshub-worker-openssl"))
+    );
+    assert_eq!(
+        config.agent.boring_worker,
+        Some(PathBuf::from("/etc/tlshub/bin/tlshub-worker-boring"))
+    );
+    // Optional, and nothing else changes.
+    let config = parse("agent_cert = n1.pem\n");
+    assert_eq!(config.agent.openssl_worker, None);
+    assert_eq!(config.agent.boring_worker, None);
+    // Bad values name the file and line.
+    assert_eq!(
+        error("mode = openssl\nopenssl_worker =\n"),
+        "capture.conf:2: missing value for 'openssl_worker'"
+    );
+    assert_eq!(
+        error("\nboring_worker = /usr/libexec/tlshub/\n"),
+        "capture.conf:2: boring_worker: '/usr/libexec/tlshub/' names a directory, \
+         not a worker program"
+    );
+    assert_eq!(
+        error("openssl_worker = a\nboring_worker = b\nopenssl_worker = c\n"),
+        "capture.conf:3: duplicate key 'openssl_worker' (first at line 1)"
+    );
+    assert_eq!(
+        error("openssl-worker = a\n"),
+        "capture.conf:1: unknown key 'openssl-worker'"
+    );
+}

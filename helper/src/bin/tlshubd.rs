@@ -59,27 +59,24 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// capture.conf to read `local_nodes`, `pod_node_config`, `agent_cert`,
-    /// `agent_key`, `agent_ca` and `secret_lifetime` from (command-line
-    /// flags win).
+    /// `agent_key`, `agent_ca`, `secret_lifetime`, `openssl_worker` and
+    /// `boring_worker` from (command-line flags win).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The openssl handshake worker (default: tlshub-worker-openssl next to
-    /// this executable); it listens on the agent's address, port + 1.
+    /// The openssl handshake worker (or `openssl_worker`; default:
+    /// tlshub-worker-openssl next to this executable); it listens on the
+    /// agent's address, port + 1.
     #[arg(long, value_name = "PATH")]
     openssl_worker: Option<PathBuf>,
-    /// The boringssl handshake worker (default: tlshub-worker-boring next
-    /// to this executable); it listens on the agent's address, port + 2.
+    /// The boringssl handshake worker (or `boring_worker`; default:
+    /// tlshub-worker-boring next to this executable); it listens on the
+    /// agent's address, port + 2.
     #[arg(long, value_name = "PATH")]
     boring_worker: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let worker_paths = [
-        (Mode::Openssl, args.openssl_worker.clone()),
-        (Mode::Boringssl, args.boring_worker.clone()),
-    ];
-    let config = match build_config(args) {
+    let (config, worker_paths) = match build_config(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tlshubd: {e}");
@@ -150,7 +147,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn build_config(args: Args) -> Result<AgentConfig, String> {
+/// The worker program of each per-flow mode, if given (flag, else
+/// capture.conf); `None`: the default next to this executable.
+type WorkerPaths = [(Mode, Option<PathBuf>); 2];
+
+fn build_config(args: Args) -> Result<(AgentConfig, WorkerPaths), String> {
     let capture = match &args.config {
         Some(path) => Some(CaptureConfig::from_file(path).map_err(|e| e.to_string())?),
         None => None,
@@ -183,7 +184,11 @@ fn build_config(args: Args) -> Result<AgentConfig, String> {
         settings.lifetime = Duration::from_secs(secs);
     }
     settings.connect_retry = Duration::from_secs(args.connect_retry);
-    Ok(AgentConfig {
+    let workers = [
+        (Mode::Openssl, args.openssl_worker.or(agent.openssl_worker)),
+        (Mode::Boringssl, args.boring_worker.or(agent.boring_worker)),
+    ];
+    let config = AgentConfig {
         node,
         mapping: args
             .mapping
@@ -197,5 +202,60 @@ fn build_config(args: Args) -> Result<AgentConfig, String> {
         ca: need(args.ca, agent.ca, "ca")?,
         settings,
         listen: args.listen,
-    })
+    };
+    Ok((config, workers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let base = [
+            "tlshubd", "--node", "n1", "--cert", "c", "--key", "k", "--ca", "a",
+        ];
+        Args::try_parse_from(base.iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn worker_paths_flag_over_config() {
+        let dir = std::env::temp_dir().join(format!("tlshubd-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("capture.conf");
+        std::fs::write(
+            &conf,
+            "openssl_worker = w/openssl\nboring_worker = /opt/boring\n",
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap();
+
+        let (_, w) = build_config(args(&[])).unwrap();
+        assert_eq!(w, [(Mode::Openssl, None), (Mode::Boringssl, None)]);
+
+        let (_, w) = build_config(args(&["--config", conf])).unwrap();
+        assert_eq!(
+            w,
+            [
+                (Mode::Openssl, Some(dir.join("w/openssl"))),
+                (Mode::Boringssl, Some(PathBuf::from("/opt/boring")))
+            ]
+        );
+
+        let (_, w) = build_config(args(&["--config", conf, "--boring-worker", "/b"])).unwrap();
+        assert_eq!(
+            w,
+            [
+                (Mode::Openssl, Some(dir.join("w/openssl"))),
+                (Mode::Boringssl, Some(PathBuf::from("/b")))
+            ]
+        );
+
+        std::fs::write(dir.join("capture.conf"), "boring_worker = /opt/\n").unwrap();
+        let e = build_config(args(&["--config", conf])).unwrap_err();
+        assert_eq!(
+            e,
+            format!("{conf}:1: boring_worker: '/opt/' names a directory, not a worker program")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
