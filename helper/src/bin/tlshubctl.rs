@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tlshub::config::{check_local_nodes, parse_key_timeout, DEFAULT_CONFIG_PATH};
 use tlshub::mapping::{check_node_name, check_pod_name, SeedTable};
-use tlshub::netlink::{schema, Client, Flow, Peer, Trace};
+use tlshub::netlink::{schema, Client, Event, Flow, Peer, Trace};
 use tlshub::{k8s, uapi, CaptureConfig, Cipher, Mode, NetlinkError, Node, Pod, PodNodeTable, Psk};
 
 type Result<T = ()> = anyhow::Result<T>;
@@ -67,8 +67,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print key-request events, one per line, until killed (needs
-    /// CAP_NET_ADMIN)
+    /// Print key-request and flow-key-request events, one per line, until
+    /// killed (needs CAP_NET_ADMIN)
     Events,
 }
 
@@ -477,16 +477,17 @@ fn check_error_message(message: &str) -> Result {
     Ok(())
 }
 
-/// `events`: joins the `keys` group and prints each key request as it
-/// comes, one flushed line each. Lost events (the socket buffer overflowed)
-/// and malformed ones are reported on stderr and the loop goes on: the
-/// kernel repeats a request after its timeout.
+/// `events`: joins the `keys` group and prints each key request and flow
+/// key request as it comes, one flushed line each ([`event_line`]). Lost
+/// events (the socket buffer overflowed) and malformed ones are reported on
+/// stderr and the loop goes on: the kernel repeats a key request after its
+/// timeout.
 fn events(verbose: bool) -> Result {
     let mut client = connect(verbose)?;
     client.subscribe(uapi::MCGRP_KEYS)?;
     let stdout = io::stdout();
     loop {
-        let event = match client.next_key_request() {
+        let event = match client.next_event() {
             Ok(event) => event,
             Err(e @ (NetlinkError::EventsLost | NetlinkError::Protocol(_))) => {
                 eprintln!("tlshubctl: warning: {e}");
@@ -495,15 +496,41 @@ fn events(verbose: bool) -> Result {
             Err(e) => return Err(e.into()),
         };
         let mut w = stdout.lock();
-        let written = writeln!(
-            w,
-            "key-request node={} local={}",
-            event.node, event.local_node
-        )
-        .and_then(|()| w.flush());
+        let written = writeln!(w, "{}", event_line(&event)).and_then(|()| w.flush());
         match written {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             other => other?,
+        }
+    }
+}
+
+/// One `events` line: `key-request node=PEER local=LOCAL`, or
+/// `flow-key-request role=ROLE mode=MODE local=IP:PORT remote=IP:PORT
+/// local-pod=POD remote-pod=POD peer=NODE client-isn=N server-isn=N` (`-`
+/// for what the module did not report). Text from the kernel has its
+/// control characters escaped.
+fn event_line(event: &Event) -> String {
+    match event {
+        Event::KeyRequest(e) => format!(
+            "key-request node={} local={}",
+            printable(&e.node),
+            printable(&e.local_node)
+        ),
+        Event::FlowKeyRequest(e) => {
+            let text = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), printable);
+            format!(
+                "flow-key-request role={} mode={} local={} remote={} local-pod={} \
+                 remote-pod={} peer={} client-isn={} server-isn={}",
+                e.role,
+                e.mode,
+                e.local,
+                e.remote,
+                text(&e.local_pod),
+                text(&e.remote_pod),
+                text(&e.peer_node),
+                e.client_isn,
+                e.server_isn
+            )
         }
     }
 }
@@ -891,6 +918,49 @@ node-10.example  failed       -      -       -        12       handshake: bad\\n
                  "age_ms": null, "expires_ms": null, "error": "handshake: bad\ncert",
                  "error_age_ms": 2003}
             ])
+        );
+    }
+
+    #[test]
+    fn event_lines() {
+        use tlshub::netlink::{FlowKeyRequest, KeyRequest, Role};
+        assert_eq!(
+            event_line(&Event::KeyRequest(KeyRequest {
+                node: "node-2".into(),
+                local_node: "node-1".into()
+            })),
+            "key-request node=node-2 local=node-1"
+        );
+        let mut req = FlowKeyRequest {
+            role: Role::Client,
+            mode: Mode::Openssl,
+            local: "10.1.0.5:40000".parse().unwrap(),
+            remote: "10.2.0.7:8080".parse().unwrap(),
+            local_pod: Some("ns/a".into()),
+            remote_pod: Some("ns/b".into()),
+            peer_node: Some("node-2".into()),
+            cipher: Some(Cipher::Aes128Gcm),
+            client_isn: 3_735_928_559,
+            server_isn: 7,
+        };
+        assert_eq!(
+            event_line(&Event::FlowKeyRequest(req.clone())),
+            "flow-key-request role=client mode=openssl local=10.1.0.5:40000 \
+             remote=10.2.0.7:8080 local-pod=ns/a remote-pod=ns/b peer=node-2 \
+             client-isn=3735928559 server-isn=7"
+        );
+        req.role = Role::Server;
+        req.mode = Mode::Boringssl;
+        req.local = "[fd00::5]:443".parse().unwrap();
+        req.remote = "[fd00::2:7]:51000".parse().unwrap();
+        req.local_pod = None;
+        req.remote_pod = None;
+        req.peer_node = None;
+        assert_eq!(
+            event_line(&Event::FlowKeyRequest(req)),
+            "flow-key-request role=server mode=boringssl local=[fd00::5]:443 \
+             remote=[fd00::2:7]:51000 local-pod=- remote-pod=- peer=- \
+             client-isn=3735928559 server-isn=7"
         );
     }
 
