@@ -427,7 +427,12 @@ impl Reply {
             if s.len() != 2 * SECRET_LEN {
                 return None;
             }
-            hex_decode(s)?.try_into().ok()
+            let mut v = hex_decode(s)?;
+            let mut out = [0u8; SECRET_LEN];
+            out.copy_from_slice(&v);
+            // The decoded copy is wiped before it is freed.
+            wipe(&mut v);
+            Some(out)
         };
         match kind {
             "ready" => Some(Reply::Ready(rest.parse().ok()?)),
