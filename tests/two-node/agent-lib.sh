@@ -4,8 +4,9 @@
 #
 #   ag_pki DIR            a cluster CA and node certificates n1, n2 (SAN
 #                         DNS:nN, serverAuth+clientAuth), plus, for the
-#                         failure cases, rogue-n2 (n2 by another CA) and
-#                         evil-n2 (the real CA, SAN DNS:n3)
+#                         failure cases, rogue-n2 (n2 by another CA),
+#                         evil-n2 (the real CA, SAN DNS:n3) and expired-n2
+#                         (the real CA, SAN DNS:n2, expired yesterday)
 #   ag_start [CERT [CA]]  start tlshubd for this node (default: nN.pem, ca.pem
 #                         from $AG_PKI) logging to $AG_LOG (appended); AG_PID;
 #                         AG_RETRY: its --connect-retry (default 4 s);
@@ -29,6 +30,7 @@ ag_pki() {
     for n in n1 n2; do _ag_leaf "$d/$n" "$d/ca" "$n"; done
     _ag_leaf "$d/rogue-n2" "$d/rogue-ca" n2
     _ag_leaf "$d/evil-n2" "$d/ca" n3
+    _ag_leaf "$d/expired-n2" "$d/ca" n2 -1
     chmod 644 "$d"/*.key
 }
 _ag_ca() {
@@ -38,12 +40,13 @@ _ag_ca() {
         2>/dev/null || fail "openssl: CA $2"
 }
 _ag_leaf() {
-    local out=$1 ca=$2 name=$3
+    local out=$1 ca=$2 name=$3 days=${4:-2}
     printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' \
         "$name" > "$out.ext"
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
         -keyout "$out.key" -out "$out.csr" 2>/dev/null || fail "openssl: key for $name"
-    openssl x509 -req -in "$out.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -days 2 \
+    # days -1: not after = a day before not before (now): expired.
+    openssl x509 -req -in "$out.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -days "$days" \
         -extfile "$out.ext" -out "$out.pem" 2>/dev/null || fail "openssl: certificate for $name"
 }
 

@@ -8,21 +8,27 @@
 #      installed" line per node), both kernels at the same epoch;
 #   2. the first connection a1 -> b1 is secured with no further handshake
 #      and no key wait (the proactive session was enough);
-#   3. cold peer (both kernels forget the secret): 20 concurrent connects
-#      a1 -> b1 make exactly one more session and 20 secured flows (kTLS on
-#      20 sockets, flows-secured +20); the wire of 2 and 3 on n1:eth0 is TLS
-#      records only, no marker (tlswire);
+#   3. cold peer (both kernels forget the secret): 100 concurrent connects
+#      a1 -> b1 make exactly one more session and 100 secured flows (kTLS on
+#      100 sockets, flows-secured +100); the wire of 2 and 3 on n1:eth0 is
+#      TLS records only, no marker (tlswire);
 #   4. n2's agent refuses to start with a certificate naming n3; then runs
 #      with a certificate of another CA: the handshake is refused both ways
 #      (UnknownIssuer in both logs), the connection a1 -> b1 fails closed
 #      (reset-key-refused, the peer's state "failed" with the reason); then
 #      an agent for n3 (right CA) listens at n2's address: n1 refuses it as
 #      server (not valid for name n2) and as client (its SAN names no node
-#      of n1's mapping), a1 -> b1 fails closed;
+#      of n1's mapping), a1 -> b1 fails closed; then n2's agent runs with an
+#      expired certificate (right CA and SAN): n1 refuses it (Expired in the
+#      log and in `node show`), a1 -> b1 fails closed;
 #   5. n2 back with its real certificate: a session; an established flow
 #      survives kill -9 of n1's agent; a flow opened while it is dead waits
 #      (on both kernels) and is served by the restarted agent, which found
-#      it waiting (resync); new flows both ways work.
+#      it waiting (resync); new flows both ways work;
+#   6. both agents restarted with a 12 s secret lifetime: the secret is
+#      renewed before it expires (the epoch rises twice, the kernels never
+#      report it expired), a flow established before keeps working, new
+#      flows do not wait for a key.
 # Prints `ok ...` lines; exits non-zero on the first failure.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -30,6 +36,7 @@ set -euo pipefail
 ok() { echo "ok   [$TN_NODE] $* (t=$((SECONDS - T0))s)"; }
 T0=$SECONDS
 INSTALLED="secret installed, epoch"
+BURST=100   # concurrent connects to a cold peer
 
 ok "start, VM up for $(cut -d" " -f1 /proc/uptime)s"
 tn_setup
@@ -87,23 +94,23 @@ tn_barrier cold
 if [ "$TN_NODE" = n1 ]; then
     s0=$(ag_stat flows_secured) tx0=$(tls_stat a1 TlsTxSw) kw0=$(ag_stat key_waits)
     pids=()
-    for i in $(seq 20); do
+    for i in $(seq "$BURST"); do
         tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-c$i" > "$TOPO_DIR/c$i.out" 2>&1 & pids+=($!)
     done
-    for i in $(seq 20); do
+    for i in $(seq "$BURST"); do
         wait "${pids[$((i - 1))]}" || fail "concurrent connect $i failed: $(cat "$TOPO_DIR/c$i.out")"
         expect_eq "concurrent echo $i" "$m-c$i" "$(cat "$TOPO_DIR/c$i.out")"
     done
     s=$(ag_stat flows_secured) tx=$(tls_stat a1 TlsTxSw)
-    expect_eq "flows secured by the burst" 20 $((s - s0))
-    expect_eq "kTLS TX sockets in a1 from the burst" 20 $((tx - tx0))
+    expect_eq "flows secured by the burst" "$BURST" $((s - s0))
+    expect_eq "kTLS TX sockets in a1 from the burst" "$BURST" $((tx - tx0))
     [ "$(ag_stat key_waits)" -gt "$kw0" ] || fail "the burst never waited for a key: the peer was not cold"
     capture_stop
-    out=$(tlswire "$pcap" --expect tls --host "$(tn_ip4 a1)" --min-conns 21 --marker "$m-first" \
-          $(for i in $(seq 20); do echo --marker "$m-c$i"; done)) \
+    out=$(tlswire "$pcap" --expect tls --host "$(tn_ip4 a1)" --min-conns $((BURST + 1)) --marker "$m-first" \
+          $(for i in $(seq "$BURST"); do echo --marker "$m-c$i"; done)) \
         || { echo "$out"; fail "agent-keyed flows are not TLS-only on the wire"; }
     echo "$out" | sed 's/^/    /'
-    ok "cold peer: 20 concurrent connects secured, wire (n1:eth0) TLS records only, no marker"
+    ok "cold peer: $BURST concurrent connects secured, wire (n1:eth0) TLS records only, no marker"
 fi
 tn_barrier burst
 sleep 2
@@ -173,6 +180,23 @@ fi
 tn_barrier evil-checked
 if [ "$TN_NODE" = n2 ]; then
     ag_stop
+    ag_start "$AG_PKI/expired-n2.pem" "$AG_PKI/ca.pem"
+fi
+tn_barrier expired
+if [ "$TN_NODE" = n1 ]; then
+    x0=$(ag_count "Expired")
+    if out=$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-expired" 2>&1); then
+        fail "a1 -> b1 worked with n2's agent on an expired certificate: '$out'"
+    fi
+    ag_wait "Expired" $((x0 + 1)) 60 || fail "the log does not say n2's certificate expired"
+    grep "Expired" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    expect_eq "peer state" failed "$(ag_peer state)"
+    expect_contains "node show names the reason" "Expired" "$(tlshubctl node show)"
+    ok "expired certificate (right CA and SAN): n1 refuses the handshake, node show says Expired, a1 -> b1 failed closed"
+fi
+tn_barrier expired-checked
+if [ "$TN_NODE" = n2 ]; then
+    ag_stop
     ag_start
 fi
 
@@ -220,6 +244,35 @@ if [ "$TN_NODE" = n2 ]; then
     ok "b1 -> a1 works after n1's agent restart"
 fi
 tn_barrier back
+
+# 6. A short secret lifetime: renewed before expiry, no gap.
+ag_stop
+AG_LIFETIME=12 ag_start
+ag_wait "$INSTALLED" $(($(ag_count "$INSTALLED") + 1)) 240 || fail "no session with a 12 s lifetime"
+tn_barrier short-lifetime
+if [ "$TN_NODE" = n1 ]; then
+    d=$TOPO_DIR/renew; mkdir -m 777 "$d"
+    pod_bg a1 bash -c 'exec 3<>"/dev/tcp/$1/7000" || exit 1
+        printf "%s\n" "$2-r1" >&3; IFS= read -r -t 60 l <&3 || exit 1; printf "%s\n" "$l" > "$3/r1"
+        while [ ! -e "$3/go" ]; do sleep 0.2; done
+        printf "%s\n" "$2-r2" >&3; IFS= read -r -t 60 l <&3 || exit 1; printf "%s\n" "$l" > "$3/r2"' \
+        _ "$(tn_ip4 b1)" "$m" "$d"
+    wait_log "$d/r1" "$m-r1" 60 || fail "renewal: the held flow did not echo"
+    e0=$(ag_peer epoch) kw0=$(ag_stat key_waits) end=$((SECONDS + 120)) states=
+    until [ "$(ag_peer epoch)" != - ] && [ "$(ag_peer epoch)" -ge $((e0 + 2)) ]; do
+        [ $SECONDS -lt $end ] || fail "the epoch went from $e0 to $(ag_peer epoch) in 120 s (lifetime 12 s)"
+        states+=" $(ag_peer state)"; sleep 0.5
+    done
+    [[ $states != *expired* && $states != *waiting* && $states != *failed* ]] \
+        || fail "the secret was not always established while renewing:$states"
+    : > "$d/go"
+    wait_log "$d/r2" "$m-r2" 60 || fail "the flow established before the renewals stopped working"
+    expect_eq "a1 -> b1 after renewals" "$m-renewed" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m-renewed")"
+    expect_eq "key waits across renewals" "$kw0" "$(ag_stat key_waits)"
+    tlshubctl node show | sed 's/^/    /'
+    ok "12 s lifetime: epoch $e0 -> $(ag_peer epoch) with no gap (always established), the older flow and a new one work, no key wait"
+fi
+tn_barrier renewed
 tlshubctl status | sed 's/^/    /'
 tlshubctl node show | sed 's/^/    /'
 grep -c "$INSTALLED" "$AG_LOG" | sed 's/^/    sessions installed here: /'
