@@ -143,13 +143,36 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         Ok(p) => p,
         Err(b) => return count_bypass(dp, b),
     };
+    if sk.is_mptcp() {
+        // An MPTCP subflow: its `struct socket` is MPTCP's (the app's
+        // MPTCP socket, or a kernel socket MPTCP discards after `connect`),
+        // and MPTCP pushes data into the subflow past any ops and ignores
+        // its `sk_err`/`sk_shutdown`. kTLS cannot go on it: track it
+        // without our ops (the wire guard drops its payload) and have the
+        // worker abort it, which reports the error to MPTCP and the app.
+        let d = Decided {
+            client: true,
+            local_ip: local,
+            remote_ip: remote,
+            local_pod: lp,
+            remote_pod: rp,
+            cipher: dp.cipher_now(),
+            mode: dp.state.mode(),
+            now: crate::sys::workq::jiffies(),
+            sock: None,
+        };
+        if let Some(f) = track(dp, sk, d) {
+            dp.fail(&f, Reason::Unsupported);
+        }
+        return;
+    }
     // SAFETY: `connect()` holds the socket (its fd) and the socket lock
     // for the whole probe: the socket is live.
     let s = unsafe { sp.get() };
     let v6 = sk.is_v6();
     if s.ops() != gate::base_ops(v6) {
-        // Not a plain TCP socket of its family (another module's ops, an
-        // MPTCP subflow's kernel socket): kTLS cannot go on it.
+        // Not a plain TCP socket of its family (another module's ops):
+        // kTLS cannot go on it.
         untracked(dp, sk);
         return;
     }
@@ -170,7 +193,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
     if sk.lock_waiters() {
         f.tainted.store(true, Ordering::Release);
     }
-    if sk.is_mptcp() || sk.in_repair() {
+    if sk.in_repair() {
         sk.poison(crate::sys::ECONNABORTED_NR);
         dp.fail(&f, Reason::Unsupported);
     }
@@ -226,13 +249,17 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
     };
     let Some(f) = track(dp, sk, d) else { return };
     f.established(sk);
+    if sk.is_mptcp() {
+        // An MP_CAPABLE subflow (a plain client of an MPTCP listener falls
+        // back before this: a plain TCP child, handled below). Apps never
+        // see it, and its `sk_prot` is MPTCP's: left alone. The wire guard
+        // drops its payload until the worker aborts it.
+        dp.fail(&f, Reason::Unsupported);
+        return;
+    }
     // Invisible to apps until `accept()`; our accept restores it.
     sk.set_prot(sock::poison_prot(sk.is_v6()));
-    if sk.is_mptcp() {
-        dp.fail(&f, Reason::Unsupported);
-    } else {
-        dp.kick(&f);
-    }
+    dp.kick(&f);
 }
 
 /// Wildcard address (`0.0.0.0`, `::`).

@@ -245,10 +245,13 @@ impl Sock {
         }
     }
 
-    /// Has a ULP (kTLS went on). Any context.
+    /// Has a ULP other than MPTCP's (kTLS went on: kTLS never goes on an
+    /// MPTCP subflow, whose ULP is MPTCP's). Any context.
     pub(crate) fn has_ulp(&self) -> bool {
-        // SAFETY: live sock; a pointer read.
-        unsafe { bindings::inet_csk_has_ulp(self.raw()) }
+        // SAFETY: live sock; a pointer read and a flag of the tcp_sock
+        // fixed when the subflow is created (cleared on a passive fallback
+        // before the child is visible).
+        unsafe { bindings::inet_csk_has_ulp(self.raw()) && !bindings::sk_is_mptcp(self.raw()) }
     }
 
     /// Take a reference.

@@ -88,7 +88,7 @@ esac
 # --- sockmap ---
 cat > "$TOPO_DIR/sockmap.py" <<'PY'
 # bpf(2) by hand: a one-slot BPF_MAP_TYPE_SOCKMAP, and an update with a socket.
-import ctypes, errno, os, socket, sys, time
+import ctypes, errno, os, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_bpf, BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_TYPE_SOCKMAP = 321, 0, 2, 15
 def bpf(cmd, attr):
@@ -109,7 +109,12 @@ def add(sock):
     bpf(BPF_MAP_UPDATE_ELEM, u)
 host, when, msg, go = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 s = socket.socket()
-s.settimeout(30)
+# Kernel timeouts on a blocking socket, not s.settimeout(): Python would
+# connect non-blocking and poll for POLLOUT, which the gate masks until the
+# keys are in (the 'before' case withholds them).
+tv = struct.pack("ll", 30, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
 s.connect((host, 7000))
 if when == "after":
     time.sleep(2)  # kTLS is on by now
