@@ -11,7 +11,11 @@ given two ways: ratio of the medians, and the median of the per-round ratios
 (both cases measured back to back in the same round, so drift cancels).
 Latency percentiles are over every successful connection of every round
 (nearest rank, as tlshub-bench does); connections/s is the median of the
-rounds. Prints a table and the ratios against the goals; writes JSON with
+rounds. Connection setup is connect() -> first echoed byte (a tlshub flow
+carries data only once keyed, so the key wait is inside it). The
+per-connection handshake cases (openssl, boringssl) are compared with
+tlshub as slowdowns (MODE / tlshub latency, tlshub / MODE connections/s,
+also per round) against the >= 10x goal. Prints a table and the ratios against the goals; writes JSON with
 --out. Exit 1 if any connection failed.
 """
 
@@ -36,7 +40,18 @@ GOALS = {
                                          "TLSHUB connection setup within 1.2x of plain TCP (p50)"),
     "tlshub_over_plain_first_byte_p99": ("tlshub", "plain", "fb99", "<=", 1.2,
                                          "TLSHUB connection setup within 1.2x of plain TCP (p99)"),
+    "plain_over_tlshub_connections_per_second": ("plain", "tlshub", "cps", "<=", 1.2,
+                                                 "TLSHUB connections/s within 1.2x of plain TCP"),
 }
+# TLSHUB connection setup >= 10x faster than the per-connection handshake
+# modes (the goal names OpenSSL; BoringSSL is held to the same bound).
+for _m, _M in (("openssl", "OPENSSL"), ("boringssl", "BORINGSSL")):
+    GOALS[f"{_m}_over_tlshub_first_byte_p50"] = (
+        _m, "tlshub", "fb50", ">=", 10.0, f"TLSHUB connection setup >= 10x faster than {_M} mode (p50)")
+    GOALS[f"{_m}_over_tlshub_first_byte_p99"] = (
+        _m, "tlshub", "fb99", ">=", 10.0, f"TLSHUB connection setup >= 10x faster than {_M} mode (p99)")
+    GOALS[f"tlshub_over_{_m}_connections_per_second"] = (
+        "tlshub", _m, "cps", ">=", 10.0, f"TLSHUB connections/s >= 10x {_M} mode's")
 
 
 def rounds_of(raw, case, kind):
@@ -46,6 +61,11 @@ def rounds_of(raw, case, kind):
         with open(path) as f:
             out[int(m.group(1))] = json.load(f)
     return out
+
+
+def echo_cps(raw, case):
+    """{round: connections/s} of a case's echo runs."""
+    return {k: r["connections_per_second"] for k, r in rounds_of(raw, case, "echo").items()}
 
 
 def case_summary(raw, case):
@@ -119,6 +139,24 @@ def main(argv=None):
         ratios[f"{k}_over_plain_connect_p50"] = ratio(s["connect_ms"]["p50"], p["connect_ms"]["p50"])
         ratios[f"{k}_over_plain_connections_per_second"] = ratio(
             s["connections_per_second_median"], p["connections_per_second_median"])
+    t, p = cases.get("tlshub"), cases.get("plain")
+    if t and p and t["echo_runs"] and p["echo_runs"]:
+        ratios["plain_over_tlshub_connections_per_second"] = ratio(
+            p["connections_per_second_median"], t["connections_per_second_median"])
+    setup_per_round = {}
+    for m in ("openssl", "boringssl"):
+        s = cases.get(m)
+        if not (t and s and t["echo_runs"] and s["echo_runs"]):
+            continue
+        ratios[f"{m}_over_tlshub_first_byte_p50"] = ratio(s["first_byte_ms"]["p50"], t["first_byte_ms"]["p50"])
+        ratios[f"{m}_over_tlshub_first_byte_p99"] = ratio(s["first_byte_ms"]["p99"], t["first_byte_ms"]["p99"])
+        ratios[f"{m}_over_tlshub_connect_p50"] = ratio(s["connect_ms"]["p50"], t["connect_ms"]["p50"])
+        key = f"tlshub_over_{m}_connections_per_second"
+        ratios[key] = ratio(t["connections_per_second_median"], s["connections_per_second_median"])
+        tr, sr = echo_cps(a.raw, "tlshub"), echo_cps(a.raw, m)
+        setup_per_round[key] = [round(tr[k] / sr[k], 3) for k in sorted(tr) if k in sr and sr[k]]
+        ratios[key + "_median_of_rounds"] = (statistics.median(setup_per_round[key])
+                                            if setup_per_round[key] else None)
 
     goals = {}
     for key, (num, den, metric, cmp, bound, text) in GOALS.items():
@@ -132,11 +170,12 @@ def main(argv=None):
     out(f"   {a.rounds} interleaved rounds; bulk: {a.mib} MiB, one connection; "
         f"echo: {a.conns} connections x {a.data} B per round and case\n\n")
     out(f"{'case':<14} {'bulk Mbps (median)':>18} {'per round':>24} {'n1 CPU %':>10} "
-        f"{'first byte p50/p99 ms':>23} {'conn/s':>7}  failed\n")
+        f"{'connect p50/p99 ms':>20} {'first byte p50/p99 ms':>23} {'conn/s':>7}  failed\n")
     for name, v in cases.items():
         rounds = ", ".join(f(x, 1) for x in v["bulk_mbps_by_round"].values())
         cpu = ",".join(str(x) for x in v["node1_cpu_busy_percent_bulk"])
         out(f"{name:<14} {f(v['bulk_mbps_median'], 1):>18} {rounds:>24} {cpu:>10} "
+            f"{f(v['connect_ms']['p50']) + ' / ' + f(v['connect_ms']['p99']):>20} "
             f"{f(v['first_byte_ms']['p50']) + ' / ' + f(v['first_byte_ms']['p99']):>23} "
             f"{f(v['connections_per_second_median'], 1):>7}  {v['failed_connections'] + v['bulk_failed']}\n")
     out("\nthroughput ratios (ratio of medians; median of per-round ratios; per round)\n")
@@ -147,10 +186,18 @@ def main(argv=None):
     for key, v in ratios.items():
         if "_over_plain_" in key and "throughput" not in key:
             out(f"  {key:<44} x{f(v, 3)}\n")
+    if setup_per_round or "openssl_over_tlshub_first_byte_p50" in ratios:
+        out("\nconnection setup, per-connection handshake modes vs tlshub (slowdown of MODE)\n")
+        for key, v in ratios.items():
+            if key.startswith(("openssl_over_tlshub_", "boringssl_over_tlshub_")) or key in setup_per_round:
+                per = setup_per_round.get(key)
+                out(f"  {key:<44} x{f(v, 3)}"
+                    + (f"  median of rounds x{f(ratios[key + '_median_of_rounds'], 3)}  "
+                       f"[{', '.join(f(x, 3) for x in per)}]" if per else "") + "\n")
     out("\nissue-8 goals\n")
     for key, g in goals.items():
         state = "n/a" if g["met"] is None else ("met" if g["met"] else "NOT met")
-        out(f"  {g['what']:<58} goal {g['goal']:<7} measured x{f(g['measured'], 3)}  {state}\n")
+        out(f"  {g['what']:<66} goal {g['goal']:<8} measured x{f(g['measured'], 3)}  {state}\n")
     if a.out:
         summary = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -164,12 +211,18 @@ def main(argv=None):
                              "client in pod x1's netns, server in node 2's netns forwarding to pod y1",
                     "wireguard": "kernel WireGuard (ChaCha20-Poly1305) between the nodes, pods w1/w2 routed via wg0, MTU 1420",
                     "plain": "unmapped pods x1 -> y1, no encryption",
+                    "openssl": "a1 -> b1, tlshubctl mode set openssl on both kernels: per flow, a full "
+                               "mutual TLS 1.3 handshake between the nodes' tlshub-worker-openssl "
+                               "(driven by tlshubd), exported secret pushed by both agents "
+                               "(flow-key-set); then kTLS TLS 1.3 AES-128-GCM",
+                    "boringssl": "the same with tlshub-worker-boring (BoringSSL)",
                 },
                 "vms": "two QEMU TCG VMs, 1 vCPU each, KASAN/lockdep/kmemleak kernel, 2-core host shared with other VMs",
             },
             "cases": cases,
             "ratios": ratios,
             "throughput_ratios_per_round": per_round,
+            "setup_ratios_per_round": setup_per_round,
             "goals": goals,
         }
         checks = os.path.join(a.raw, "checks.txt")
