@@ -143,6 +143,17 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         Ok(p) => p,
         Err(b) => return count_bypass(dp, b),
     };
+    let decided = move |sock| Decided {
+        client: true,
+        local_ip: local,
+        remote_ip: remote,
+        local_pod: lp,
+        remote_pod: rp,
+        cipher: dp.cipher_now(),
+        mode: dp.state.mode(),
+        now: crate::sys::workq::jiffies(),
+        sock,
+    };
     if sk.is_mptcp() {
         // An MPTCP subflow: its `struct socket` is MPTCP's (the app's
         // MPTCP socket, or a kernel socket MPTCP discards after `connect`),
@@ -150,18 +161,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         // its `sk_err`/`sk_shutdown`. kTLS cannot go on it: track it
         // without our ops (the wire guard drops its payload) and have the
         // worker abort it, which reports the error to MPTCP and the app.
-        let d = Decided {
-            client: true,
-            local_ip: local,
-            remote_ip: remote,
-            local_pod: lp,
-            remote_pod: rp,
-            cipher: dp.cipher_now(),
-            mode: dp.state.mode(),
-            now: crate::sys::workq::jiffies(),
-            sock: None,
-        };
-        if let Some(f) = track(dp, sk, d) {
+        if let Some(f) = track(dp, sk, decided(None)) {
             dp.fail(&f, Reason::Unsupported);
         }
         return;
@@ -176,17 +176,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         untracked(dp, sk);
         return;
     }
-    let d = Decided {
-        client: true,
-        local_ip: local,
-        remote_ip: remote,
-        local_pod: lp,
-        remote_pod: rp,
-        cipher: dp.cipher_now(),
-        mode: dp.state.mode(),
-        now: crate::sys::workq::jiffies(),
-        sock: Some(sp),
-    };
+    let d = decided(Some(sp));
     let Some(f) = track(dp, sk, d) else { return };
     s.set_ops(gate::stream_gate(v6));
     sk.no_fastopen();
