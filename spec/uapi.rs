@@ -77,7 +77,8 @@ pub mod cmd {
     pub const PEER_FAIL: u8 = 18;
     pub const FLOW_KEY_REQUEST: u8 = 19;
     pub const FLOW_KEY_SET: u8 = 20;
-    pub const MAX: u8 = FLOW_KEY_SET;
+    pub const DRAIN: u8 = 21;
+    pub const MAX: u8 = DRAIN;
 }
 
 /// Attribute set `pod`.
@@ -122,7 +123,8 @@ pub mod stats {
     pub const GUARD_DROPS: u16 = 19;
     pub const RESET_GUARD: u16 = 20;
     pub const RESET_KEY_REFUSED: u16 = 21;
-    pub const MAX: u16 = RESET_KEY_REFUSED;
+    pub const KEY_RESENDS: u16 = 22;
+    pub const MAX: u16 = KEY_RESENDS;
 }
 
 /// Attribute set `peer`.

@@ -314,6 +314,7 @@ fn attribute_sets() {
                     ("guard-drops", uapi::stats::GUARD_DROPS),
                     ("reset-guard", uapi::stats::RESET_GUARD),
                     ("reset-key-refused", uapi::stats::RESET_KEY_REFUSED),
+                    ("key-resends", uapi::stats::KEY_RESENDS),
                 ]),
                 uapi::stats::MAX,
             ),
@@ -443,6 +444,7 @@ fn commands() {
         ("peer-fail", uapi::cmd::PEER_FAIL),
         ("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST),
         ("flow-key-set", uapi::cmd::FLOW_KEY_SET),
+        ("drain", uapi::cmd::DRAIN),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(

@@ -269,6 +269,15 @@ impl Control {
         }
     }
 
+    /// `drain`: see [`datapath::Datapath::drain`]. Logs what still holds
+    /// the module (calls inside kTLS that entered through the gate, sockets
+    /// being released): `rmmod` succeeds once they are gone.
+    pub(super) fn drain(&self, _req: &Request<'_>) -> Result {
+        let refs = self.dp.drain();
+        pr_info!("drained; module references left: {}\n", refs);
+        Ok(())
+    }
+
     pub(super) fn peer_del(&self, req: &Request<'_>) -> Result {
         let a = req
             .single(attr::NODE_NAME)?
@@ -355,6 +364,7 @@ impl Control {
             (stats::GUARD_DROPS, &c.guard_drops),
             (stats::RESET_GUARD, &c.reset_guard),
             (stats::RESET_KEY_REFUSED, &c.reset_key_refused),
+            (stats::KEY_RESENDS, &c.key_resends),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

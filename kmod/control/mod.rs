@@ -80,6 +80,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::GUARD_DROPS, Kind::U64),
         (stats::RESET_GUARD, Kind::U64),
         (stats::RESET_KEY_REFUSED, Kind::U64),
+        (stats::KEY_RESENDS, Kind::U64),
     ],
 };
 
@@ -256,6 +257,7 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         dump_op(cmd::FLOWS_GET, true),
         op(cmd::PEER_FAIL, true, false, &[attr::PEER]),
         op(cmd::FLOW_KEY_SET, true, false, &[attr::FLOW]),
+        op(cmd::DRAIN, true, false, &[]),
     ],
     mcgrps: &[c"keys"],
 };
@@ -696,6 +698,7 @@ impl Handler for Control {
             cmd::PEER_DEL => self.peer_del(req),
             cmd::PEER_FAIL => self.peer_fail(req),
             cmd::FLOW_KEY_SET => self.flow_key_set(req),
+            cmd::DRAIN => self.drain(req),
             cmd::CONFIG_SET => self.config_set(req),
             cmd::CONFIG_GET => self.config_get(req),
             _ => Err(eopnotsupp()),

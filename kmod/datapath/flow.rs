@@ -5,8 +5,10 @@
 //! secured (connect: CLOSE→SYN_SENT; accept: SYN_RECV→ESTABLISHED) until the
 //! connection closes. It holds a reference on its sock, both pods, the wire
 //! facts captured at ESTABLISHED (ports, ISNs), and — in process context,
-//! under its mutex — the app's socket, the derived keys (wiped on drop) and
-//! its progress. Its size is bounded (well under 512 bytes plus the fixed
+//! under its mutex — whether the app can reach the socket yet, the derived
+//! keys (wiped in place) and its progress. It never keeps a pointer to the
+//! app's `struct socket`: installs reach it as `sk->sk_socket` under the
+//! socket lock, where it cannot be freed (review M1). Its size is bounded (well under 512 bytes plus the fixed
 //! Mutex/CondVar/work items); keys are dropped as soon as kTLS has them.
 //!
 //! The table also records gated listeners, so that unload can give them
@@ -35,7 +37,7 @@
 use crate::keys::schedule::{Cipher, FlowKeys, Ip, Isns, Tuple};
 use crate::state::mapping::{IpAddr, Pod};
 use crate::sys::bhlock::{new_bh_spinlock, BhSpinLock};
-use crate::sys::sock::{Sock, SockRef, SocketPtr};
+use crate::sys::sock::{Sock, SockRef};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
@@ -80,15 +82,17 @@ impl Reason {
 
 /// Process-context state of a flow (under `Flow::inner`).
 pub(crate) struct Inner {
-    /// The app's socket (`None`: not accepted yet, or released).
-    pub(crate) sock: Option<SocketPtr>,
-    /// Derived keys, until kTLS has them.
+    /// The app can reach the socket: a connecting end, or a passive child
+    /// our `accept()` handed out. Until then a passive child sits on its
+    /// listener's queue, where the kernel assumes nobody owns it
+    /// (`inet_csk_listen_stop`): the worker neither installs on it nor
+    /// locks it; `accept()` does (review H2).
+    pub(crate) in_app: bool,
+    /// Derived keys, until kTLS has them; wiped in place when dropped
+    /// (never moved out: a move leaves the bytes behind).
     pub(crate) keys: Option<FlowKeys>,
     /// Reset already sent.
     pub(crate) aborted: bool,
-    /// kTLS's ops for the socket, when kTLS went on before `accept()` (the
-    /// address of a static table in tls.ko; 0: none).
-    pub(crate) tls_ops: Option<crate::sys::sock::OpsPtr>,
 }
 
 /// One connection the datapath secures.
@@ -155,7 +159,8 @@ pub(crate) struct Decided {
     pub(crate) cipher: Cipher,
     pub(crate) mode: u32,
     pub(crate) now: u64,
-    pub(crate) sock: Option<SocketPtr>,
+    /// See [`Inner::in_app`].
+    pub(crate) in_app: bool,
 }
 
 impl Flow {
@@ -183,10 +188,9 @@ impl Flow {
                 rcv_isn: AtomicU32::new(0),
                 guard <- new_bh_spinlock!(None, "tlshub::Flow::guard"),
                 inner <- new_mutex!(Inner {
-                    sock: d.sock,
+                    in_app: d.in_app,
                     keys: None,
                     aborted: false,
-                    tls_ops: None,
                 }),
                 cv <- new_condvar!(),
                 work <- new_work!("tlshub::Flow::work"),
@@ -385,8 +389,15 @@ impl FlowTable {
         }
     }
 
+    /// Take `sk`'s entry out (any context; no lock when the presence
+    /// filter rules it out: the hook calls this on every close, of every
+    /// TCP socket, review M4). An entry is counted before it goes in, and
+    /// its socket's close is ordered after that by the socket lock.
     pub(crate) fn remove(&self, sk: &Sock) -> Option<Entry> {
         let key = sk.key();
+        if slot(key).load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let old = self.tree.lock().remove(&key);
         if old.is_some() {
             // Uncounted after it left the tree.
@@ -405,19 +416,19 @@ impl FlowTable {
     }
 
     /// Flows `[from..]` (in key order), at most `max`, with the key to
-    /// continue from.
+    /// continue from. Starts at `from` (O(log n)), so a whole dump in
+    /// rounds of `max` costs O(n) node visits, not O(n²/max) (review M4).
     pub(crate) fn flows_from(
         &self,
         from: usize,
         max: usize,
     ) -> Result<(KVec<Arc<Flow>>, Option<usize>)> {
         let mut out = KVec::with_capacity(max, GFP_KERNEL)?;
-        let t = self.tree.lock();
+        let mut t = self.tree.lock();
         let mut next = None;
-        for (k, e) in t.iter() {
-            if *k < from {
-                continue;
-            }
+        let mut cur = t.cursor_lower_bound(&from);
+        while let Some(c) = cur {
+            let (k, e) = c.current();
             if let Entry::Flow(f) = e {
                 if out.len() == max {
                     next = Some(*k);
@@ -426,6 +437,7 @@ impl FlowTable {
                 // Capacity reserved above: cannot fail or allocate.
                 out.push(f.clone(), GFP_ATOMIC)?;
             }
+            cur = c.move_next();
         }
         Ok((out, next))
     }

@@ -4,7 +4,8 @@
 //! The stream gate is on a connection from the moment it is decided until
 //! kTLS TX and RX are both in. Every data path enters here first:
 //! - keys derived but not installed: install now, inline, under the flow
-//!   lock (shadow socket, so other threads keep seeing the gate);
+//!   lock and in one socket-lock section (other threads keep seeing the
+//!   gate until kTLS's ops replace it);
 //! - no keys yet: blocking callers sleep on the flow (honouring
 //!   `SO_SNDTIMEO`/`SO_RCVTIMEO` and signals), non-blocking ones get
 //!   `EAGAIN`; poll masks `IN`/`OUT` so level-triggered loops do not spin
@@ -15,13 +16,14 @@
 //! through them.
 //!
 //! `accept()` on a gated listener lands in [`accepted`] before the new fd
-//! exists: a keyed child gets kTLS right there; one still waiting for keys
-//! leaves with the stream gate.
+//! exists: a keyed child gets kTLS right there (the only place a passive
+//! child is installed); one still waiting for keys leaves with the stream
+//! gate.
 
 use super::flow::{self, Reason};
 use super::{dp, install_locked};
 use crate::sys::gate;
-use crate::sys::sock::{self, tcp_state as st, Socket, SocketPtr};
+use crate::sys::sock::{self, tcp_state as st, Socket};
 use kernel::prelude::*;
 use kernel::sync::CondVarTimeoutResult;
 
@@ -43,9 +45,8 @@ pub(crate) fn enter(s: &Socket, send: bool, nonblock: bool) -> Result {
         // one we cannot vouch for is reset, never let through.
         let state = sk.state();
         if state == st::CLOSE || state == st::LISTEN {
-            if gate::is_stream_gate(s.ops()) {
-                s.set_ops(gate::base_ops(sk.is_v6()));
-            }
+            let _l = sk.lock();
+            gate::gate_off(s, gate::base_ops(sk.is_v6()), false);
             return Ok(());
         }
         sk.abort(crate::sys::ECONNABORTED_NR);
@@ -60,10 +61,7 @@ pub(crate) fn enter(s: &Socket, send: bool, nonblock: bool) -> Result {
             // stale sender inside the plain send path must still see.
             flow::FAILED | flow::CLOSED => return Err(crate::sys::econnaborted()),
             flow::KEYED => {
-                if inner.sock.is_none() {
-                    inner.sock = Some(SocketPtr::new(s));
-                }
-                let r = install_locked(dp, &f, &mut inner, Some(s));
+                let r = install_locked(dp, &f, &mut inner);
                 drop(inner);
                 f.cv.notify_all();
                 return match r {
@@ -104,58 +102,43 @@ pub(crate) fn poll_ready(s: &Socket) -> bool {
     }
 }
 
-/// The app closes the socket: forget it (under the flow lock, so no
-/// install is using it).
-pub(crate) fn release(s: &Socket) {
-    let (Some(dp), Some(sk)) = (dp(), s.sk()) else {
-        return;
-    };
-    if let Some(f) = dp.flows.flow(sk) {
-        let mut inner = f.inner.lock();
-        if inner.sock.is_some_and(|p| p.is(s)) {
-            inner.sock = None;
-        }
-    }
-}
-
 /// A gated listener accepted `n` (no fd yet; ops already the family's).
+/// From here the app can reach the child: a keyed one gets kTLS right
+/// here (its first and only install: none happens while it sits on the
+/// listener's queue); one still waiting leaves with the stream gate.
 pub(crate) fn accepted(n: &Socket, v6: bool) -> Result {
     let Some(dp) = dp() else { return Ok(()) };
     let Some(sk) = n.sk() else { return Ok(()) };
     let Some(f) = dp.flows.flow(sk) else {
         return Ok(());
     };
-    if sock::is_poison(sk.prot()) {
-        sk.set_prot(gate::base_prot(v6));
-    }
+    sock::poison_off(sk, gate::base_prot(v6));
     let mut inner = f.inner.lock();
-    inner.sock = Some(SocketPtr::new(n));
+    inner.in_app = true;
     match f.phase() {
         flow::KEYED => {
-            // Nobody else can reach the socket: install on it directly.
-            let r = install_locked(dp, &f, &mut inner, None);
+            // Nobody else can reach the socket yet; kTLS's ops go on it.
+            let r = install_locked(dp, &f, &mut inner);
+            drop(inner);
             if r.is_err() {
-                // `do_accept` releases the socket with the family's ops.
-                inner.sock = None;
-                drop(inner);
+                // `do_accept` releases the socket; the worker resets it.
                 dp.fail(&f, Reason::Install);
                 return Err(crate::sys::econnaborted());
             }
             Ok(())
         }
         flow::FAILED | flow::CLOSED => {
-            inner.sock = None;
+            // The worker left the reset to us (it never locks a queued
+            // child): off the queue now, it is ours to abort.
+            if !inner.aborted {
+                inner.aborted = true;
+                sk.abort(crate::sys::ECONNABORTED_NR);
+            }
             Err(crate::sys::econnaborted())
         }
-        flow::SECURED => {
-            // Installed before accept(): kTLS's ops go on the new socket.
-            if let Some(ops) = inner.tls_ops.take() {
-                n.set_tls_ops(ops);
-            }
-            inner.sock = None;
-            Ok(())
-        }
         _ => {
+            // With the module reference `do_accept` took for `n`
+            // (`listen_accept` keeps it when our ops stay on).
             n.set_ops(gate::stream_gate(v6));
             Ok(())
         }

@@ -27,7 +27,7 @@
 //!   from the child's own addresses, ISNs captured, its `sk_prot` swapped
 //!   for the poison proto (invisible to apps until our `accept` restores
 //!   it; a child accepted any other way can never send or receive), worker
-//!   keys it.
+//!   derives its keys; kTLS goes on inside our `accept()`.
 //! - →CLOSE: the entry goes, our ops come off the socket.
 //!
 //! If the one allocation fails, the flow is not tracked but still fails
@@ -143,7 +143,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         Ok(p) => p,
         Err(b) => return count_bypass(dp, b),
     };
-    let decided = move |sock| Decided {
+    let decided = move || Decided {
         client: true,
         local_ip: local,
         remote_ip: remote,
@@ -152,7 +152,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         cipher: dp.cipher_now(),
         mode: dp.state.mode(),
         now: crate::sys::workq::jiffies(),
-        sock,
+        in_app: true,
     };
     if sk.is_mptcp() {
         // An MPTCP subflow: its `struct socket` is MPTCP's (the app's
@@ -161,7 +161,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         // its `sk_err`/`sk_shutdown`. kTLS cannot go on it: track it
         // without our ops (the wire guard drops its payload) and have the
         // worker abort it, which reports the error to MPTCP and the app.
-        if let Some(f) = track(dp, sk, decided(None)) {
+        if let Some(f) = track(dp, sk, decided()) {
             dp.fail(&f, Reason::Unsupported);
         }
         return;
@@ -170,15 +170,23 @@ fn connecting(dp: &Datapath, sk: &Sock) {
     // for the whole probe: the socket is live.
     let s = unsafe { sp.get() };
     let v6 = sk.is_v6();
-    if s.ops() != gate::base_ops(v6) {
-        // Not a plain TCP socket of its family (another module's ops):
-        // kTLS cannot go on it.
+    if s.ops() != gate::base_ops(v6) || s.releasing() || dp.draining() {
+        // Not a plain TCP socket of its family (another module's ops), a
+        // kernel socket (no file: our ops could never come off it), or
+        // the datapath is draining: fail closed.
         untracked(dp, sk);
         return;
     }
-    let d = decided(Some(sp));
-    let Some(f) = track(dp, sk, d) else { return };
-    s.set_ops(gate::stream_gate(v6));
+    let Some(f) = track(dp, sk, decided()) else {
+        return;
+    };
+    if !gate::gate_on(s, gate::base_ops(v6), gate::stream_gate(v6)) {
+        // The module is going away: fail closed.
+        sk.shutdown_send();
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::Unload);
+        return;
+    }
     sk.no_fastopen();
     if sk.lock_waiters() {
         f.tainted.store(true, Ordering::Release);
@@ -235,8 +243,15 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         cipher: dp.cipher_now(),
         mode: dp.state.mode(),
         now: crate::sys::workq::jiffies(),
-        sock: None,
+        // A child on its listener's queue until our `accept()` takes it;
+        // an MPTCP subflow never reaches an app's accept (MPTCP's does):
+        // the worker resets it at once.
+        in_app: sk.is_mptcp(),
     };
+    if dp.draining() {
+        untracked(dp, sk);
+        return;
+    }
     let Some(f) = track(dp, sk, d) else { return };
     f.established(sk);
     if sk.is_mptcp() {
@@ -247,8 +262,16 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         dp.fail(&f, Reason::Unsupported);
         return;
     }
-    // Invisible to apps until `accept()`; our accept restores it.
-    sk.set_prot(sock::poison_prot(sk.is_v6()));
+    // Invisible to apps until `accept()`; our accept restores it. Only
+    // over the family's proto: another one (a socket map's, put on by a
+    // sockops program just before) stays, and the flow is reset (kTLS and
+    // socket maps exclude each other; review L7).
+    if !sock::poison_on(sk, gate::base_prot(sk.is_v6())) {
+        sk.shutdown_send();
+        sk.poison(crate::sys::ECONNABORTED_NR);
+        dp.fail(&f, Reason::Unsupported);
+        return;
+    }
     dp.kick(&f);
 }
 
@@ -266,7 +289,7 @@ fn listening(dp: &Datapath, sk: &Sock) {
         let g = Guard::new();
         pod_at(dp, &g, &local).is_some_and(|p| dp.local(&g).contains(p.node()))
     };
-    if !gated {
+    if !gated || dp.draining() {
         return;
     }
     // SAFETY: `listen()` holds the socket and its lock during the probe.
@@ -280,8 +303,13 @@ fn listening(dp: &Datapath, sk: &Sock) {
         // Not gated: its secured children stay poisoned and fail closed.
         Err(_) => return,
     }
+    if !gate::gate_on(s, gate::base_ops(v6), gate::listen_gate(v6)) {
+        // The module is going away: not gated (its secured children
+        // fail closed).
+        drop(dp.flows.remove(sk));
+        return;
+    }
     sk.no_fastopen_queue();
-    s.set_ops(gate::listen_gate(v6));
 }
 
 fn closed(dp: &Datapath, sk: &Sock) {
@@ -295,17 +323,12 @@ fn closed(dp: &Datapath, sk: &Sock) {
         }
         drop(e);
     }
-    if sock::is_poison(sk.prot()) {
-        sk.set_prot(gate::base_prot(sk.is_v6()));
-    }
+    sock::poison_off(sk, gate::base_prot(sk.is_v6()));
     if let Some(sp) = SocketPtr::of(sk) {
         // SAFETY: state changes run under the socket lock (owned or
         // bh-locked), and orphaning a socket takes that lock: a set
         // `sk_socket` is live for the probe.
         let s = unsafe { sp.get() };
-        let ops = s.ops();
-        if gate::is_stream_gate(ops) || gate::is_listen_gate(ops) {
-            s.set_ops(gate::base_ops(sk.is_v6()));
-        }
+        gate::gate_off(s, gate::base_ops(sk.is_v6()), false);
     }
 }

@@ -31,12 +31,12 @@ pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
 
-use crate::keys::peers::{Derived, FlowSetError, FlowTuple, Peers, SetError};
+use crate::keys::peers::{keys_of, Derived, FlowSetError, FlowTuple, Peers, SetError};
 use crate::keys::schedule::{Cipher, NodePairSecret};
 use crate::state::State;
 use crate::sys::genl::Multicaster;
 use crate::sys::rcu::{Guard, RcuBox, RcuWriter};
-use crate::sys::sock::{self as sock, SocketPtr};
+use crate::sys::sock;
 use crate::sys::workq::{self, OwnQueue, Ticker};
 use crate::uapi;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -54,6 +54,9 @@ pub(crate) struct Counters {
     pub(crate) bypass_same_node: AtomicU64,
     pub(crate) key_waits: AtomicU64,
     pub(crate) key_requests: AtomicU64,
+    /// Key requests sent again by the tick (the first was lost or not
+    /// answered in time).
+    pub(crate) key_resends: AtomicU64,
     pub(crate) install_failures: AtomicU64,
     pub(crate) reset_key_timeout: AtomicU64,
     pub(crate) reset_install: AtomicU64,
@@ -109,6 +112,8 @@ pub(crate) struct Datapath {
     #[pin]
     events: Mutex<Option<Multicaster>>,
     draining: AtomicBool,
+    /// Jiffies of the last "event not delivered" warning (0: never).
+    warned: AtomicU64,
 }
 
 /// What the kernel calls the datapath through while it runs: the TCP state
@@ -116,6 +121,47 @@ pub(crate) struct Datapath {
 pub(crate) struct Hooks {
     state: crate::sys::tracepoint::StateHook,
     guard: crate::sys::netfilter::LocalOutHooks,
+}
+
+/// What the kernel calls, through `sys/`'s mechanisms (they are generic
+/// over these traits and never name the datapath): the TCP state probe,
+/// the wire guard, the gate's policy and the deadline tick.
+pub(crate) struct Kernel;
+
+impl crate::sys::tracepoint::StateProbe for Kernel {
+    fn on_state(sk: &sock::Sock, old: i32, new: i32) {
+        hook::on_state(sk, old, new);
+    }
+}
+
+impl crate::sys::netfilter::SegmentGuard for Kernel {
+    fn check(
+        sk: &sock::Sock,
+        seg: &crate::sys::netfilter::Segment,
+    ) -> crate::sys::netfilter::Verdict {
+        guard::check(sk, seg)
+    }
+}
+
+impl crate::sys::gate::GatePolicy for Kernel {
+    fn enter(s: &sock::Socket, send: bool, nonblock: bool) -> Result {
+        gate::enter(s, send, nonblock)
+    }
+    fn poll_ready(s: &sock::Socket) -> bool {
+        gate::poll_ready(s)
+    }
+    fn accepted(n: &sock::Socket, v6: bool) -> Result {
+        gate::accepted(n, v6)
+    }
+    fn draining() -> bool {
+        gate::draining()
+    }
+}
+
+impl crate::sys::workq::Tick for Kernel {
+    fn tick() {
+        tick();
+    }
 }
 
 /// The live datapath, for the kernel's callbacks (see the file's doc).
@@ -135,6 +181,11 @@ pub(crate) fn dp() -> Option<&'static Datapath> {
 const DEFAULT_KEY_TIMEOUT_MS: u32 = 5000;
 /// How often the deadline tick runs while flows wait.
 const TICK_MS: u32 = 100;
+/// A key request still unanswered is sent again after a third of the key
+/// timeout, and not more often than this.
+const RESEND_MIN_MS: u32 = 250;
+/// At most this many requests are sent again per tick.
+const RESEND_MAX: usize = 64;
 
 impl Datapath {
     pub(crate) fn new(state: Arc<State>) -> Result<Arc<Self>> {
@@ -152,9 +203,10 @@ impl Datapath {
                 peers <- new_mutex!(Peers::new()),
                 counters: Counters::default(),
                 queue,
-                ticker: Ticker::new(),
+                ticker: Ticker::new::<Kernel>(),
                 events <- new_mutex!(None),
                 draining: AtomicBool::new(false),
+                warned: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -255,21 +307,38 @@ impl Datapath {
         let _ = self.queue.queue().enqueue(flow.clone());
     }
 
-    /// Send a key request for `peer` to the `keys` group.
+    /// Send a key request for `peer` to the `keys` group. Whether or not it
+    /// is delivered (ESRCH: nobody listens yet; ENOBUFS: the agent's socket
+    /// is full), the tick sends it again while flows still wait and no
+    /// answer came within a third of the key timeout (review M5). Meanwhile
+    /// the flows wait for an agent or an operator's `node set ... psk`
+    /// until their deadline.
     fn request_key(&self, peer: &[u8], local: &[u8]) {
         inc(&self.counters.key_requests);
-        if let Some(m) = &*self.events.lock() {
-            let r = m.send(uapi::cmd::KEY_REQUEST, |w| {
+        let r = match &*self.events.lock() {
+            Some(m) => m.send(uapi::cmd::KEY_REQUEST, |w| {
                 w.put_str(uapi::attr::NODE_NAME, peer)?;
                 w.put_str(uapi::attr::LOCAL_NODE, local)
-            });
-            // ESRCH: nobody listens (no agent). The flow still waits for an
-            // operator's `node set ... psk` until its deadline.
-            if let Err(e) = r {
-                if e != ESRCH {
-                    pr_warn!("key request not sent ({:?})\n", e);
-                }
+            }),
+            None => Err(ESRCH),
+        };
+        if let Err(e) = r {
+            if e != ESRCH {
+                self.warn_lost(e);
             }
+        }
+    }
+
+    /// Log an undeliverable event, at most once per 10 s.
+    fn warn_lost(&self, e: Error) {
+        let now = workq::jiffies();
+        let last = self.warned.load(Ordering::Relaxed);
+        if last == 0 || now.wrapping_sub(last) >= workq::ms_to_jiffies(10_000) {
+            self.warned.store(now, Ordering::Relaxed);
+            pr_warn!(
+                "key request event not delivered ({:?}); sent again while flows wait\n",
+                e
+            );
         }
     }
 
@@ -281,10 +350,11 @@ impl Datapath {
             let r = m.send(uapi::cmd::FLOW_KEY_REQUEST, |w| {
                 crate::control::datapath::put_flow(w, f)
             });
-            // ESRCH: no agent listens; the flow waits until its deadline.
+            // ESRCH: no agent listens; the tick asks again while the flow
+            // waits, until its deadline.
             if let Err(e) = r {
                 if e != ESRCH {
-                    pr_warn!("flow key request not sent ({:?})\n", e);
+                    self.warn_lost(e);
                 }
             }
         }
@@ -336,12 +406,11 @@ impl Datapath {
     /// hook (so no flow exists without its guard). After this, the kernel
     /// calls into the datapath.
     pub(crate) fn start(self: &Arc<Self>) -> Result<Hooks> {
-        crate::sys::ktls::load_tls();
-        crate::sys::gate::init();
+        crate::sys::gate::init::<Kernel>();
         sock::poison_init();
         DP.store((&**self as *const Datapath).cast_mut(), Ordering::Release);
-        let hooks = crate::sys::netfilter::LocalOutHooks::register().and_then(|guard| {
-            let state = crate::sys::tracepoint::StateHook::register()?;
+        let hooks = crate::sys::netfilter::LocalOutHooks::register::<Kernel>().and_then(|guard| {
+            let state = crate::sys::tracepoint::StateHook::register::<Kernel>()?;
             Ok(Hooks { state, guard })
         });
         if hooks.is_err() {
@@ -350,16 +419,65 @@ impl Datapath {
         hooks
     }
 
-    /// Stop (module unload): unhook, give every gated socket its ops back
-    /// (resetting flows that are not secured yet), wait until no thread is
-    /// inside module text, drain the workqueue.
+    /// `drain` (admin): stop securing and let go of every socket, so that
+    /// `rmmod` can go through. From here the hook fails new pod-to-pod
+    /// connections closed instead of gating them (no plaintext, Part 1
+    /// §1), listeners are no longer gated, every gated socket gets its ops
+    /// back and every flow not secured yet is reset. Secured flows go on:
+    /// kTLS belongs to tls.ko. One-way until the module is reloaded.
+    /// Returns the module references still held afterwards (by calls
+    /// inside the next ops, and sockets being released), for the caller.
+    pub(crate) fn drain(&self) -> i32 {
+        self.draining.store(true, Ordering::Release);
+        self.release_all();
+        crate::sys::gate::module_refs()
+    }
+
+    /// Stop (module exit, which the kernel runs only once no socket holds
+    /// a module reference: nothing is gated any more, unless `drain` was
+    /// skipped and flows raced the `rmmod`): fail new flows closed, unhook,
+    /// let go of what is left, wait until no thread is inside module text.
     pub(crate) fn stop(&self, hooks: Hooks) {
         let Hooks { state, guard } = hooks;
-        // 1. No new decisions (waits for running probes).
-        drop(state);
-        // 2. Gate entries and blocked accepts give up.
+        // 1. New decisions fail closed, then none are made (unregistering
+        //    waits for running probes).
         self.draining.store(true, Ordering::Release);
-        // 3. Give back everything we hold.
+        drop(state);
+        // 2. Give back everything we hold (normally nothing by now).
+        self.release_all();
+        // 3. A `do_accept` or `__sock_release` that loaded one of our
+        //    tables just before its socket let go of it may have taken a
+        //    reference after the kernel's check (`__module_get`): it is
+        //    about to call into us and finds us draining. Wait for it.
+        let mut waited = 0u32;
+        while crate::sys::gate::module_refs() >= 0 {
+            sock::msleep(10);
+            waited += 1;
+            if waited % 500 == 0 {
+                pr_warn!(
+                    "unload: {} module references still held\n",
+                    crate::sys::gate::module_refs() + 1
+                );
+            }
+        }
+        sock::synchronize_tasks();
+        // 4. Every flow is released: the guard goes (waits for running
+        //    hooks).
+        drop(guard);
+        DP.store(core::ptr::null_mut(), Ordering::Release);
+        // 5. A worker or tick that loaded `DP` before it was cleared may
+        //    still run: wait for them here, before the flows and secrets
+        //    they use can be freed (the fields drop in declaration order,
+        //    the queue after them; review L4). Later ones find no `DP`.
+        self.ticker.cancel();
+        self.queue.flush();
+    }
+
+    /// Give back every gated socket (resetting flows that are not secured
+    /// yet), wake parked threads and wait until none is inside a
+    /// trampoline (calls that went on into kTLS hold a module reference
+    /// instead, and do not count).
+    fn release_all(&self) {
         let mut waiting = KVec::new();
         let _ = self.peers.lock().take_waiting(&mut waiting);
         drop(waiting);
@@ -367,23 +485,20 @@ impl Datapath {
         for (_, e) in all.iter() {
             match e {
                 Entry::Listener(sk) => {
-                    let _l = sk.lock();
-                    let s = SocketPtr::of(sk);
-                    if let Some(s) = s {
-                        // SAFETY: under the socket lock a listener's socket
-                        // cannot be released (its close takes that lock
-                        // first), and `sk_socket` is set.
-                        let s = unsafe { s.get() };
-                        if crate::sys::gate::is_listen_gate(s.ops()) {
-                            s.set_ops(crate::sys::gate::base_ops(sk.is_v6()));
-                        }
+                    let l = sk.lock();
+                    if let Some(s) = l.socket() {
+                        crate::sys::gate::gate_off(
+                            s,
+                            crate::sys::gate::base_ops(sk.is_v6()),
+                            false,
+                        );
                     }
                 }
                 Entry::Flow(f) => self.release_flow(f),
             }
         }
-        // 4. Threads that loaded our ops before they were restored are now
-        //    inside (counted) or gone; wake parked ones and wait for all.
+        // Threads that loaded our ops before they were restored are now
+        // inside (counted) or gone; wake parked ones and wait for all.
         sock::synchronize_tasks();
         for (_, e) in all.iter() {
             if let Entry::Flow(f) = e {
@@ -396,17 +511,13 @@ impl Datapath {
             waited += 1;
             if waited % 500 == 0 {
                 pr_warn!(
-                    "unload: {} calls still inside the gate\n",
+                    "drain: {} calls still inside the gate\n",
                     crate::sys::gate::inflight()
                 );
             }
         }
         sock::synchronize_tasks();
-        // 5. Every flow is released: the guard goes (waits for running
-        //    hooks), then the flows.
-        drop(guard);
         drop(all);
-        DP.store(core::ptr::null_mut(), Ordering::Release);
     }
 
     /// Unload: reset a flow that is not secured and take our ops and proto
@@ -414,35 +525,51 @@ impl Datapath {
     fn release_flow(&self, f: &Arc<Flow>) {
         let mut inner = f.inner.lock();
         let phase = f.phase();
-        if phase != flow::SECURED && phase != flow::CLOSED {
+        let unsecured = phase != flow::SECURED && phase != flow::CLOSED;
+        if unsecured {
             f.fail(Reason::Unload);
             self.count_reset(Reason::Unload);
-            if !inner.aborted {
-                inner.aborted = true;
-                f.sk.abort(bindings_econnaborted());
+        }
+        if unsecured && !inner.in_app {
+            // A child on its listener's queue: not ours to lock (H2). It
+            // can never send (send side shut) nor be read as a healthy
+            // connection (`sk_err`); its accept or its listener's close
+            // ends it.
+            f.sk.shutdown_send();
+            f.sk.poison(bindings_econnaborted());
+        } else if unsecured && !inner.aborted {
+            inner.aborted = true;
+            f.sk.abort(bindings_econnaborted());
+        }
+        sock::poison_off(&f.sk, crate::sys::gate::base_prot(f.v6));
+        if inner.in_app {
+            let l = f.sk.lock();
+            if let Some(s) = l.socket() {
+                crate::sys::gate::gate_off(s, crate::sys::gate::base_ops(f.v6), false);
             }
+            l.wake();
         }
-        if sock::is_poison(f.sk.prot()) {
-            f.sk.set_prot(crate::sys::gate::base_prot(f.v6));
-        }
-        if let Some(s) = inner.sock {
-            // SAFETY: `inner.sock` is cleared by the gate's `release` under
-            // this lock before the socket goes: set means live.
-            let s = unsafe { s.get() };
-            if crate::sys::gate::is_stream_gate(s.ops()) {
-                s.set_ops(crate::sys::gate::base_ops(f.v6));
-            }
-        }
-        inner.keys = None;
+        wipe_keys(&mut inner);
         f.set_phase(flow::CLOSED);
         drop(inner);
         f.cv.notify_all();
-        f.sk.wake();
     }
+}
+
+/// Drop a flow's keys where they lie (their `Drop` wipes the bytes in
+/// place; `take()` would move a copy out and leave the original behind).
+fn wipe_keys(inner: &mut flow::Inner) {
+    inner.keys = None;
 }
 
 fn bindings_econnaborted() -> i32 {
     crate::sys::ECONNABORTED_NR
+}
+
+/// What the worker got for a flow: its keys, or a wait.
+enum Keyed {
+    Keys(crate::keys::schedule::FlowKeys),
+    Wait { request: bool },
 }
 
 /// The worker: derive keys, install, or reset — whatever the flow needs.
@@ -451,14 +578,16 @@ pub(crate) fn process(f: &Arc<Flow>) {
     let mut inner = f.inner.lock();
     match f.phase() {
         flow::FAILED => {
-            if !inner.aborted {
+            wipe_keys(&mut inner);
+            // A child not accepted yet is reset by our `accept()` (or goes
+            // with its listener): the kernel assumes nobody owns it (H2).
+            if !inner.aborted && inner.in_app {
                 inner.aborted = true;
-                inner.keys = None;
                 f.sk.abort(bindings_econnaborted());
+                f.sk.lock().wake();
             }
             drop(inner);
             f.cv.notify_all();
-            f.sk.wake();
             return;
         }
         flow::ESTABLISHED | flow::KEY_WAIT => {
@@ -472,9 +601,16 @@ pub(crate) fn process(f: &Arc<Flow>) {
                 );
             }
             let cipher = f.cipher;
-            let derived = dp.peers.lock().derive(f, cipher);
+            // The HMACs (about 21 SHA-256 blocks) run outside the `Peers`
+            // lock, on a copy of the PRK (review M4).
+            let derived = dp.peers.lock().derive(f);
+            let derived = match derived {
+                Ok(Derived::Prk(prk)) => keys_of(&prk, f, cipher).map(Keyed::Keys),
+                Ok(Derived::Wait { request }) => Ok(Keyed::Wait { request }),
+                Err(e) => Err(e),
+            };
             match derived {
-                Ok(Derived::Keys(k)) => {
+                Ok(Keyed::Keys(k)) => {
                     // Unless it failed meanwhile (its reset is queued).
                     let from = f.phase();
                     if matches!(from, flow::ESTABLISHED | flow::KEY_WAIT)
@@ -483,7 +619,7 @@ pub(crate) fn process(f: &Arc<Flow>) {
                         inner.keys = Some(k);
                     }
                 }
-                Ok(Derived::Wait { request }) => {
+                Ok(Keyed::Wait { request }) => {
                     if f.advance(flow::ESTABLISHED, flow::KEY_WAIT) {
                         inc(&dp.counters.key_waits);
                         dp.ticker.arm(workq::ms_to_jiffies(TICK_MS));
@@ -507,151 +643,33 @@ pub(crate) fn process(f: &Arc<Flow>) {
         }
         _ => {}
     }
-    if f.phase() == flow::KEYED && !f.client && inner.sock.is_none() {
-        // A passive child not accepted yet: install now, so that accept()
-        // hands out a kTLS socket at once (also when a client that sends
-        // and half-closes at once already moved the child to CLOSE_WAIT).
-        match preaccept_locked(dp, f, &mut inner) {
-            Ok(()) => {}
-            Err(_) => {
-                drop(inner);
-                dp.fail(f, Reason::Install);
-            }
+    // Keyed: install, unless this is a child still on its listener's
+    // queue (our `accept()` installs then, H2/M3).
+    if f.phase() == flow::KEYED && inner.in_app {
+        let r = install_locked(dp, f, &mut inner);
+        drop(inner);
+        if r.is_err() {
+            dp.fail(f, Reason::Install);
         }
-        return;
-    }
-    if f.phase() == flow::KEYED {
-        if let Some(s) = inner.sock {
-            // SAFETY: set means live (cleared by `release` under this lock).
-            let s = unsafe { s.get() };
-            let r = install_locked(dp, f, &mut inner, Some(s));
-            drop(inner);
-            if r.is_err() {
-                dp.fail(f, Reason::Install);
-            }
-            f.cv.notify_all();
-        }
+        f.cv.notify_all();
     }
 }
 
-/// kTLS can go on: established, or the peer half-closed already (its data
-/// and FIN arrived before the keys; `SockLock::set_ulp_tls`).
-fn installable_state(state: i32) -> bool {
-    state == sock::tcp_state::ESTABLISHED || state == sock::tcp_state::CLOSE_WAIT
-}
-
-/// Install kTLS on a keyed passive child before `accept()` (flow lock held).
-/// If `accept()` got there first, the keys stay for it.
-fn preaccept_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
-    let sk = &*f.sk;
-    let (snd, rcv) = f.isns();
-    let (state, ulp, grafted, write_seq, copied_seq) = {
-        let _l = sk.lock();
-        let (w, c) = sk.write_copied();
-        (
-            sk.state(),
-            sk.has_ulp_or_psock(),
-            !sk.socket_ptr().is_null(),
-            w,
-            c,
-        )
-    };
-    if grafted {
-        return Ok(());
-    }
-    let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
-    let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
-    if !installable_state(state) || ulp || queued != 0 || consumed != 0 {
-        pr_info!(
-            "child not installable: state {} ulp/psock {} queued {} consumed {}\n",
-            state,
-            ulp,
-            queued,
-            consumed
-        );
-        inc(&dp.counters.install_failures);
-        return Err(crate::sys::eproto());
-    }
-    let Some(keys) = inner.keys.take() else {
-        return Err(EINVAL);
-    };
-    // kTLS must see the family's proto (it keeps it for close and options).
-    if sock::is_poison(sk.prot()) {
-        sk.set_prot(crate::sys::gate::base_prot(f.v6));
-    }
-    let base = crate::sys::gate::base_ops(f.v6);
-    let r = sock::install_preaccept(sk, base, || crate::sys::ktls::install(sk, &keys, false));
-    match r {
-        Ok(Some(ops)) => {
-            inner.tls_ops = Some(ops);
-            // Unless it failed meanwhile: accept() then refuses it.
-            if f.advance(flow::KEYED, flow::SECURED) {
-                inc(&dp.counters.secured);
-            }
-            Ok(())
-        }
-        Ok(None) => {
-            // Accepted meanwhile: accept() installs with these keys.
-            inner.keys = Some(keys);
-            Ok(())
-        }
-        Err(e) => {
-            pr_info!("kTLS install before accept failed: {:?}\n", e);
-            inc(&dp.counters.install_failures);
-            Err(e)
-        }
-    }
-}
-
-/// Install kTLS on a keyed flow, the flow lock held. `real`: the app's
-/// socket when app threads may reach it (shadow install), `None` inside
-/// `accept()` (nobody can).
-pub(crate) fn install_locked(
-    dp: &Datapath,
-    f: &Flow,
-    inner: &mut flow::Inner,
-    real: Option<&sock::Socket>,
-) -> Result {
-    let keys = inner.keys.take().ok_or(EINVAL)?;
-    let sk = &*f.sk;
-    // Invariants kTLS does not check (Part 2 §3.2): established, no ULP
-    // or socket map, nothing queued by the app, nothing consumed. Read
-    // under the socket lock: the worker is queued by the ESTABLISHED probe,
-    // which runs before the stack stores the new state, and taking the
-    // lock waits for that softirq to finish with the socket.
-    let (snd, rcv) = f.isns();
-    let (state, ulp, repair, write_seq, copied_seq) = {
-        let _l = sk.lock();
-        let (w, c) = sk.write_copied();
-        (sk.state(), sk.has_ulp_or_psock(), sk.in_repair(), w, c)
-    };
-    let queued = write_seq.wrapping_sub(snd.wrapping_add(1));
-    let consumed = copied_seq.wrapping_sub(rcv.wrapping_add(1));
-    if !installable_state(state) || ulp || repair || queued != 0 || consumed != 0 {
-        pr_info!(
-            "flow not installable: state {} ulp/psock {} repair {} queued {} consumed {}\n",
-            state,
-            ulp,
-            repair,
-            queued,
-            consumed
-        );
-        inc(&dp.counters.install_failures);
-        return Err(crate::sys::eproto());
-    }
-    let client = f.client;
-    let r = match real {
-        Some(s) => sock::install_shadowed(sk, s, crate::sys::gate::base_ops(f.v6), || {
-            crate::sys::ktls::install(sk, &keys, client)
-        }),
-        None => crate::sys::ktls::install(sk, &keys, client),
-    };
-    drop(keys);
+/// Install kTLS on a keyed flow whose socket the app can reach (the flow
+/// lock held: one install at a time, and the gate's callers wait on it).
+///
+/// One socket-lock section does it all (Part 2 §3.2): the invariants kTLS
+/// does not check (established or half-closed by the peer, no ULP or
+/// socket map, not in repair, nothing queued by the app, nothing consumed),
+/// attach + TX + RX (`tls_sk_install_locked`), and the final ops on the
+/// app's socket — so nothing can change between the check and the install,
+/// and no thread sees a half-installed socket. Taking the lock also waits
+/// for the ESTABLISHED probe's softirq to be done with the socket.
+pub(crate) fn install_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
+    let r = install_keys(dp, f, inner);
+    wipe_keys(inner);
     match r {
         Ok(()) => {
-            // kTLS owns the socket now; its release no longer passes our
-            // gate, so the flow forgets it.
-            inner.sock = None;
             // Unless it failed meanwhile (the wire guard, a peer-fail): its
             // reset is queued.
             if f.advance(flow::KEYED, flow::SECURED) {
@@ -662,11 +680,46 @@ pub(crate) fn install_locked(
             }
         }
         Err(e) => {
-            pr_info!("kTLS install failed: {:?}\n", e);
             inc(&dp.counters.install_failures);
             Err(e)
         }
     }
+}
+
+fn install_keys(dp: &Datapath, f: &Flow, inner: &flow::Inner) -> Result {
+    let _ = dp;
+    let keys = inner.keys.as_ref().ok_or(EINVAL)?;
+    let sk = &*f.sk;
+    let l = sk.lock();
+    let (snd, rcv) = f.isns();
+    let (w, c) = sk.write_copied();
+    let (state, ulp, repair) = (sk.state(), sk.has_ulp_or_psock(), sk.in_repair());
+    let queued = w.wrapping_sub(snd.wrapping_add(1));
+    let consumed = c.wrapping_sub(rcv.wrapping_add(1));
+    if !installable_state(state) || ulp || repair || queued != 0 || consumed != 0 {
+        pr_info!(
+            "flow not installable: state {} ulp/psock {} repair {} queued {} consumed {}\n",
+            state,
+            ulp,
+            repair,
+            queued,
+            consumed
+        );
+        return Err(crate::sys::eproto());
+    }
+    // kTLS must find the family's proto (it keeps it for close and options).
+    sock::poison_off(sk, crate::sys::gate::base_prot(f.v6));
+    let ops =
+        crate::sys::ktls::install_locked(&l, keys, f.client, crate::sys::gate::base_ops(f.v6))?;
+    l.publish_ops(ops);
+    l.wake();
+    Ok(())
+}
+
+/// kTLS can go on: established, or the peer half-closed already (its data
+/// and FIN arrived before the keys).
+fn installable_state(state: i32) -> bool {
+    state == sock::tcp_state::ESTABLISHED || state == sock::tcp_state::CLOSE_WAIT
 }
 
 /// The deadline tick: reset flows whose key wait timed out.
@@ -683,6 +736,28 @@ pub(crate) fn tick() {
         // moved it to KEY_WAIT (`advance` then finds it failed).
         if matches!(f.phase(), flow::ESTABLISHED | flow::KEY_WAIT) {
             dp.fail(&f, Reason::KeyTimeout);
+        }
+    }
+    // Ask again for what is still awaited (a lost event must not leave
+    // flows waiting until they time out), at most RESEND_MAX per tick.
+    let every = core::cmp::max(
+        workq::ms_to_jiffies(dp.key_timeout_ms() / 3),
+        workq::ms_to_jiffies(RESEND_MIN_MS),
+    );
+    let mut again = KVec::new();
+    let _ = dp
+        .peers
+        .lock()
+        .resend_due(now, every, RESEND_MAX, &mut again);
+    for f in again {
+        if !matches!(f.phase(), flow::ESTABLISHED | flow::KEY_WAIT) {
+            continue;
+        }
+        inc(&dp.counters.key_resends);
+        if f.mode() == uapi::mode::TLSHUB {
+            dp.request_key(f.remote_pod.node(), f.local_pod.node());
+        } else {
+            dp.request_flow_key(&f);
         }
     }
     if !matches!(still, Ok(false)) && !dp.draining() {

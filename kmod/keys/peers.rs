@@ -87,8 +87,12 @@ pub(crate) struct Peer {
     name: KVec<u8>,
     secret: Option<Secret>,
     waiting: KVec<Arc<Flow>>,
-    /// A key request is outstanding (sent, not answered).
-    requested: bool,
+    /// When the outstanding key request was sent (jiffies; `None`: none
+    /// outstanding). The tick sends it again while flows still wait
+    /// ([`Peers::resend_due`]): an event can be lost (no listener yet,
+    /// `ENOBUFS` on the agent's socket) and steady traffic would otherwise
+    /// keep the wait list from ever draining (review M5).
+    requested: Option<u64>,
     /// The last error reported for this peer, kept until overwritten.
     error: Option<PeerError>,
     /// The last event was a `peer-fail` (a `peer-set` clears it).
@@ -153,12 +157,12 @@ impl Peer {
 
 /// What `derive` found.
 pub(crate) enum Derived {
-    Keys(FlowKeys),
+    /// The secret is there: a copy of its PRK, for the caller to derive the
+    /// flow's keys with ([`keys_of`]) outside the `Peers` lock (review M4).
+    Prk(Prk),
     /// No secret: the flow now waits; `request` says whether to send the
     /// key-request event (the first waiter since the last answer).
-    Wait {
-        request: bool,
-    },
+    Wait { request: bool },
 }
 
 /// Why `set` refused a secret.
@@ -175,6 +179,8 @@ struct FlowWait {
     flow: Arc<Flow>,
     /// The flow's secret, extracted, once the agent sent it.
     prk: Option<Prk>,
+    /// When its per-flow request was last sent (jiffies).
+    requested: u64,
 }
 
 /// The tuple by which `flow-key-set` names a waiting flow: this end's view.
@@ -225,7 +231,7 @@ pub(crate) struct Peers {
 }
 
 /// The keys of `flow` from `prk` (its tuple, ISNs and pods).
-fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
+pub(crate) fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
     let (tuple, isns) = flow.tuple_isns();
     let (client, server) = if flow.client {
         (&flow.local_pod, &flow.remote_pod)
@@ -262,7 +268,7 @@ impl Peers {
                 name: n,
                 secret: None,
                 waiting: KVec::new(),
-                requested: false,
+                requested: None,
                 error: None,
                 failed: false,
             },
@@ -282,32 +288,34 @@ impl Peers {
         }
     }
 
-    /// `fetch_key`: the flow's keys, or park it on its peer's wait list.
+    /// `fetch_key`: the PRK to key the flow with, or park it on its peer's wait list.
     /// An expired secret counts as none (and is wiped here).
     /// A flow keyed by a secret of its own (`flow.mode()` is not TLSHUB)
     /// waits for that secret instead.
-    pub(crate) fn derive(&mut self, flow: &Arc<Flow>, cipher: Cipher) -> Result<Derived> {
+    pub(crate) fn derive(&mut self, flow: &Arc<Flow>) -> Result<Derived> {
         if flow.mode() != uapi::mode::TLSHUB {
-            return self.derive_own(flow, cipher);
+            return self.derive_own(flow);
         }
         let i = self.find_or_add(flow.remote_pod.node())?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
         peer.sweep(workq::jiffies());
         if let Some(prk) = peer.secret.as_ref().and_then(|s| s.prk.as_ref()) {
-            return keys_of(prk, flow, cipher).map(Derived::Keys);
+            return Ok(Derived::Prk(prk.duplicate()));
         }
         if !peer.waiting.iter().any(|f| Arc::ptr_eq(f, flow)) {
             peer.waiting.push(flow.clone(), GFP_KERNEL)?;
         }
-        let request = !peer.requested;
-        peer.requested = true;
+        let request = peer.requested.is_none();
+        if request {
+            peer.requested = Some(workq::jiffies());
+        }
         Ok(Derived::Wait { request })
     }
 
     /// `derive` for a flow with a secret of its own: keys once the agent
     /// sent it (the PRK goes with the list entry), else wait; the first
     /// call asks for a key request.
-    fn derive_own(&mut self, flow: &Arc<Flow>, cipher: Cipher) -> Result<Derived> {
+    fn derive_own(&mut self, flow: &Arc<Flow>) -> Result<Derived> {
         let slots = self.flow_waits.as_mut_slice();
         let Some(slot) = slots
             .iter_mut()
@@ -316,6 +324,7 @@ impl Peers {
             let w = FlowWait {
                 flow: flow.clone(),
                 prk: None,
+                requested: workq::jiffies(),
             };
             match slots.iter_mut().find(|w| w.is_none()) {
                 Some(free) => *free = Some(w),
@@ -326,10 +335,10 @@ impl Peers {
         let Some(prk) = slot.as_ref().and_then(|w| w.prk.as_ref()) else {
             return Ok(Derived::Wait { request: false });
         };
-        let keys = keys_of(prk, flow, cipher)?;
-        // Wipes the PRK.
+        let prk = prk.duplicate();
+        // Wipes the PRK in place.
         *slot = None;
-        Ok(Derived::Keys(keys))
+        Ok(Derived::Prk(prk))
     }
 
     /// Flows waiting for a secret of their own.
@@ -410,7 +419,7 @@ impl Peers {
             set_at: now,
             expires_at: lifetime.map(|l| now.saturating_add(l)),
         });
-        peer.requested = false;
+        peer.requested = None;
         peer.failed = false;
         peer.error = None;
         for f in core::mem::take(&mut peer.waiting) {
@@ -458,7 +467,7 @@ impl Peers {
         });
         peer.failed = true;
         peer.secret = None;
-        peer.requested = false;
+        peer.requested = None;
         for f in core::mem::take(&mut peer.waiting) {
             // Room reserved above.
             out.push(f, GFP_KERNEL)?;
@@ -489,7 +498,7 @@ impl Peers {
             }
             p.waiting = keep;
             if p.waiting.is_empty() {
-                p.requested = false;
+                p.requested = None;
             } else {
                 waiting = true;
             }
@@ -507,6 +516,49 @@ impl Peers {
             self.flow_waits = KVec::new();
         }
         Ok(waiting || self.own_waiting())
+    }
+
+    /// Requests to send again (review M5): for each peer whose flows still
+    /// wait and whose request went out `every` jiffies ago or more, its
+    /// oldest waiter (for the event's local node); then per-flow waiters
+    /// whose request is that old, at most `max` of them per call (the
+    /// oldest first in list order). Marks them sent now. Process context.
+    pub(crate) fn resend_due(
+        &mut self,
+        now: u64,
+        every: u64,
+        max: usize,
+        out: &mut KVec<Arc<Flow>>,
+    ) -> Result {
+        let mut budget = max;
+        for p in self.list.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            let Some(first) = p.waiting.first() else {
+                continue;
+            };
+            if p.secret.as_ref().is_some_and(|s| s.prk.is_some()) {
+                continue;
+            }
+            let due = p.requested.map_or(true, |t| now.wrapping_sub(t) >= every);
+            if due {
+                out.push(first.clone(), GFP_KERNEL)?;
+                p.requested = Some(now);
+                budget -= 1;
+            }
+        }
+        for w in self.flow_waits.as_mut_slice().iter_mut().flatten() {
+            if budget == 0 {
+                break;
+            }
+            if w.prk.is_none() && now.wrapping_sub(w.requested) >= every {
+                out.push(w.flow.clone(), GFP_KERNEL)?;
+                w.requested = now;
+                budget -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// Everything waiting (unload).

@@ -466,6 +466,15 @@ impl Prk {
         self.epoch
     }
 
+    /// A copy (wiped on drop, as the original): lets a caller derive flow
+    /// keys outside the lock that guards the original.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            bytes: self.bytes,
+            epoch: self.epoch,
+        }
+    }
+
     /// The key bytes.
     pub fn bytes(&self) -> &[u8; HASH_LEN] {
         &self.bytes

@@ -2,7 +2,7 @@
 //! The gate's C face: module-owned clones of `inet_stream_ops` /
 //! `inet6_stream_ops` stored in `sock->ops` of sockets the datapath holds,
 //! and the `extern "C"` trampolines that turn the kernel's calls into calls
-//! of safe functions in `crate::datapath::gate`.
+//! of a [`GatePolicy`] (the datapath's, registered in [`init`]).
 //!
 //! C header: [include/linux/net.h](srctree/include/linux/net.h)
 //!
@@ -15,19 +15,46 @@
 //! - **listen gate**, on a listener that may accept secured flows: its
 //!   `accept` installs kTLS on the child before the fd exists.
 //!
-//! Every table keeps `owner = NULL` like the built-in ops it copies: module
-//! lifetime is the datapath's (it restores every socket's ops before the
-//! module goes), not the socket's.
+//! Every table is owned by this module (`owner`), and the module holds one
+//! reference for each socket carrying one of them, the kernel's contract
+//! for `sock->ops` (review M2): `do_accept` takes one for the new socket
+//! before it may sleep and call our `accept`, and `__sock_release` drops
+//! the socket's after our `release` returned. So `rmmod` fails with
+//! `EWOULDBLOCK` ("in use") while any socket is gated, and no call can
+//! reach freed text. The references are taken and dropped only here:
+//! [`gate_on`] (family ops → ours), [`gate_off`] (ours → anything else, under
+//! the socket lock), and `listen_accept` for the socket `do_accept` made.
+//! A socket being released (its file's count is zero) keeps our table:
+//! `__sock_release` may already have loaded it and drops the reference
+//! itself. A call that goes on into the next ops (kTLS's, which may block
+//! for as long as the peer is silent) holds a reference of its own while
+//! it is there ([`ModRef`]), so module text is never left on the stack of
+//! a sleeping thread without one.
 //!
 //! The tables are written once in [`init`], before the hook that installs
 //! them is registered, and never again.
 
-use crate::datapath::gate as dp;
 use crate::sys::sock::{Sock, Socket};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr;
 use kernel::{bindings, prelude::*};
+
+/// What the gate asks of its user (the datapath registers an
+/// implementation in [`init`]; this file never names it, so `sys/` stays
+/// mechanism only). All calls come from process context.
+pub(crate) trait GatePolicy: 'static {
+    /// Let a data call through (`Ok`: the socket's ops are final, no longer
+    /// ours) or say why not; may block as the caller allows.
+    fn enter(s: &Socket, send: bool, nonblock: bool) -> Result;
+    /// Whether poll may report readiness as is.
+    fn poll_ready(s: &Socket) -> bool;
+    /// A gated listener accepted `n` (no fd yet, the family's ops on it):
+    /// the final ops go on, or an error fails the `accept`.
+    fn accepted(n: &Socket, v6: bool) -> Result;
+    /// Unload or drain under way: blocked accepts give up.
+    fn draining() -> bool;
+}
 
 /// One `proto_ops` table in static storage.
 struct OpsCell(UnsafeCell<MaybeUninit<bindings::proto_ops>>);
@@ -98,31 +125,120 @@ pub(crate) fn is_listen_gate(ops: *const bindings::proto_ops) -> bool {
 }
 
 /// Fill the tables. Call once, before the hook is registered.
-pub(crate) fn init() {
+pub(crate) fn init<P: GatePolicy>() {
     for v6 in [false, true] {
         // SAFETY: the base tables are exported, immutable statics; our cells
         // have no readers yet (see `OpsCell`'s Sync).
         unsafe {
             let mut s: bindings::proto_ops = ptr::read(base_ops(v6));
-            s.owner = ptr::null_mut();
-            s.sendmsg = Some(gate_sendmsg);
-            s.recvmsg = Some(gate_recvmsg);
-            s.splice_read = Some(gate_splice_read);
-            s.splice_eof = Some(gate_splice_eof);
-            s.poll = Some(gate_poll);
-            s.mmap = Some(gate_mmap);
-            s.setsockopt = Some(gate_setsockopt);
-            s.getsockopt = Some(gate_getsockopt);
+            s.owner = this_module();
+            s.sendmsg = Some(gate_sendmsg::<P>);
+            s.recvmsg = Some(gate_recvmsg::<P>);
+            s.splice_read = Some(gate_splice_read::<P>);
+            s.splice_eof = Some(gate_splice_eof::<P>);
+            s.poll = Some(gate_poll::<P>);
+            s.mmap = Some(gate_mmap::<P>);
+            s.setsockopt = Some(gate_setsockopt::<P>);
+            s.getsockopt = Some(gate_getsockopt::<P>);
             s.release = Some(gate_release);
             ptr::write(STREAM_GATE[idx(v6)].0.get().cast(), s);
 
             let mut l: bindings::proto_ops = ptr::read(base_ops(v6));
-            l.owner = ptr::null_mut();
-            l.accept = Some(listen_accept);
+            l.owner = this_module();
+            l.accept = Some(listen_accept::<P>);
             l.setsockopt = Some(listen_setsockopt);
             l.release = Some(gate_release);
             ptr::write(LISTEN_GATE[idx(v6)].0.get().cast(), l);
         }
+    }
+}
+
+fn this_module() -> *mut bindings::module {
+    crate::THIS_MODULE.as_ptr()
+}
+
+/// Take a module reference unless the module is going away.
+pub(crate) fn module_try_get() -> bool {
+    // SAFETY: our own, live module (we are running its code).
+    unsafe { bindings::try_module_get(this_module()) }
+}
+
+/// Drop a module reference taken by [`module_try_get`] (or by the kernel
+/// for one of our tables). The caller's remaining instructions are covered
+/// by the RCU Tasks wait in module exit (they contain no voluntary sleep).
+pub(crate) fn module_put() {
+    // SAFETY: the caller owns one reference.
+    unsafe { bindings::module_put(this_module()) };
+}
+
+/// References on this module right now, all holders (the kernel's count:
+/// after `rmmod` passed its check it is `-1` with no holder left,
+/// `kernel/module/main.c` `try_release_module_ref`, `module_refcount`).
+pub(crate) fn module_refs() -> i32 {
+    // SAFETY: our own module.
+    unsafe { bindings::module_refcount(this_module()) }
+}
+
+/// A module reference for the duration of a call into other ops.
+pub(crate) struct ModRef(());
+
+impl ModRef {
+    pub(crate) fn try_get() -> Option<Self> {
+        module_try_get().then_some(ModRef(()))
+    }
+}
+
+impl Drop for ModRef {
+    fn drop(&mut self) {
+        module_put();
+    }
+}
+
+/// Whether `ops` is one of our tables.
+pub(crate) fn is_ours(ops: *const bindings::proto_ops) -> bool {
+    is_stream_gate(ops) || is_listen_gate(ops)
+}
+
+/// Put our table `gate` on `s`, whose ops are `from` (the family's), with
+/// the socket's module reference. `false`: the module is going away, or
+/// the ops changed meanwhile: nothing was done. Under the socket lock.
+pub(crate) fn gate_on(
+    s: &Socket,
+    from: *const bindings::proto_ops,
+    gate: *const bindings::proto_ops,
+) -> bool {
+    if !module_try_get() {
+        return false;
+    }
+    if s.swap_ops(from, gate) {
+        true
+    } else {
+        module_put();
+        false
+    }
+}
+
+/// Take our table off `s` in favour of `to` (not ours), dropping the
+/// socket's module reference; if `s` carries other ops, `to` replaces them
+/// only when `always`. A socket being released keeps our table (see the
+/// file's doc). Returns whether `to` is now on the socket. Under the socket
+/// lock, with the socket live (grafted on a locked sock, or the caller's).
+pub(crate) fn gate_off(s: &Socket, to: *const bindings::proto_ops, always: bool) -> bool {
+    let cur = s.ops();
+    if !is_ours(cur) {
+        if always {
+            s.set_ops(to);
+        }
+        return always;
+    }
+    if s.releasing() {
+        return false;
+    }
+    if s.swap_ops(cur, to) {
+        module_put();
+        true
+    } else {
+        false
     }
 }
 
@@ -166,21 +282,52 @@ fn errno(e: Error) -> i32 {
     e.to_errno()
 }
 
+/// The gate opened during a call that would now block in kTLS (the peer
+/// may stay silent for as long as it likes): a user task's system call is
+/// started again from its entry instead (`restart_syscall`: nothing was
+/// done yet, the gate let nothing through), and finds kTLS's ops there.
+/// So no module text stays on the stack of a thread sleeping in kTLS, and
+/// unload never waits for an idle secured flow (review M2). `None`: go on
+/// inline (a non-blocking call, or a kernel thread or io_uring worker,
+/// which have no system call to restart; they hold a [`ModRef`] while
+/// inside the next ops).
+fn reenter(sock: &Socket, nonblock: bool) -> Option<i32> {
+    if nonblock || is_ours(sock.ops()) {
+        return None;
+    }
+    // SAFETY: `current` is always valid in process context (the gate's
+    // data calls are syscalls or kernel callers in process context).
+    let flags = unsafe { (*bindings::get_current()).flags };
+    if flags & (bindings::PF_KTHREAD | bindings::PF_IO_WORKER) != 0 {
+        return None;
+    }
+    // SAFETY: no preconditions (sets TIF_SIGPENDING on the current task).
+    Some(unsafe { bindings::restart_syscall() })
+}
+
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_sendmsg(
+unsafe extern "C" fn gate_sendmsg<P: GatePolicy>(
     sock: *mut bindings::socket,
     msg: *mut bindings::msghdr,
     len: usize,
 ) -> i32 {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket and message for the call (kernel).
     let (s, flags) = unsafe { (Socket::from_raw(sock), (*msg).msg_flags) };
     let nonblock = (flags & bindings::MSG_DONTWAIT) != 0 || s.file_nonblock();
-    if let Err(e) = dp::enter(s, true, nonblock) {
+    if let Err(e) = P::enter(s, true, nonblock) {
         return errno(e);
     }
+    if let Some(rc) = reenter(s, nonblock) {
+        return rc;
+    }
+    let Some(_m) = ModRef::try_get() else {
+        return -(bindings::ECONNABORTED as i32);
+    };
+    // Past the gate: the module reference covers the call.
+    drop(c);
     match next_ops(s).map(|o| o.sendmsg) {
         // SAFETY: dispatching the kernel's own call to the socket's ops.
         Ok(Some(f)) => unsafe { f(sock, msg, len) },
@@ -192,19 +339,27 @@ unsafe extern "C" fn gate_sendmsg(
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_recvmsg(
+unsafe extern "C" fn gate_recvmsg<P: GatePolicy>(
     sock: *mut bindings::socket,
     msg: *mut bindings::msghdr,
     len: usize,
     flags: i32,
 ) -> i32 {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
     let nonblock = (flags as u32 & bindings::MSG_DONTWAIT) != 0 || s.file_nonblock();
-    if let Err(e) = dp::enter(s, false, nonblock) {
+    if let Err(e) = P::enter(s, false, nonblock) {
         return errno(e);
     }
+    if let Some(rc) = reenter(s, nonblock) {
+        return rc;
+    }
+    let Some(_m) = ModRef::try_get() else {
+        return -(bindings::ECONNABORTED as i32);
+    };
+    // Past the gate: the module reference covers the call.
+    drop(c);
     match next_ops(s).map(|o| o.recvmsg) {
         // SAFETY: dispatching the kernel's own call.
         Ok(Some(f)) => unsafe { f(sock, msg, len, flags) },
@@ -216,20 +371,28 @@ unsafe extern "C" fn gate_recvmsg(
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_splice_read(
+unsafe extern "C" fn gate_splice_read<P: GatePolicy>(
     sock: *mut bindings::socket,
     ppos: *mut bindings::loff_t,
     pipe: *mut bindings::pipe_inode_info,
     len: usize,
     flags: u32,
 ) -> isize {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
     let nonblock = (flags & SPLICE_F_NONBLOCK) != 0 || s.file_nonblock();
-    if let Err(e) = dp::enter(s, false, nonblock) {
+    if let Err(e) = P::enter(s, false, nonblock) {
         return errno(e) as isize;
     }
+    if let Some(rc) = reenter(s, nonblock) {
+        return rc as isize;
+    }
+    let Some(_m) = ModRef::try_get() else {
+        return -(bindings::ECONNABORTED as isize);
+    };
+    // Past the gate: the module reference covers the call.
+    drop(c);
     match next_ops(s).map(|o| o.splice_read) {
         // SAFETY: dispatching the kernel's own call.
         Ok(Some(f)) => unsafe { f(sock, ppos, pipe, len, flags) },
@@ -241,11 +404,11 @@ unsafe extern "C" fn gate_splice_read(
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_splice_eof(sock: *mut bindings::socket) {
+unsafe extern "C" fn gate_splice_eof<P: GatePolicy>(sock: *mut bindings::socket) {
     let _c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
-    if dp::enter(s, true, true).is_err() {
+    if P::enter(s, true, true).is_err() {
         return;
     }
     if let Ok(Some(f)) = next_ops(s).map(|o| o.splice_eof) {
@@ -257,7 +420,7 @@ unsafe extern "C" fn gate_splice_eof(sock: *mut bindings::socket) {
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_poll(
+unsafe extern "C" fn gate_poll<P: GatePolicy>(
     file: *mut bindings::file,
     sock: *mut bindings::socket,
     wait: *mut bindings::poll_table_struct,
@@ -277,7 +440,7 @@ unsafe extern "C" fn gate_poll(
     // Registers the waiter on the socket's queue; the install wakes it.
     // SAFETY: the kernel's arguments, passed on.
     let mask = unsafe { bindings::tcp_poll(file, sock, wait) };
-    if dp::poll_ready(s) {
+    if P::poll_ready(s) {
         return mask;
     }
     mask & !(bindings::EPOLLIN
@@ -290,17 +453,22 @@ unsafe extern "C" fn gate_poll(
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_mmap(
+unsafe extern "C" fn gate_mmap<P: GatePolicy>(
     file: *mut bindings::file,
     sock: *mut bindings::socket,
     vma: *mut bindings::vm_area_struct,
 ) -> i32 {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
-    if let Err(e) = dp::enter(s, false, s.file_nonblock()) {
+    if let Err(e) = P::enter(s, false, s.file_nonblock()) {
         return errno(e);
     }
+    let Some(_m) = ModRef::try_get() else {
+        return -(bindings::ECONNABORTED as i32);
+    };
+    // Past the gate: the module reference covers the call.
+    drop(c);
     match next_ops(s).map(|o| o.mmap) {
         // SAFETY: dispatching the kernel's own call.
         Ok(Some(f)) => unsafe { f(file, sock, vma) },
@@ -326,20 +494,25 @@ fn needs_install(level: i32, name: i32) -> bool {
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_setsockopt(
+unsafe extern "C" fn gate_setsockopt<P: GatePolicy>(
     sock: *mut bindings::socket,
     level: i32,
     name: i32,
     val: bindings::sockptr_t,
     len: u32,
 ) -> i32 {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
     if needs_install(level, name) {
-        if let Err(e) = dp::enter(s, true, s.file_nonblock()) {
+        if let Err(e) = P::enter(s, true, s.file_nonblock()) {
             return errno(e);
         }
+        let Some(_m) = ModRef::try_get() else {
+            return -(bindings::ECONNABORTED as i32);
+        };
+        // Past the gate: the module reference covers the call.
+        drop(c);
         return match next_ops(s).map(|o| o.setsockopt) {
             // SAFETY: dispatching the kernel's own call.
             Ok(Some(f)) => unsafe { f(sock, level, name, val, len) },
@@ -359,20 +532,25 @@ unsafe extern "C" fn gate_setsockopt(
 /// # Safety
 ///
 /// Called by the kernel with a live socket carrying our stream gate.
-unsafe extern "C" fn gate_getsockopt(
+unsafe extern "C" fn gate_getsockopt<P: GatePolicy>(
     sock: *mut bindings::socket,
     level: i32,
     name: i32,
     val: *mut kernel::ffi::c_char,
     len: *mut i32,
 ) -> i32 {
-    let _c = Inflight::enter();
+    let c = Inflight::enter();
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
     if needs_install(level, name) {
-        if let Err(e) = dp::enter(s, false, s.file_nonblock()) {
+        if let Err(e) = P::enter(s, false, s.file_nonblock()) {
             return errno(e);
         }
+        let Some(_m) = ModRef::try_get() else {
+            return -(bindings::ECONNABORTED as i32);
+        };
+        // Past the gate: the module reference covers the call.
+        drop(c);
         return match next_ops(s).map(|o| o.getsockopt) {
             // SAFETY: dispatching the kernel's own call.
             Ok(Some(f)) => unsafe { f(sock, level, name, val, len) },
@@ -394,11 +572,12 @@ unsafe extern "C" fn gate_getsockopt(
 /// Called by the kernel from `__sock_release` on a socket carrying one of
 /// our tables.
 unsafe extern "C" fn gate_release(sock: *mut bindings::socket) -> i32 {
-    let _c = Inflight::enter();
+    // Not counted in `INFLIGHT`: the socket's module reference, which
+    // `__sock_release` drops only after this returns, covers the call
+    // (a lingering close may block here for its linger time).
     // SAFETY: live socket (kernel).
     let s = unsafe { Socket::from_raw(sock) };
     let v6 = s.sk().is_some_and(|sk| sk.is_v6());
-    dp::release(s);
     // `inet(6)_release` is also what kTLS's tables carry.
     // SAFETY: the family's static table; dispatching the kernel's call.
     match unsafe { (*base_ops(v6)).release } {
@@ -438,7 +617,7 @@ unsafe extern "C" fn listen_setsockopt(
 /// Wait (interruptibly, up to `timeo` jiffies and at most half a second, so
 /// a draining module is noticed) until `listener` has a child queued.
 /// Returns the jiffies left.
-fn wait_for_child(listener: &Sock, timeo: isize) -> isize {
+fn wait_for_child<P: GatePolicy>(listener: &Sock, timeo: isize) -> isize {
     let mut w = MaybeUninit::<bindings::wait_queue_entry>::zeroed();
     let wq = listener.sleep_queue();
     // SAFETY: `w` lives on this stack frame until `finish_wait` removed it;
@@ -453,7 +632,7 @@ fn wait_for_child(listener: &Sock, timeo: isize) -> isize {
         let icsk = listener.as_ptr().cast::<bindings::inet_connection_sock>();
         let empty =
             ptr::read_volatile(ptr::addr_of!((*icsk).icsk_accept_queue.rskq_accept_head)).is_null();
-        let left = if empty && !dp::draining() {
+        let left = if empty && !P::draining() {
             let hz = bindings::CONFIG_HZ as isize;
             let slice = core::cmp::min(timeo, hz / 2);
             timeo - slice + bindings::schedule_timeout(slice)
@@ -469,7 +648,7 @@ fn wait_for_child(listener: &Sock, timeo: isize) -> isize {
 ///
 /// Called by the kernel (`do_accept`) on a listener carrying our listen
 /// gate, with `newsock` allocated but without an fd yet.
-unsafe extern "C" fn listen_accept(
+unsafe extern "C" fn listen_accept<P: GatePolicy>(
     sock: *mut bindings::socket,
     newsock: *mut bindings::socket,
     arg: *mut bindings::proto_accept_arg,
@@ -481,11 +660,8 @@ unsafe extern "C" fn listen_accept(
         return -(bindings::EINVAL as i32);
     };
     let v6 = lsk.is_v6();
-    // `do_accept` gave the new socket the listener's (our) ops. The child is
-    // grafted onto it inside `inet_accept`, possibly while the worker is
-    // installing kTLS on that child (pre-accept install): kTLS must then
-    // find the family's ops there, never ours (it snapshots them into its
-    // global tables). No app thread can reach the socket before we return.
+    // `do_accept` gave the new socket the listener's (our) ops; it is
+    // nobody's but ours until we return (no fd yet).
     n.set_ops(base_ops(v6));
     // SAFETY: `arg` is the kernel's, live for the call.
     let caller_flags = unsafe { (*arg).flags };
@@ -504,7 +680,7 @@ unsafe extern "C" fn listen_accept(
         if err != -(bindings::EAGAIN as i32) || !blocking {
             break err;
         }
-        if dp::draining() {
+        if P::draining() {
             break -(bindings::ECONNABORTED as i32);
         }
         if timeo == 0 {
@@ -514,17 +690,24 @@ unsafe extern "C" fn listen_accept(
             // SAFETY: no preconditions.
             break unsafe { bindings::sock_intr_errno(timeo) };
         }
-        timeo = wait_for_child(lsk, timeo);
+        timeo = wait_for_child::<P>(lsk, timeo);
     };
     // Until the fd exists no app thread can reach the child, so the
     // datapath decides (kTLS's ops, the family's, or — for a flow still
     // waiting for keys — the stream gate, under its flow lock).
     n.set_ops(base_ops(v6));
-    if err != 0 {
-        return err;
+    let rc = if err != 0 {
+        err
+    } else {
+        match P::accepted(n, v6) {
+            Ok(()) => 0,
+            Err(e) => errno(e),
+        }
+    };
+    // `do_accept` took a module reference for `n` with our listen gate on
+    // it; the new socket keeps it only if it leaves with our stream gate.
+    if !is_ours(n.ops()) {
+        module_put();
     }
-    match dp::accepted(n, v6) {
-        Ok(()) => 0,
-        Err(e) => errno(e),
-    }
+    rc
 }

@@ -1,34 +1,46 @@
 // SPDX-License-Identifier: GPL-2.0
-//! kTLS from kernel context: `TCP_ULP "tls"`, then `TLS_TX`, `TLS_RX` and
-//! `TLS_RX_EXPECT_NO_PAD`, each through `sk->sk_prot->setsockopt` with a
-//! kernel buffer (datapath design, Part 2 §3.1), TLS 1.3 records.
+//! kTLS from kernel context: attach, `TLS_TX`, `TLS_RX` and
+//! `TLS_RX_EXPECT_NO_PAD` in one step under the socket lock, through
+//! `tls_sk_install_locked` (kernel patch 0004, net/tls), TLS 1.3 records.
 //!
-//! C header: [include/uapi/linux/tls.h](srctree/include/uapi/linux/tls.h)
+//! C header: [include/uapi/linux/tls.h](srctree/include/uapi/linux/tls.h),
+//! [include/net/tls.h](srctree/include/net/tls.h) (patched)
 //!
-//! Preconditions (each a trap in the design notes): process context, the
-//! socket lock *not* held (every step takes it), `sk->sk_socket` set (the
-//! real socket, or a shadow), ESTABLISHED or CLOSE_WAIT (the ULP goes on
-//! under the socket lock through `SockLock::set_ulp_tls`, which lets kTLS
-//! attach to a socket whose peer half-closed already), no ULP and no socket
-//! map yet,
-//! `tls.ko` loaded (ULP autoload needs the caller's CAP_NET_ADMIN, which pod
-//! processes lack: [`load_tls`] at module init). The crypto_info buffers hold
-//! keys: they are wiped before they go out of scope.
+//! Why one step and not the `setsockopt` sequence (`TCP_ULP`, `TLS_TX`,
+//! `TLS_RX`): each of those takes and drops the socket lock and publishes
+//! its intermediate `sk_prot` and `sock->ops` (after `TLS_TX` alone,
+//! `recvmsg` is still TCP's: a concurrent reader would get ciphertext), and
+//! kTLS writes `sk->sk_socket->ops` and copies them as its tables' base,
+//! which forced a stand-in `struct socket` that lockless readers could use
+//! after it was freed (review H1). The helper never touches
+//! `sk->sk_socket`, takes the base ops as an argument, changes `sk_prot`
+//! once and returns the final ops, which the caller publishes under the
+//! same lock ([`SockLock::publish_ops`]). It accepts CLOSE_WAIT (the peer
+//! half-closed before the keys were in).
+//!
+//! Preconditions: process context, the socket lock owned by the caller
+//! (a [`SockLock`]), no ULP and no socket map, `tls.ko` loaded (a symbol
+//! dependency of this module: it cannot be unloaded under us). The
+//! crypto_info buffers hold keys: they are wiped before they go out of
+//! scope. May touch: the socket under its lock; nothing else.
 
 use crate::keys::schedule::{zeroize, Cipher, DirKeys, FlowKeys};
-use crate::sys::sock::Sock;
-use kernel::{bindings, c_str, prelude::*};
+use crate::sys::sock::{OpsPtr, SockLock};
+use kernel::{bindings, prelude::*};
 
-/// Ask for `tls.ko` now (init runs as root), so that installs from pod
-/// contexts find the ULP.
-pub(crate) fn load_tls() {
-    // SAFETY: a constant module name; `request_module` may sleep (init is
-    // process context).
-    let rc = unsafe { bindings::__request_module(true, c_str!("tls").as_char_ptr()) };
-    // A failure is logged by the installs that need it (`kTLS TCP_ULP`).
-    if rc != 0 {
-        pr_debug!("request_module(tls): {}\n", rc);
-    }
+extern "C" {
+    /// `net/tls/tls_main.c` (kernel patch 0004), `EXPORT_SYMBOL_GPL`;
+    /// declared in `include/net/tls.h`, which the bindings do not include.
+    fn tls_sk_install_locked(
+        sk: *mut kernel::ffi::c_void,
+        base_ops: *const bindings::proto_ops,
+        tx: *mut bindings::tls_crypto_info,
+        tx_len: kernel::ffi::c_uint,
+        rx: *mut bindings::tls_crypto_info,
+        rx_len: kernel::ffi::c_uint,
+        rx_no_pad: bool,
+        ops: *mut *const bindings::proto_ops,
+    ) -> kernel::ffi::c_int;
 }
 
 /// A `tls12_crypto_info_*` for one direction, as bytes; wiped on drop.
@@ -98,32 +110,42 @@ impl CryptoInfo {
     }
 }
 
-/// Install kTLS TX and RX on `sk` with `keys` (`client`: which end we are).
-/// On error the socket may be half-installed: the caller resets it.
-pub(crate) fn install(sk: &Sock, keys: &FlowKeys, client: bool) -> Result {
+/// Install kTLS TX and RX on the locked socket with `keys` (`client`:
+/// which end we are); `base`: the family's stream ops. Returns the ops
+/// kTLS chose, for [`SockLock::publish_ops`] under the same lock. On error
+/// the socket may be half set up (its close frees that): the caller
+/// resets it.
+pub(crate) fn install_locked(
+    l: &SockLock<'_>,
+    keys: &FlowKeys,
+    client: bool,
+    base: *const bindings::proto_ops,
+) -> Result<OpsPtr> {
     let (tx, rx) = keys.tx_rx(client);
     let mut tx = CryptoInfo::new(tx)?;
     let mut rx = CryptoInfo::new(rx)?;
-    let step = |what: &str, r: Result| {
-        if let Err(e) = r {
-            pr_info!("kTLS {}: {:?}\n", what, e);
-        }
-        r
+    let (tx_len, rx_len) = (u32::try_from(tx.len)?, u32::try_from(rx.len)?);
+    let mut ops: *const bindings::proto_ops = core::ptr::null();
+    // SAFETY: `l` owns the lock of a live TCP sock (what the helper asserts);
+    // the buffers are kernel memory of the lengths given, live for the
+    // call (copied by kTLS); `ops` is a valid out pointer; both ends are
+    // this module and kTLS TX never pads, so `rx_no_pad` holds.
+    let rc = unsafe {
+        tls_sk_install_locked(
+            l.sock().as_ptr().cast(),
+            base,
+            tx.bytes().as_mut_ptr().cast(),
+            tx_len,
+            rx.bytes().as_mut_ptr().cast(),
+            rx_len,
+            true,
+            &mut ops,
+        )
     };
-    step("TCP_ULP", sk.lock().set_ulp_tls())?;
-    step(
-        "TLS_TX",
-        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_TX, tx.bytes()),
-    )?;
-    step(
-        "TLS_RX",
-        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX, rx.bytes()),
-    )?;
-    // Both ends are this module and kTLS TX never pads: zero-copy decrypt.
-    let mut one = 1i32.to_ne_bytes();
-    step(
-        "TLS_RX_EXPECT_NO_PAD",
-        sk.setsockopt(bindings::SOL_TLS, bindings::TLS_RX_EXPECT_NO_PAD, &mut one),
-    )?;
-    Ok(())
+    if rc < 0 {
+        let e = Error::from_errno(rc);
+        pr_info!("kTLS install: {:?}\n", e);
+        return Err(e);
+    }
+    OpsPtr::new(ops).ok_or(EINVAL)
 }

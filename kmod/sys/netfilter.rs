@@ -18,6 +18,14 @@
 use crate::sys::sock::Sock;
 use kernel::{bindings, prelude::*, types::Opaque};
 
+/// Who judges the segments (the datapath's wire guard, registered in
+/// [`LocalOutHooks::register`]; this file never names it).
+pub(crate) trait SegmentGuard: 'static {
+    /// The verdict on an outgoing TCP payload segment of `sk`. Any
+    /// context, preemption may be off, inside an RCU read section.
+    fn check(sk: &Sock, seg: &Segment) -> Verdict;
+}
+
 /// What the guard decided for a packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -71,14 +79,14 @@ const TCP_DOFF_OFF: usize = 12;
 /// # Safety
 ///
 /// Called by netfilter with a live skb and hook state.
-unsafe extern "C" fn local_out(
+unsafe extern "C" fn local_out<G: SegmentGuard>(
     _priv: *mut core::ffi::c_void,
     skb: *mut bindings::sk_buff,
     state: *const bindings::nf_hook_state,
 ) -> u32 {
     // SAFETY: netfilter passes a live skb and state (caller).
     match unsafe { segment(skb, state) } {
-        Some((sk, seg)) => match crate::datapath::guard::check(sk, &seg) {
+        Some((sk, seg)) => match G::check(sk, &seg) {
             Verdict::Accept => bindings::NF_ACCEPT,
             Verdict::Drop => bindings::NF_DROP,
         },
@@ -154,11 +162,11 @@ struct HookOps([bindings::nf_hook_ops; 2]);
 // reads it (`const struct nf_hook_ops *`).
 unsafe impl Sync for HookOps {}
 
-const fn hook_ops(pf: u32) -> bindings::nf_hook_ops {
+const fn hook_ops<G: SegmentGuard>(pf: u32) -> bindings::nf_hook_ops {
     // SAFETY: all-zero is a valid `nf_hook_ops` (null pointers, no device,
     // `NF_HOOK_OP_UNDEFINED`).
     let mut o: bindings::nf_hook_ops = unsafe { core::mem::zeroed() };
-    o.hook = Some(local_out);
+    o.hook = Some(local_out::<G>);
     o.pf = pf as u8;
     o.hooknum = bindings::nf_inet_hooks_NF_INET_LOCAL_OUT;
     // Last: the guard sees the segment as it leaves (after any mangling).
@@ -166,19 +174,27 @@ const fn hook_ops(pf: u32) -> bindings::nf_hook_ops {
     o
 }
 
-static HOOKS: HookOps = HookOps([
-    hook_ops(bindings::NFPROTO_IPV4),
-    hook_ops(bindings::NFPROTO_IPV6),
-]);
+/// The tables for guard `G` (one static per guard type, built at compile
+/// time).
+struct Tables<G>(core::marker::PhantomData<G>);
+
+impl<G: SegmentGuard> Tables<G> {
+    const HOOKS: HookOps = HookOps([
+        hook_ops::<G>(bindings::NFPROTO_IPV4),
+        hook_ops::<G>(bindings::NFPROTO_IPV6),
+    ]);
+    const STATIC: &'static HookOps = &Self::HOOKS;
+}
 
 /// Pernet `init`: the hooks in namespace `net`.
 ///
 /// # Safety
 ///
 /// Called by the pernet machinery with a live namespace.
-unsafe extern "C" fn net_init(net: *mut bindings::net) -> i32 {
-    // SAFETY: live namespace (caller); `HOOKS` is static.
-    unsafe { bindings::nf_register_net_hooks(net, HOOKS.0.as_ptr(), HOOKS.0.len() as u32) }
+unsafe extern "C" fn net_init<G: SegmentGuard>(net: *mut bindings::net) -> i32 {
+    let hooks = &Tables::<G>::STATIC.0;
+    // SAFETY: live namespace (caller); the table is static.
+    unsafe { bindings::nf_register_net_hooks(net, hooks.as_ptr(), hooks.len() as u32) }
 }
 
 /// Pernet `exit`: the namespace goes, or the subsystem is unregistered.
@@ -186,10 +202,11 @@ unsafe extern "C" fn net_init(net: *mut bindings::net) -> i32 {
 /// # Safety
 ///
 /// Called by the pernet machinery with a namespace `net_init` succeeded on.
-unsafe extern "C" fn net_exit(net: *mut bindings::net) {
+unsafe extern "C" fn net_exit<G: SegmentGuard>(net: *mut bindings::net) {
+    let hooks = &Tables::<G>::STATIC.0;
     // SAFETY: registered by `net_init` in this namespace; waits for
     // running hooks.
-    unsafe { bindings::nf_unregister_net_hooks(net, HOOKS.0.as_ptr(), HOOKS.0.len() as u32) }
+    unsafe { bindings::nf_unregister_net_hooks(net, hooks.as_ptr(), hooks.len() as u32) }
 }
 
 /// The hooks, registered in every namespace while this lives.
@@ -211,11 +228,11 @@ unsafe impl Sync for LocalOutHooks {}
 
 impl LocalOutHooks {
     /// Register (process context). Calls `net_init` for every namespace.
-    pub(crate) fn register() -> Result<Self> {
+    pub(crate) fn register<G: SegmentGuard>() -> Result<Self> {
         let ops = KBox::new(
             Opaque::new(bindings::pernet_operations {
-                init: Some(net_init),
-                exit: Some(net_exit),
+                init: Some(net_init::<G>),
+                exit: Some(net_exit::<G>),
                 ..Default::default()
             }),
             GFP_KERNEL,

@@ -16,7 +16,7 @@
 
 use crate::state::mapping::IpAddr;
 use core::ptr;
-use kernel::{bindings, c_str, prelude::*, types::Opaque};
+use kernel::{bindings, prelude::*, types::Opaque};
 
 /// `AF_INET`, `AF_INET6` as the kernel stores them in `sk_family`.
 const AF_INET: u16 = bindings::AF_INET as u16;
@@ -269,28 +269,12 @@ impl Sock {
         unsafe { bindings::tcp_abort(self.raw(), err) };
     }
 
-    /// Wake writers and every poller (install or failure changed readiness).
-    pub(crate) fn wake(&self) {
-        // SAFETY: live sock; the callbacks are the stack's (or kTLS's) and
-        // may be called from process context.
-        unsafe {
-            let sk = self.raw();
-            if let Some(f) = (*sk).sk_write_space {
-                f(sk);
-            }
-            if let Some(f) = (*sk).sk_state_change {
-                f(sk);
-            }
-        }
-    }
-
     /// Address of the sock, as a table key.
     pub(crate) fn key(&self) -> usize {
         self.raw() as usize
     }
 
-    /// The socket's wait queue (the real socket's, also while a shadow is
-    /// grafted: `sk_wq` is not touched by the shadow).
+    /// The socket's wait queue.
     pub(crate) fn sleep_queue(&self) -> *mut bindings::wait_queue_head {
         // SAFETY: live sock.
         unsafe { bindings::sk_sleep(self.raw()) }
@@ -310,49 +294,6 @@ impl Sock {
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::sock {
         self.raw()
-    }
-
-    /// The protocol ops (`sk_prot`).
-    pub(crate) fn prot(&self) -> *const bindings::proto {
-        // SAFETY: plain read.
-        unsafe {
-            ptr::read_volatile(ptr::addr_of!((*self.raw()).__sk_common.skc_prot)).cast_const()
-        }
-    }
-
-    /// Swap `sk_prot`. Only while the app cannot reach the socket (a
-    /// passive child before `accept()` returns).
-    pub(crate) fn set_prot(&self, prot: *const bindings::proto) {
-        // SAFETY: pointer store (`WRITE_ONCE`); the caller owns the moment.
-        unsafe {
-            ptr::write_volatile(
-                ptr::addr_of_mut!((*self.raw()).__sk_common.skc_prot),
-                prot.cast_mut(),
-            )
-        };
-    }
-
-    /// `setsockopt` through `sk_prot` with a kernel buffer, as
-    /// `sock_common_setsockopt` does. Process context, lock not held.
-    pub(crate) fn setsockopt(&self, level: u32, name: u32, val: &mut [u8]) -> Result {
-        crate::sys::rcu::might_sleep();
-        let len = u32::try_from(val.len())?;
-        // SAFETY: live sock; `val` is a kernel buffer of `len` bytes for the
-        // duration of the call.
-        let rc = unsafe {
-            bindings::sk_setsockopt_kernel(
-                self.raw(),
-                level as i32,
-                name as i32,
-                val.as_mut_ptr().cast(),
-                len,
-            )
-        };
-        if rc < 0 {
-            Err(Error::from_errno(rc))
-        } else {
-            Ok(())
-        }
     }
 }
 
@@ -432,6 +373,47 @@ impl Socket {
         unsafe { ptr::write_volatile(ptr::addr_of_mut!((*self.as_ptr()).ops), ops) };
     }
 
+    /// Replace the ops if they are still `from` (`cmpxchg`): of two
+    /// racing swaps, one wins. Returns whether this one did.
+    pub(crate) fn swap_ops(
+        &self,
+        from: *const bindings::proto_ops,
+        to: *const bindings::proto_ops,
+    ) -> bool {
+        // SAFETY: live socket; the field is a pointer that other writers
+        // store with `WRITE_ONCE` (aligned, pointer-sized).
+        let field = unsafe {
+            &*ptr::addr_of_mut!((*self.as_ptr()).ops)
+                .cast::<core::sync::atomic::AtomicPtr<bindings::proto_ops>>()
+        };
+        field
+            .compare_exchange(
+                from.cast_mut(),
+                to.cast_mut(),
+                core::sync::atomic::Ordering::AcqRel,
+                core::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The socket is being released, or has no file (a kernel socket,
+    /// released by `sock_release`): its file's count is zero, so
+    /// `__sock_release` may have loaded its ops already
+    /// (`net/socket.c` `sock_close` runs at the last `fput`).
+    pub(crate) fn releasing(&self) -> bool {
+        // SAFETY: live socket; `file` lives until `__sock_release` is done
+        // with the socket (it is freed after `sock_close` returns);
+        // `f_count` is an `atomic_long_t`.
+        unsafe {
+            let f = ptr::read_volatile(ptr::addr_of!((*self.as_ptr()).file));
+            if f.is_null() {
+                return true;
+            }
+            let c = &*ptr::addr_of!((*f).f_count).cast::<core::sync::atomic::AtomicI64>();
+            c.load(core::sync::atomic::Ordering::Acquire) == 0
+        }
+    }
+
     /// Non-blocking file (`O_NONBLOCK`).
     pub(crate) fn file_nonblock(&self) -> bool {
         // SAFETY: live socket; `file` is set for sockets with an fd and
@@ -443,161 +425,19 @@ impl Socket {
     }
 }
 
-/// Install kTLS on a passive child before `accept()` has taken it (its
-/// `sk_socket` is NULL; kTLS needs one): a private stand-in `struct socket`
-/// is grafted while `install` runs, unless `accept()` grafted the real one
-/// first (`Ok(None)`: nothing done, the caller leaves the install to
-/// accept). On success returns the ops kTLS chose for the socket, for
-/// `accept()` to put on the real socket. If `accept()` grafts the real
-/// socket meanwhile, kTLS finishes on it (its ops are then the family's:
-/// our accept sets them first) and the stand-in is simply dropped.
-pub(crate) fn install_preaccept(
-    sk: &Sock,
-    base: *const bindings::proto_ops,
-    install: impl FnOnce() -> Result,
-) -> Result<Option<OpsPtr>> {
-    crate::sys::rcu::might_sleep();
-    let shadow = KBox::new(
-        // SAFETY: all-zero is a valid `socket_alloc` (plain data and null
-        // pointers), as `kzalloc` would give.
-        unsafe { core::mem::zeroed::<bindings::socket_alloc>() },
-        GFP_KERNEL,
-    )?;
-    let shadow = KBox::into_raw(shadow);
-    let sh_sock = shadow.cast::<bindings::socket>();
-    // SAFETY: ours; the socket is the first field of `socket_alloc`.
-    unsafe {
-        (*sh_sock).state = bindings::socket_state_SS_CONNECTED;
-        (*sh_sock).type_ = bindings::sock_type_SOCK_STREAM as i16;
-        (*sh_sock).sk = sk.as_ptr();
-        (*sh_sock).ops = base;
-    }
-    // SAFETY: live sock; `sk_callback_lock` is what `sock_graft` takes, so
-    // the NULL check and the graft are atomic with respect to accept.
-    let grafted = unsafe {
-        let lock = ptr::addr_of_mut!((*sk.as_ptr()).sk_callback_lock);
-        bindings::write_lock_bh(lock);
-        let free = (*sk.as_ptr()).sk_socket.is_null();
-        if free {
-            bindings::sk_set_socket(sk.as_ptr(), sh_sock);
-        }
-        bindings::write_unlock_bh(lock);
-        free
-    };
-    if !grafted {
-        // SAFETY: from `KBox::into_raw`; never published.
-        drop(unsafe { KBox::from_raw(shadow) });
-        return Ok(None);
-    }
-    let res = install();
-    // SAFETY: as above; ungraft only if accept has not replaced us.
-    let ops = unsafe {
-        let lock = ptr::addr_of_mut!((*sk.as_ptr()).sk_callback_lock);
-        bindings::write_lock_bh(lock);
-        if ptr::eq((*sk.as_ptr()).sk_socket, sh_sock) {
-            bindings::sk_set_socket(sk.as_ptr(), ptr::null_mut());
-        }
-        bindings::write_unlock_bh(lock);
-        (*sh_sock).ops
-    };
-    // SAFETY: from `KBox::into_raw`; no longer grafted (or replaced).
-    drop(unsafe { KBox::from_raw(shadow) });
-    res.map(|()| Some(OpsPtr(ops)))
-}
-
 /// A socket ops table kTLS chose (a static table in tls.ko, which cannot
-/// be unloaded while a socket uses it).
+/// be unloaded while this module, which uses its symbols, is loaded).
 #[derive(Clone, Copy)]
 pub(crate) struct OpsPtr(*const bindings::proto_ops);
 
 // SAFETY: a pointer to an immutable static table.
 unsafe impl Send for OpsPtr {}
 
-impl Socket {
-    /// Put kTLS's ops (from [`install_preaccept`]) on an accepted socket
-    /// that no app thread can reach yet, as kTLS would have: its ops, and
-    /// no `SOCK_SUPPORT_ZC`.
-    pub(crate) fn set_tls_ops(&self, ops: OpsPtr) {
-        // SAFETY: live socket; the flags word is updated atomically.
-        unsafe {
-            let word =
-                ptr::addr_of_mut!((*self.as_ptr()).flags).cast::<core::sync::atomic::AtomicUsize>();
-            (*word).fetch_and(
-                !(1usize << bindings::SOCK_SUPPORT_ZC),
-                core::sync::atomic::Ordering::SeqCst,
-            );
-        }
-        self.set_ops(ops.0);
+impl OpsPtr {
+    /// `ops` as kTLS returned it (non-null).
+    pub(crate) fn new(ops: *const bindings::proto_ops) -> Option<Self> {
+        (!ops.is_null()).then_some(Self(ops))
     }
-}
-
-/// Run `install` on `sk` while a private stand-in `struct socket` is grafted
-/// in place of `real`: kTLS rewrites `sk->sk_socket->ops` while it installs,
-/// so app threads keep seeing `real`'s ops (the gate) until TX and RX are
-/// both in. On success the stand-in's final ops (kTLS's) are copied into
-/// `real`, `SOCK_SUPPORT_ZC` follows the stand-in, and waiters are woken.
-/// `base` is the ops kTLS must see as the socket's own (the family's stream
-/// ops). Process context; no socket lock held.
-pub(crate) fn install_shadowed(
-    sk: &Sock,
-    real: &Socket,
-    base: *const bindings::proto_ops,
-    install: impl FnOnce() -> Result,
-) -> Result {
-    crate::sys::rcu::might_sleep();
-    let shadow = KBox::new(
-        // SAFETY: all-zero is a valid `socket_alloc` (plain data and null
-        // pointers), as the kernel's `kzalloc` of one would be.
-        unsafe { core::mem::zeroed::<bindings::socket_alloc>() },
-        GFP_KERNEL,
-    )?;
-    let shadow = KBox::into_raw(shadow);
-    let sh_sock = shadow.cast::<bindings::socket>();
-    // SAFETY: `shadow` is ours; `real` is live (caller). `socket_alloc`
-    // starts with the socket; inode fields are copied from the real one the
-    // way `SOCK_INODE` finds it (the socket is the first field).
-    unsafe {
-        let r = real.as_ptr();
-        (*sh_sock).state = (*r).state;
-        (*sh_sock).type_ = (*r).type_;
-        (*sh_sock).flags = (*r).flags;
-        (*sh_sock).file = (*r).file;
-        (*sh_sock).sk = sk.as_ptr();
-        (*sh_sock).ops = base;
-        let real_alloc = r.cast::<bindings::socket_alloc>();
-        (*shadow).vfs_inode.i_ino = (*real_alloc).vfs_inode.i_ino;
-        (*shadow).vfs_inode.i_uid = (*real_alloc).vfs_inode.i_uid;
-    }
-    let graft = |to: *mut bindings::socket| {
-        // SAFETY: live sock; `sk_callback_lock` is what `sock_graft` takes.
-        unsafe {
-            let lock = ptr::addr_of_mut!((*sk.as_ptr()).sk_callback_lock);
-            bindings::write_lock_bh(lock);
-            bindings::sk_set_socket(sk.as_ptr(), to);
-            bindings::write_unlock_bh(lock);
-        }
-    };
-    graft(sh_sock);
-    let res = install();
-    graft(real.as_ptr());
-    if res.is_ok() {
-        // SAFETY: both sockets are live; bit ops on their flags words.
-        unsafe {
-            let zc = bindings::SOCK_SUPPORT_ZC;
-            if ((*sh_sock).flags >> zc) & 1 == 0 {
-                // `clear_bit`: the flags word is updated atomically elsewhere.
-                let word = ptr::addr_of_mut!((*real.as_ptr()).flags)
-                    .cast::<core::sync::atomic::AtomicUsize>();
-                (*word).fetch_and(!(1usize << zc), core::sync::atomic::Ordering::SeqCst);
-            }
-            real.set_ops((*sh_sock).ops);
-        }
-        sk.wake();
-    }
-    // SAFETY: from `KBox::into_raw` above; no one refers to it any more
-    // (the real socket is grafted back).
-    drop(unsafe { KBox::from_raw(shadow) });
-    res
 }
 
 /// The socket lock (`lock_sock`), released on drop. Process context.
@@ -613,41 +453,46 @@ impl Sock {
     }
 }
 
-impl SockLock<'_> {
-    /// Attach the kTLS ULP (`tcp_set_ulp(sk, "tls")`, what `TCP_ULP` does)
-    /// with this lock held.
-    ///
-    /// kTLS attaches only to ESTABLISHED sockets (`tls_init`). A socket
-    /// whose peer already sent its data and FIN (CLOSE_WAIT: a client that
-    /// writes and half-closes at once, faster than the keys) carries
-    /// records both ways just as well — kTLS's RX reads the queued records
-    /// and then EOF, TX sends — so for the duration of the call it is shown
-    /// to kTLS as ESTABLISHED. Nothing else can act on the state meanwhile:
-    /// the lock is owned, so segments go to the backlog and TCP's timers
-    /// back off; a lockless reader (`ss`, a poll of the gated socket) may
-    /// see ESTABLISHED for that moment.
-    pub(crate) fn set_ulp_tls(&self) -> Result {
-        let sk = self.0.raw();
-        let shown = self.0.state() == tcp_state::CLOSE_WAIT;
-        // SAFETY: the socket lock is owned (self), so the stack does not
-        // change the state under us; the byte is restored below before the
-        // lock is released.
-        let state = unsafe { ptr::addr_of_mut!((*sk).__sk_common.skc_state) };
-        if shown {
-            // SAFETY: see above; a byte store, as `inet_sk_state_store` does.
-            unsafe { ptr::write_volatile(state, tcp_state::ESTABLISHED as u8) };
+impl<'a> SockLock<'a> {
+    /// The locked sock.
+    pub(crate) fn sock(&self) -> &'a Sock {
+        self.0
+    }
+
+    /// The app's socket, if grafted. Live while this lock is held: a
+    /// socket is orphaned (`sock_orphan` in `tcp_close`, `sk_socket` set to
+    /// NULL) only under this lock, before it is freed.
+    pub(crate) fn socket(&self) -> Option<&Socket> {
+        let p = self.0.socket_ptr();
+        // SAFETY: non-null and live while the lock is held (see above).
+        (!p.is_null()).then(|| unsafe { Socket::from_raw(p) })
+    }
+
+    /// Put the ops kTLS chose on the app's socket (if it still has one),
+    /// as kTLS itself would have at the end of its setup. Under the lock
+    /// that installed them, so `sk_prot` and the ops never disagree for a
+    /// locked reader.
+    pub(crate) fn publish_ops(&self, ops: OpsPtr) {
+        if let Some(s) = self.socket() {
+            crate::sys::gate::gate_off(s, ops.0, true);
         }
-        // SAFETY: live TCP sock with its lock owned (`tcp_set_ulp` asserts
-        // `sock_owned_by_me`); a constant NUL-terminated ULP name.
-        let rc = unsafe { bindings::tcp_set_ulp(sk, c_str!("tls").as_char_ptr()) };
-        if shown {
-            // SAFETY: as above.
-            unsafe { ptr::write_volatile(state, tcp_state::CLOSE_WAIT as u8) };
+    }
+
+    /// Wake writers and every poller (an install or a failure changed
+    /// readiness). Under the socket lock: `sk_write_space` may be kTLS's,
+    /// whose context a concurrent `close` frees under this lock (review L8).
+    pub(crate) fn wake(&self) {
+        // SAFETY: live sock with its lock owned; the callbacks are the
+        // stack's or kTLS's and may be called from process context.
+        unsafe {
+            let sk = self.0.raw();
+            if let Some(f) = (*sk).sk_write_space {
+                f(sk);
+            }
+            if let Some(f) = (*sk).sk_state_change {
+                f(sk);
+            }
         }
-        if rc < 0 {
-            return Err(Error::from_errno(rc));
-        }
-        Ok(())
     }
 }
 
@@ -658,21 +503,13 @@ impl Drop for SockLock<'_> {
     }
 }
 
-/// The app's socket of a flow, as a pointer whose validity the datapath's
-/// flow lock guarantees (the gate's `release` clears it under that lock
-/// before the socket goes away).
+/// `sk->sk_socket` as read in a context that keeps it alive for a while
+/// (a state probe under the socket lock; the unload drain under it): the
+/// holder says why when it dereferences. Never stored.
 #[derive(Clone, Copy)]
 pub(crate) struct SocketPtr(ptr::NonNull<bindings::socket>);
 
-// SAFETY: a plain pointer; dereferenced only under the flow lock (see the
-// type's doc).
-unsafe impl Send for SocketPtr {}
-
 impl SocketPtr {
-    pub(crate) fn new(s: &Socket) -> Self {
-        Self(ptr::NonNull::from(&s.0).cast())
-    }
-
     /// From `sk->sk_socket`, if set.
     pub(crate) fn of(sk: &Sock) -> Option<Self> {
         ptr::NonNull::new(sk.socket_ptr()).map(Self)
@@ -684,10 +521,6 @@ impl SocketPtr {
     pub(crate) unsafe fn get<'a>(self) -> &'a Socket {
         // SAFETY: live per the caller.
         unsafe { Socket::from_raw(self.0.as_ptr()) }
-    }
-
-    pub(crate) fn is(self, s: &Socket) -> bool {
-        ptr::eq(self.0.as_ptr(), s.as_ptr())
     }
 }
 
@@ -790,6 +623,43 @@ pub(crate) fn poison_prot(v6: bool) -> *const bindings::proto {
     POISON[usize::from(v6)].0.get().cast()
 }
 
-pub(crate) fn is_poison(p: *const bindings::proto) -> bool {
-    ptr::eq(p, poison_prot(false)) || ptr::eq(p, poison_prot(true))
+fn swap_prot(sk: &Sock, from: *const bindings::proto, to: *const bindings::proto) -> bool {
+    // SAFETY: live sock; `sk_prot` is a pointer the stack stores with
+    // `WRITE_ONCE` (aligned, pointer-sized).
+    let field = unsafe {
+        &*ptr::addr_of_mut!((*sk.raw()).__sk_common.skc_prot)
+            .cast::<core::sync::atomic::AtomicPtr<bindings::proto>>()
+    };
+    field
+        .compare_exchange(
+            from.cast_mut(),
+            to.cast_mut(),
+            core::sync::atomic::Ordering::AcqRel,
+            core::sync::atomic::Ordering::Acquire,
+        )
+        .is_ok()
+}
+
+/// Put the poison proto on a child whose proto is `base` (the family's),
+/// with a module reference (the poison is module data). `false`: the
+/// module is going away or the proto changed: nothing was done.
+pub(crate) fn poison_on(sk: &Sock, base: *const bindings::proto) -> bool {
+    if !crate::sys::gate::module_try_get() {
+        return false;
+    }
+    if swap_prot(sk, base, poison_prot(sk.is_v6())) {
+        true
+    } else {
+        crate::sys::gate::module_put();
+        false
+    }
+}
+
+/// Take the poison proto off (back to `base`), dropping its module
+/// reference; nothing if it is not on. Any context: of racing callers,
+/// one does it.
+pub(crate) fn poison_off(sk: &Sock, base: *const bindings::proto) {
+    if swap_prot(sk, poison_prot(sk.is_v6()), base) {
+        crate::sys::gate::module_put();
+    }
 }

@@ -37,6 +37,13 @@ impl OwnQueue {
         Ok(Self(wq))
     }
 
+    /// Wait until everything queued so far has run.
+    pub(crate) fn flush(&self) {
+        crate::sys::rcu::might_sleep();
+        // SAFETY: live workqueue (invariant); process context (checked).
+        unsafe { bindings::__flush_workqueue(self.0) };
+    }
+
     pub(crate) fn queue(&self) -> &Queue {
         // SAFETY: live workqueue for as long as `self` (invariant).
         unsafe { Queue::from_raw(self.0) }
@@ -51,7 +58,14 @@ impl Drop for OwnQueue {
     }
 }
 
-/// A module-wide `delayed_work` that calls `crate::datapath::tick`.
+/// What the tick runs (the datapath's deadline tick, registered in
+/// [`Ticker::new`]; this file never names it).
+pub(crate) trait Tick: 'static {
+    /// Process context (a workqueue item).
+    fn tick();
+}
+
+/// A module-wide `delayed_work` that calls a [`Tick`].
 struct TickCell(UnsafeCell<MaybeUninit<bindings::delayed_work>>);
 
 // SAFETY: initialised once in `Ticker::new` before it can be queued; then
@@ -63,17 +77,17 @@ static TICK: TickCell = TickCell(UnsafeCell::new(MaybeUninit::zeroed()));
 /// # Safety
 ///
 /// Called by the workqueue for `TICK`.
-unsafe extern "C" fn tick_fn(_w: *mut bindings::work_struct) {
-    crate::datapath::tick();
+unsafe extern "C" fn tick_fn<T: Tick>(_w: *mut bindings::work_struct) {
+    T::tick();
 }
 
 /// Owner of the tick: cancelled (and waited for) when dropped.
 pub(crate) struct Ticker(());
 
 impl Ticker {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new<T: Tick>() -> Self {
         // SAFETY: nothing can have queued `TICK` yet (only a `Ticker` does).
-        unsafe { bindings::init_delayed_work(TICK.0.get().cast(), Some(tick_fn)) };
+        unsafe { bindings::init_delayed_work(TICK.0.get().cast(), Some(tick_fn::<T>)) };
         Self(())
     }
 
@@ -85,6 +99,16 @@ impl Ticker {
         unsafe {
             bindings::queue_delayed_work(bindings::system_wq, TICK.0.get().cast(), jiffies as usize)
         };
+    }
+}
+
+impl Ticker {
+    /// Cancel the tick and wait for a running one (it re-arms itself
+    /// unless the datapath is draining, which the caller ensures first).
+    pub(crate) fn cancel(&self) {
+        crate::sys::rcu::might_sleep();
+        // SAFETY: initialised in `new`; process context (checked).
+        unsafe { bindings::cancel_delayed_work_sync(TICK.0.get().cast()) };
     }
 }
 

@@ -70,6 +70,10 @@ enum Command {
     /// Print key-request and flow-key-request events, one per line, until
     /// killed (needs CAP_NET_ADMIN)
     Events,
+    /// Stop securing and let go of every socket, so that `rmmod tlshub`
+    /// can succeed: new pod-to-pod connections fail closed until the module
+    /// is unloaded, flows not secured yet are reset, secured ones go on
+    Drain,
 }
 
 #[derive(Subcommand)]
@@ -359,6 +363,7 @@ fn run(command: Command, verbose: bool) -> Result {
         Command::Timeout(TimeoutCommand::Set { ms }) => {
             Ok(connect(verbose)?.config_set(None, Some(ms))?)
         }
+        Command::Drain => Ok(connect(verbose)?.drain()?),
         Command::Flows { json } => {
             let flows = connect(verbose)?.flows()?;
             output(json, &flows, |w| write_flows(w, &flows))

@@ -155,11 +155,12 @@ pub struct Stats {
     pub guard_drops: u64,
     pub reset_guard: u64,
     pub reset_key_refused: u64,
+    pub key_resends: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 20] {
+    pub fn counters(&self) -> [(&'static str, u64); 21] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -181,6 +182,7 @@ impl Stats {
             ("guard-drops", self.guard_drops),
             ("reset-guard", self.reset_guard),
             ("reset-key-refused", self.reset_key_refused),
+            ("key-resends", self.key_resends),
         ]
     }
 
@@ -208,6 +210,7 @@ impl Stats {
             s::GUARD_DROPS => &mut self.guard_drops,
             s::RESET_GUARD => &mut self.reset_guard,
             s::RESET_KEY_REFUSED => &mut self.reset_key_refused,
+            s::KEY_RESENDS => &mut self.key_resends,
             _ => return None,
         })
     }
@@ -663,6 +666,13 @@ impl Client {
         let mut request = Request::new(&schema::PEER_FAIL);
         entries::put_peer_error(&mut request, name, error)?;
         self.transact(request).map(drop)
+    }
+
+    /// `drain`: the module stops securing and lets go of every socket, so
+    /// that `rmmod` can succeed (it holds a reference per gated socket).
+    /// New pod-to-pod connections fail closed until it is unloaded.
+    pub fn drain(&mut self) -> Result<(), NetlinkError> {
+        self.transact(Request::new(&schema::DRAIN)).map(drop)
     }
 
     /// `peer-del`: forgets the secret shared with node `name`.

@@ -330,6 +330,7 @@ pub static STATS: AttrSet = AttrSet {
             uapi::stats::RESET_KEY_REFUSED,
             Type::U64,
         ),
+        attr("key-resends", uapi::stats::KEY_RESENDS, Type::U64),
     ],
 };
 
@@ -499,9 +500,10 @@ pub static FLOW_KEY_REQUEST: Op = op("flow-key-request", uapi::cmd::FLOW_KEY_REQ
     .event(&[a::FLOW], uapi::MCGRP_KEYS);
 pub static FLOW_KEY_SET: Op =
     op("flow-key-set", uapi::cmd::FLOW_KEY_SET, true).doit(&[a::FLOW], None);
+pub static DRAIN: Op = op("drain", uapi::cmd::DRAIN, true).doit(&[], None);
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 20] = [
+pub static OPS: [&Op; 21] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -522,6 +524,7 @@ pub static OPS: [&Op; 20] = [
     &PEER_FAIL,
     &FLOW_KEY_REQUEST,
     &FLOW_KEY_SET,
+    &DRAIN,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
