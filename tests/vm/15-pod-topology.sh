@@ -8,7 +8,7 @@
 . ./pods.sh
 ok() { echo "ok   [${SECONDS}s] $*"; }
 
-! mod_loaded || rmmod tlshub
+! mod_loaded || rmmod_tlshub
 topo_setup
 status=$(pod_exec a1 cat /proc/self/status)
 for f in Uid:65534 Gid:65534 Groups: CapInh:0000000000000000 CapPrm:0000000000000000 \

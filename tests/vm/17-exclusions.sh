@@ -11,7 +11,7 @@
 ok() { echo "ok   $*"; }
 
 load_tls
-! mod_loaded || rmmod tlshub
+! mod_loaded || rmmod_tlshub
 topo_setup
 # A listener created before tlshub is loaded: never gated.
 pod_bg b1 python3 -c '

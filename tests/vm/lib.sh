@@ -19,8 +19,19 @@ mod_loaded() { grep -q '^tlshub ' /proc/modules; }
 tls_loaded() { grep -q '^tls ' /proc/modules; }
 load_tls() { tls_loaded || insmod "$TLSHUB_KSRC/net/tls/tls.ko" || fail "insmod tls.ko"; }
 
+# rmmod_tlshub: the module holds a reference for every socket carrying its
+# ops, so rmmod fails ("in use") while one does: `tlshubctl drain` lets go
+# of them first; then rmmod, retried for a few seconds while calls that
+# entered through the gate are still inside kTLS.
+rmmod_tlshub() {
+    local i
+    tlshubctl drain >/dev/null 2>&1 || true
+    for i in $(seq 50); do rmmod tlshub 2>/dev/null && return 0; sleep 0.2; done
+    rmmod tlshub
+}
+
 load_module() {
-    mod_loaded && rmmod tlshub
+    mod_loaded && rmmod_tlshub
     load_tls
     insmod "$TLSHUB_KO" || fail "insmod $TLSHUB_KO"
 }
@@ -29,7 +40,7 @@ load_module() {
 tls_stat() { nsenter --net="/run/netns/$1" awk -v c="$2" '$1 == c {print $2}' /proc/net/tls_stat; }
 
 unload_module() {
-    rmmod tlshub || fail "rmmod tlshub"
+    rmmod_tlshub || fail "rmmod tlshub"
     ! mod_loaded || fail "module still listed after rmmod"
 }
 
