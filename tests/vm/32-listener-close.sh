@@ -10,7 +10,7 @@
 #          (TlsCurrTxSw/TlsCurrRxSw) return to their baseline, and
 #          kmemleak reports nothing from kTLS's context setup
 #          (tls_ctx_create, tls_set_sw_offload) or tlshub.
-# (race)   30 s: a1 connects in a loop (4 threads) while b1 closes and
+# (race)   20 s: a1 connects in a loop (4 threads) while b1 closes and
 #          re-opens its listener every 50 ms (every other one accepts up
 #          to 4 children and closes them): no WARN or oops (scripts/vm-run),
 #          then a1's and b1's kTLS contexts back at baseline and no flow
@@ -87,9 +87,9 @@ kill "$hold"; wait "$hold" 2>/dev/null || true
 
 # (race)
 s0=$(tlshubctl status --json)
-pod_bg b1 python3 $app churn 7601 30 --period 50 --accept-some >"$TOPO_DIR/churn.log" 2>&1
+pod_bg b1 python3 $app churn 7601 20 --period 50 --accept-some >"$TOPO_DIR/churn.log" 2>&1
 churn=$BG_PID
-out=$(pod_exec a1 python3 $app connloop "$(pod_ip4 b1)" 7601 30 4 2>&1) || fail "connloop: $out"
+out=$(pod_exec a1 python3 $app connloop "$(pod_ip4 b1)" 7601 20 4 2>&1) || fail "connloop: $out"
 echo "$out"
 wait "$churn" || fail "churn: $(cat "$TOPO_DIR/churn.log")"
 cat "$TOPO_DIR/churn.log"
