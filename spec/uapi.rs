@@ -124,7 +124,8 @@ pub mod stats {
     pub const RESET_GUARD: u16 = 20;
     pub const RESET_KEY_REFUSED: u16 = 21;
     pub const KEY_RESENDS: u16 = 22;
-    pub const MAX: u16 = KEY_RESENDS;
+    pub const GUARD_HOLDS: u16 = 23;
+    pub const MAX: u16 = GUARD_HOLDS;
 }
 
 /// Attribute set `peer`.

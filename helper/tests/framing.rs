@@ -2,13 +2,14 @@
 //! (`kmod/datapath/framing.rs`, compiled here verbatim): a kTLS-like chain
 //! of records cut into segments at every boundary, retransmissions,
 //! sequence wrap-around; and every way a plaintext segment can show up
-//! (at a record header, as a hole, with a bad version or length) fails and
-//! stays failed.
+//! (at a record header, with a bad version or length, behind a hole once it
+//! is filled) fails and stays failed; a hole holds later segments back
+//! without failing.
 
 #[path = "../../kmod/datapath/framing.rs"]
 mod framing;
 
-use framing::{TxFraming, HDR, MAX_RECORD};
+use framing::{Judgement, TxFraming, HDR, MAX_RECORD};
 
 /// A stream of TLS 1.3 application-data records with the given body sizes.
 fn records(sizes: &[u32]) -> Vec<u8> {
@@ -21,8 +22,14 @@ fn records(sizes: &[u32]) -> Vec<u8> {
     out
 }
 
-/// Feed `stream[from..to]` as one segment starting at sequence `isn1 + from`.
+/// Feed `stream[from..to]` as one segment starting at sequence `isn1 + from`:
+/// whether it passes.
 fn feed(g: &mut TxFraming, isn1: u32, stream: &[u8], from: usize, to: usize) -> bool {
+    judge(g, isn1, stream, from, to) == Judgement::Pass
+}
+
+/// The same, with the whole judgement.
+fn judge(g: &mut TxFraming, isn1: u32, stream: &[u8], from: usize, to: usize) -> Judgement {
     let seg = &stream[from..to];
     g.check(
         isn1.wrapping_add(from as u32),
@@ -147,10 +154,27 @@ fn bad_version_type_or_length_fails() {
 }
 
 #[test]
-fn a_hole_fails() {
+fn a_hole_holds_until_it_is_filled() {
     let s = records(&[40, 40]);
     let mut g = TxFraming::new(0);
     assert!(feed(&mut g, 0, &s, 0, 10));
-    // Bytes 10..20 never passed the guard.
-    assert!(!feed(&mut g, 0, &s, 20, s.len()));
+    // Bytes 10..20 have not passed the guard (an earlier hook dropped
+    // them): what lies beyond is held back, not judged, not tripped.
+    assert_eq!(judge(&mut g, 0, &s, 20, s.len()), Judgement::Hold);
+    assert_eq!(judge(&mut g, 0, &s, 30, 50), Judgement::Hold);
+    assert!(!g.tripped());
+    // TCP resends from the hole: everything passes.
+    assert!(feed(&mut g, 0, &s, 10, 30));
+    assert!(feed(&mut g, 0, &s, 30, s.len()));
+}
+
+#[test]
+fn plaintext_behind_a_hole_fails_once_the_hole_is_filled() {
+    let mut s = records(&[40, 40]);
+    s[45] = b'G'; // the second header, turned into plaintext
+    let mut g = TxFraming::new(0);
+    assert!(feed(&mut g, 0, &s, 0, 10));
+    assert_eq!(judge(&mut g, 0, &s, 30, s.len()), Judgement::Hold);
+    assert_eq!(judge(&mut g, 0, &s, 10, s.len()), Judgement::Fail);
+    assert!(g.tripped());
 }

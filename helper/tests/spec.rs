@@ -315,6 +315,7 @@ fn attribute_sets() {
                     ("reset-guard", uapi::stats::RESET_GUARD),
                     ("reset-key-refused", uapi::stats::RESET_KEY_REFUSED),
                     ("key-resends", uapi::stats::KEY_RESENDS),
+                    ("guard-holds", uapi::stats::GUARD_HOLDS),
                 ]),
                 uapi::stats::MAX,
             ),

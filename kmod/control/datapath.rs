@@ -365,6 +365,7 @@ impl Control {
             (stats::RESET_GUARD, &c.reset_guard),
             (stats::RESET_KEY_REFUSED, &c.reset_key_refused),
             (stats::KEY_RESENDS, &c.key_resends),
+            (stats::GUARD_HOLDS, &c.guard_holds),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

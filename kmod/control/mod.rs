@@ -81,6 +81,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::RESET_GUARD, Kind::U64),
         (stats::RESET_KEY_REFUSED, Kind::U64),
         (stats::KEY_RESENDS, Kind::U64),
+        (stats::GUARD_HOLDS, Kind::U64),
     ],
 };
 

@@ -26,13 +26,20 @@
 //! and down after it left, so the filter never hides an entry; a socket
 //! that shares a slot with a tracked one just takes the locked path.
 //!
-//! Phases (an atomic, readable from any context; changed under the mutex
-//! except for the hook's first steps, which happen before any other user
-//! can see the flow):
-//! `CONNECTING` (active, SYN sent) → `ESTABLISHED` (ISNs known; keys to
-//! derive) → `KEY_WAIT` (no node-pair secret yet) → `KEYED` (keys derived;
-//! waiting for a socket to install on) → `SECURED` (kTLS TX+RX in), or
-//! `FAILED` (reset) / `CLOSED` (the connection is gone).
+//! Phases: an atomic, readable from any context, changed only through the
+//! methods below, each a compare-and-swap (so a failure is never
+//! overwritten by a late step). The whole machine:
+//!
+//! | transition                          | method          | taken by |
+//! |-------------------------------------|-----------------|----------|
+//! | `CONNECTING` → `ESTABLISHED`        | [`Flow::established`] | the hook (ISNs captured; a passive flow is born `CONNECTING` and moves at once) |
+//! | `ESTABLISHED` → `KEY_WAIT`          | [`Flow::to_key_wait`] | the worker (no secret yet; the flow joins a wait list) |
+//! | `ESTABLISHED`/`KEY_WAIT` → `KEYED`  | [`Flow::to_keyed`]    | the worker, under the flow lock (keys derived) |
+//! | `KEYED` → `SECURED`                 | [`Flow::to_secured`]  | the installer under the flow lock: the worker, the gate's first call, our `accept()` |
+//! | any but `SECURED`/`CLOSED` → `FAILED` | [`Flow::fail`]      | anyone (tick, control plane, hook, installer); the worker then resets |
+//! | `SECURED` → `FAILED`                | [`Flow::fail_any`]    | the wire guard only |
+//! | any but `SECURED` → `CLOSED`        | [`Flow::to_closed`]   | the hook at `→CLOSE` |
+//! | any → `CLOSED`                      | [`Flow::to_closed`] (`always`) | unload/drain, after it let go of the socket |
 
 use crate::keys::schedule::{Cipher, FlowKeys, Ip, Isns, Tuple};
 use crate::state::mapping::{IpAddr, Pod};
@@ -211,20 +218,18 @@ impl Flow {
         self.phase.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_phase(&self, p: u32) {
-        self.phase.store(p, Ordering::Release);
-    }
-
     /// Move from phase `from` to `to` unless someone else moved it first
     /// (a failure). Returns whether this call did it.
-    pub(crate) fn advance(&self, from: u32, to: u32) -> bool {
+    fn advance(&self, from: u32, to: u32) -> bool {
         self.phase
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
-    /// Record the wire facts at ESTABLISHED and move there.
-    pub(crate) fn established(&self, sk: &Sock) {
+    /// The hook: record the wire facts at ESTABLISHED and move there from
+    /// `CONNECTING` (the facts are written before the phase is, and read
+    /// after it is seen). Returns whether it moved (not if it failed first).
+    pub(crate) fn established(&self, sk: &Sock) -> bool {
         let (una, nxt) = sk.una_nxt();
         self.local_port
             .store(u32::from(sk.local().port), Ordering::Relaxed);
@@ -232,7 +237,37 @@ impl Flow {
             .store(u32::from(sk.remote().port), Ordering::Relaxed);
         self.snd_isn.store(una.wrapping_sub(1), Ordering::Relaxed);
         self.rcv_isn.store(nxt.wrapping_sub(1), Ordering::Relaxed);
-        self.set_phase(ESTABLISHED);
+        self.advance(CONNECTING, ESTABLISHED)
+    }
+
+    /// The worker: no secret yet, the flow waits.
+    pub(crate) fn to_key_wait(&self) -> bool {
+        self.advance(ESTABLISHED, KEY_WAIT)
+    }
+
+    /// The worker, under the flow lock: keys derived.
+    pub(crate) fn to_keyed(&self) -> bool {
+        self.advance(ESTABLISHED, KEYED) || self.advance(KEY_WAIT, KEYED)
+    }
+
+    /// The installer, under the flow lock: kTLS TX and RX are in.
+    pub(crate) fn to_secured(&self) -> bool {
+        self.advance(KEYED, SECURED)
+    }
+
+    /// The connection is gone (the hook at `→CLOSE`: a secured flow keeps
+    /// its phase), or the datapath let go of it (`always`).
+    pub(crate) fn to_closed(&self, always: bool) {
+        let mut cur = self.phase.load(Ordering::Acquire);
+        while cur != CLOSED && (always || cur != SECURED) {
+            match self
+                .phase
+                .compare_exchange(cur, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(c) => cur = c,
+            }
+        }
     }
 
     /// Mark failed (first reason wins). Returns whether this call did it.

@@ -20,6 +20,20 @@ const LEGACY_VERSION: [u8; 2] = [0x03, 0x03];
 pub const HDR: usize = 5;
 pub const MAX_RECORD: u32 = (1 << 14) + 256;
 
+/// What [`TxFraming::check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// Every new byte continues the record chain: the segment may leave.
+    Pass,
+    /// New bytes begin past bytes that have not passed the check yet (a
+    /// hole: an earlier hook dropped or holds a segment, review L1). Nothing
+    /// can vouch for this one yet: it is dropped, the state is unchanged,
+    /// and TCP sends the hole again first.
+    Hold,
+    /// Not the record chain: the state trips, nothing passes any more.
+    Fail,
+}
+
 /// `a` comes before `b` in TCP sequence space.
 pub fn before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
@@ -58,28 +72,35 @@ impl TxFraming {
 
     /// Check a segment carrying bytes `[seq, seq + len)`; `read(off, buf)`
     /// fills `buf` with the segment's bytes from offset `off` (false: not
-    /// readable). True if the segment may leave. A failure trips the state:
-    /// every later segment fails too.
-    pub fn check(&mut self, seq: u32, len: u32, read: impl Fn(u32, &mut [u8]) -> bool) -> bool {
+    /// readable). A failure trips the state: every later segment fails too.
+    pub fn check(
+        &mut self,
+        seq: u32,
+        len: u32,
+        read: impl Fn(u32, &mut [u8]) -> bool,
+    ) -> Judgement {
         if self.tripped {
-            return false;
+            return Judgement::Fail;
         }
-        let ok = self.walk(seq, len, read);
-        if !ok {
+        let j = self.walk(seq, len, read);
+        if j == Judgement::Fail {
             self.tripped = true;
         }
-        ok
+        j
     }
 
-    fn walk(&mut self, seq: u32, len: u32, read: impl Fn(u32, &mut [u8]) -> bool) -> bool {
+    fn walk(&mut self, seq: u32, len: u32, read: impl Fn(u32, &mut [u8]) -> bool) -> Judgement {
         let end = seq.wrapping_add(len);
         if !before(self.high_water, end) {
-            return true; // a retransmission of checked bytes
+            return Judgement::Pass; // a retransmission of checked bytes
         }
         if before(self.high_water, seq) {
-            // A hole: TCP sends new data in order, so bytes below `seq`
-            // went out without passing here. Nothing can vouch for them.
-            return false;
+            // A hole: TCP sends new data in order and this hook is the
+            // last on LOCAL_OUT, so the bytes below `seq` have not left:
+            // an earlier hook dropped them (`-j DROP`, a rate limit) or
+            // holds them (NFQUEUE). Hold this segment back until they
+            // come by (TCP retransmits the hole first).
+            return Judgement::Hold;
         }
         let mut s = *self;
         loop {
@@ -90,7 +111,7 @@ impl TxFraming {
             let have = usize::from(s.carry_len);
             let n = core::cmp::min(HDR - have, end.wrapping_sub(need) as usize);
             if !read(need.wrapping_sub(seq), &mut s.carry[have..have + n]) {
-                return false;
+                return Judgement::Fail;
             }
             s.carry_len += n as u8;
             if usize::from(s.carry_len) < HDR {
@@ -103,13 +124,13 @@ impl TxFraming {
                 || rlen == 0
                 || rlen > MAX_RECORD
             {
-                return false;
+                return Judgement::Fail;
             }
             s.next_hdr = s.next_hdr.wrapping_add(HDR as u32 + rlen);
             s.carry_len = 0;
         }
         s.high_water = end;
         *self = s;
-        true
+        Judgement::Pass
     }
 }

@@ -34,7 +34,7 @@
 //! enabled); never sleeps. Resets are handed to the worker.
 
 use super::flow::Flow;
-use super::framing::TxFraming;
+use super::framing::{Judgement, TxFraming};
 use crate::sys::netfilter::{Segment, Verdict};
 use crate::sys::sock::Sock;
 use core::sync::atomic::Ordering;
@@ -51,19 +51,25 @@ pub(crate) fn check(sk: &Sock, seg: &Segment) -> Verdict {
     let Some(flow) = dp.flows.flow(sk) else {
         return Verdict::Accept;
     };
-    if judge(&flow, sk, seg) {
-        return Verdict::Accept;
+    match judge(&flow, sk, seg) {
+        Judgement::Pass => Verdict::Accept,
+        Judgement::Hold => {
+            dp.counters.guard_holds.fetch_add(1, Ordering::Relaxed);
+            Verdict::Drop
+        }
+        Judgement::Fail => {
+            dp.counters.guard_drops.fetch_add(1, Ordering::Relaxed);
+            dp.fail_guard(&flow);
+            Verdict::Drop
+        }
     }
-    dp.counters.guard_drops.fetch_add(1, Ordering::Relaxed);
-    dp.fail_guard(&flow);
-    Verdict::Drop
 }
 
-/// Whether a tracked flow's payload segment may leave.
-fn judge(flow: &Flow, sk: &Sock, seg: &Segment) -> bool {
+/// What may happen to a tracked flow's payload segment.
+fn judge(flow: &Flow, sk: &Sock, seg: &Segment) -> Judgement {
     if !sk.has_ulp() {
         // Not installed: whatever this is, it is not kTLS's.
-        return false;
+        return Judgement::Fail;
     }
     let mut g = flow.guard.lock();
     let framing = g.get_or_insert_with(|| TxFraming::new(flow.isns().0.wrapping_add(1)));

@@ -199,10 +199,9 @@ fn connecting(dp: &Datapath, sk: &Sock) {
 
 fn active_established(dp: &Datapath, sk: &Sock) {
     let Some(f) = dp.flows.flow(sk) else { return };
-    if f.phase() != super::flow::CONNECTING {
+    if !f.established(sk) {
         return;
     }
-    f.established(sk);
     if f.tainted.load(Ordering::Acquire) || sk.write_pending() {
         // Before the state is stored and before anyone is woken: the
         // stale sender's copy loop sees `sk_err` and sends nothing.
@@ -253,6 +252,7 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         return;
     }
     let Some(f) = track(dp, sk, d) else { return };
+    // New: nobody else has seen it yet, so this cannot lose to a failure.
     f.established(sk);
     if sk.is_mptcp() {
         // An MP_CAPABLE subflow (a plain client of an MPTCP listener falls
@@ -295,7 +295,9 @@ fn listening(dp: &Datapath, sk: &Sock) {
     // SAFETY: `listen()` holds the socket and its lock during the probe.
     let s = unsafe { sp.get() };
     let v6 = sk.is_v6();
-    if s.ops() != gate::base_ops(v6) {
+    // Another module's ops, or a kernel socket (no file: our ops could
+    // never come off it before it is released): not gated.
+    if s.ops() != gate::base_ops(v6) || s.releasing() {
         return;
     }
     match dp.flows.insert(sk, Entry::Listener(sk.hold())) {
@@ -316,9 +318,7 @@ fn closed(dp: &Datapath, sk: &Sock) {
     if let Some(e) = dp.flows.remove(sk) {
         if let Entry::Flow(f) = &e {
             dp.counters.tracked.fetch_sub(1, Ordering::Relaxed);
-            if f.phase() != super::flow::SECURED {
-                f.set_phase(super::flow::CLOSED);
-            }
+            f.to_closed(false);
             f.cv.notify_all();
         }
         drop(e);

@@ -65,6 +65,8 @@ pub(crate) struct Counters {
     pub(crate) reset_unload: AtomicU64,
     pub(crate) tracked: AtomicU64,
     pub(crate) guard_drops: AtomicU64,
+    /// Segments held back at a hole (not reset; review L1).
+    pub(crate) guard_holds: AtomicU64,
     pub(crate) reset_guard: AtomicU64,
     pub(crate) reset_key_refused: AtomicU64,
 }
@@ -550,7 +552,7 @@ impl Datapath {
             l.wake();
         }
         wipe_keys(&mut inner);
-        f.set_phase(flow::CLOSED);
+        f.to_closed(true);
         drop(inner);
         f.cv.notify_all();
     }
@@ -612,15 +614,12 @@ pub(crate) fn process(f: &Arc<Flow>) {
             match derived {
                 Ok(Keyed::Keys(k)) => {
                     // Unless it failed meanwhile (its reset is queued).
-                    let from = f.phase();
-                    if matches!(from, flow::ESTABLISHED | flow::KEY_WAIT)
-                        && f.advance(from, flow::KEYED)
-                    {
+                    if f.to_keyed() {
                         inner.keys = Some(k);
                     }
                 }
                 Ok(Keyed::Wait { request }) => {
-                    if f.advance(flow::ESTABLISHED, flow::KEY_WAIT) {
+                    if f.to_key_wait() {
                         inc(&dp.counters.key_waits);
                         dp.ticker.arm(workq::ms_to_jiffies(TICK_MS));
                     }
@@ -672,7 +671,7 @@ pub(crate) fn install_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -
         Ok(()) => {
             // Unless it failed meanwhile (the wire guard, a peer-fail): its
             // reset is queued.
-            if f.advance(flow::KEYED, flow::SECURED) {
+            if f.to_secured() {
                 inc(&dp.counters.secured);
                 Ok(())
             } else {

@@ -136,6 +136,7 @@ pub(crate) fn init<P: GatePolicy>() {
             s.recvmsg = Some(gate_recvmsg::<P>);
             s.splice_read = Some(gate_splice_read::<P>);
             s.splice_eof = Some(gate_splice_eof::<P>);
+            s.shutdown = Some(gate_shutdown::<P>);
             s.poll = Some(gate_poll::<P>);
             s.mmap = Some(gate_mmap::<P>);
             s.setsockopt = Some(gate_setsockopt::<P>);
@@ -398,6 +399,50 @@ unsafe extern "C" fn gate_splice_read<P: GatePolicy>(
         Ok(Some(f)) => unsafe { f(sock, ppos, pipe, len, flags) },
         Ok(None) => -(bindings::EOPNOTSUPP as isize),
         Err(e) => errno(e) as isize,
+    }
+}
+
+/// `shutdown(SHUT_WR)` (or `SHUT_RDWR`) while the keys are pending would
+/// queue a FIN in the plain stream: kTLS could then no longer go on (the
+/// install requires nothing queued) and the flow would be reset (review
+/// L9). The keys go in first, as for a send (waiting up to `SO_SNDTIMEO`;
+/// `shutdown` has no non-blocking form); `SHUT_RD` sends nothing and goes
+/// through at once.
+///
+/// # Safety
+///
+/// Called by the kernel with a live socket carrying our stream gate.
+unsafe extern "C" fn gate_shutdown<P: GatePolicy>(sock: *mut bindings::socket, how: i32) -> i32 {
+    let c = Inflight::enter();
+    // SAFETY: live socket (kernel).
+    let s = unsafe { Socket::from_raw(sock) };
+    // `how` is SHUT_RD (0), SHUT_WR (1) or SHUT_RDWR (2), as the syscall
+    // passed it (`inet_shutdown` adds one to make it a mask).
+    let sends_fin = how == 1 || how == 2;
+    let v6 = s.sk().is_some_and(|sk| sk.is_v6());
+    let ops = if sends_fin {
+        if let Err(e) = P::enter(s, true, false) {
+            return errno(e);
+        }
+        match next_ops(s) {
+            Ok(o) => o as *const bindings::proto_ops,
+            Err(e) => return errno(e),
+        }
+    } else {
+        // Still ours, or kTLS's by now: the family's shutdown is also
+        // what kTLS's tables carry.
+        base_ops(v6)
+    };
+    let Some(_m) = ModRef::try_get() else {
+        return -(bindings::ECONNABORTED as i32);
+    };
+    drop(c);
+    // SAFETY: a static ops table (the family's or kTLS's); dispatching the
+    // kernel's own call.
+    match unsafe { (*ops).shutdown } {
+        // SAFETY: as above.
+        Some(f) => unsafe { f(sock, how) },
+        None => -(bindings::EOPNOTSUPP as i32),
     }
 }
 

@@ -380,20 +380,8 @@ impl Socket {
         from: *const bindings::proto_ops,
         to: *const bindings::proto_ops,
     ) -> bool {
-        // SAFETY: live socket; the field is a pointer that other writers
-        // store with `WRITE_ONCE` (aligned, pointer-sized).
-        let field = unsafe {
-            &*ptr::addr_of_mut!((*self.as_ptr()).ops)
-                .cast::<core::sync::atomic::AtomicPtr<bindings::proto_ops>>()
-        };
-        field
-            .compare_exchange(
-                from.cast_mut(),
-                to.cast_mut(),
-                core::sync::atomic::Ordering::AcqRel,
-                core::sync::atomic::Ordering::Acquire,
-            )
-            .is_ok()
+        // SAFETY: live socket; its `ops` field lives as long.
+        unsafe { cas_ptr(ptr::addr_of_mut!((*self.as_ptr()).ops), from, to) }
     }
 
     /// The socket is being released, or has no file (a kernel socket,
@@ -623,21 +611,35 @@ pub(crate) fn poison_prot(v6: bool) -> *const bindings::proto {
     POISON[usize::from(v6)].0.get().cast()
 }
 
+/// `cmpxchg` on a pointer field the kernel reads with `READ_ONCE` and
+/// writes with `WRITE_ONCE` (`sock->ops`, `sk->sk_prot`): of two racing
+/// swaps, one wins. Returns whether this one did.
+///
+/// # Safety
+///
+/// `field` points to such a field (aligned, pointer-sized) of a live
+/// object.
+unsafe fn cas_ptr<T>(field: *mut *const T, from: *const T, to: *const T) -> bool {
+    // SAFETY: per the caller; `AtomicPtr<T>` has the layout of `*mut T`.
+    let a = unsafe { &*field.cast::<core::sync::atomic::AtomicPtr<T>>() };
+    a.compare_exchange(
+        from.cast_mut(),
+        to.cast_mut(),
+        core::sync::atomic::Ordering::AcqRel,
+        core::sync::atomic::Ordering::Acquire,
+    )
+    .is_ok()
+}
+
 fn swap_prot(sk: &Sock, from: *const bindings::proto, to: *const bindings::proto) -> bool {
-    // SAFETY: live sock; `sk_prot` is a pointer the stack stores with
-    // `WRITE_ONCE` (aligned, pointer-sized).
-    let field = unsafe {
-        &*ptr::addr_of_mut!((*sk.raw()).__sk_common.skc_prot)
-            .cast::<core::sync::atomic::AtomicPtr<bindings::proto>>()
-    };
-    field
-        .compare_exchange(
-            from.cast_mut(),
-            to.cast_mut(),
-            core::sync::atomic::Ordering::AcqRel,
-            core::sync::atomic::Ordering::Acquire,
+    // SAFETY: live sock; `sk_prot` lives as long.
+    unsafe {
+        cas_ptr(
+            ptr::addr_of_mut!((*sk.raw()).__sk_common.skc_prot).cast::<*const bindings::proto>(),
+            from,
+            to,
         )
-        .is_ok()
+    }
 }
 
 /// Put the poison proto on a child whose proto is `base` (the family's),

@@ -156,11 +156,12 @@ pub struct Stats {
     pub reset_guard: u64,
     pub reset_key_refused: u64,
     pub key_resends: u64,
+    pub guard_holds: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 21] {
+    pub fn counters(&self) -> [(&'static str, u64); 22] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -183,6 +184,7 @@ impl Stats {
             ("reset-guard", self.reset_guard),
             ("reset-key-refused", self.reset_key_refused),
             ("key-resends", self.key_resends),
+            ("guard-holds", self.guard_holds),
         ]
     }
 
@@ -211,6 +213,7 @@ impl Stats {
             s::RESET_GUARD => &mut self.reset_guard,
             s::RESET_KEY_REFUSED => &mut self.reset_key_refused,
             s::KEY_RESENDS => &mut self.key_resends,
+            s::GUARD_HOLDS => &mut self.guard_holds,
             _ => return None,
         })
     }

@@ -331,6 +331,7 @@ pub static STATS: AttrSet = AttrSet {
             Type::U64,
         ),
         attr("key-resends", uapi::stats::KEY_RESENDS, Type::U64),
+        attr("guard-holds", uapi::stats::GUARD_HOLDS, Type::U64),
     ],
 };
 
