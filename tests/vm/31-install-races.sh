@@ -28,16 +28,7 @@
 # back at their baselines, and kmemleak finds nothing of ours.
 . ./lib.sh
 . ./pods.sh
-ok() { echo "ok   $* [${SECONDS}s]"; }
-
-stat_of() { jq -r --arg k "$2" '.stats[$k]' <<<"$1"; }
-diag() {
-    local f
-    for f in "$TOPO_DIR"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
-    tlshubctl status | grep -v ': 0$'; tlshubctl flows | head -n 20; dmesg | tail -n 20
-}
-fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
-tls_curr() { echo "$(tls_stat "$1" TlsCurrTxSw) $(tls_stat "$1" TlsCurrRxSw)"; }
+fail() { dp_fail "$@"; }
 # A broken property is noted and the next part still runs (each shows
 # something else); the test fails at the end if any was.
 problems=()

@@ -19,16 +19,7 @@
 #          carry kTLS RX (getsockopt(SOL_TLS, TLS_RX)) and echo intact.
 . ./lib.sh
 . ./pods.sh
-ok() { echo "ok   $* [${SECONDS}s]"; }
-
-stat_of() { jq -r --arg k "$2" '.stats[$k]' <<<"$1"; }
-diag() {
-    local f
-    for f in "$TOPO_DIR"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
-    tlshubctl status | grep -v ': 0$'; tlshubctl flows | head -n 30; dmesg | tail -n 20
-}
-fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
-tls_curr() { echo "$(tls_stat "$1" TlsCurrTxSw) $(tls_stat "$1" TlsCurrRxSw)"; }
+fail() { dp_fail "$@"; }
 # keyed_children PORT N: N server ends of connections to PORT keyed or secured.
 keyed_children() {
     [ "$(tlshubctl flows --json | jq --argjson p "$1" \

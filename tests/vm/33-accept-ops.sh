@@ -11,15 +11,7 @@
 # echo.
 . ./lib.sh
 . ./pods.sh
-ok() { echo "ok   $* [${SECONDS}s]"; }
-
-stat_of() { jq -r --arg k "$2" '.stats[$k]' <<<"$1"; }
-diag() {
-    local f
-    for f in "$TOPO_DIR"/*.log; do [ -e "$f" ] && { echo "== $f"; grep -v '^ok' "$f" | tail -n 30; }; done
-    tlshubctl status | grep -v ': 0$'; dmesg | tail -n 20
-}
-fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
+fail() { dp_fail "$@"; }
 app=acceptrace.py
 
 load_module

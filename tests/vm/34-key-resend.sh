@@ -12,24 +12,11 @@
 #   when the answer came completes its echo, TLS-only on the wire.
 . ./lib.sh
 . ./pods.sh
-ok() { echo "ok   $* [${SECONDS}s]"; }
-
-stat_of() { jq -r --arg k "$2" '.stats[$k]' <<<"$1"; }
 EV_PID=
-diag() {
-    local f
-    for f in "$TOPO_DIR"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
-    tlshubctl status | grep -v ': 0$'; tlshubctl node show; tlshubctl flows; dmesg | tail -n 20
-}
-fail() { trap - EXIT; diag >&2 || true; [ -z "$EV_PID" ] || kill "$EV_PID" 2>/dev/null; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
+fail() { [ -z "$EV_PID" ] || kill "$EV_PID" 2>/dev/null || true; dp_fail "$@"; }
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
+dp_setup
 tlshubctl timeout set 9000 >/dev/null
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
 m=$(new_marker)
 v4=$(pod_ip4 b1)
 pod_bg b1 python3 dpapp.py server 7500 >"$TOPO_DIR/server.log" 2>&1
@@ -71,7 +58,7 @@ tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
 wait "$late" || fail "the connection waiting when the secrets came did not complete: $(cat "$TOPO_DIR/late.log")"
 ok "answered: the waiting connection was secured and echoed"
-kill "$EV_PID" 2>/dev/null; wait "$EV_PID" 2>/dev/null || true; EV_PID=
+kill "$EV_PID" 2>/dev/null || true; wait "$EV_PID" 2>/dev/null || true; EV_PID=
 wait "$loop" 2>/dev/null || true
 
 capture_stop

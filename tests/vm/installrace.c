@@ -176,9 +176,16 @@ struct client {
 static _Atomic int stop;
 static _Atomic unsigned long bad_echo;
 
-static void *spin_rcvlowat(void *arg)
+/* A spinner: setsockopt(SOL_SOCKET, opt, 1) on its client's socket. */
+struct spinner {
+	struct client *c;
+	int opt;
+};
+
+static void *spin_setopt(void *arg)
 {
-	struct client *c = arg;
+	struct spinner *sp = arg;
+	struct client *c = sp->c;
 	int one = 1;
 
 	while (!atomic_load(&stop)) {
@@ -186,23 +193,7 @@ static void *spin_rcvlowat(void *arg)
 		int fd = atomic_load(&c->cur);
 
 		if (fd >= 0)
-			setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-		pthread_rwlock_unlock(&c->lk);
-	}
-	return NULL;
-}
-
-static void *spin_passcred(void *arg)
-{
-	struct client *c = arg;
-	int one = 1;
-
-	while (!atomic_load(&stop)) {
-		pthread_rwlock_rdlock(&c->lk);
-		int fd = atomic_load(&c->cur);
-
-		if (fd >= 0)
-			setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+			setsockopt(fd, SOL_SOCKET, sp->opt, &one, sizeof(one));
 		pthread_rwlock_unlock(&c->lk);
 	}
 	return NULL;
@@ -284,6 +275,7 @@ static int cmd_spin(char **av)
 	int secs = atoi(av[2]), n = atoi(av[3]), i;
 	struct client *cs = calloc(n, sizeof(*cs));
 	pthread_t *ts = calloc(n * 4, sizeof(*ts));
+	struct spinner *sps = calloc(n * 2, sizeof(*sps));
 	unsigned long conns = 0, ok = 0, errs = 0;
 
 	resolve(av[0], av[1]);
@@ -298,8 +290,10 @@ static int cmd_spin(char **av)
 		cs[i].id = i;
 		atomic_store(&cs[i].cur, -1);
 		pthread_create(&ts[4 * i], NULL, spin_client, &cs[i]);
-		pthread_create(&ts[4 * i + 1], NULL, spin_rcvlowat, &cs[i]);
-		pthread_create(&ts[4 * i + 2], NULL, spin_passcred, &cs[i]);
+		sps[2 * i] = (struct spinner){ &cs[i], SO_RCVLOWAT };
+		sps[2 * i + 1] = (struct spinner){ &cs[i], SO_PASSCRED };
+		pthread_create(&ts[4 * i + 1], NULL, spin_setopt, &sps[2 * i]);
+		pthread_create(&ts[4 * i + 2], NULL, spin_setopt, &sps[2 * i + 1]);
 		pthread_create(&ts[4 * i + 3], NULL, spin_peername, &cs[i]);
 	}
 	sleep(secs);

@@ -55,6 +55,15 @@
 #   tlswire ARGS...                 tests/vm/tlswire.py
 #   topo_teardown                   kill what we started and everything in
 #                                   our namespaces, delete them
+#   dp_setup                        the module loaded, the topology, its
+#                                   mapping loaded, n1 and n2 served, a random
+#                                   secret in $TOPO_DIR/psk (not set)
+#   ok MSG / dp_fail MSG            a test's step passed / failed (dp_fail
+#                                   shows dp_diag, tears down, exits 1)
+#   dp_diag                         the test's logs, the module's status and
+#                                   flows, the kernel log's tail
+#   stat_of JSON KEY                a counter of `tlshubctl status --json`
+#   tls_curr POD                    "TX RX": kTLS contexts open in POD's netns
 #
 # TOPO_DIR is a scratch directory (mode 755) removed by topo_teardown.
 
@@ -402,4 +411,24 @@ app_iperf3_server() {
     local log=$TOPO_DIR/iperf3-$1-$2.log
     pod_bg "$1" iperf3 -s -p "$2" --forceflush >"$log" 2>&1
     wait_log "$log" "Server listening on $2" 30 || fail "iperf3 on $1:$2 did not start: $(cat "$log")"
+}
+
+# Shared by the datapath tests (see the list at the top).
+ok() { echo "ok   $* [${SECONDS}s]"; }
+stat_of() { jq -r --arg k "$2" '.stats[$k]' <<<"$1"; }
+tls_curr() { echo "$(tls_stat "$1" TlsCurrTxSw) $(tls_stat "$1" TlsCurrRxSw)"; }
+dp_diag() {
+    local f
+    for f in "$TOPO_DIR"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
+    if mod_loaded; then tlshubctl status | grep -v ': 0$'; tlshubctl flows | head -n 30; fi
+    dmesg | tail -n 20
+}
+dp_fail() { trap - EXIT; dp_diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
+dp_setup() {
+    load_module
+    topo_setup
+    topo_mapping "$TOPO_DIR/mapping.conf"
+    tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
+    tlshubctl node local n1 n2
+    head -c 32 /dev/urandom > "$TOPO_DIR/psk"
 }
