@@ -34,7 +34,7 @@ before=$(tlshubctl status --json)
 done; wait) &
 loop=$!
 kw() { [ "$(tlshubctl flows --json | jq '[.[] | select(.state == "key-wait")] | length')" -ge 2 ]; }
-wait_for 30 kw || fail "no flows waiting for keys: $(tlshubctl flows)"
+wait_for 90 kw || fail "no flows waiting for keys: $(tlshubctl flows)"
 sleep 1.5
 tlshubctl -v events >"$TOPO_DIR/events.log" 2>"$TOPO_DIR/events.err" &
 EV_PID=$!
