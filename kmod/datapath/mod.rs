@@ -665,7 +665,7 @@ pub(crate) fn process(f: &Arc<Flow>) {
 /// and no thread sees a half-installed socket. Taking the lock also waits
 /// for the ESTABLISHED probe's softirq to be done with the socket.
 pub(crate) fn install_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
-    let r = install_keys(dp, f, inner);
+    let r = install_keys(f, inner);
     wipe_keys(inner);
     match r {
         Ok(()) => {
@@ -685,8 +685,7 @@ pub(crate) fn install_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -
     }
 }
 
-fn install_keys(dp: &Datapath, f: &Flow, inner: &flow::Inner) -> Result {
-    let _ = dp;
+fn install_keys(f: &Flow, inner: &flow::Inner) -> Result {
     let keys = inner.keys.as_ref().ok_or(EINVAL)?;
     let sk = &*f.sk;
     let l = sk.lock();
