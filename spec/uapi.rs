@@ -125,7 +125,10 @@ pub mod stats {
     pub const RESET_KEY_REFUSED: u16 = 21;
     pub const KEY_RESENDS: u16 = 22;
     pub const GUARD_HOLDS: u16 = 23;
-    pub const MAX: u16 = GUARD_HOLDS;
+    pub const RESET_KEY_REPEAT: u16 = 24;
+    pub const REPEAT_WINDOW_FULL: u16 = 25;
+    pub const REPEAT_WINDOW: u16 = 26;
+    pub const MAX: u16 = REPEAT_WINDOW;
 }
 
 /// Attribute set `peer`.

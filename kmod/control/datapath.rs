@@ -366,11 +366,17 @@ impl Control {
             (stats::RESET_KEY_REFUSED, &c.reset_key_refused),
             (stats::KEY_RESENDS, &c.key_resends),
             (stats::GUARD_HOLDS, &c.guard_holds),
+            (stats::RESET_KEY_REPEAT, &c.reset_key_repeat),
+            (stats::REPEAT_WINDOW_FULL, &c.repeat_window_full),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;
         }
-        Ok(())
+        w.put_u64(
+            stats::REPEAT_WINDOW,
+            self.dp.repeats.len() as u64,
+            stats::PAD,
+        )
     }
 
     /// peer-get dump: one message per peer; cursor 0 is the index. Expired

@@ -82,6 +82,9 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::RESET_KEY_REFUSED, Kind::U64),
         (stats::KEY_RESENDS, Kind::U64),
         (stats::GUARD_HOLDS, Kind::U64),
+        (stats::RESET_KEY_REPEAT, Kind::U64),
+        (stats::REPEAT_WINDOW_FULL, Kind::U64),
+        (stats::REPEAT_WINDOW, Kind::U64),
     ],
 };
 

@@ -71,6 +71,8 @@ pub(crate) enum Reason {
     Guard,
     /// The key provider said no secret can be had for the peer.
     KeyRefused,
+    /// The repeat window refused its key inputs (`keys::repeat`).
+    KeyRepeat,
 }
 
 impl Reason {
@@ -83,6 +85,7 @@ impl Reason {
             Reason::Unload => 5,
             Reason::Guard => 6,
             Reason::KeyRefused => 7,
+            Reason::KeyRepeat => 8,
         }
     }
 }

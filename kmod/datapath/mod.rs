@@ -32,6 +32,7 @@ pub(crate) mod guard;
 pub(crate) mod hook;
 
 use crate::keys::peers::{keys_of, Derived, FlowSetError, FlowTuple, Peers, SetError};
+use crate::keys::repeat::{Refused, RepeatWindow};
 use crate::keys::schedule::{Cipher, NodePairSecret};
 use crate::state::State;
 use crate::sys::genl::Multicaster;
@@ -69,6 +70,10 @@ pub(crate) struct Counters {
     pub(crate) guard_holds: AtomicU64,
     pub(crate) reset_guard: AtomicU64,
     pub(crate) reset_key_refused: AtomicU64,
+    /// Flows refused by the repeat window (`keys::repeat`), and of them
+    /// those refused because it was full.
+    pub(crate) reset_key_repeat: AtomicU64,
+    pub(crate) repeat_window_full: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -108,6 +113,8 @@ pub(crate) struct Datapath {
     pub(crate) flows: flow::FlowTable,
     #[pin]
     peers: Mutex<Peers>,
+    #[pin]
+    pub(crate) repeats: RepeatWindow,
     pub(crate) counters: Counters,
     queue: OwnQueue,
     ticker: Ticker,
@@ -203,6 +210,7 @@ impl Datapath {
                 key_timeout_ms: AtomicU32::new(DEFAULT_KEY_TIMEOUT_MS),
                 flows <- flow::FlowTable::new(),
                 peers <- new_mutex!(Peers::new()),
+                repeats <- RepeatWindow::new(),
                 counters: Counters::default(),
                 queue,
                 ticker: Ticker::new::<Kernel>(),
@@ -382,6 +390,7 @@ impl Datapath {
             Reason::Unload => &self.counters.reset_unload,
             Reason::Guard => &self.counters.reset_guard,
             Reason::KeyRefused => &self.counters.reset_key_refused,
+            Reason::KeyRepeat => &self.counters.reset_key_repeat,
         });
     }
 
@@ -607,6 +616,22 @@ pub(crate) fn process(f: &Arc<Flow>) {
             // lock, on a copy of the PRK (review M4).
             let derived = dp.peers.lock().derive(f);
             let derived = match derived {
+                Ok(Derived::Prk(prk)) if f.mode() == uapi::mode::TLSHUB => {
+                    // Never key a flow from inputs a recent one had (a
+                    // replayed SYN-cookie handshake): `keys::repeat`.
+                    match dp.repeats.admit(f, cipher) {
+                        Ok(Ok(())) => keys_of(&prk, f, cipher).map(Keyed::Keys),
+                        Ok(Err(why)) => {
+                            if matches!(why, Refused::Full) {
+                                inc(&dp.counters.repeat_window_full);
+                            }
+                            drop(inner);
+                            dp.fail(f, Reason::KeyRepeat);
+                            return;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Ok(Derived::Prk(prk)) => keys_of(&prk, f, cipher).map(Keyed::Keys),
                 Ok(Derived::Wait { request }) => Ok(Keyed::Wait { request }),
                 Err(e) => Err(e),

@@ -4,4 +4,5 @@
 //! key provider that feeds it node-pair secrets (`peers`).
 
 pub(crate) mod peers;
+pub(crate) mod repeat;
 pub(crate) mod schedule;

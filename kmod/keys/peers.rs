@@ -230,18 +230,23 @@ pub(crate) struct Peers {
     flow_waits: KVec<Option<FlowWait>>,
 }
 
-/// The keys of `flow` from `prk` (its tuple, ISNs and pods).
-pub(crate) fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
-    let (tuple, isns) = flow.tuple_isns();
+/// The pods of `flow` as the key schedule names them (client, server).
+pub(crate) fn identities_of(flow: &Flow) -> Identities<'_> {
     let (client, server) = if flow.client {
         (&flow.local_pod, &flow.remote_pod)
     } else {
         (&flow.remote_pod, &flow.local_pod)
     };
-    let ids = Identities {
+    Identities {
         client: client.name(),
         server: server.name(),
-    };
+    }
+}
+
+/// The keys of `flow` from `prk` (its tuple, ISNs and pods).
+pub(crate) fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
+    let (tuple, isns) = flow.tuple_isns();
+    let ids = identities_of(flow);
     schedule::derive_with_prk::<LibSha256>(prk, cipher, &tuple, &isns, &ids).map_err(|_| EINVAL)
 }
 

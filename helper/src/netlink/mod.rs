@@ -157,11 +157,15 @@ pub struct Stats {
     pub reset_key_refused: u64,
     pub key_resends: u64,
     pub guard_holds: u64,
+    pub reset_key_repeat: u64,
+    pub repeat_window_full: u64,
+    /// A gauge: fingerprints in the repeat window.
+    pub repeat_window: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 22] {
+    pub fn counters(&self) -> [(&'static str, u64); 25] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -185,6 +189,9 @@ impl Stats {
             ("reset-key-refused", self.reset_key_refused),
             ("key-resends", self.key_resends),
             ("guard-holds", self.guard_holds),
+            ("reset-key-repeat", self.reset_key_repeat),
+            ("repeat-window-full", self.repeat_window_full),
+            ("repeat-window", self.repeat_window),
         ]
     }
 
@@ -214,6 +221,9 @@ impl Stats {
             s::RESET_KEY_REFUSED => &mut self.reset_key_refused,
             s::KEY_RESENDS => &mut self.key_resends,
             s::GUARD_HOLDS => &mut self.guard_holds,
+            s::RESET_KEY_REPEAT => &mut self.reset_key_repeat,
+            s::REPEAT_WINDOW_FULL => &mut self.repeat_window_full,
+            s::REPEAT_WINDOW => &mut self.repeat_window,
             _ => return None,
         })
     }

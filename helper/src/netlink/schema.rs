@@ -332,6 +332,9 @@ pub static STATS: AttrSet = AttrSet {
         ),
         attr("key-resends", uapi::stats::KEY_RESENDS, Type::U64),
         attr("guard-holds", uapi::stats::GUARD_HOLDS, Type::U64),
+        attr("reset-key-repeat", uapi::stats::RESET_KEY_REPEAT, Type::U64),
+        attr("repeat-window-full", uapi::stats::REPEAT_WINDOW_FULL, Type::U64),
+        attr("repeat-window", uapi::stats::REPEAT_WINDOW, Type::U64),
     ],
 };
 
