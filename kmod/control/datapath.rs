@@ -418,24 +418,27 @@ impl Control {
         Ok(())
     }
 
-    /// flows-get dump: cursor 0 is the sock key to continue from (+1), 0
-    /// at the start; cursor 1 set once done.
+    /// flows-get dump: cursors 2 and 0 are the table shard and the sock
+    /// key to continue from, 0 and 0 at the start; cursor 1 set once done.
     pub(super) fn flows_dump(&self, dump: &mut Dump<'_>) -> Result {
         if dump.cursor(1) != 0 {
             return Ok(());
         }
-        let from = dump.cursor(0);
+        let from = (dump.cursor(2), dump.cursor(0));
         let (flows, next) = self.dp.flows.flows_from(from, FLOWS_PER_ROUND)?;
         let mut resume = None;
         for f in flows.iter() {
             let more = dump.entry(cmd::FLOWS_GET, |w| put_flow(w, f))?;
             if !more {
-                resume = Some(f.sk.key());
+                resume = Some((flow::shard_of(f.sk.key()), f.sk.key()));
                 break;
             }
         }
         match (resume, next) {
-            (Some(k), _) | (None, Some(k)) => dump.set_cursor(0, k),
+            (Some((s, k)), _) | (None, Some((s, k))) => {
+                dump.set_cursor(2, s);
+                dump.set_cursor(0, k);
+            }
             (None, None) => dump.set_cursor(1, 1),
         }
         Ok(())

@@ -493,7 +493,7 @@ impl Datapath {
         let _ = self.peers.lock().take_waiting(&mut waiting);
         drop(waiting);
         let all = self.flows.take_all();
-        for (_, e) in all.iter() {
+        for (_, e) in all.iter().flat_map(|t| t.iter()) {
             match e {
                 Entry::Listener(sk) => {
                     let l = sk.lock();
@@ -511,7 +511,7 @@ impl Datapath {
         // Threads that loaded our ops before they were restored are now
         // inside (counted) or gone; wake parked ones and wait for all.
         sock::synchronize_tasks();
-        for (_, e) in all.iter() {
+        for (_, e) in all.iter().flat_map(|t| t.iter()) {
             if let Entry::Flow(f) = e {
                 f.cv.notify_all();
             }

@@ -89,7 +89,7 @@ impl Window {
             };
             self.cur = (self.cur + 1) % GENS;
             let g = &mut self.gens[self.cur];
-            let old = core::mem::replace(&mut g.tree, RBTree::new());
+            let old = core::mem::take(&mut g.tree);
             g.len = 0;
             g.start = next_start;
             // Freed by the caller after the lock; if the vector cannot
