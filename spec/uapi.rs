@@ -144,7 +144,8 @@ pub mod peer {
     pub const AGE_MS: u16 = 9;
     pub const EXPIRES_MS: u16 = 10;
     pub const ERROR_AGE_MS: u16 = 11;
-    pub const MAX: u16 = ERROR_AGE_MS;
+    pub const LOCAL: u16 = 12;
+    pub const MAX: u16 = LOCAL;
 }
 
 /// Attribute set `flow`.

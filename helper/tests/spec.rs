@@ -338,6 +338,7 @@ fn attribute_sets() {
                     ("age-ms", uapi::peer::AGE_MS),
                     ("expires-ms", uapi::peer::EXPIRES_MS),
                     ("error-age-ms", uapi::peer::ERROR_AGE_MS),
+                    ("local", uapi::peer::LOCAL),
                 ]),
                 uapi::peer::MAX,
             ),

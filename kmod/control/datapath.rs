@@ -11,7 +11,7 @@
 
 use super::{count, ip_of, put_ip, str_of, Control};
 use crate::datapath::{self, flow};
-use crate::keys::peers::{FlowSetError, FlowTuple, PeerState, SetError};
+use crate::keys::peers::{FlowSetError, FlowTuple, PeerKey, PeerState, SetError};
 use crate::keys::schedule::NodePairSecret;
 use crate::state::ident;
 use crate::sys::genl::{Dump, Request, Writer};
@@ -31,6 +31,20 @@ fn node_name<'a>(req: &Request<'_>, a: &Attr<'a>) -> Result<&'a [u8]> {
         return Err(req.fail(EINVAL, Some(a), c"invalid node name"));
     }
     Ok(n)
+}
+
+/// The local node of a pair-secret command: a node this kernel serves,
+/// other than the peer.
+fn pair_local<'a>(c: &Control, req: &Request<'_>, a: &Attr<'a>, peer: &[u8]) -> Result<&'a [u8]> {
+    let l = node_name(req, a)?;
+    if l == peer {
+        return Err(req.fail(EINVAL, Some(a), c"local: the same node as the peer"));
+    }
+    let g = Guard::new();
+    if !c.dp.local(&g).contains(l) {
+        return Err(req.fail(EINVAL, Some(a), c"local: not a node this kernel serves"));
+    }
+    Ok(l)
 }
 
 impl Control {
@@ -66,12 +80,14 @@ impl Control {
             .single(attr::PEER)?
             .ok_or_else(|| req.missing(attr::PEER, c"peer missing"))?;
         let mut name = None;
+        let mut local = None;
         let mut psk = None;
         let mut epoch = None;
         let mut lifetime = None;
         for x in a.nested() {
             match x.ty() {
                 peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
+                peer::LOCAL if local.is_none() => local = Some(x),
                 peer::PSK if psk.is_none() => psk = Some(x.data()),
                 peer::EPOCH if epoch.is_none() => {
                     let e = x
@@ -85,7 +101,7 @@ impl Control {
                         .map_err(|e| req.fail(e, Some(&x), c"lifetime-ms: must be 4 bytes"))?;
                     lifetime = Some(ms);
                 }
-                peer::NAME | peer::PSK | peer::EPOCH | peer::LIFETIME_MS => {
+                peer::NAME | peer::LOCAL | peer::PSK | peer::EPOCH | peer::LIFETIME_MS => {
                     return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"))
                 }
                 _ => {}
@@ -93,14 +109,19 @@ impl Control {
         }
         let name =
             name.ok_or_else(|| req.missing_in(Some(&a), peer::NAME, c"peer name missing"))?;
+        let local = match &local {
+            Some(x) => Some(pair_local(self, req, x, name)?),
+            None => None,
+        };
+        let key = PeerKey { name, local };
         let psk = psk.ok_or_else(|| req.missing_in(Some(&a), peer::PSK, c"psk missing"))?;
         if psk.len() != uapi::PSK_LEN {
             return Err(req.fail(EINVAL, Some(&a), c"psk: must be 32 bytes"));
         }
         // 0: never expires, as when absent.
         let res = match lifetime.filter(|&ms| ms != 0) {
-            None => self.dp.set_secret(name, psk, epoch)?,
-            Some(ms) => self.set_expiring(name, psk, epoch, workq::ms_to_jiffies(ms))?,
+            None => self.dp.set_secret(key, psk, epoch)?,
+            Some(ms) => self.set_expiring(key, psk, epoch, workq::ms_to_jiffies(ms))?,
         };
         let epoch = match res {
             Ok(e) => e,
@@ -118,6 +139,9 @@ impl Control {
         let mut r = req.reply(cmd::PEER_SET)?;
         r.nest(attr::PEER, |w| {
             w.put_str(peer::NAME, name)?;
+            if let Some(l) = local {
+                w.put_str(peer::LOCAL, l)?;
+            }
             w.put_u64(peer::EPOCH, epoch, peer::PAD)
         })?;
         r.send()
@@ -127,7 +151,7 @@ impl Control {
     /// the flows that waited for it (as `Datapath::set_secret`).
     fn set_expiring(
         &self,
-        name: &[u8],
+        key: PeerKey<'_>,
         psk: &[u8],
         epoch: Option<u64>,
         lifetime: u64,
@@ -137,10 +161,10 @@ impl Control {
             let mut peers = self.dp.peers();
             let epoch = match epoch {
                 Some(e) => e,
-                None => peers.next_epoch(name),
+                None => peers.next_epoch(key),
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
-            peers.set_with(name, &secret, Some(lifetime), &mut woken)?
+            peers.set_with(key, &secret, Some(lifetime), &mut woken)?
         };
         for f in woken {
             self.dp.kick(&f);
@@ -155,10 +179,12 @@ impl Control {
             .single(attr::PEER)?
             .ok_or_else(|| req.missing(attr::PEER, c"peer missing"))?;
         let mut name = None;
+        let mut local = None;
         let mut error = None;
         for x in a.nested() {
             match x.ty() {
                 peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
+                peer::LOCAL if local.is_none() => local = Some(x),
                 peer::ERROR if error.is_none() => {
                     let e = str_of(req, &x)?;
                     if e.len() > uapi::ERROR_MAX_LEN {
@@ -169,7 +195,7 @@ impl Control {
                     }
                     error = Some(e);
                 }
-                peer::NAME | peer::ERROR => {
+                peer::NAME | peer::LOCAL | peer::ERROR => {
                     return Err(req.fail(EINVAL, Some(&x), c"duplicate attribute"))
                 }
                 _ => {}
@@ -177,9 +203,15 @@ impl Control {
         }
         let name =
             name.ok_or_else(|| req.missing_in(Some(&a), peer::NAME, c"peer name missing"))?;
+        let local = match &local {
+            Some(x) => Some(pair_local(self, req, x, name)?),
+            None => None,
+        };
         let error = error.ok_or_else(|| req.missing_in(Some(&a), peer::ERROR, c"error missing"))?;
         let mut refused = KVec::new();
-        self.dp.peers().fail(name, error, &mut refused)?;
+        self.dp
+            .peers()
+            .fail(PeerKey { name, local }, error, &mut refused)?;
         for f in refused {
             // A flow is parked by its worker, which holds the flow's lock
             // until it has marked the flow waiting: taking the lock once
@@ -283,8 +315,12 @@ impl Control {
             .single(attr::NODE_NAME)?
             .ok_or_else(|| req.missing(attr::NODE_NAME, c"node-name missing"))?;
         let n = node_name(req, &a)?;
-        if !self.dp.del_secret(n) {
-            return Err(req.fail(ENOENT, Some(&a), c"no secret for this node"));
+        let local = match req.single(attr::LOCAL_NODE)? {
+            Some(x) => Some(pair_local(self, req, &x, n)?),
+            None => None,
+        };
+        if !self.dp.del_secret(PeerKey { name: n, local }) {
+            return Err(req.fail(ENOENT, Some(&a), c"no secret for this node (pair)"));
         }
         Ok(())
     }
@@ -390,6 +426,9 @@ impl Control {
             let more = dump.entry(cmd::PEER_GET, |w| {
                 w.nest(attr::PEER, |w| {
                     w.put_str(peer::NAME, p.name())?;
+                    if let Some(l) = p.local() {
+                        w.put_str(peer::LOCAL, l)?;
+                    }
                     w.put_u32(peer::STATE, peer_state(p.state(now)))?;
                     if let Some(e) = p.epoch() {
                         w.put_u64(peer::EPOCH, e, peer::PAD)?;

@@ -109,6 +109,7 @@ static PEER_SET: AttrSet = AttrSet {
         (peer::AGE_MS, Kind::U64),
         (peer::EXPIRES_MS, Kind::U64),
         (peer::ERROR_AGE_MS, Kind::U64),
+        (peer::LOCAL, NODE_NAME),
     ],
 };
 
@@ -249,7 +250,12 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         ),
         op(cmd::NODE_LOCAL_GET, false, false, &[]),
         op(cmd::PEER_SET, true, false, &[attr::PEER]),
-        op(cmd::PEER_DEL, true, false, &[attr::NODE_NAME]),
+        op(
+            cmd::PEER_DEL,
+            true,
+            false,
+            &[attr::NODE_NAME, attr::LOCAL_NODE],
+        ),
         dump_op(cmd::PEER_GET, true),
         op(
             cmd::CONFIG_SET,

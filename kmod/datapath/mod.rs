@@ -31,7 +31,7 @@ pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
 
-use crate::keys::peers::{keys_of, Derived, FlowSetError, FlowTuple, Peers, SetError};
+use crate::keys::peers::{keys_of, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError};
 use crate::keys::repeat::{Refused, RepeatWindow};
 use crate::keys::schedule::{Cipher, NodePairSecret};
 use crate::state::State;
@@ -288,7 +288,7 @@ impl Datapath {
     /// `peer-set`: install a secret and key the flows that waited for it.
     pub(crate) fn set_secret(
         &self,
-        name: &[u8],
+        key: PeerKey<'_>,
         psk: &[u8],
         epoch: Option<u64>,
     ) -> Result<core::result::Result<u64, SetError>> {
@@ -297,10 +297,10 @@ impl Datapath {
             let mut peers = self.peers.lock();
             let epoch = match epoch {
                 Some(e) => e,
-                None => peers.next_epoch(name),
+                None => peers.next_epoch(key),
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
-            peers.set(name, &secret, &mut woken)?
+            peers.set(key, &secret, &mut woken)?
         };
         for f in woken {
             self.kick(&f);
@@ -308,8 +308,8 @@ impl Datapath {
         Ok(res)
     }
 
-    pub(crate) fn del_secret(&self, name: &[u8]) -> bool {
-        self.peers.lock().del(name)
+    pub(crate) fn del_secret(&self, key: PeerKey<'_>) -> bool {
+        self.peers.lock().del(key)
     }
 
     /// Queue `flow`'s worker (derive and/or install).

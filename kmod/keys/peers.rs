@@ -82,9 +82,34 @@ pub(crate) enum PeerState {
     None,
 }
 
-/// One peer node.
+/// Which secret a control-plane command names: the peer node's, for any
+/// local node (`local: None`, the form for a kernel that serves one node),
+/// or the secret of the unordered node pair {`local`, `name`} (a kernel
+/// that serves several nodes holds one per pair; review M8, spec §3).
+#[derive(Clone, Copy)]
+pub(crate) struct PeerKey<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) local: Option<&'a [u8]>,
+}
+
+impl PeerKey<'_> {
+    fn is(&self, p: &Peer) -> bool {
+        match (self.local, p.local.as_deref()) {
+            (None, None) => &p.name[..] == self.name,
+            (Some(l), Some(pl)) => {
+                (&p.name[..] == self.name && pl == l) || (&p.name[..] == l && pl == self.name)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One peer node (for any local node), or one node pair.
 pub(crate) struct Peer {
     name: KVec<u8>,
+    /// A pair entry's local node (as `peer-set` named it); `None`: the
+    /// peer's secret for every local node without a pair entry.
+    local: Option<KVec<u8>>,
     secret: Option<Secret>,
     waiting: KVec<Arc<Flow>>,
     /// When the outstanding key request was sent (jiffies; `None`: none
@@ -102,6 +127,11 @@ pub(crate) struct Peer {
 impl Peer {
     pub(crate) fn name(&self) -> &[u8] {
         &self.name
+    }
+
+    /// A pair entry's local node.
+    pub(crate) fn local(&self) -> Option<&[u8]> {
+        self.local.as_deref()
     }
 
     /// Epoch of the current secret, also when it has expired.
@@ -258,19 +288,28 @@ impl Peers {
         }
     }
 
-    fn find(&self, name: &[u8]) -> Option<usize> {
-        self.list.iter().position(|p| &p.name[..] == name)
+    fn find(&self, key: PeerKey<'_>) -> Option<usize> {
+        self.list.iter().position(|p| key.is(p))
     }
 
-    fn find_or_add(&mut self, name: &[u8]) -> Result<usize> {
-        if let Some(i) = self.find(name) {
+    fn find_or_add(&mut self, key: PeerKey<'_>) -> Result<usize> {
+        if let Some(i) = self.find(key) {
             return Ok(i);
         }
-        let mut n = KVec::with_capacity(name.len(), GFP_KERNEL)?;
-        n.extend_from_slice(name, GFP_KERNEL)?;
+        let mut n = KVec::with_capacity(key.name.len(), GFP_KERNEL)?;
+        n.extend_from_slice(key.name, GFP_KERNEL)?;
+        let local = match key.local {
+            None => None,
+            Some(l) => {
+                let mut v = KVec::with_capacity(l.len(), GFP_KERNEL)?;
+                v.extend_from_slice(l, GFP_KERNEL)?;
+                Some(v)
+            }
+        };
         self.list.push(
             Peer {
                 name: n,
+                local,
                 secret: None,
                 waiting: KVec::new(),
                 requested: None,
@@ -301,7 +340,19 @@ impl Peers {
         if flow.mode() != uapi::mode::TLSHUB {
             return self.derive_own(flow);
         }
-        let i = self.find_or_add(flow.remote_pod.node())?;
+        // The pair's own entry if there is one, else the peer's.
+        let (remote, local) = (flow.remote_pod.node(), flow.local_pod.node());
+        let pair = PeerKey {
+            name: remote,
+            local: Some(local),
+        };
+        let i = match self.find(pair) {
+            Some(i) => i,
+            None => self.find_or_add(PeerKey {
+                name: remote,
+                local: None,
+            })?,
+        };
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
         peer.sweep(workq::jiffies());
         if let Some(prk) = peer.secret.as_ref().and_then(|s| s.prk.as_ref()) {
@@ -380,11 +431,42 @@ impl Peers {
     /// The answer to a handshake, without a lifetime: see [`Peers::set_with`].
     pub(crate) fn set(
         &mut self,
-        name: &[u8],
+        key: PeerKey<'_>,
         secret: &NodePairSecret,
         out: &mut KVec<Arc<Flow>>,
     ) -> Result<core::result::Result<u64, SetError>> {
-        self.set_with(name, secret, None, out)
+        self.set_with(key, secret, None, out)
+    }
+
+    /// A pair entry {a, b} was set or failed: the flows of that pair
+    /// waiting on a peer entry (`a`'s or `b`'s, made before the pair had
+    /// its own) move to `out`, to be derived again or reset.
+    fn take_pair_waiters(&mut self, key: PeerKey<'_>, out: &mut KVec<Arc<Flow>>) -> Result {
+        let Some(local) = key.local else {
+            return Ok(());
+        };
+        for p in self.list.iter_mut().filter(|p| p.local.is_none()) {
+            // Its flows' remote node is `p.name`; theirs is the other end.
+            let other = if &p.name[..] == key.name {
+                local
+            } else if &p.name[..] == local {
+                key.name
+            } else {
+                continue;
+            };
+            let mut keep = KVec::with_capacity(p.waiting.len(), GFP_KERNEL)?;
+            out.reserve(p.waiting.len(), GFP_KERNEL)?;
+            for f in core::mem::take(&mut p.waiting) {
+                // Room reserved above: these pushes do not allocate.
+                if f.local_pod.node() == other {
+                    out.push(f, GFP_KERNEL)?;
+                } else {
+                    keep.push(f, GFP_KERNEL)?;
+                }
+            }
+            p.waiting = keep;
+        }
+        Ok(())
     }
 
     /// The answer to a handshake: install `secret` for `name`, valid for
@@ -394,13 +476,13 @@ impl Peers {
     /// refused and changes nothing. Clears a reported error state.
     pub(crate) fn set_with(
         &mut self,
-        name: &[u8],
+        key: PeerKey<'_>,
         secret: &NodePairSecret,
         lifetime: Option<u64>,
         out: &mut KVec<Arc<Flow>>,
     ) -> Result<core::result::Result<u64, SetError>> {
         let now = workq::jiffies();
-        let i = self.find_or_add(name)?;
+        let i = self.find_or_add(key)?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
         peer.sweep(now);
         let prk = Prk::extract::<LibSha256>(secret);
@@ -431,13 +513,16 @@ impl Peers {
             // Room reserved above.
             out.push(f, GFP_KERNEL)?;
         }
+        // Installed: a failure to hand over the pair's flows from the peer
+        // entries leaves them waiting (a later resend or flow retries).
+        let _ = self.take_pair_waiters(key, out);
         Ok(Ok(secret.epoch()))
     }
 
     /// The next epoch for `name` when none is given (after the current
     /// secret's, expired or not).
-    pub(crate) fn next_epoch(&self, name: &[u8]) -> u64 {
-        self.find(name)
+    pub(crate) fn next_epoch(&self, key: PeerKey<'_>) -> u64 {
+        self.find(key)
             .and_then(|i| self.list.get(i))
             .and_then(|p| p.epoch())
             .map_or(1, |e| e.saturating_add(1))
@@ -445,8 +530,8 @@ impl Peers {
 
     /// Forget `name`'s secret; its waiting flows keep waiting (until their
     /// deadline). Returns whether there was one.
-    pub(crate) fn del(&mut self, name: &[u8]) -> bool {
-        match self.find(name).and_then(|i| self.list.get_mut(i)) {
+    pub(crate) fn del(&mut self, key: PeerKey<'_>) -> bool {
+        match self.find(key).and_then(|i| self.list.get_mut(i)) {
             Some(p) => {
                 p.failed = false;
                 p.secret.take().is_some()
@@ -460,10 +545,15 @@ impl Peers {
     /// the secret, move every flow waiting for it into `out` (the caller
     /// resets them) and let the next flow send a fresh key request. On an
     /// allocation failure nothing has changed.
-    pub(crate) fn fail(&mut self, name: &[u8], error: &[u8], out: &mut KVec<Arc<Flow>>) -> Result {
+    pub(crate) fn fail(
+        &mut self,
+        key: PeerKey<'_>,
+        error: &[u8],
+        out: &mut KVec<Arc<Flow>>,
+    ) -> Result {
         let mut text = KVec::with_capacity(error.len(), GFP_KERNEL)?;
         text.extend_from_slice(error, GFP_KERNEL)?;
-        let i = self.find_or_add(name)?;
+        let i = self.find_or_add(key)?;
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
         out.reserve(peer.waiting.len(), GFP_KERNEL)?;
         peer.error = Some(PeerError {
@@ -477,6 +567,9 @@ impl Peers {
             // Room reserved above.
             out.push(f, GFP_KERNEL)?;
         }
+        // The pair's flows still on a peer entry: reset them too (on an
+        // allocation failure they wait out their deadline instead).
+        let _ = self.take_pair_waiters(key, out);
         Ok(())
     }
 

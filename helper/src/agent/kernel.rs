@@ -179,8 +179,11 @@ impl Kernel for NetlinkKernel {
 
     fn peers(&self) -> Result<Vec<KernelPeer>, String> {
         self.with(|c| c.peers()).map(|peers| {
+            // The agent keeps the peers' own secrets; a node pair's own
+            // (an operator's `node set --local`) is not its to manage.
             peers
                 .into_iter()
+                .filter(|p| p.local.is_none())
                 .map(|p| KernelPeer {
                     name: p.name,
                     epoch: p.epoch,

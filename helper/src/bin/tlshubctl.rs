@@ -103,19 +103,32 @@ enum NodeCommand {
         /// never); then new flows to NODE wait and a key request goes out
         #[arg(long, value_name = "SECONDS", value_parser = parse_lifetime)]
         lifetime: Option<Duration>,
+        /// The secret of the node pair {LOCAL, NODE} only (LOCAL: a node
+        /// this kernel serves); without it, NODE's secret for every local
+        /// node that has no pair secret with NODE
+        #[arg(long, value_name = "LOCAL")]
+        local: Option<String>,
     },
-    /// Forget the secret shared with peer node NODE
-    Del { node: String },
+    /// Forget the secret shared with peer node NODE (with --local, the
+    /// pair {LOCAL, NODE}'s)
+    Del {
+        node: String,
+        #[arg(long, value_name = "LOCAL")]
+        local: Option<String>,
+    },
     /// Report that no secret can be had for peer node NODE (a failed
     /// handshake): flows waiting for it are reset at once, its secret is
-    /// dropped, and MESSAGE is shown by `node show`
+    /// dropped, and MESSAGE is shown by `node show` (with --local: for the
+    /// pair {LOCAL, NODE})
     Fail {
         node: String,
         #[arg(value_name = "MESSAGE")]
         message: String,
+        #[arg(long, value_name = "LOCAL")]
+        local: Option<String>,
     },
-    /// Show peer nodes: state, secret epoch ("-": none), age and expiry,
-    /// flows waiting, last error
+    /// Show peer nodes (a node pair's own secret as LOCAL+NODE): state,
+    /// secret epoch ("-": none), age and expiry, flows waiting, last error
     Show {
         #[arg(long)]
         json: bool,
@@ -437,30 +450,52 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             file,
             epoch,
             lifetime,
+            local,
         } => {
-            check_node_name(&node)?;
+            check_pair(&node, local.as_deref())?;
             let psk = Psk::from_arg(&file)?;
-            let epoch = connect(verbose)?.peer_set_with_lifetime(&node, &psk, epoch, lifetime)?;
+            let epoch =
+                connect(verbose)?.peer_set_pair(&node, local.as_deref(), &psk, epoch, lifetime)?;
+            let shown = match &local {
+                Some(l) => format!("{l}+{node}"),
+                None => node.clone(),
+            };
             match lifetime {
-                Some(l) => println!("{node} epoch {epoch} lifetime {}", secs(l)),
-                None => println!("{node} epoch {epoch}"),
+                Some(l) => println!("{shown} epoch {epoch} lifetime {}", secs(l)),
+                None => println!("{shown} epoch {epoch}"),
             }
             Ok(())
         }
-        NodeCommand::Del { node } => {
-            check_node_name(&node)?;
-            Ok(connect(verbose)?.peer_del(&node)?)
+        NodeCommand::Del { node, local } => {
+            check_pair(&node, local.as_deref())?;
+            Ok(connect(verbose)?.peer_del_pair(&node, local.as_deref())?)
         }
-        NodeCommand::Fail { node, message } => {
-            check_node_name(&node)?;
+        NodeCommand::Fail {
+            node,
+            message,
+            local,
+        } => {
+            check_pair(&node, local.as_deref())?;
             check_error_message(&message)?;
-            Ok(connect(verbose)?.peer_fail(&node, &message)?)
+            Ok(connect(verbose)?.peer_fail_pair(&node, local.as_deref(), &message)?)
         }
         NodeCommand::Show { json } => {
             let peers = connect(verbose)?.peers()?;
             output(json, &peers, |w| write_peers(w, &peers))
         }
     }
+}
+
+/// NODE and, with --local, LOCAL: valid node names, and two of them.
+fn check_pair(node: &str, local: Option<&str>) -> Result {
+    check_node_name(node)?;
+    if let Some(l) = local {
+        check_node_name(l)?;
+        if l == node {
+            bail!("--local {l}: a node pair needs two different nodes");
+        }
+    }
+    Ok(())
 }
 
 /// A `node fail` message: not empty, no NUL, at most the spec's
@@ -588,7 +623,11 @@ fn write_peers(w: &mut dyn Write, peers: &[Peer]) -> io::Result<()> {
                 (None, _) => "-".to_owned(),
             };
             [
-                p.name.clone(),
+                // A node pair's own secret: LOCAL+PEER (names have no '+').
+                match &p.local {
+                    Some(l) => format!("{l}+{}", p.name),
+                    None => p.name.clone(),
+                },
                 p.state.to_string(),
                 or_dash(p.epoch),
                 age(p.age_ms),
@@ -887,6 +926,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
         let peers = vec![
             Peer {
                 name: "node-2".into(),
+                local: None,
                 state: PeerState::Established,
                 epoch: Some(3),
                 pending: 0,
@@ -897,6 +937,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
             },
             Peer {
                 name: "node-10.example".into(),
+                local: None,
                 state: PeerState::Failed,
                 epoch: None,
                 pending: 12,
@@ -905,6 +946,17 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
                 error: Some("handshake: bad\ncert".into()),
                 error_age_ms: Some(2_003),
             },
+            Peer {
+                name: "n2".into(),
+                local: Some("n1".into()),
+                state: PeerState::Established,
+                epoch: Some(1),
+                pending: 0,
+                age_ms: Some(10),
+                expires_ms: None,
+                error: None,
+                error_age_ms: None,
+            },
         ];
         assert_eq!(
             text(|w| write_peers(w, &peers)),
@@ -912,16 +964,20 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
 NODE             STATE        EPOCH  AGE     EXPIRES  PENDING  ERROR
 node-2           established  3      1.500s  58.500s  0        -
 node-10.example  failed       -      -       -        12       handshake: bad\\ncert (2.003s ago)
+n1+n2            established  1      0.010s  -        0        -
 "
         );
         assert_eq!(
             serde_json::to_value(&peers).unwrap(),
             serde_json::json!([
-                {"name": "node-2", "state": "established", "epoch": 3, "pending": 0,
-                 "age_ms": 1500, "expires_ms": 58500, "error": null, "error_age_ms": null},
-                {"name": "node-10.example", "state": "failed", "epoch": null, "pending": 12,
-                 "age_ms": null, "expires_ms": null, "error": "handshake: bad\ncert",
-                 "error_age_ms": 2003}
+                {"name": "node-2", "local": null, "state": "established", "epoch": 3,
+                 "pending": 0, "age_ms": 1500, "expires_ms": 58500, "error": null,
+                 "error_age_ms": null},
+                {"name": "node-10.example", "local": null, "state": "failed", "epoch": null,
+                 "pending": 12, "age_ms": null, "expires_ms": null,
+                 "error": "handshake: bad\ncert", "error_age_ms": 2003},
+                {"name": "n2", "local": "n1", "state": "established", "epoch": 1, "pending": 0,
+                 "age_ms": 10, "expires_ms": null, "error": null, "error_age_ms": null}
             ])
         );
     }

@@ -190,6 +190,9 @@ impl std::fmt::Display for PeerState {
 pub struct Peer {
     /// The peer node.
     pub name: String,
+    /// A node-pair entry's local node: the secret of the pair {local,
+    /// name}. `None`: the peer's secret for every local node.
+    pub local: Option<String>,
     /// Where its secret is. A module that does not report it (older than
     /// `peer-state`) gets `established` with an epoch, else `waiting` with
     /// pending flows, else `none`.
@@ -245,16 +248,20 @@ pub struct KeyRequest {
 pub(crate) fn put_peer(
     request: &mut Request,
     name: &str,
+    local: Option<&str>,
     psk: &Psk,
     epoch: Option<u64>,
     lifetime_ms: Option<u32>,
 ) -> Result<(), NetlinkError> {
     let label = match epoch {
-        Some(epoch) => format!("peer {name} epoch {epoch}"),
-        None => format!("peer {name}"),
+        Some(epoch) => format!("peer {} epoch {epoch}", pair_label(name, local)),
+        None => format!("peer {}", pair_label(name, local)),
     };
     request.nest(uapi::attr::PEER, label, |w| {
         w.put(uapi::peer::NAME, Value::Str(name))?;
+        if let Some(l) = local {
+            w.put(uapi::peer::LOCAL, Value::Str(l))?;
+        }
         w.put(uapi::peer::PSK, Value::Bytes(psk.as_bytes()))?;
         if let Some(epoch) = epoch {
             w.put(uapi::peer::EPOCH, Value::U64(epoch))?;
@@ -271,6 +278,7 @@ pub(crate) fn put_peer(
 pub(crate) fn put_peer_error(
     request: &mut Request,
     name: &str,
+    local: Option<&str>,
     error: &str,
 ) -> Result<(), NetlinkError> {
     if error.is_empty() {
@@ -278,10 +286,25 @@ pub(crate) fn put_peer_error(
             "peer-fail: 'error' is empty".to_owned(),
         ));
     }
-    request.nest(uapi::attr::PEER, format!("peer {name}"), |w| {
-        w.put(uapi::peer::NAME, Value::Str(name))?;
-        w.put(uapi::peer::ERROR, Value::Str(error))
-    })
+    request.nest(
+        uapi::attr::PEER,
+        format!("peer {}", pair_label(name, local)),
+        |w| {
+            w.put(uapi::peer::NAME, Value::Str(name))?;
+            if let Some(l) = local {
+                w.put(uapi::peer::LOCAL, Value::Str(l))?;
+            }
+            w.put(uapi::peer::ERROR, Value::Str(error))
+        },
+    )
+}
+
+/// How error messages name a peer entry: `n2`, or `n2 (local n1)`.
+pub(crate) fn pair_label(name: &str, local: Option<&str>) -> String {
+    match local {
+        Some(l) => format!("{name} (local {l})"),
+        None => name.to_owned(),
+    }
 }
 
 fn protocol(what: String) -> NetlinkError {
@@ -314,7 +337,12 @@ pub(crate) fn parse_peer(a: RawAttr<'_>) -> Result<Peer, NetlinkError> {
         let raw = a.payload.split(|&c| c == 0).next().unwrap_or_default();
         String::from_utf8_lossy(raw).into_owned()
     });
+    let local = attrs
+        .get(uapi::peer::LOCAL)
+        .map(|a| a.string())
+        .transpose()?;
     Ok(Peer {
+        local,
         state,
         epoch,
         pending,
@@ -793,7 +821,7 @@ mod tests {
     #[test]
     fn peer_set_request() {
         let mut r = Request::new(&schema::PEER_SET);
-        put_peer(&mut r, "node-2", &test_psk(), Some(7), None).unwrap();
+        put_peer(&mut r, "node-2", None, &test_psk(), Some(7), None).unwrap();
         let enc = r.encode(0x20, 1, 1).unwrap();
         let b = &enc.bytes;
         let top = NLMSG_HDRLEN + GENL_HDRLEN;
@@ -818,7 +846,7 @@ mod tests {
 
         // Without an epoch, none is sent; a lifetime goes in as a u32.
         let mut r = Request::new(&schema::PEER_SET);
-        put_peer(&mut r, "node-2", &test_psk(), None, Some(2000)).unwrap();
+        put_peer(&mut r, "node-2", None, &test_psk(), None, Some(2000)).unwrap();
         let bytes = attrs_of(r);
         let attrs = Attrs::parse(&bytes).unwrap();
         let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
@@ -870,6 +898,7 @@ mod tests {
         // Without a state (an older module): inferred.
         let bare = |name: &str, state, epoch, pending| Peer {
             name: String::from(name),
+            local: None,
             state,
             epoch,
             pending,
@@ -927,6 +956,7 @@ mod tests {
             peers_in(&Attrs::parse(&bytes).unwrap()).unwrap(),
             [Peer {
                 name: "node-2".into(),
+                local: None,
                 state: PeerState::Expired,
                 epoch: Some(4),
                 pending: 2,
@@ -982,7 +1012,7 @@ mod tests {
     #[test]
     fn peer_fail_request() {
         let mut r = Request::new(&schema::PEER_FAIL);
-        put_peer_error(&mut r, "node-2", "handshake: certificate expired").unwrap();
+        put_peer_error(&mut r, "node-2", None, "handshake: certificate expired").unwrap();
         let enc = r.encode(0x20, 1, 1).unwrap();
         assert_eq!(enc.spans[0].label, "peer node-2");
         let attrs = Attrs::parse(&enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..]).unwrap();
@@ -996,11 +1026,12 @@ mod tests {
         // anything is sent.
         let err = |e: &str| {
             let mut r = Request::new(&schema::PEER_FAIL);
-            put_peer_error(&mut r, "node-2", e).unwrap_err().to_string()
+            put_peer_error(&mut r, "node-2", None, e).unwrap_err().to_string()
         };
         assert!(put_peer_error(
             &mut Request::new(&schema::PEER_FAIL),
             "n",
+            None,
             &"x".repeat(uapi::ERROR_MAX_LEN)
         )
         .is_ok());

@@ -657,9 +657,25 @@ impl Client {
         epoch: Option<u64>,
         lifetime: Option<Duration>,
     ) -> Result<u64, NetlinkError> {
+        self.peer_set_pair(name, None, psk, epoch, lifetime)
+    }
+
+    /// [`Client::peer_set_with_lifetime`] for the node pair {`local`,
+    /// `name`} (`local`: a node this kernel serves, other than `name`), or,
+    /// with `local` `None`, for peer `name` and every local node without a
+    /// pair secret. The pair's flows in either direction use it, and flows
+    /// of the pair that waited on the peer's own entry are keyed at once.
+    pub fn peer_set_pair(
+        &mut self,
+        name: &str,
+        local: Option<&str>,
+        psk: &Psk,
+        epoch: Option<u64>,
+        lifetime: Option<Duration>,
+    ) -> Result<u64, NetlinkError> {
         let lifetime_ms = lifetime.map(lifetime_ms).transpose()?;
         let mut request = Request::new(&schema::PEER_SET);
-        entries::put_peer(&mut request, name, psk, epoch, lifetime_ms)?;
+        entries::put_peer(&mut request, name, local, psk, epoch, lifetime_ms)?;
         let result = self.transact(request);
         // An error reply echoes the request, secret included.
         wipe(&mut self.buf);
@@ -676,8 +692,19 @@ impl Client {
     /// `key-request` for the next flow. A later successful `peer-set`
     /// clears the error state.
     pub fn peer_fail(&mut self, name: &str, error: &str) -> Result<(), NetlinkError> {
+        self.peer_fail_pair(name, None, error)
+    }
+
+    /// [`Client::peer_fail`] for the node pair {`local`, `name`} (or, with
+    /// `local` `None`, for the peer's own entry).
+    pub fn peer_fail_pair(
+        &mut self,
+        name: &str,
+        local: Option<&str>,
+        error: &str,
+    ) -> Result<(), NetlinkError> {
         let mut request = Request::new(&schema::PEER_FAIL);
-        entries::put_peer_error(&mut request, name, error)?;
+        entries::put_peer_error(&mut request, name, local, error)?;
         self.transact(request).map(drop)
     }
 
@@ -690,11 +717,24 @@ impl Client {
 
     /// `peer-del`: forgets the secret shared with node `name`.
     pub fn peer_del(&mut self, name: &str) -> Result<(), NetlinkError> {
-        let request = Request::new(&schema::PEER_DEL).with(
+        self.peer_del_pair(name, None)
+    }
+
+    /// `peer-del` for the node pair {`local`, `name`} (or, with `local`
+    /// `None`, the peer's own secret).
+    pub fn peer_del_pair(&mut self, name: &str, local: Option<&str>) -> Result<(), NetlinkError> {
+        let mut request = Request::new(&schema::PEER_DEL).with(
             uapi::attr::NODE_NAME,
             Value::Str(name),
             format!("node-name {name}"),
         )?;
+        if let Some(l) = local {
+            request = request.with(
+                uapi::attr::LOCAL_NODE,
+                Value::Str(l),
+                format!("local-node {l}"),
+            )?;
+        }
         self.transact(request).map(drop)
     }
 
@@ -1520,7 +1560,7 @@ mod datapath_tests {
     fn errors_inside_a_peer_nest_hide_the_secret() {
         let psk = Psk::parse(&[0x41; 32]).unwrap();
         let mut r = Request::new(&schema::PEER_SET);
-        entries::put_peer(&mut r, "node-2", &psk, Some(1), None).unwrap();
+        entries::put_peer(&mut r, "node-2", None, &psk, Some(1), None).unwrap();
         let enc = r.encode(0x20, 1, 7).unwrap();
         let nest = enc.spans[0].range.start;
         // Nest header 4, name "node-2\0" padded to 8 plus its header 4.

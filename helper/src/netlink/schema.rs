@@ -333,7 +333,11 @@ pub static STATS: AttrSet = AttrSet {
         attr("key-resends", uapi::stats::KEY_RESENDS, Type::U64),
         attr("guard-holds", uapi::stats::GUARD_HOLDS, Type::U64),
         attr("reset-key-repeat", uapi::stats::RESET_KEY_REPEAT, Type::U64),
-        attr("repeat-window-full", uapi::stats::REPEAT_WINDOW_FULL, Type::U64),
+        attr(
+            "repeat-window-full",
+            uapi::stats::REPEAT_WINDOW_FULL,
+            Type::U64,
+        ),
         attr("repeat-window", uapi::stats::REPEAT_WINDOW, Type::U64),
     ],
 };
@@ -352,6 +356,7 @@ pub static PEER: AttrSet = AttrSet {
         attr("age-ms", uapi::peer::AGE_MS, Type::U64),
         attr("expires-ms", uapi::peer::EXPIRES_MS, Type::U64),
         attr("error-age-ms", uapi::peer::ERROR_AGE_MS, Type::U64),
+        attr("local", uapi::peer::LOCAL, Type::String).max_len(uapi::NAME_MAX_LEN),
     ],
 };
 
@@ -489,7 +494,8 @@ pub static NODE_LOCAL_GET: Op =
     op("node-local-get", uapi::cmd::NODE_LOCAL_GET, false).doit(&[], Some(&[a::LOCAL_NODE]));
 pub static PEER_SET: Op =
     op("peer-set", uapi::cmd::PEER_SET, true).doit(&[a::PEER], Some(&[a::PEER]));
-pub static PEER_DEL: Op = op("peer-del", uapi::cmd::PEER_DEL, true).doit(&[a::NODE_NAME], None);
+pub static PEER_DEL: Op =
+    op("peer-del", uapi::cmd::PEER_DEL, true).doit(&[a::NODE_NAME, a::LOCAL_NODE], None);
 pub static PEER_GET: Op = op("peer-get", uapi::cmd::PEER_GET, true).dumpit(&[], Some(&[a::PEER]));
 pub static CONFIG_SET: Op =
     op("config-set", uapi::cmd::CONFIG_SET, true).doit(&[a::CIPHER, a::KEY_TIMEOUT_MS], None);
@@ -500,8 +506,8 @@ pub static FLOWS_GET: Op =
 pub static KEY_REQUEST: Op = op("key-request", uapi::cmd::KEY_REQUEST, false)
     .event(&[a::NODE_NAME, a::LOCAL_NODE], uapi::MCGRP_KEYS);
 pub static PEER_FAIL: Op = op("peer-fail", uapi::cmd::PEER_FAIL, true).doit(&[a::PEER], None);
-pub static FLOW_KEY_REQUEST: Op = op("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST, false)
-    .event(&[a::FLOW], uapi::MCGRP_KEYS);
+pub static FLOW_KEY_REQUEST: Op =
+    op("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST, false).event(&[a::FLOW], uapi::MCGRP_KEYS);
 pub static FLOW_KEY_SET: Op =
     op("flow-key-set", uapi::cmd::FLOW_KEY_SET, true).doit(&[a::FLOW], None);
 pub static DRAIN: Op = op("drain", uapi::cmd::DRAIN, true).doit(&[], None);
