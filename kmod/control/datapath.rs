@@ -319,7 +319,7 @@ impl Control {
             Some(x) => Some(pair_local(self, req, &x, n)?),
             None => None,
         };
-        if !self.dp.del_secret(PeerKey { name: n, local }) {
+        if !self.dp.del_secret(PeerKey { name: n, local })? {
             return Err(req.fail(ENOENT, Some(&a), c"no secret for this node (pair)"));
         }
         Ok(())

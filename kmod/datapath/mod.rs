@@ -308,8 +308,15 @@ impl Datapath {
         Ok(res)
     }
 
-    pub(crate) fn del_secret(&self, key: PeerKey<'_>) -> bool {
-        self.peers.lock().del(key)
+    /// `peer-del`: whether there was a secret. A pair's waiting flows are
+    /// derived again (from the peers' own entries).
+    pub(crate) fn del_secret(&self, key: PeerKey<'_>) -> Result<bool> {
+        let mut again = KVec::new();
+        let had = self.peers.lock().del(key, &mut again)?;
+        for f in again {
+            self.kick(&f);
+        }
+        Ok(had)
     }
 
     /// Queue `flow`'s worker (derive and/or install).

@@ -346,9 +346,18 @@ impl Peers {
             name: remote,
             local: Some(local),
         };
+        // A pair entry counts once it had a secret or a failure (a
+        // deleted one has neither: the peers' own apply again).
         let i = match self.find(pair) {
-            Some(i) => i,
-            None => self.find_or_add(PeerKey {
+            Some(i)
+                if self
+                    .list
+                    .get(i)
+                    .is_some_and(|p| p.secret.is_some() || p.failed) =>
+            {
+                i
+            }
+            _ => self.find_or_add(PeerKey {
                 name: remote,
                 local: None,
             })?,
@@ -528,15 +537,26 @@ impl Peers {
             .map_or(1, |e| e.saturating_add(1))
     }
 
-    /// Forget `name`'s secret; its waiting flows keep waiting (until their
-    /// deadline). Returns whether there was one.
-    pub(crate) fn del(&mut self, key: PeerKey<'_>) -> bool {
+    /// Forget `key`'s secret; returns whether there was one. A peer's
+    /// waiting flows keep waiting (until their deadline); a pair's go to
+    /// `out`, and the pair's entry no longer counts (the peers' own apply).
+    pub(crate) fn del(&mut self, key: PeerKey<'_>, out: &mut KVec<Arc<Flow>>) -> Result<bool> {
         match self.find(key).and_then(|i| self.list.get_mut(i)) {
             Some(p) => {
+                if key.local.is_some() {
+                    // A pair's flows go back to the peers' own entries:
+                    // handed to the caller to be derived again.
+                    out.reserve(p.waiting.len(), GFP_KERNEL)?;
+                    for f in core::mem::take(&mut p.waiting) {
+                        // Room reserved above.
+                        out.push(f, GFP_KERNEL)?;
+                    }
+                    p.requested = None;
+                }
                 p.failed = false;
-                p.secret.take().is_some()
+                Ok(p.secret.take().is_some())
             }
-            None => false,
+            None => Ok(false),
         }
     }
 

@@ -2,11 +2,11 @@
 """replay: the attacker of tests/vm/39-syncookie-replay.sh, and its app.
 Python 3 standard library only.
 
-  server PORT LOG
+  server PORT
       A TCP server (IPv4, any address). Per connection: read until EOF or
-      an error, append "conn=N got=<bytes>" for every read and
-      "conn=N end=<eof|error name>" to LOG, answer "ack\\n" once the first
-      bytes came in.
+      an error, print "conn=N got=<bytes>" for every read and
+      "conn=N end=<eof|errnoN>" (flushed lines), answer "ack\\n" once the
+      first bytes came in.
 
   client HOST PORT MARKER
       Connect, send MARKER and a newline, read the server's "ack", close.
@@ -36,8 +36,8 @@ def cmd_server(a):
     n = 0
 
     def log(line):
-        with lock, open(a.log, "a") as f:
-            f.write(line + "\n")
+        with lock:
+            print(line, flush=True)
 
     def handle(c, k):
         answered = False
@@ -149,7 +149,6 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("server")
     s.add_argument("port", type=int)
-    s.add_argument("log")
     s = sub.add_parser("client")
     s.add_argument("host")
     s.add_argument("port", type=int)
