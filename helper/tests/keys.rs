@@ -632,6 +632,19 @@ fn key_material_is_wiped_on_drop() {
 }
 
 #[test]
+fn ct_eq_compares_whole_slices() {
+    assert!(schedule::ct_eq(b"", b""));
+    assert!(schedule::ct_eq(&[7; 32], &[7; 32]));
+    let mut b = [7u8; 32];
+    for i in [0, 15, 31] {
+        b[i] ^= 0x80;
+        assert!(!schedule::ct_eq(&[7; 32], &b), "differs at {i}");
+        b[i] ^= 0x80;
+    }
+    assert!(!schedule::ct_eq(&[7; 32], &[7; 31]));
+}
+
+#[test]
 fn zeroize_clears() {
     let mut buf = [0xffu8; 70];
     schedule::zeroize(&mut buf);

@@ -88,7 +88,12 @@ impl Control {
             match x.ty() {
                 peer::NAME if name.is_none() => name = Some(node_name(req, &x)?),
                 peer::LOCAL if local.is_none() => local = Some(x),
-                peer::PSK if psk.is_none() => psk = Some(x.data()),
+                peer::PSK if psk.is_none() => {
+                    // The message is wiped once we are done (the core
+                    // would echo it in an error ack, then free it unwiped).
+                    req.wipe_after(&x);
+                    psk = Some(x.data());
+                }
                 peer::EPOCH if epoch.is_none() => {
                     let e = x
                         .array::<8>()
@@ -238,7 +243,10 @@ impl Control {
                 fa::REMOTE_IPV4 | fa::REMOTE_IPV6 => rip.replace(x).is_some(),
                 fa::LOCAL_PORT => lport.replace(x).is_some(),
                 fa::REMOTE_PORT => rport.replace(x).is_some(),
-                fa::SECRET => secret.replace(x).is_some(),
+                fa::SECRET => {
+                    req.wipe_after(&x);
+                    secret.replace(x).is_some()
+                }
                 fa::CLIENT_ISN => cisn.replace(x).is_some(),
                 fa::SERVER_ISN => sisn.replace(x).is_some(),
                 _ => false,

@@ -499,7 +499,10 @@ impl Peers {
             if secret.epoch() == old.epoch {
                 // An expired secret's PRK is gone: a secret under its epoch
                 // cannot be shown to be the same one, so it is refused.
-                let same = old.prk.as_ref().is_some_and(|p| p.bytes() == prk.bytes());
+                let same = old
+                    .prk
+                    .as_ref()
+                    .is_some_and(|p| schedule::ct_eq(p.bytes(), prk.bytes()));
                 if !same {
                     return Ok(Err(SetError::EpochConflict));
                 }

@@ -117,6 +117,16 @@ pub fn zeroize(buf: &mut [u8]) {
     compiler_fence(Ordering::SeqCst);
 }
 
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths (secret comparisons: no early exit on the first difference).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
+    core::hint::black_box(diff) == 0
+}
+
 /// Copies `src` into the start of `dst`, as far as both reach.
 fn copy(dst: &mut [u8], src: &[u8]) {
     for (d, s) in dst.iter_mut().zip(src) {

@@ -386,9 +386,7 @@ const fn nl_align(n: usize) -> usize {
 unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
     // SAFETY: `info` and its family are valid per the caller.
     let (nlh, hdrsize) = unsafe { ((*info).nlhdr, (*(*info).family).hdrsize) };
-    let start = nl_align(core::mem::size_of::<bindings::nlmsghdr>())
-        + nl_align(core::mem::size_of::<bindings::genlmsghdr>())
-        + nl_align(hdrsize as usize);
+    let start = payload_offset(hdrsize);
     // SAFETY: the core checked `nlmsg_len` against the received buffer.
     let len = unsafe { (*nlh).nlmsg_len } as usize;
     if len <= start {
@@ -399,12 +397,19 @@ unsafe fn request_payload<'a>(info: *const bindings::genl_info) -> &'a [u8] {
     unsafe { core::slice::from_raw_parts(nlh.cast::<u8>().add(start), len - start) }
 }
 
+/// Where a request's attributes start in its message.
+fn payload_offset(hdrsize: u32) -> usize {
+    nl_align(core::mem::size_of::<bindings::nlmsghdr>())
+        + nl_align(core::mem::size_of::<bindings::genlmsghdr>())
+        + nl_align(hdrsize as usize)
+}
+
 /// # Safety
 ///
 /// Called by the genetlink core with a valid `skb` and `info` of one of our
 /// families' `do` requests (registered by [`Registration::new`]).
 unsafe extern "C" fn doit_trampoline<H: Handler>(
-    _skb: *mut bindings::sk_buff,
+    skb: *mut bindings::sk_buff,
     info: *mut bindings::genl_info,
 ) -> c_int {
     // SAFETY: the core passes a valid `info` for the duration of the call.
@@ -415,11 +420,54 @@ unsafe extern "C" fn doit_trampoline<H: Handler>(
     // SAFETY: valid `info`, as above; the message lives for the call.
     let payload = unsafe { request_payload(info) };
     // INVARIANT: `info` is the core's, valid for this call.
-    let req = Request { info, payload };
-    match storage.handler.doit(cmd, &req) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
+    // The request (and every borrow of the message) ends with this block.
+    let (r, secret) = {
+        let req = Request {
+            info,
+            payload,
+            secret: core::cell::Cell::new(None),
+        };
+        let r = match storage.handler.doit(cmd, &req) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+        (r, req.secret.get())
+    };
+    if let Some((off, len)) = secret {
+        // SAFETY: `info` is valid for the call (as above), and so is `skb`,
+        // the request's buffer.
+        let (nlh, hdrsize, data) =
+            unsafe { ((*info).nlhdr, (*(*info).family).hdrsize, (*skb).data) };
+        // `netlink_rcv_skb` hands each message over with `skb->data` at
+        // its header (it pulls past it afterwards): write through that
+        // (mutable) pointer, and only if it is this message's.
+        if core::ptr::eq(data.cast_const(), nlh.cast::<u8>()) {
+            // SAFETY: no reference into the message is left (the request
+            // and every attribute borrowed from it are gone with the
+            // handler's return). `(off, len)` lies inside the payload
+            // (checked by `wipe_after`), which starts `payload_offset`
+            // bytes into the message at `data`: the request skb's linear
+            // data, writable memory the netlink core allocated for this
+            // message and frees after the ack. A netlink tap's clone
+            // shares it: the tap then sees zeros too.
+            unsafe { wipe_raw(data.add(payload_offset(hdrsize) + off), len) };
+        }
     }
+    r
+}
+
+/// Zero `len` bytes at `p` with volatile writes (not optimised away).
+///
+/// # Safety
+///
+/// `p` must be valid for writes of `len` bytes, with no reference to them
+/// alive.
+unsafe fn wipe_raw(p: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: in bounds and writable per the caller.
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// # Safety
@@ -462,9 +510,26 @@ unsafe extern "C" fn dumpit_trampoline<H: Handler>(
 pub(crate) struct Request<'a> {
     info: *const bindings::genl_info,
     payload: &'a [u8],
+    /// A secret's place in `payload` (offset, length), wiped in the
+    /// message once the handler is done with it ([`Request::wipe_after`]).
+    secret: core::cell::Cell<Option<(usize, usize)>>,
 }
 
 impl<'a> Request<'a> {
+    /// Have `a`'s payload (a secret) wiped in the request message once the
+    /// handler returned, before the core echoes the message in an error
+    /// ack or frees it. One per request: a later call replaces the first.
+    pub(crate) fn wipe_after(&self, a: &Attr<'a>) {
+        let d = a.data();
+        let off = (d.as_ptr() as usize).wrapping_sub(self.payload.as_ptr() as usize);
+        if off
+            .checked_add(d.len())
+            .is_some_and(|end| end <= self.payload.len())
+        {
+            self.secret.set(Some((off, d.len())));
+        }
+    }
+
     /// All attributes, in order (for multi-attributes).
     pub(crate) fn attrs(&self) -> Attrs<'a> {
         Attrs::new(self.payload)

@@ -1026,7 +1026,9 @@ mod tests {
         // anything is sent.
         let err = |e: &str| {
             let mut r = Request::new(&schema::PEER_FAIL);
-            put_peer_error(&mut r, "node-2", None, e).unwrap_err().to_string()
+            put_peer_error(&mut r, "node-2", None, e)
+                .unwrap_err()
+                .to_string()
         };
         assert!(put_peer_error(
             &mut Request::new(&schema::PEER_FAIL),
