@@ -145,7 +145,8 @@ pub mod peer {
     pub const EXPIRES_MS: u16 = 10;
     pub const ERROR_AGE_MS: u16 = 11;
     pub const LOCAL: u16 = 12;
-    pub const MAX: u16 = LOCAL;
+    pub const LAST_EPOCH: u16 = 13;
+    pub const MAX: u16 = LAST_EPOCH;
 }
 
 /// Attribute set `flow`.

@@ -112,6 +112,7 @@ impl Kernel for FakeKernel {
             .map(|(n, (e, _))| KernelPeer {
                 name: n.clone(),
                 epoch: Some(*e),
+                last_epoch: *e,
                 pending: 0,
                 valid: true,
             })

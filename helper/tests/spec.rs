@@ -339,6 +339,7 @@ fn attribute_sets() {
                     ("expires-ms", uapi::peer::EXPIRES_MS),
                     ("error-age-ms", uapi::peer::ERROR_AGE_MS),
                     ("local", uapi::peer::LOCAL),
+                    ("last-epoch", uapi::peer::LAST_EPOCH),
                 ]),
                 uapi::peer::MAX,
             ),

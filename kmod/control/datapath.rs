@@ -138,7 +138,11 @@ impl Control {
                 ))
             }
             Err(SetError::EpochOld) => {
-                return Err(req.fail(EINVAL, Some(&a), c"epoch older than the current one"))
+                return Err(req.fail(
+                    EINVAL,
+                    Some(&a),
+                    c"epoch older than the current (or a deleted) one",
+                ))
             }
         };
         let mut r = req.reply(cmd::PEER_SET)?;
@@ -440,6 +444,9 @@ impl Control {
                     w.put_u32(peer::STATE, peer_state(p.state(now)))?;
                     if let Some(e) = p.epoch() {
                         w.put_u64(peer::EPOCH, e, peer::PAD)?;
+                    }
+                    if p.last_epoch() != 0 {
+                        w.put_u64(peer::LAST_EPOCH, p.last_epoch(), peer::PAD)?;
                     }
                     w.put_u32(peer::PENDING, count(p.pending()))?;
                     if let Some(ms) = p.age_ms(now) {

@@ -110,6 +110,7 @@ static PEER_SET: AttrSet = AttrSet {
         (peer::EXPIRES_MS, Kind::U64),
         (peer::ERROR_AGE_MS, Kind::U64),
         (peer::LOCAL, NODE_NAME),
+        (peer::LAST_EPOCH, Kind::U64),
     ],
 };
 

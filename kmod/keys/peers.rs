@@ -122,6 +122,11 @@ pub(crate) struct Peer {
     error: Option<PeerError>,
     /// The last event was a `peer-fail` (a `peer-set` clears it).
     failed: bool,
+    /// The highest epoch ever installed here (0: none), kept after
+    /// `peer-del` and `peer-fail`: a secret under it or below is refused
+    /// even once its bytes are gone (spec §3: an epoch the pair "has or
+    /// had" names one secret; review L3).
+    last_epoch: u64,
 }
 
 impl Peer {
@@ -137,6 +142,12 @@ impl Peer {
     /// Epoch of the current secret, also when it has expired.
     pub(crate) fn epoch(&self) -> Option<u64> {
         self.secret.as_ref().map(|s| s.epoch)
+    }
+
+    /// The highest epoch ever installed (0: none), also after a delete or
+    /// a failure.
+    pub(crate) fn last_epoch(&self) -> u64 {
+        self.last_epoch
     }
 
     pub(crate) fn pending(&self) -> usize {
@@ -315,6 +326,7 @@ impl Peers {
                 requested: None,
                 error: None,
                 failed: false,
+                last_epoch: 0,
             },
             GFP_KERNEL,
         )?;
@@ -510,8 +522,14 @@ impl Peers {
             if secret.epoch() < old.epoch {
                 return Ok(Err(SetError::EpochOld));
             }
+        } else if secret.epoch() == peer.last_epoch {
+            // Deleted or failed: its bytes are gone, it cannot be compared.
+            return Ok(Err(SetError::EpochConflict));
+        } else if secret.epoch() < peer.last_epoch {
+            return Ok(Err(SetError::EpochOld));
         }
         out.reserve(peer.waiting.len(), GFP_KERNEL)?;
+        peer.last_epoch = peer.last_epoch.max(secret.epoch());
         peer.secret = Some(Secret {
             prk: Some(prk),
             epoch: secret.epoch(),
@@ -531,13 +549,12 @@ impl Peers {
         Ok(Ok(secret.epoch()))
     }
 
-    /// The next epoch for `name` when none is given (after the current
-    /// secret's, expired or not).
+    /// The next epoch for `key` when none is given: after the highest one
+    /// it ever had (current, expired, deleted or failed).
     pub(crate) fn next_epoch(&self, key: PeerKey<'_>) -> u64 {
         self.find(key)
             .and_then(|i| self.list.get(i))
-            .and_then(|p| p.epoch())
-            .map_or(1, |e| e.saturating_add(1))
+            .map_or(1, |p| p.last_epoch.saturating_add(1))
     }
 
     /// Forget `key`'s secret; returns whether there was one. A peer's

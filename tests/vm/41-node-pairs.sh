@@ -10,7 +10,12 @@
 #     still wins; once the pair's secret is deleted, a1 -> b1 falls back to
 #     the peers' own, which differ: it fails closed (never plaintext);
 # (C) bad input changes nothing: --local a node this kernel does not serve
-#     (EINVAL, named), --local the peer itself (refused before sending).
+#     (EINVAL, named), --local the peer itself (refused before sending);
+# (D) a refused peer-set's error ack echoes the request with the PSK
+#     zeroed (the module wipes it in the request message);
+# (E) spec §3's epoch rule after `node del` and `node fail` (review L3):
+#     the last epoch is kept; it is refused (EEXIST), older ones too, and
+#     the next `node set` without --epoch takes the one after it.
 . ./lib.sh
 . ./pods.sh
 
@@ -62,6 +67,28 @@ if out=$(tlshubctl node set n2 psk "$TOPO_DIR/psk" --local n2 2>&1); then dp_fai
 [[ $out == *"two different nodes"* ]] || dp_fail "(C) --local n2: $out"
 [ "$(entries)" = "$before" ] || dp_fail "(C) a refused node set changed the table"
 ok "(C) --local a node not served here: refused ($out), nothing changed"
+
+# (D) Secrets do not come back in error acks.
+out=$(python3 pskecho.py n9) || dp_fail "(D) $out"
+tlshubctl node del n9
+ok "(D) $out"
+
+# (E) An epoch names one secret, also after delete and failure.
+head -c 32 /dev/urandom > "$TOPO_DIR/e1"
+head -c 32 /dev/urandom > "$TOPO_DIR/e2"
+[ "$(tlshubctl node set n8 psk "$TOPO_DIR/e1" --epoch 4)" = "n8 epoch 4" ] || dp_fail "(E) node set n8 --epoch 4"
+tlshubctl node del n8
+if out=$(tlshubctl node set n8 psk "$TOPO_DIR/e2" --epoch 4 2>&1); then dp_fail "(E) epoch 4 reused after node del: $out"; fi
+[[ $out == *"(EEXIST)"* ]] || dp_fail "(E) epoch 4 after del: $out"
+if out=$(tlshubctl node set n8 psk "$TOPO_DIR/e2" --epoch 3 2>&1); then dp_fail "(E) epoch 3 accepted after del of 4: $out"; fi
+[ "$(tlshubctl node show --json | jq -r '.[] | select(.name == "n8") | .last_epoch')" = 4 ] \
+    || dp_fail "(E) node show --json: last_epoch of n8 is not 4: $(tlshubctl node show --json)"
+[ "$(tlshubctl node set n8 psk "$TOPO_DIR/e2")" = "n8 epoch 5" ] || dp_fail "(E) the next epoch after del is not 5"
+tlshubctl node fail n8 "test failure"
+if out=$(tlshubctl node set n8 psk "$TOPO_DIR/e1" --epoch 5 2>&1); then dp_fail "(E) epoch 5 reused after node fail: $out"; fi
+[ "$(tlshubctl node set n8 psk "$TOPO_DIR/e1")" = "n8 epoch 6" ] || dp_fail "(E) the next epoch after fail is not 6"
+tlshubctl node del n8
+ok "(E) after node del and node fail an epoch is never reused (EEXIST, older refused, last_epoch shown); the next one follows it"
 
 capture_stop
 [ "$CAPTURE_DROPPED" = 0 ] || dp_fail "the capture dropped $CAPTURE_DROPPED packets"

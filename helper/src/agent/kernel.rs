@@ -23,6 +23,9 @@ pub struct KernelPeer {
     pub name: String,
     /// Epoch of the current secret, if any.
     pub epoch: Option<u64>,
+    /// The highest epoch the kernel ever had for the peer (0: none), also
+    /// after a delete or a failure: a new secret must come after it.
+    pub last_epoch: u64,
     /// Flows waiting for a secret.
     pub pending: u32,
     /// The kernel holds a secret that has not expired.
@@ -187,6 +190,7 @@ impl Kernel for NetlinkKernel {
                 .map(|p| KernelPeer {
                     name: p.name,
                     epoch: p.epoch,
+                    last_epoch: p.last_epoch.unwrap_or(0).max(p.epoch.unwrap_or(0)),
                     pending: p.pending,
                     valid: p.state == PeerState::Established,
                 })

@@ -327,9 +327,7 @@ impl Agent {
         match self.kernel.peers() {
             Ok(peers) => {
                 for p in peers {
-                    if let Some(epoch) = p.epoch {
-                        self.note_epoch(&p.name, epoch);
-                    }
+                    self.note_epoch(&p.name, p.last_epoch.max(p.epoch.unwrap_or(0)));
                     if p.pending > 0 {
                         self.log(format!(
                             "{why}: {} flow(s) waiting for peer {}",

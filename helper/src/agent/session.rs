@@ -197,8 +197,7 @@ impl Agent {
             .peers()
             .ok()
             .and_then(|ps| ps.into_iter().find(|p| p.name == peer))
-            .and_then(|p| p.epoch)
-            .unwrap_or(0);
+            .map_or(0, |p| p.last_epoch.max(p.epoch.unwrap_or(0)));
         self.slot_op(peer, |s| {
             s.epoch = s.epoch.max(kernel);
             s.epoch

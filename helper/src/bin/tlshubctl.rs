@@ -927,6 +927,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
             Peer {
                 name: "node-2".into(),
                 local: None,
+                last_epoch: None,
                 state: PeerState::Established,
                 epoch: Some(3),
                 pending: 0,
@@ -938,6 +939,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
             Peer {
                 name: "node-10.example".into(),
                 local: None,
+                last_epoch: None,
                 state: PeerState::Failed,
                 epoch: None,
                 pending: 12,
@@ -949,6 +951,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
             Peer {
                 name: "n2".into(),
                 local: Some("n1".into()),
+                last_epoch: Some(1),
                 state: PeerState::Established,
                 epoch: Some(1),
                 pending: 0,
@@ -970,13 +973,13 @@ n1+n2            established  1      0.010s  -        0        -
         assert_eq!(
             serde_json::to_value(&peers).unwrap(),
             serde_json::json!([
-                {"name": "node-2", "local": null, "state": "established", "epoch": 3,
+                {"name": "node-2", "local": null, "last_epoch": null, "state": "established", "epoch": 3,
                  "pending": 0, "age_ms": 1500, "expires_ms": 58500, "error": null,
                  "error_age_ms": null},
-                {"name": "node-10.example", "local": null, "state": "failed", "epoch": null,
+                {"name": "node-10.example", "local": null, "last_epoch": null, "state": "failed", "epoch": null,
                  "pending": 12, "age_ms": null, "expires_ms": null,
                  "error": "handshake: bad\ncert", "error_age_ms": 2003},
-                {"name": "n2", "local": "n1", "state": "established", "epoch": 1, "pending": 0,
+                {"name": "n2", "local": "n1", "last_epoch": 1, "state": "established", "epoch": 1, "pending": 0,
                  "age_ms": 10, "expires_ms": null, "error": null, "error_age_ms": null}
             ])
         );

@@ -200,6 +200,9 @@ pub struct Peer {
     /// Epoch of the current secret (also when it has expired); `None`
     /// while there is no secret.
     pub epoch: Option<u64>,
+    /// The highest epoch ever installed, also after a delete or a failure
+    /// (`None`: never one); a new secret must come after it.
+    pub last_epoch: Option<u64>,
     /// Flows waiting for this peer's secret.
     pub pending: u32,
     /// Milliseconds since the current secret was set.
@@ -342,6 +345,7 @@ pub(crate) fn parse_peer(a: RawAttr<'_>) -> Result<Peer, NetlinkError> {
         .map(|a| a.string())
         .transpose()?;
     Ok(Peer {
+        last_epoch: u64_of(uapi::peer::LAST_EPOCH)?,
         local,
         state,
         epoch,
@@ -899,6 +903,7 @@ mod tests {
         let bare = |name: &str, state, epoch, pending| Peer {
             name: String::from(name),
             local: None,
+            last_epoch: None,
             state,
             epoch,
             pending,
@@ -957,6 +962,7 @@ mod tests {
             [Peer {
                 name: "node-2".into(),
                 local: None,
+                last_epoch: None,
                 state: PeerState::Expired,
                 epoch: Some(4),
                 pending: 2,

@@ -357,6 +357,7 @@ pub static PEER: AttrSet = AttrSet {
         attr("expires-ms", uapi::peer::EXPIRES_MS, Type::U64),
         attr("error-age-ms", uapi::peer::ERROR_AGE_MS, Type::U64),
         attr("local", uapi::peer::LOCAL, Type::String).max_len(uapi::NAME_MAX_LEN),
+        attr("last-epoch", uapi::peer::LAST_EPOCH, Type::U64),
     ],
 };
 
