@@ -509,3 +509,161 @@ fn secrets_are_renewed_before_they_expire() {
     assert!(wait_until(20, || agreed(&n1, &n2).is_some_and(|(e, _)| e >= 3)));
     assert!(n1.kernel.failures().is_empty() && n2.kernel.failures().is_empty());
 }
+
+// --- the port before authentication (review-agent H1) ------------------------
+
+/// A TCP connection to `to` from source address `from` (loopback aliases).
+fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        unreachable!()
+    };
+    let sin = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns, with
+    // addresses that live across the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let src = sin(from, 0);
+        if libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let dst = sin(to.ip().octets(), to.port());
+        if libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Whether the server closed `c` (EOF or reset) within `secs`.
+fn closed_within(c: &mut TcpStream, secs: u64) -> bool {
+    use std::io::Read;
+    c.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut b = [0u8; 1];
+    match c.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Connections from an address that is no node's are closed before TLS,
+/// however many, and never hold a slot: a session between two agents goes
+/// through while 200 of them keep coming.
+#[test]
+fn unmapped_sources_are_closed_before_tls() {
+    let ca = ca();
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let dir = directory(&[("n1", a1), ("n2", a2)]);
+    let n1 = node("n1", identity(&ca, &["n1"], &ca), &dir, l1, false);
+    let t = Instant::now();
+    let mut c = connect_from([127, 0, 0, 9], a1).unwrap();
+    assert!(
+        closed_within(&mut c, 5),
+        "a connection from 127.0.0.9 stayed open"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "closed only after {:?}",
+        t.elapsed()
+    );
+    let flood = thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            if let Ok(c) = connect_from([127, 0, 0, 9], a1) {
+                held.push(c);
+            }
+        }
+        held
+    });
+    let n2 = node("n2", identity(&ca, &["n2"], &ca), &dir, l2, true);
+    assert!(
+        wait_until(20, || agreed(&n1, &n2).is_some()),
+        "no session while unmapped connections arrived"
+    );
+    let held = flood.join().unwrap();
+    assert!(wait_until(10, || n1
+        .agent
+        .refusals()
+        .unmapped
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= 201));
+    assert_eq!(
+        n1.agent.incoming(),
+        0,
+        "an unmapped connection holds a slot"
+    );
+    drop(held);
+}
+
+/// From a node's address (a hostNetwork pod shares it): at most
+/// MAX_PER_SOURCE at once, the rest closed at once; silent ones are shut at
+/// the handshake deadline even if they trickle; then a session goes through.
+#[test]
+fn silent_connections_are_capped_and_cut_at_the_deadline() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    use tlshub::agent::gatekeeper::MAX_PER_SOURCE;
+    let ca = ca();
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let dir = directory(&[("n1", a1), ("n2", a2)]);
+    let mut s = settings();
+    s.io_timeout = Duration::from_secs(2);
+    let n1 = node_with(s, "n1", identity(&ca, &["n1"], &ca), &dir, l1, false);
+    let mut silent: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(a1).unwrap()).collect();
+    assert!(
+        wait_until(10, || n1.agent.refusals().busy.load(Relaxed)
+            >= (100 - MAX_PER_SOURCE) as u64),
+        "busy refusals: {}",
+        n1.agent.refusals().busy.load(Relaxed)
+    );
+    assert!(
+        n1.agent.incoming() <= MAX_PER_SOURCE,
+        "{} served at once",
+        n1.agent.incoming()
+    );
+    // A slow partial record: the header of a 4 KiB handshake record, then
+    // a byte every 300 ms (TLS waits for the whole record): the deadline
+    // still cuts the admitted ones after 2 s.
+    for c in silent.iter_mut() {
+        let _ = c.write_all(&[0x16, 0x03, 0x01, 0x10, 0x00]);
+    }
+    let t = Instant::now();
+    while n1.agent.incoming() > 0 && t.elapsed() < Duration::from_secs(10) {
+        for c in silent.iter_mut() {
+            let _ = c.write_all(&[0]);
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        n1.agent.incoming(),
+        0,
+        "trickling connections outlived the deadline"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "cut only after {:?}",
+        t.elapsed()
+    );
+    assert!(n1.agent.refusals().timed_out.load(Relaxed) >= 1);
+    drop(silent);
+    let n2 = node("n2", identity(&ca, &["n2"], &ca), &dir, l2, true);
+    assert!(
+        wait_until(20, || agreed(&n1, &n2).is_some()),
+        "no session afterwards"
+    );
+}

@@ -73,6 +73,7 @@
 
 pub mod config;
 pub mod flowkeys;
+pub mod gatekeeper;
 pub mod kernel;
 pub mod protocol;
 pub mod session;
@@ -137,6 +138,8 @@ pub struct Agent {
     changed: Condvar,
     started: Instant,
     installs: AtomicU64,
+    /// Limits on the port before a peer said who it is.
+    gate: Arc<gatekeeper::Gatekeeper>,
     /// The openssl/boringssl modes' per-flow keys, once enabled.
     flow_keys: OnceLock<Arc<FlowKeys>>,
 }
@@ -199,6 +202,7 @@ impl Agent {
             changed: Condvar::new(),
             started: Instant::now(),
             installs: AtomicU64::new(0),
+            gate: gatekeeper::Gatekeeper::start(settings.io_timeout),
             flow_keys: OnceLock::new(),
         }))
     }
@@ -211,6 +215,17 @@ impl Agent {
     /// Secrets installed by this agent since it started.
     pub fn installs(&self) -> u64 {
         self.installs.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed before they said who they are (not a node's
+    /// address, too many at once, past the handshake deadline).
+    pub fn refusals(&self) -> &gatekeeper::Refusals {
+        &self.gate.refusals
+    }
+
+    /// Accepted connections being served now.
+    pub fn incoming(&self) -> usize {
+        self.gate.active()
     }
 
     /// One log line on stderr: seconds since start, node, message.

@@ -10,8 +10,8 @@
 //! [`crate::agent`].
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,9 +28,6 @@ use crate::psk::Psk;
 /// An incoming session that knows an older epoch than one installed this
 /// recently is answered `Busy`: it began before the other session ended.
 const JUST_INSTALLED: Duration = Duration::from_secs(5);
-
-/// At most this many accepted connections are served at once.
-const MAX_INCOMING: usize = 64;
 
 /// Per-peer state.
 #[derive(Debug, Default)]
@@ -424,7 +421,6 @@ impl Agent {
 
     /// Accepts connections forever, one thread each.
     pub(super) fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let active = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
             let tcp = match conn {
                 Ok(tcp) => tcp,
@@ -434,21 +430,34 @@ impl Agent {
                     continue;
                 }
             };
-            if active.fetch_add(1, Ordering::AcqRel) >= MAX_INCOMING {
-                active.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
+            let Ok(from) = tcp.peer_addr() else { continue };
+            let ip = match from.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            };
+            let mapped = self.dir().node_at(ip).is_some();
+            // Refused: `tcp` is dropped (closed) here, before any TLS.
+            let ticket = match self.gate.admit(&tcp, ip, mapped) {
+                Ok(t) => t,
+                Err((_, line)) => {
+                    if let Some(line) = line {
+                        self.log(line);
+                    }
+                    continue;
+                }
+            };
             let agent = self.clone();
-            let active = active.clone();
-            thread::spawn(move || {
-                agent.serve(tcp);
-                active.fetch_sub(1, Ordering::AcqRel);
-            });
+            let spawned = thread::Builder::new()
+                .name("agent-conn".into())
+                .spawn(move || agent.serve(tcp, &ticket));
+            if let Err(e) = spawned {
+                self.log(format!("accept: cannot start a thread: {e}"));
+            }
         }
     }
 
-    /// One accepted connection.
-    fn serve(self: &Arc<Self>, tcp: TcpStream) {
+    /// One accepted connection; `ticket` is its place among the limits.
+    fn serve(self: &Arc<Self>, tcp: TcpStream, ticket: &super::gatekeeper::Ticket) {
         let from = tcp
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -537,6 +546,8 @@ impl Agent {
             let _ = write_msg(&mut tls, &Msg::Refuse { reason });
             return;
         }
+        // It said who it is, and proved it: no pre-authentication deadline.
+        ticket.authenticated();
         let peer = node;
         let lead = leader(&self.me, &peer) == self.me;
         let refused = self.slot_op(&peer, |s| {
