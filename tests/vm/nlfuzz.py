@@ -132,6 +132,15 @@ class Sock:
         return self.request(cmd, *attrs, flags=NLM_F_REQUEST | NLM_F_DUMP)
 
 
+def messages(data):
+    """The netlink messages in one datagram: (type, flags, seq, body)."""
+    off = 0
+    while off + 16 <= len(data):
+        ln, ty, fl, seq, _ = struct.unpack_from("=IHHII", data, off)
+        yield ty, fl, seq, data[off + 16: off + ln]
+        off += (ln + 3) & ~3
+
+
 def parse_attrs(buf):
     out, off = [], 0
     while off + 4 <= len(buf):

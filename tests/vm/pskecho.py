@@ -13,7 +13,7 @@ import struct
 import sys
 
 import nlfuzz
-from nlfuzz import NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, attr, nest, s
+from nlfuzz import NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, attr, messages, nest, s
 
 PEER_SET, A_PEER, P_NAME, P_PSK, P_EPOCH = 11, 17, 2, 3, 4
 
@@ -23,12 +23,7 @@ def peer_set(sk, node, psk, epoch):
         A_PEER, s(P_NAME, node), attr(P_PSK, psk), attr(P_EPOCH, struct.pack("=Q", epoch)))
     sk.send_raw(sk.fam, NLM_F_REQUEST | NLM_F_ACK, body)
     while True:
-        data = sk.sk.recv(1 << 16)
-        off = 0
-        while off + 16 <= len(data):
-            ln, ty, fl, seq, _ = struct.unpack_from("=IHHII", data, off)
-            msg = data[off + 16: off + ln]
-            off += (ln + 3) & ~3
+        for ty, _, seq, msg in messages(sk.sk.recv(1 << 16)):
             if seq == sk.seq and ty == NLMSG_ERROR:
                 return -struct.unpack_from("=i", msg)[0], msg[4:]
 

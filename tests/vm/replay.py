@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 
+from dpapp import read_answer
+
 
 def cmd_server(a):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -72,12 +74,7 @@ def cmd_client(a):
     try:
         s = socket.create_connection((a.host, a.port), timeout=20)
         s.sendall(a.marker.encode() + b"\n")
-        got = b""
-        while not got.endswith(b"\n"):
-            b = s.recv(64)
-            if not b:
-                break
-            got += b
+        got = read_answer(s, 20)
         s.close()
     except OSError as e:
         print(f"FAIL: client: {e}")
