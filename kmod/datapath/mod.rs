@@ -31,7 +31,9 @@ pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
 
-use crate::keys::peers::{keys_of, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError};
+use crate::keys::peers::{
+    info_of, keys_of, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError,
+};
 use crate::keys::repeat::{Refused, RepeatWindow};
 use crate::keys::schedule::{Cipher, NodePairSecret};
 use crate::state::State;
@@ -623,11 +625,20 @@ pub(crate) fn process(f: &Arc<Flow>) {
             // lock, on a copy of the PRK (review M4).
             let derived = dp.peers.lock().derive(f);
             let derived = match derived {
-                Ok(Derived::Prk(prk)) if f.mode() == uapi::mode::TLSHUB => {
+                Ok(Derived::Prk(prk)) => {
                     // Never key a flow from inputs a recent one had (a
-                    // replayed SYN-cookie handshake): `keys::repeat`.
-                    match dp.repeats.admit(f, cipher) {
-                        Ok(Ok(())) => keys_of(&prk, f, cipher).map(Keyed::Keys),
+                    // replayed SYN-cookie handshake): `keys::repeat`. A
+                    // per-flow secret (openssl/boringssl) never repeats.
+                    let admitted = info_of(f, cipher).and_then(|info| {
+                        let ok = if f.mode() == uapi::mode::TLSHUB {
+                            dp.repeats.admit(f.client, &info)?
+                        } else {
+                            Ok(())
+                        };
+                        Ok(ok.map(|()| info))
+                    });
+                    match admitted {
+                        Ok(Ok(info)) => keys_of(&prk, cipher, &info).map(Keyed::Keys),
                         Ok(Err(why)) => {
                             if matches!(why, Refused::Full) {
                                 inc(&dp.counters.repeat_window_full);
@@ -639,7 +650,6 @@ pub(crate) fn process(f: &Arc<Flow>) {
                         Err(e) => Err(e),
                     }
                 }
-                Ok(Derived::Prk(prk)) => keys_of(&prk, f, cipher).map(Keyed::Keys),
                 Ok(Derived::Wait { request }) => Ok(Keyed::Wait { request }),
                 Err(e) => Err(e),
             };

@@ -34,7 +34,7 @@
 //! dropped.
 
 use crate::datapath::flow::Flow;
-use crate::keys::schedule::{self, Cipher, FlowKeys, Identities, NodePairSecret, Prk};
+use crate::keys::schedule::{self, Cipher, FlowInfo, FlowKeys, Identities, NodePairSecret, Prk};
 use crate::state::mapping::IpAddr;
 use crate::sys::sha256::LibSha256;
 use crate::sys::workq;
@@ -271,24 +271,25 @@ pub(crate) struct Peers {
     flow_waits: KVec<Option<FlowWait>>,
 }
 
-/// The pods of `flow` as the key schedule names them (client, server).
-pub(crate) fn identities_of(flow: &Flow) -> Identities<'_> {
+/// The key schedule's `info` for `flow` keyed with `cipher` (its tuple,
+/// ISNs and pods).
+pub(crate) fn info_of(flow: &Flow, cipher: Cipher) -> Result<FlowInfo> {
     let (client, server) = if flow.client {
         (&flow.local_pod, &flow.remote_pod)
     } else {
         (&flow.remote_pod, &flow.local_pod)
     };
-    Identities {
+    let ids = Identities {
         client: client.name(),
         server: server.name(),
-    }
+    };
+    let (tuple, isns) = flow.tuple_isns();
+    schedule::flow_info(cipher, &tuple, &isns, &ids).map_err(|_| EINVAL)
 }
 
-/// The keys of `flow` from `prk` (its tuple, ISNs and pods).
-pub(crate) fn keys_of(prk: &Prk, flow: &Flow, cipher: Cipher) -> Result<FlowKeys> {
-    let (tuple, isns) = flow.tuple_isns();
-    let ids = identities_of(flow);
-    schedule::derive_with_prk::<LibSha256>(prk, cipher, &tuple, &isns, &ids).map_err(|_| EINVAL)
+/// The keys of a flow from `prk` and its `info` ([`info_of`]).
+pub(crate) fn keys_of(prk: &Prk, cipher: Cipher, info: &FlowInfo) -> Result<FlowKeys> {
+    schedule::keys_from_info::<LibSha256>(prk, cipher, info).map_err(|_| EINVAL)
 }
 
 impl Peers {

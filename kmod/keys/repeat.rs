@@ -32,9 +32,7 @@
 //! Flows keyed by a secret of their own (openssl/boringssl modes: a
 //! handshake per flow) are not admitted here: their secrets never repeat.
 
-use crate::datapath::flow::Flow;
-use crate::keys::peers::identities_of;
-use crate::keys::schedule::{self, Cipher, Sha256, HASH_LEN};
+use crate::keys::schedule::{FlowInfo, Sha256, HASH_LEN};
 use crate::sys::sha256::LibSha256;
 use crate::sys::workq;
 use kernel::prelude::*;
@@ -134,30 +132,27 @@ impl RepeatWindow {
         })
     }
 
-    /// The fingerprint of `flow` keyed with `cipher`.
-    fn fingerprint(&self, flow: &Flow, cipher: Cipher) -> Result<u64> {
-        let (tuple, isns) = flow.tuple_isns();
-        let info =
-            schedule::flow_info(cipher, &tuple, &isns, &identities_of(flow)).map_err(|_| EINVAL)?;
+    /// The fingerprint of a flow's side (`client`) and key-schedule `info`.
+    fn fingerprint(&self, client: bool, info: &FlowInfo) -> u64 {
         let mut h = LibSha256::new();
         h.update(&self.salt);
-        h.update(&[u8::from(flow.client)]);
+        h.update(&[u8::from(client)]);
         h.update(info.as_bytes());
         let d: [u8; HASH_LEN] = h.finish();
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&d[..8]);
-        Ok(u64::from_ne_bytes(fp))
+        u64::from_ne_bytes(fp)
     }
 
-    /// Admit `flow` (about to be keyed with `cipher`): `Ok(Ok(()))` if its
-    /// inputs are new (and now remembered), `Ok(Err(_))` if it must not be
-    /// keyed. Process context.
+    /// Admit a flow (its side, and the `info` it is about to be keyed
+    /// from): `Ok(Ok(()))` if that is new (and now remembered), `Ok(Err(_))`
+    /// if it must not be keyed. Process context.
     pub(crate) fn admit(
         &self,
-        flow: &Flow,
-        cipher: Cipher,
+        client: bool,
+        info: &FlowInfo,
     ) -> Result<core::result::Result<(), Refused>> {
-        let fp = self.fingerprint(flow, cipher)?;
+        let fp = self.fingerprint(client, info);
         let node = RBTreeNode::new(fp, (), GFP_KERNEL)?;
         let mut gone = KVec::new();
         let r = {

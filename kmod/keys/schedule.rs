@@ -615,8 +615,17 @@ pub fn derive_with_prk<H: Sha256>(
     isns: &Isns,
     ids: &Identities<'_>,
 ) -> Result<FlowKeys, KeyError> {
-    let info = flow_info(cipher, tuple, isns, ids)?;
-    let flow = FlowSecret::expand::<H>(prk, &info)?;
+    keys_from_info::<H>(prk, cipher, &flow_info(cipher, tuple, isns, ids)?)
+}
+
+/// [`derive_with_prk`] from the flow's `info` (encoded by [`flow_info`]
+/// with the same `cipher`), for callers that need `info` themselves.
+pub fn keys_from_info<H: Sha256>(
+    prk: &Prk,
+    cipher: Cipher,
+    info: &FlowInfo,
+) -> Result<FlowKeys, KeyError> {
+    let flow = FlowSecret::expand::<H>(prk, info)?;
     Ok(FlowKeys {
         c2s: DirKeys::expand::<H>(&flow, cipher, C2S_KEY, C2S_IV)?,
         s2c: DirKeys::expand::<H>(&flow, cipher, S2C_KEY, S2C_IV)?,

@@ -450,24 +450,13 @@ unsafe extern "C" fn doit_trampoline<H: Handler>(
             // data, writable memory the netlink core allocated for this
             // message and frees after the ack. A netlink tap's clone
             // shares it: the tap then sees zeros too.
-            unsafe { wipe_raw(data.add(payload_offset(hdrsize) + off), len) };
+            let secret = unsafe {
+                core::slice::from_raw_parts_mut(data.add(payload_offset(hdrsize) + off), len)
+            };
+            crate::keys::schedule::zeroize(secret);
         }
     }
     r
-}
-
-/// Zero `len` bytes at `p` with volatile writes (not optimised away).
-///
-/// # Safety
-///
-/// `p` must be valid for writes of `len` bytes, with no reference to them
-/// alive.
-unsafe fn wipe_raw(p: *mut u8, len: usize) {
-    for i in 0..len {
-        // SAFETY: in bounds and writable per the caller.
-        unsafe { core::ptr::write_volatile(p.add(i), 0) };
-    }
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// # Safety

@@ -70,12 +70,7 @@ diag() {
 # Every failure shows the servers' logs and the module's counters first.
 fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
+dp_setup
 tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
 ok "module serves n1 and n2, one secret for the pair"

@@ -37,12 +37,7 @@ fail() {
     topo_teardown; exit 1
 }
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
+dp_setup
 tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
 # Far beyond the waits below (a reset is 25-fail-closed's subject).

@@ -32,12 +32,7 @@ diag() {
 }
 fail() { trap - EXIT; diag >&2 || true; echo "FAIL: $*" >&2; topo_teardown; exit 1; }
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
+dp_setup
 tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
 # TFO client without a cookie: a MSG_FASTOPEN SYN carries data unless the

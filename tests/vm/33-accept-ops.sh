@@ -14,12 +14,7 @@
 fail() { dp_fail "$@"; }
 app=acceptrace.py
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
+dp_setup
 tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
 ok "module serves n1 and n2, one secret: keys ready at once"
