@@ -128,7 +128,8 @@ pub mod stats {
     pub const RESET_KEY_REPEAT: u16 = 24;
     pub const REPEAT_WINDOW_FULL: u16 = 25;
     pub const REPEAT_WINDOW: u16 = 26;
-    pub const MAX: u16 = REPEAT_WINDOW;
+    pub const RESET_KEY_EPOCH: u16 = 27;
+    pub const MAX: u16 = RESET_KEY_EPOCH;
 }
 
 /// Attribute set `peer`.

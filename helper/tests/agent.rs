@@ -481,7 +481,7 @@ fn capture_conf_agent_keys() {
     );
     assert_eq!(c.agent.secret_lifetime, Some(600));
     for bad in [
-        "secret_lifetime = 5\n",
+        "secret_lifetime = 4\n",
         "secret_lifetime = soon\n",
         "agent_ca = a\nagent_ca = b\n",
     ] {

@@ -319,6 +319,7 @@ fn attribute_sets() {
                     ("reset-key-repeat", uapi::stats::RESET_KEY_REPEAT),
                     ("repeat-window-full", uapi::stats::REPEAT_WINDOW_FULL),
                     ("repeat-window", uapi::stats::REPEAT_WINDOW),
+                    ("reset-key-epoch", uapi::stats::RESET_KEY_EPOCH),
                 ]),
                 uapi::stats::MAX,
             ),

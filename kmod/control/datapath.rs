@@ -166,15 +166,14 @@ impl Control {
         lifetime: u64,
     ) -> Result<core::result::Result<u64, SetError>> {
         let mut woken = KVec::new();
-        let res = {
-            let mut peers = self.dp.peers();
+        let res = self.dp.update_peers(|peers| {
             let epoch = match epoch {
                 Some(e) => e,
                 None => peers.next_epoch(key),
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
-            peers.set_with(key, &secret, Some(lifetime), &mut woken)?
-        };
+            peers.set_with(key, &secret, Some(lifetime), &mut woken)
+        })?;
         for f in woken {
             self.dp.kick(&f);
         }
@@ -219,8 +218,7 @@ impl Control {
         let error = error.ok_or_else(|| req.missing_in(Some(&a), peer::ERROR, c"error missing"))?;
         let mut refused = KVec::new();
         self.dp
-            .peers()
-            .fail(PeerKey { name, local }, error, &mut refused)?;
+            .update_peers(|p| p.fail(PeerKey { name, local }, error, &mut refused))?;
         for f in refused {
             // A flow is parked by its worker, which holds the flow's lock
             // until it has marked the flow waiting: taking the lock once
@@ -416,6 +414,7 @@ impl Control {
             (stats::GUARD_HOLDS, &c.guard_holds),
             (stats::RESET_KEY_REPEAT, &c.reset_key_repeat),
             (stats::REPEAT_WINDOW_FULL, &c.repeat_window_full),
+            (stats::RESET_KEY_EPOCH, &c.reset_key_epoch),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

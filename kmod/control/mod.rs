@@ -85,6 +85,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::RESET_KEY_REPEAT, Kind::U64),
         (stats::REPEAT_WINDOW_FULL, Kind::U64),
         (stats::REPEAT_WINDOW, Kind::U64),
+        (stats::RESET_KEY_EPOCH, Kind::U64),
     ],
 };
 

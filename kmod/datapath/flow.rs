@@ -76,6 +76,9 @@ pub(crate) enum Reason {
     KeyRefused,
     /// The repeat window refused its key inputs (`keys::repeat`).
     KeyRepeat,
+    /// This end has no secret of the epoch the client announced in its
+    /// ISN, and will not get one (`keys::announce`).
+    KeyEpoch,
 }
 
 impl Reason {
@@ -89,6 +92,7 @@ impl Reason {
             Reason::Guard => 6,
             Reason::KeyRefused => 7,
             Reason::KeyRepeat => 8,
+            Reason::KeyEpoch => 9,
         }
     }
 }

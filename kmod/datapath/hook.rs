@@ -35,6 +35,7 @@
 
 use super::flow::{Decided, Entry, Flow, Reason};
 use super::{dp, Datapath};
+use crate::keys::peers::{epoch_bits, EPOCH_MASK};
 use crate::state::mapping::{IpAddr, Pod};
 use crate::sys::gate;
 use crate::sys::rcu::Guard;
@@ -143,6 +144,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
         Ok(p) => p,
         Err(b) => return count_bypass(dp, b),
     };
+    let isn = client_isn(dp, &lp, &rp);
     let decided = move || Decided {
         client: true,
         local_ip: local,
@@ -194,6 +196,23 @@ fn connecting(dp: &Datapath, sk: &Sock) {
     if sk.in_repair() {
         sk.poison(crate::sys::ECONNABORTED_NR);
         dp.fail(&f, Reason::Unsupported);
+    } else {
+        sk.choose_isn(isn);
+    }
+}
+
+/// The ISN of a secured client (`keys::announce`, spec §3 and §7): 30
+/// random bits, so that no (client ISN, server ISN) pair comes round with
+/// the clock (review H3's ISN wrap), and in the low 2 bits the epoch the
+/// client keys the flow with. Never 0 (the kernel would pick its own).
+fn client_isn(dp: &Datapath, lp: &Pod, rp: &Pod) -> u32 {
+    let g = Guard::new();
+    let epoch = dp.announced_epoch(&g, rp.node(), lp.node());
+    let isn = (crate::sys::rand::u32() & !EPOCH_MASK) | epoch_bits(epoch);
+    if isn == 0 {
+        EPOCH_MASK + 1
+    } else {
+        isn
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
 
+use crate::keys::announce::Announce;
 use crate::keys::peers::{
     info_of, keys_of, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError,
 };
@@ -76,6 +77,8 @@ pub(crate) struct Counters {
     /// those refused because it was full.
     pub(crate) reset_key_repeat: AtomicU64,
     pub(crate) repeat_window_full: AtomicU64,
+    /// Flows whose announced epoch this end has no secret of.
+    pub(crate) reset_key_epoch: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -115,6 +118,9 @@ pub(crate) struct Datapath {
     pub(crate) flows: flow::FlowTable,
     #[pin]
     peers: Mutex<Peers>,
+    /// What connecting clients announce (`keys::announce`); its writer is
+    /// inside `peers`.
+    announce: RcuBox<Announce>,
     #[pin]
     pub(crate) repeats: RepeatWindow,
     pub(crate) counters: Counters,
@@ -202,6 +208,8 @@ impl Datapath {
     pub(crate) fn new(state: Arc<State>) -> Result<Arc<Self>> {
         let local = RcuBox::new(KBox::new(LocalNodes { names: KVec::new() }, GFP_KERNEL)?);
         let local_writer = local.writer().ok_or(EINVAL)?;
+        let announce = RcuBox::new(KBox::new(Announce::empty(), GFP_KERNEL)?);
+        let announce_writer = announce.writer().ok_or(EINVAL)?;
         let queue = OwnQueue::new()?;
         Arc::pin_init(
             try_pin_init!(Datapath {
@@ -211,7 +219,8 @@ impl Datapath {
                 cipher: AtomicU32::new(uapi::cipher::AES_128_GCM),
                 key_timeout_ms: AtomicU32::new(DEFAULT_KEY_TIMEOUT_MS),
                 flows <- flow::FlowTable::new(),
-                peers <- new_mutex!(Peers::new()),
+                peers <- new_mutex!(Peers::new(announce_writer)),
+                announce,
                 repeats <- RepeatWindow::new(),
                 counters: Counters::default(),
                 queue,
@@ -280,6 +289,28 @@ impl Datapath {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// The epoch a client on `local` node announces to `remote` node now
+    /// (the TCP state probe, in a read section).
+    pub(crate) fn announced_epoch(&self, g: &Guard, remote: &[u8], local: &[u8]) -> u64 {
+        self.announce.get(g).epoch(remote, local, workq::jiffies())
+    }
+
+    /// Change the peers (`set`, `del`, `fail`) and publish what connecting
+    /// clients announce; the old snapshot is freed after unlocking.
+    pub(crate) fn update_peers<R>(&self, f: impl FnOnce(&mut Peers) -> Result<R>) -> Result<R> {
+        let (r, old) = {
+            let mut peers = self.peers.lock();
+            let r = f(&mut peers);
+            // Published even when `f` failed part-way (it may have changed
+            // something); on an allocation failure the snapshot stays old
+            // until the next change (a client may then announce a stale
+            // epoch: its flow waits or resets, never mis-keys).
+            (r, peers.publish(&self.announce))
+        };
+        drop(old);
+        r
+    }
+
     /// Peers, for the control plane (`peer-get`).
     pub(crate) fn peers(
         &self,
@@ -295,15 +326,14 @@ impl Datapath {
         epoch: Option<u64>,
     ) -> Result<core::result::Result<u64, SetError>> {
         let mut woken = KVec::new();
-        let res = {
-            let mut peers = self.peers.lock();
+        let res = self.update_peers(|peers| {
             let epoch = match epoch {
                 Some(e) => e,
                 None => peers.next_epoch(key),
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
-            peers.set(key, &secret, &mut woken)?
-        };
+            peers.set(key, &secret, &mut woken)
+        })?;
         for f in woken {
             self.kick(&f);
         }
@@ -314,7 +344,7 @@ impl Datapath {
     /// derived again (from the peers' own entries).
     pub(crate) fn del_secret(&self, key: PeerKey<'_>) -> Result<bool> {
         let mut again = KVec::new();
-        let had = self.peers.lock().del(key, &mut again)?;
+        let had = self.update_peers(|p| p.del(key, &mut again))?;
         for f in again {
             self.kick(&f);
         }
@@ -400,6 +430,7 @@ impl Datapath {
             Reason::Guard => &self.counters.reset_guard,
             Reason::KeyRefused => &self.counters.reset_key_refused,
             Reason::KeyRepeat => &self.counters.reset_key_repeat,
+            Reason::KeyEpoch => &self.counters.reset_key_epoch,
         });
     }
 
@@ -651,6 +682,11 @@ pub(crate) fn process(f: &Arc<Flow>) {
                     }
                 }
                 Ok(Derived::Wait { request }) => Ok(Keyed::Wait { request }),
+                Ok(Derived::NoEpoch) => {
+                    drop(inner);
+                    dp.fail(f, Reason::KeyEpoch);
+                    return;
+                }
                 Err(e) => Err(e),
             };
             match derived {

@@ -3,6 +3,7 @@
 //! host tests; normative spec in `spec/key-schedule.md`) and the in-kernel
 //! key provider that feeds it node-pair secrets (`peers`).
 
+pub(crate) mod announce;
 pub(crate) mod peers;
 pub(crate) mod repeat;
 pub(crate) mod schedule;

@@ -34,15 +34,17 @@
 //! dropped.
 
 use crate::datapath::flow::Flow;
+use crate::keys::announce::Announce;
 use crate::keys::schedule::{self, Cipher, FlowInfo, FlowKeys, Identities, NodePairSecret, Prk};
 use crate::state::mapping::IpAddr;
+use crate::sys::rcu::{RcuBox, RcuWriter, Retired};
 use crate::sys::sha256::LibSha256;
 use crate::sys::workq;
 use crate::uapi;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-/// A peer's current secret.
+/// A secret of a peer (its current one, or the one before).
 struct Secret {
     /// `None` once the lifetime is over (wiped).
     prk: Option<Prk>,
@@ -57,6 +59,26 @@ impl Secret {
     fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|e| now >= e)
     }
+
+    /// The PRK, while the secret is usable.
+    fn usable(&self, now: u64) -> Option<&Prk> {
+        self.prk.as_ref().filter(|_| !self.expired(now))
+    }
+}
+
+/// How long the secret an epoch replaced stays usable (at most; never past
+/// its own lifetime), for flows whose client chose it (spec §3, "Which
+/// epoch keys a flow"): a client's SYN can be retransmitted for up to
+/// 127 s (`tcp_syn_retries` 6) after it chose the epoch.
+pub(crate) const PREVIOUS_GRACE_MS: u32 = 128_000;
+
+/// The epoch bits a client puts in the low bits of its ISN (spec §3).
+pub(crate) const EPOCH_MASK: u32 = 3;
+
+/// The ISN bits that name `epoch`.
+pub(crate) fn epoch_bits(epoch: u64) -> u32 {
+    // Truncation intended: the low bits.
+    (epoch as u32) & EPOCH_MASK
 }
 
 /// The last error the key provider reported for a peer.
@@ -94,11 +116,14 @@ pub(crate) struct PeerKey<'a> {
 
 impl PeerKey<'_> {
     fn is(&self, p: &Peer) -> bool {
-        match (self.local, p.local.as_deref()) {
-            (None, None) => &p.name[..] == self.name,
-            (Some(l), Some(pl)) => {
-                (&p.name[..] == self.name && pl == l) || (&p.name[..] == l && pl == self.name)
-            }
+        self.names(&p.name, p.local.as_deref())
+    }
+
+    /// Whether an entry for peer `name` (pair with `local`) is this one.
+    pub(crate) fn names(&self, name: &[u8], local: Option<&[u8]>) -> bool {
+        match (self.local, local) {
+            (None, None) => name == self.name,
+            (Some(l), Some(pl)) => (name == self.name && pl == l) || (name == l && pl == self.name),
             _ => false,
         }
     }
@@ -111,6 +136,9 @@ pub(crate) struct Peer {
     /// peer's secret for every local node without a pair entry.
     local: Option<KVec<u8>>,
     secret: Option<Secret>,
+    /// The secret `secret` replaced, for flows whose client chose its
+    /// epoch: usable for [`PREVIOUS_GRACE_MS`] at most.
+    previous: Option<Secret>,
     waiting: KVec<Arc<Flow>>,
     /// When the outstanding key request was sent (jiffies; `None`: none
     /// outstanding). The tick sends it again while flows still wait
@@ -137,6 +165,20 @@ impl Peer {
     /// A pair entry's local node.
     pub(crate) fn local(&self) -> Option<&[u8]> {
         self.local.as_deref()
+    }
+
+    /// A pair entry applies to its pair's flows: it had a secret or a
+    /// failure (a deleted one has neither: the peers' own apply again).
+    pub(crate) fn counts(&self) -> bool {
+        self.secret.is_some() || self.failed
+    }
+
+    /// The current secret's epoch and expiry (jiffies, `u64::MAX`: never)
+    /// while it has its PRK, for [`super::announce`].
+    pub(crate) fn current_for_announce(&self) -> Option<(u64, u64)> {
+        let s = self.secret.as_ref()?;
+        s.prk.as_ref()?;
+        Some((s.epoch, s.expires_at.unwrap_or(u64::MAX)))
     }
 
     /// Epoch of the current secret, also when it has expired.
@@ -185,13 +227,17 @@ impl Peer {
             .map(|e| (&e.text[..], workq::jiffies_to_ms(now.saturating_sub(e.at))))
     }
 
-    /// Wipe the PRK if the secret's lifetime is over.
+    /// Wipe the PRKs whose lifetime is over.
     fn sweep(&mut self, now: u64) {
         if let Some(s) = &mut self.secret {
             if s.expired(now) {
                 // Dropping the PRK zeroizes it.
                 s.prk = None;
             }
+        }
+        if self.previous.as_ref().is_some_and(|s| s.expired(now)) {
+            // Zeroized on drop.
+            self.previous = None;
         }
     }
 }
@@ -202,8 +248,13 @@ pub(crate) enum Derived {
     /// flow's keys with ([`keys_of`]) outside the `Peers` lock (review M4).
     Prk(Prk),
     /// No secret: the flow now waits; `request` says whether to send the
-    /// key-request event (the first waiter since the last answer).
+    /// key-request event (the first waiter since the last answer). A flow
+    /// whose client chose the epoch after the current one waits for it
+    /// without a request (its key provider is installing it).
     Wait { request: bool },
+    /// This end has no secret of the epoch the flow's client chose, and
+    /// will not get one: reset.
+    NoEpoch,
 }
 
 /// Why `set` refused a secret.
@@ -267,6 +318,9 @@ pub(crate) enum FlowSetError {
 /// their own.
 pub(crate) struct Peers {
     list: KVec<Peer>,
+    /// Publishes what connecting clients announce (`super::announce`),
+    /// under this lock so snapshots are published in order.
+    announce: RcuWriter<Announce>,
     /// Slots; `None` is free (`KVec` has no removal).
     flow_waits: KVec<Option<FlowWait>>,
 }
@@ -293,11 +347,20 @@ pub(crate) fn keys_of(prk: &Prk, cipher: Cipher, info: &FlowInfo) -> Result<Flow
 }
 
 impl Peers {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(announce: RcuWriter<Announce>) -> Self {
         Self {
             list: KVec::new(),
+            announce,
             flow_waits: KVec::new(),
         }
+    }
+
+    /// Publish the announce state of every peer in `b` (after a `set`,
+    /// `del` or `fail`); the old snapshot is for the caller to free once
+    /// it has unlocked.
+    pub(crate) fn publish(&mut self, b: &RcuBox<Announce>) -> Result<Retired<Announce>> {
+        let new = KBox::new(Announce::of(self)?, GFP_KERNEL)?;
+        self.announce.replace(b, new)
     }
 
     fn find(&self, key: PeerKey<'_>) -> Option<usize> {
@@ -323,6 +386,7 @@ impl Peers {
                 name: n,
                 local,
                 secret: None,
+                previous: None,
                 waiting: KVec::new(),
                 requested: None,
                 error: None,
@@ -362,30 +426,37 @@ impl Peers {
         // A pair entry counts once it had a secret or a failure (a
         // deleted one has neither: the peers' own apply again).
         let i = match self.find(pair) {
-            Some(i)
-                if self
-                    .list
-                    .get(i)
-                    .is_some_and(|p| p.secret.is_some() || p.failed) =>
-            {
-                i
-            }
+            Some(i) if self.list.get(i).is_some_and(Peer::counts) => i,
             _ => self.find_or_add(PeerKey {
                 name: remote,
                 local: None,
             })?,
         };
         let peer = self.list.get_mut(i).ok_or(EINVAL)?;
-        peer.sweep(workq::jiffies());
-        if let Some(prk) = peer.secret.as_ref().and_then(|s| s.prk.as_ref()) {
-            return Ok(Derived::Prk(prk.duplicate()));
+        let now = workq::jiffies();
+        peer.sweep(now);
+        // The epoch the flow's client chose (spec §3): both ends read it
+        // from the same ISN.
+        let want = flow.tuple_isns().1.client & EPOCH_MASK;
+        for s in [&peer.secret, &peer.previous].into_iter().flatten() {
+            if let Some(prk) = s.usable(now).filter(|_| epoch_bits(s.epoch) == want) {
+                return Ok(Derived::Prk(prk.duplicate()));
+            }
         }
+        let next = match peer.secret.as_ref().filter(|s| s.usable(now).is_some()) {
+            // The client is one epoch ahead: it arrives within the
+            // rotation's round trip (else the deadline resets the flow).
+            Some(cur) if want == epoch_bits(cur.epoch.wrapping_add(1)) => true,
+            // Behind by more than the previous secret's grace, or ahead by two.
+            Some(_) => return Ok(Derived::NoEpoch),
+            None => false,
+        };
         if !peer.waiting.iter().any(|f| Arc::ptr_eq(f, flow)) {
             peer.waiting.push(flow.clone(), GFP_KERNEL)?;
         }
-        let request = peer.requested.is_none();
+        let request = !next && peer.requested.is_none();
         if request {
-            peer.requested = Some(workq::jiffies());
+            peer.requested = Some(now);
         }
         Ok(Derived::Wait { request })
     }
@@ -531,12 +602,19 @@ impl Peers {
         }
         out.reserve(peer.waiting.len(), GFP_KERNEL)?;
         peer.last_epoch = peer.last_epoch.max(secret.epoch());
-        peer.secret = Some(Secret {
+        let old = peer.secret.replace(Secret {
             prk: Some(prk),
             epoch: secret.epoch(),
             set_at: now,
             expires_at: lifetime.map(|l| now.saturating_add(l)),
         });
+        if let Some(mut old) = old.filter(|o| o.epoch != secret.epoch()) {
+            // Flows whose client still chose it get it for a while; the
+            // one before goes (zeroized on drop).
+            let grace = now.saturating_add(workq::ms_to_jiffies(PREVIOUS_GRACE_MS));
+            old.expires_at = Some(old.expires_at.map_or(grace, |e| e.min(grace)));
+            peer.previous = old.prk.is_some().then_some(old);
+        }
         peer.requested = None;
         peer.failed = false;
         peer.error = None;
@@ -575,6 +653,7 @@ impl Peers {
                     p.requested = None;
                 }
                 p.failed = false;
+                p.previous = None;
                 Ok(p.secret.take().is_some())
             }
             None => Ok(false),
@@ -603,6 +682,7 @@ impl Peers {
         });
         peer.failed = true;
         peer.secret = None;
+        peer.previous = None;
         peer.requested = None;
         for f in core::mem::take(&mut peer.waiting) {
             // Room reserved above.

@@ -165,6 +165,18 @@ impl Sock {
         unsafe { ((*self.tcp()).write_seq, (*self.tcp()).copied_seq) }
     }
 
+    /// Choose the ISN of a `connect()` in progress. Only from the
+    /// CLOSE→SYN_SENT probe: `tcp_v4_connect`/`tcp_v6_connect` set that
+    /// state before they pick an ISN, and pick one only while `write_seq`
+    /// is 0 (`net/ipv4/tcp_ipv4.c`, `net/ipv6/tcp_ipv6.c`); a TIME_WAIT
+    /// reuse (`tcp_twsk_unique`) may still overwrite it. `isn` must not be 0.
+    pub(crate) fn choose_isn(&self, isn: u32) {
+        // SAFETY: TCP socket; `connect()` owns the socket lock for the
+        // probe, the writer's context; lockless readers (`tcp_poll`,
+        // `tcp_get_info`) use READ_ONCE, so write once (volatile).
+        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*self.tcp()).write_seq), isn) }
+    }
+
     /// `TCP_REPAIR` mode: the app chooses sequence numbers.
     pub(crate) fn in_repair(&self) -> bool {
         // SAFETY: TCP socket; bitfield read.

@@ -55,6 +55,13 @@ violations of the datapath contract (and exits 1), and `info ...` lines.
       are not the server's plaintext; --min-block/--max-block bound the time
       from connect() to the failure. Prints "CONNECTING" before connect().
 
+  churn HOST PORT --marker M --while-file F [--threads N]
+      Connection churn (rotation under load): each thread connects, sends a
+      marker line, reads the echo (`server`, echo mode) and closes, again
+      and again while F exists. Prints one line `CHURN ok=N failed=N
+      secs=S rate=R` (connections per second) and each failure's error;
+      exits 1 if any connection failed or read bytes that were not its echo.
+
   stream HOST PORT --go-file F [--chunk B] [--pause S]
       Send deterministic pseudo-random data while F exists, then
       shutdown(SHUT_WR) and compare the server's (`--mode hash`) digest and
@@ -804,6 +811,64 @@ def cmd_probe(a):
     return 0
 
 
+# ---------------------------------------------------------------- churn
+
+
+def cmd_churn(a):
+    fam, addr = addr_of(a.host, a.port)
+    lock = threading.Lock()
+    counts = {"ok": 0, "failed": 0}
+    errors = []
+
+    def one(tid, i):
+        msg = f"{a.marker}-{tid}-{i}\n".encode()
+        s = blocking_socket(fam, 60)
+        got, step = b"", "connect"
+        try:
+            s.connect(addr)
+            step = "send"
+            s.sendall(msg)
+            step = "recv"
+            while len(got) < len(msg):
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            err = None if got == msg else f"read {got[:64]!r}"
+        except (socket.timeout, BlockingIOError):
+            err = f"{step}: timeout"
+        except OSError as e:
+            err = f"{step}: {ename(e.errno)}"
+        finally:
+            s.close()
+        return err
+
+    def worker(tid):
+        i = 0
+        while os.path.exists(a.while_file):
+            err = one(tid, i)
+            i += 1
+            with lock:
+                if err is None:
+                    counts["ok"] += 1
+                else:
+                    counts["failed"] += 1
+                    errors.append(f"{time.monotonic() - t0:.3f} s thread {tid} conn {i}: {err}")
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(a.threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    secs = time.monotonic() - t0
+    for e in errors[:20]:
+        say(f"failed: {e}")
+    total = counts["ok"] + counts["failed"]
+    say(f"CHURN ok={counts['ok']} failed={counts['failed']} secs={secs:.1f} rate={total / secs:.1f}")
+    return 1 if counts["failed"] else 0
+
+
 # --------------------------------------------------------------- stream
 
 
@@ -883,6 +948,12 @@ def main():
     p.add_argument("--min-block", type=float)
     p.add_argument("--max-block", type=float)
     p.add_argument("--timeout", type=float, default=60)
+    p = sub.add_parser("churn")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--marker", required=True)
+    p.add_argument("--while-file", required=True)
+    p.add_argument("--threads", type=int, default=4)
     p = sub.add_parser("stream")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -895,7 +966,7 @@ def main():
         Server(a).run()
         return 0
     return {"nbclient": cmd_nbclient, "race": cmd_race, "finclient": cmd_finclient,
-            "probe": cmd_probe, "stream": cmd_stream}[a.cmd](a)
+            "probe": cmd_probe, "stream": cmd_stream, "churn": cmd_churn}[a.cmd](a)
 
 
 if __name__ == "__main__":

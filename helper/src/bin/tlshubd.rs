@@ -176,10 +176,8 @@ fn build_config(args: Args) -> Result<(AgentConfig, WorkerPaths), String> {
     };
     let mut settings = Settings::default();
     if let Some(secs) = args.lifetime.or(agent.secret_lifetime) {
-        if secs < 10 {
-            return Err(format!(
-                "secret lifetime {secs}s is too short (at least 10)"
-            ));
+        if secs < 5 {
+            return Err(format!("secret lifetime {secs}s is too short (at least 5)"));
         }
         settings.lifetime = Duration::from_secs(secs);
     }

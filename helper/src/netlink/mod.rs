@@ -161,11 +161,12 @@ pub struct Stats {
     pub repeat_window_full: u64,
     /// A gauge: fingerprints in the repeat window.
     pub repeat_window: u64,
+    pub reset_key_epoch: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 25] {
+    pub fn counters(&self) -> [(&'static str, u64); 26] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -192,6 +193,7 @@ impl Stats {
             ("reset-key-repeat", self.reset_key_repeat),
             ("repeat-window-full", self.repeat_window_full),
             ("repeat-window", self.repeat_window),
+            ("reset-key-epoch", self.reset_key_epoch),
         ]
     }
 
@@ -224,6 +226,7 @@ impl Stats {
             s::RESET_KEY_REPEAT => &mut self.reset_key_repeat,
             s::REPEAT_WINDOW_FULL => &mut self.repeat_window_full,
             s::REPEAT_WINDOW => &mut self.repeat_window,
+            s::RESET_KEY_EPOCH => &mut self.reset_key_epoch,
             _ => return None,
         })
     }

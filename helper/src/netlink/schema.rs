@@ -339,6 +339,7 @@ pub static STATS: AttrSet = AttrSet {
             Type::U64,
         ),
         attr("repeat-window", uapi::stats::REPEAT_WINDOW, Type::U64),
+        attr("reset-key-epoch", uapi::stats::RESET_KEY_EPOCH, Type::U64),
     ],
 };
 

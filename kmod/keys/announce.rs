@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The epoch a connecting client announces: which node-pair secret keys a
+//! flow is chosen by its client and carried in the low bits of the
+//! client's ISN (`spec/key-schedule.md` §3, "Which epoch keys a flow").
+//!
+//! Both ends of a flow must key it with the same secret, also while the two
+//! agents install a new epoch one after the other (the follower first, then
+//! the leader, one round trip apart). No end can know when the other
+//! switched, so the flow says it: the TCP state probe picks the client's
+//! ISN as 30 random bits and the 2 low bits of the epoch it announces, at
+//! `connect()`, before the SYN is built; each end then keys the flow with
+//! its secret of that epoch — the current one, the one before it (kept for
+//! a grace period), or, on the end that has not switched yet, the next one,
+//! which it waits for ([`super::peers::Peers::derive`]).
+//!
+//! The probe runs with preemption disabled and cannot take the `Peers`
+//! mutex, so what it needs is published here: a copy, per peer (and per
+//! node pair), of its current epoch, that epoch's expiry and the highest
+//! epoch it ever had, replaced whole under RCU whenever a secret is set,
+//! deleted or failed (control-plane events; one `synchronize_rcu` each).
+//! Expiry is checked by the reader, so a lazily wiped secret needs no
+//! update. Process or softirq context for readers; writers hold the
+//! `Peers` mutex. Touches nothing else.
+
+use super::peers::{PeerKey, Peers};
+use kernel::prelude::*;
+
+/// One peer's (or pair's) announce state.
+struct Entry {
+    name: KVec<u8>,
+    local: Option<KVec<u8>>,
+    /// A pair entry applies (it had a secret or a failure), as in `derive`.
+    counts: bool,
+    /// The current secret's epoch and expiry (jiffies, `u64::MAX`: never),
+    /// while it has its PRK.
+    current: Option<(u64, u64)>,
+    last_epoch: u64,
+}
+
+impl Entry {
+    fn epoch(&self, now: u64) -> u64 {
+        match self.current {
+            Some((e, until)) if now < until => e,
+            // Expired or none: the key provider's next install.
+            _ => self.last_epoch.saturating_add(1),
+        }
+    }
+}
+
+/// A snapshot of every peer's announce state.
+pub(crate) struct Announce {
+    entries: KVec<Entry>,
+}
+
+fn copy(b: &[u8]) -> Result<KVec<u8>> {
+    let mut v = KVec::with_capacity(b.len(), GFP_KERNEL)?;
+    v.extend_from_slice(b, GFP_KERNEL)?;
+    Ok(v)
+}
+
+impl Announce {
+    pub(crate) fn empty() -> Self {
+        Self {
+            entries: KVec::new(),
+        }
+    }
+
+    /// The snapshot of `peers` now (process context).
+    pub(crate) fn of(peers: &Peers) -> Result<Self> {
+        let mut entries = KVec::with_capacity(peers.iter().count(), GFP_KERNEL)?;
+        for p in peers.iter() {
+            entries.push(
+                Entry {
+                    name: copy(p.name())?,
+                    local: p.local().map(copy).transpose()?,
+                    counts: p.counts(),
+                    current: p.current_for_announce(),
+                    last_epoch: p.last_epoch(),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Self { entries })
+    }
+
+    /// The epoch a client on `local` node announces to `remote` node at
+    /// `now` (jiffies): the pair's entry if it applies, else the peer's,
+    /// else 1 (no secret ever).
+    pub(crate) fn epoch(&self, remote: &[u8], local: &[u8], now: u64) -> u64 {
+        let pair = PeerKey {
+            name: remote,
+            local: Some(local),
+        };
+        let peer = PeerKey {
+            name: remote,
+            local: None,
+        };
+        let found = self
+            .entries
+            .iter()
+            .find(|e| e.counts && pair.names(&e.name, e.local.as_deref()))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|e| peer.names(&e.name, e.local.as_deref()))
+            });
+        found.map_or(1, |e| e.epoch(now))
+    }
+}
