@@ -43,7 +43,7 @@
 //!   `-` for stdin).
 //!
 //! - `agent_cert`, `agent_key`, `agent_ca`, `secret_lifetime`: read by
-//!   `tlshubd` only (PEM files; the lifetime in seconds, at least 5).
+//!   `tlshubd` only (PEM files; the lifetime in seconds, 5 to 4294967).
 //! - `openssl_worker`, `boring_worker`: read by `tlshubd` only, the
 //!   handshake worker programs of the openssl and boringssl modes (default:
 //!   next to `tlshubd`). A value ending in `/` (a directory) is an error.
@@ -189,10 +189,10 @@ impl CaptureConfig {
                         value
                             .parse::<u64>()
                             .ok()
-                            .filter(|s| *s >= 5)
+                            .filter(|s| (5..=u64::from(u32::MAX) / 1000).contains(s))
                             .ok_or_else(|| {
                                 err(format!(
-                                    "invalid secret_lifetime '{value}' (seconds, at least 5)"
+                                    "invalid secret_lifetime '{value}' (seconds, 5 to 4294967)"
                                 ))
                             })?,
                     )

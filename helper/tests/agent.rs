@@ -25,6 +25,7 @@ struct Ca {
     params: CertificateParams,
     key: KeyPair,
     der: CertificateDer<'static>,
+    pem: String,
 }
 
 fn ca() -> Ca {
@@ -41,6 +42,7 @@ fn ca() -> Ca {
     let cert = params.self_signed(&key).unwrap();
     Ca {
         der: cert.der().clone(),
+        pem: cert.pem(),
         params,
         key,
     }
@@ -67,6 +69,24 @@ fn leaf(
     let cert = params.signed_by(&key, &issuer).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     (cert.der().clone(), key)
+}
+
+/// `leaf` as PEM files: (certificate, PKCS#8 key).
+fn leaf_pem(ca: &Ca, names: &[&str], expired: bool) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
 }
 
 fn identity(ca: &Ca, names: &[&str], trust: &Ca) -> Identity {
@@ -256,6 +276,170 @@ fn san_checks() {
     assert_eq!(tls::dns_names(&cert), ["n1", "node-1.cluster"]);
     assert!(identity(&ca, &["n1"], &ca).names("n1"));
     assert!(!identity(&ca, &["n1"], &ca).names("n2"));
+}
+
+#[test]
+fn wildcard_sans_are_refused() {
+    // WebPKI would match `*.nodes` for `n1.nodes`; one certificate must not
+    // speak for many nodes (review-agent L1).
+    let ca = ca();
+    let (wild, _) = leaf(&ca, &["*.nodes"], false);
+    assert!(!cert_names(&wild, "n1.nodes"));
+    let (exact, _) = leaf(&ca, &["n1.nodes"], false);
+    assert!(cert_names(&exact, "n1.nodes"));
+    assert!(cert_names(&exact, "N1.nodes"));
+}
+
+#[test]
+fn wildcard_certificate_cannot_start_an_agent() {
+    let ca = ca();
+    let (_l, a) = listener();
+    let dir = directory(&[("n2.nodes", a)]);
+    let r = Agent::with_parts(
+        "n2.nodes",
+        settings(),
+        identity(&ca, &["*.nodes"], &ca),
+        dir,
+        None,
+        Arc::new(FakeKernel::default()) as Arc<dyn Kernel>,
+    );
+    let why = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("does not name this node"), "{why}");
+}
+
+/// Two handshakes in memory between the agent's own configs.
+fn handshake(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>) -> rustls::HandshakeKind {
+    let mut c =
+        rustls::ClientConnection::new(client.clone(), ServerName::try_from("n2".to_owned()).unwrap())
+            .unwrap();
+    let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            s.read_tls(&mut rd).unwrap();
+        }
+        s.process_new_packets().unwrap();
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+        }
+        c.process_new_packets().unwrap();
+        if !c.is_handshaking() && !s.is_handshaking() && !c.wants_write() && !s.wants_write() {
+            break;
+        }
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    c.handshake_kind().unwrap()
+}
+
+#[test]
+fn sessions_are_never_resumed() {
+    // A resumed session would check neither expiry nor the CA again
+    // (review-agent M2): every session must be a full handshake.
+    let ca = ca();
+    let client = tls::client_config(&identity(&ca, &["n1"], &ca)).unwrap();
+    let server = tls::server_config(&identity(&ca, &["n2"], &ca), vec!["n1".into()]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(handshake(&client, &server), rustls::HandshakeKind::Full);
+    }
+}
+
+#[test]
+fn peer_text_is_checked_and_escaped() {
+    // Node names must be printable ASCII; a Refuse reason is escaped
+    // (review-agent L4); implausible epochs are refused (L2).
+    let hello = |node: &[u8]| {
+        let mut payload = vec![protocol::VERSION];
+        payload.extend_from_slice(&0u64.to_be_bytes());
+        for name in [node, b"n2"] {
+            payload.push(name.len() as u8);
+            payload.extend_from_slice(name);
+        }
+        Msg::decode(1, &payload)
+    };
+    assert!(hello(b"n1").is_ok());
+    assert!(hello(b"n1\x1b[2J").is_err());
+    assert!(hello(b"n1\nFAKE").is_err());
+    match Msg::decode(6, b"no\nFAKE LOG LINE \x1b[31m").unwrap() {
+        Msg::Refuse { reason } => {
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+            assert!(reason.contains("\\n"), "{reason:?}");
+        }
+        other => panic!("{}", other.name()),
+    }
+    assert!(protocol::epoch_plausible(7, 7 + (1 << 32)));
+    assert!(!protocol::epoch_plausible(7, 8 + (1 << 32)));
+    assert!(!protocol::epoch_plausible(u64::MAX - 2, u64::MAX - 1));
+}
+
+/// Replace `path` atomically (write aside, rename), as cert-manager does.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn identity_files_are_reloaded() {
+    // n1 starts with an expired certificate: n2 refuses it. Its files are
+    // replaced while it runs: the next session uses the new certificate,
+    // no restart (review-agent M3); a set that does not name n1 is refused
+    // and the working identity stays.
+    let ca = ca();
+    let dir = std::env::temp_dir().join(format!("tlshub-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let mapping = dir.join("mapping.conf");
+    std::fs::write(&mapping, format!("node n1 {a1}\nnode n2 {a2}\n")).unwrap();
+    let (cert, key, ca_file) = (dir.join("n1.pem"), dir.join("n1.key"), dir.join("ca.pem"));
+    let (c, k) = leaf_pem(&ca, &["n1"], true);
+    replace_file(&cert, &c);
+    replace_file(&key, &k);
+    replace_file(&ca_file, &ca.pem);
+    let kernel1 = Arc::new(FakeKernel::default());
+    let config = tlshub::agent::AgentConfig {
+        node: "n1".into(),
+        mapping: mapping.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+        ca: ca_file.clone(),
+        settings: settings(),
+        listen: None,
+    };
+    let n1 = Agent::new(&config, kernel1.clone() as Arc<dyn Kernel>).unwrap();
+    n1.start(l1);
+    let _n2 = node("n2", identity(&ca, &["n2"], &ca), &directory(&[("n1", a1), ("n2", a2)]), l2, false);
+    n1.request("n2", "test");
+    assert!(wait_until(20, || !kernel1.failures().is_empty()), "the expired certificate was not refused");
+    assert!(kernel1.secret("n2").is_none());
+    // A certificate for another node: refused, nothing changes.
+    let (c, k) = leaf_pem(&ca, &["n3"], false);
+    replace_file(&key, &k);
+    replace_file(&cert, &c);
+    thread::sleep(Duration::from_millis(500));
+    // The right one.
+    let (c, k) = leaf_pem(&ca, &["n1"], false);
+    replace_file(&key, &k);
+    replace_file(&cert, &c);
+    assert!(
+        wait_until(30, || {
+            n1.request("n2", "test");
+            thread::sleep(Duration::from_millis(300));
+            kernel1.secret("n2").is_some()
+        }),
+        "the replaced certificate was not used: {:?}",
+        kernel1.failures()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

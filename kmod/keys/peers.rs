@@ -66,10 +66,12 @@ impl Secret {
     }
 }
 
-/// How long the secret an epoch replaced stays usable (at most; never past
-/// its own lifetime), for flows whose client chose it (spec §3, "Which
-/// epoch keys a flow"): a client's SYN can be retransmitted for up to
-/// 127 s (`tcp_syn_retries` 6) after it chose the epoch.
+/// How long the secret an epoch replaced stays usable, for flows whose
+/// client chose it (spec §3, "Which epoch keys a flow"): a client's SYN can
+/// be retransmitted for up to 127 s (`tcp_syn_retries` 6) after it chose
+/// the epoch. Not cut short by the secret's own lifetime: the agent renews
+/// shortly before that ends, and a flow announced just before the switch
+/// is keyed a round trip or more later.
 pub(crate) const PREVIOUS_GRACE_MS: u32 = 128_000;
 
 /// The epoch bits a client puts in the low bits of its ISN (spec §3).
@@ -137,7 +139,7 @@ pub(crate) struct Peer {
     local: Option<KVec<u8>>,
     secret: Option<Secret>,
     /// The secret `secret` replaced, for flows whose client chose its
-    /// epoch: usable for [`PREVIOUS_GRACE_MS`] at most.
+    /// epoch: usable for [`PREVIOUS_GRACE_MS`] after it was replaced.
     previous: Option<Secret>,
     waiting: KVec<Arc<Flow>>,
     /// When the outstanding key request was sent (jiffies; `None`: none
@@ -611,8 +613,11 @@ impl Peers {
         if let Some(mut old) = old.filter(|o| o.epoch != secret.epoch()) {
             // Flows whose client still chose it get it for a while; the
             // one before goes (zeroized on drop).
-            let grace = now.saturating_add(workq::ms_to_jiffies(PREVIOUS_GRACE_MS));
-            old.expires_at = Some(old.expires_at.map_or(grace, |e| e.min(grace)));
+            // Past its own lifetime too: a client may have announced it up
+            // to the moment its node replaced it (a round trip after this
+            // one, for the side that switched first), and keys the flow
+            // only at ESTABLISHED.
+            old.expires_at = Some(now.saturating_add(workq::ms_to_jiffies(PREVIOUS_GRACE_MS)));
             peer.previous = old.prk.is_some().then_some(old);
         }
         peer.requested = None;

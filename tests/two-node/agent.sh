@@ -29,7 +29,10 @@
 #      lifetime; both nodes churn connections to each other's pod until the
 #      epoch rose 20 times: no connection fails, no flow is reset, the secret
 #      is never expired or failed, a flow established before keeps working,
-#      the wire is TLS records only (issue 15).
+#      the wire is TLS records only (issue 15);
+#   7. one kernel serving two nodes: VM 1 also serves n3 with its own agent
+#      (pair mode); n2's agent makes a session with each, and flows of both
+#      pairs are secured both ways (issue 15).
 # Prints `ok ...` lines; exits non-zero on the first failure.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -299,6 +302,58 @@ fi
 tlshubctl node show | sed 's/^/    /'
 ok "$ROTATIONS rotations (epoch $e0 -> $(ag_peer epoch), 5 s lifetime) under churn both ways: $(tail -n 1 "$TOPO_DIR/churn.log" | sed 's/^CHURN //'), no reset, always established, the older flow works$([ "$TN_NODE" = n1 ] && echo ", wire TLS-only")"
 tn_barrier renewed
+
+# 7. One kernel serving two nodes, an agent each (issue 15): VM 1 also
+#    serves n3 (pod c1; its agent at 192.168.100.1:7446 with a certificate
+#    for n3). Each agent on VM 1 keeps its own node's pair secrets (n1+n2,
+#    n3+n2); n2's agent makes one session with each; both pairs carry
+#    secured flows both ways.
+ag_stop
+map3=$TOPO_DIR/mapping3.conf
+tn_mapping "$map3"
+printf '%s\n' "node n3 192.168.100.1:7446" "default/c1 n3 10.1.0.33 fd00:1::33" >> "$map3"
+tlshubctl mapping load "$map3" >/dev/null || fail "mapping load (n3)"
+TN_IP4[c1]=10.1.0.33 TN_IP6[c1]=fd00:1::33
+if [ "$TN_NODE" = n1 ]; then
+    tn_pod_add c1 10.1.0.33 fd00:1::33
+    tlshubctl node local n1 n3 || fail "node local n1 n3"
+    app_echo_server c1 7000
+fi
+tn_barrier three-nodes
+AG_MAPPING=$map3 ag_start
+if [ "$TN_NODE" = n1 ]; then
+    echo "=== tlshubd n3" > "$TOPO_DIR/agent-n3.log"
+    tlshubd --node n3 --cert "$AG_PKI/evil-n2.pem" --key "$AG_PKI/evil-n2.key" --ca "$AG_PKI/ca.pem" \
+        --mapping "$map3" --connect-retry 30 >> "$TOPO_DIR/agent-n3.log" 2>&1 &
+    ag3=$!
+    wait_log "$TOPO_DIR/agent-n3.log" "secrets per node pair" 180 \
+        || fail "n3's agent did not start in pair mode: $(cat "$TOPO_DIR/agent-n3.log")"
+fi
+pair_up() {
+    tlshubctl node show --json | jq -e --arg n "$1" --arg l "$2" \
+        '[.[] | select(.state == "established" and ((.name == $n and (.local // "") == $l) or (.name == $l and .local == $n)))] | length > 0' >/dev/null
+}
+if [ "$TN_NODE" = n1 ]; then
+    wait_for 120 pair_up n2 n1 && wait_for 120 pair_up n2 n3 \
+        || fail "VM 1 lacks a pair secret: $(tlshubctl node show)"
+else
+    wait_for 120 pair_up n1 "" && wait_for 120 pair_up n3 "" \
+        || fail "VM 2 lacks a peer secret: $(tlshubctl node show)"
+fi
+tn_barrier pairs
+m7=$(new_marker)
+if [ "$TN_NODE" = n1 ]; then
+    expect_eq "a1 -> b1 (pair {n1, n2})" "$m7-a1" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m7-a1")"
+    expect_eq "c1 -> b1 (pair {n3, n2})" "$m7-c1" "$(tn_echo c1 "$(tn_ip4 b1)" 7000 "$m7-c1")"
+    [ "$(tls_stat c1 TlsTxSw)" -ge 1 ] || fail "c1's flow is not on kTLS"
+else
+    expect_eq "b1 -> c1 (pair {n3, n2})" "$m7-b1c1" "$(tn_echo b1 "$(tn_ip4 c1)" 7000 "$m7-b1c1")"
+    expect_eq "b1 -> a1 (pair {n1, n2})" "$m7-b1a1" "$(tn_echo b1 "$(tn_ip4 a1)" 7000 "$m7-b1a1")"
+fi
+tlshubctl node show | sed 's/^/    /'
+ok "one kernel serving n1 and n3, an agent each: pair secrets n1+n2 and n3+n2 made by sessions with n2's agent; both pairs secured both ways"
+tn_barrier pairs-done
+[ "$TN_NODE" != n1 ] || { kill "$ag3"; wait "$ag3" 2>/dev/null || true; }
 tlshubctl status | sed 's/^/    /'
 tlshubctl node show | sed 's/^/    /'
 grep -c "$INSTALLED" "$AG_LOG" | sed 's/^/    sessions installed here: /'

@@ -19,6 +19,7 @@
 # pod namespaces registered in TOPO_NETNS and removes TOPO_DIR).
 #
 #   tn_setup                 the topology of this VM (EXIT trap: teardown)
+#   tn_pod_add POD IP4 IP6   one more pod behind this VM's node netns
 #   tn_mapping FILE          the mapping both nodes load: n1, n2, a1, b1
 #   tn_secure                load tls.ko + tlshub.ko, load the mapping,
 #                            `node local nN`, `node set nPEER psk $TLSHUB_SHARED/psk`
@@ -94,6 +95,33 @@ route add default via 10.$n.0.1 dev eth0
 route add ::/0 via fe80::1 dev eth0"
         ip -n "$pod" -batch - <<<"$cmds" || fail "ip -n $pod -batch"
     done
+}
+
+# tn_pod_add POD IP4 IP6: one more pod on this VM's node netns (as tn_setup's).
+tn_pod_add() {
+    local pod=$1 n=$TLSHUB_NODE
+    TN_IP4[$pod]=$2 TN_IP6[$pod]=$3
+    ip -batch - <<EOF || fail "ip -batch ($pod)"
+netns add $pod
+link add v-$pod type veth peer name eth0 netns $pod
+link set v-$pod addrgenmode none
+addr add 10.$n.0.1/32 dev v-$pod
+addr add fe80::1/64 dev v-$pod nodad
+link set v-$pod up
+route add $2/32 dev v-$pod
+route add $3/128 dev v-$pod
+EOF
+    TOPO_NETNS+=("$pod")
+    ip -n "$pod" -batch - <<EOF || fail "ip -n $pod -batch"
+link set lo up
+link set eth0 addrgenmode none
+addr add $2/32 dev eth0
+addr add $3/128 dev eth0 nodad
+link set eth0 up
+route add 10.$n.0.1 dev eth0 scope link
+route add default via 10.$n.0.1 dev eth0
+route add ::/0 via fe80::1 dev eth0
+EOF
 }
 
 tn_mapping() {

@@ -11,6 +11,9 @@
 #     (tests/vm/tlswire.py --expect tls);
 #   - /proc/net/tls_stat rises in the pod netns on both kernels;
 #   - a control (x1, unmapped, -> b1) is plaintext on the same capture;
+#   - one kernel serving two nodes: VM 1 also serves n3 (pod c1) with a
+#     secret for the pair {n3, n2} other than {n1, n2}'s, and flows of both
+#     pairs, both ways, are secured (TLS-only wire; issue 15);
 #   - both kernel logs stay clean (scripts/two-node) and nothing of tlshub's
 #     leaks (kmemleak) after rmmod.
 # Prints `ok ...` lines; exits non-zero on the first failure.
@@ -86,6 +89,53 @@ if [ "$TN_NODE" = n1 ]; then
     ok "wire (n1:eth0): 5 secured connections are TLS records only, no marker; the control is plain"
 fi
 tn_barrier checked
+
+# One kernel serving two nodes (issue 15, review M8): VM 1 also serves n3
+# (pod c1), with a secret for the pair {n3, n2} other than {n1, n2}'s; VM 2
+# holds one secret per peer node (n1, n3). Both pairs carry secured flows.
+map3=$TOPO_DIR/mapping3.conf
+tn_mapping "$map3"
+printf '%s\n' "node n3 192.168.100.3" "default/c1 n3 10.1.0.33 fd00:1::33" >> "$map3"
+tlshubctl mapping load "$map3" >/dev/null || fail "mapping load (n3)"
+TN_IP4[c1]=10.1.0.33 TN_IP6[c1]=fd00:1::33
+if [ "$TN_NODE" = n1 ]; then
+    head -c 32 /dev/urandom > "$TLSHUB_SHARED/psk-n1n2"
+    head -c 32 /dev/urandom > "$TLSHUB_SHARED/psk-n3n2"
+    tn_pod_add c1 10.1.0.33 fd00:1::33
+    tlshubctl node local n1 n3 || fail "node local n1 n3"
+    tlshubctl node set n2 psk "$TLSHUB_SHARED/psk-n1n2" --local n1 --epoch 5 >/dev/null || fail "node set n2 --local n1"
+    tlshubctl node set n2 psk "$TLSHUB_SHARED/psk-n3n2" --local n3 --epoch 5 >/dev/null || fail "node set n2 --local n3"
+    app_echo_server c1 7000
+    tn_put pairs ready
+else
+    tn_get pairs >/dev/null
+    tlshubctl node set n1 psk "$TLSHUB_SHARED/psk-n1n2" --epoch 5 >/dev/null || fail "node set n1"
+    tlshubctl node set n3 psk "$TLSHUB_SHARED/psk-n3n2" --epoch 5 >/dev/null || fail "node set n3"
+fi
+if [ "$TN_NODE" = n1 ]; then capture_start node eth0 "$pcap.3" tcp; fi
+tn_barrier pairs
+m3=$(new_marker)
+if [ "$TN_NODE" = n1 ]; then
+    expect_eq "a1 -> b1 (pair {n1, n2})" "$m3-a1" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m3-a1")"
+    expect_eq "c1 -> b1 (pair {n3, n2})" "$m3-c1" "$(tn_echo c1 "$(tn_ip4 b1)" 7000 "$m3-c1")"
+else
+    expect_eq "b1 -> c1 (pair {n3, n2})" "$m3-b1c1" "$(tn_echo b1 "$(tn_ip4 c1)" 7000 "$m3-b1c1")"
+    expect_eq "b1 -> a1 (pair {n1, n2})" "$m3-b1a1" "$(tn_echo b1 "$(tn_ip4 a1)" 7000 "$m3-b1a1")"
+    tn_put marker3b "$m3"
+fi
+tn_barrier pairs-done
+if [ "$TN_NODE" = n1 ]; then
+    capture_stop
+    [ "$(tls_stat c1 TlsTxSw)" -ge 2 ] || fail "c1 has no kTLS sockets: $(tls_stat c1 TlsTxSw)"
+    out=$(tlswire "$pcap.3" --expect tls --host "$(tn_ip4 a1)" --host "$(tn_ip4 c1)" --min-conns 4 \
+        --marker "$m3" --marker "$(tn_get marker3b)") \
+        || { echo "$out"; fail "the two pairs' flows are not TLS-only on the wire"; }
+    tlshubctl node show | sed 's/^/    /'
+    ok "one kernel serving n1 and n3: a1 <-> b1 keyed by {n1, n2}'s secret, c1 <-> b1 by {n3, n2}'s (another), TLS-only wire"
+else
+    ok "secrets per peer n1 and n3: b1 -> a1 and b1 -> c1 secured"
+fi
+tn_barrier pairs-checked
 topo_teardown
 unload_module
 kmemleak_check

@@ -93,8 +93,16 @@ pub trait Kernel: Send + Sync {
 }
 
 /// The module, through generic netlink.
+///
+/// A kernel that serves several nodes holds a secret per node pair (spec
+/// §3): an agent for one of them ([`NetlinkKernel::for_pair`]) installs,
+/// fails and reads only the entries of the pairs {its node, peer}, so each
+/// local node's agent makes its own sessions. A kernel that serves one
+/// node gets the peers' own entries ([`NetlinkKernel::new`]).
 pub struct NetlinkKernel {
     client: Mutex<Option<Client>>,
+    /// This agent's node, in pair mode.
+    local: Option<String>,
 }
 
 impl Default for NetlinkKernel {
@@ -107,6 +115,32 @@ impl NetlinkKernel {
     pub fn new() -> Self {
         NetlinkKernel {
             client: Mutex::new(None),
+            local: None,
+        }
+    }
+
+    /// Pair mode: the secrets of the pairs {`local`, peer}.
+    pub fn for_pair(local: &str) -> Self {
+        NetlinkKernel {
+            client: Mutex::new(None),
+            local: Some(local.to_owned()),
+        }
+    }
+
+    /// The local node, in pair mode.
+    pub fn pair_local(&self) -> Option<&str> {
+        self.local.as_deref()
+    }
+
+    /// The peer an entry `(name, local)` is for, if it is this agent's:
+    /// in pair mode the pairs {our node, peer} (either order), else the
+    /// peers' own entries.
+    fn ours(&self, name: String, local: Option<String>) -> Option<String> {
+        match (self.local.as_deref(), local) {
+            (None, None) => Some(name),
+            (Some(me), Some(l)) if l == me => Some(name),
+            (Some(me), Some(l)) if name == me => Some(l),
+            _ => None,
         }
     }
 
@@ -154,7 +188,8 @@ impl Kernel for NetlinkKernel {
     ) -> Result<u64, String> {
         // The module treats the secret as absent once its lifetime is over;
         // the agent renews it before.
-        self.with(|c| c.peer_set_with_lifetime(peer, secret, Some(epoch), Some(lifetime)))
+        let local = self.local.as_deref();
+        self.with(|c| c.peer_set_pair(peer, local, secret, Some(epoch), Some(lifetime)))
     }
 
     fn fail(&self, peer: &str, reason: &str) -> Result<FailOutcome, String> {
@@ -164,7 +199,8 @@ impl Kernel for NetlinkKernel {
         if current.is_some_and(|p| p.valid && p.pending == 0) {
             return Ok(FailOutcome::KeptValidSecret);
         }
-        self.with(|c| c.peer_fail(peer, reason))
+        let local = self.local.as_deref();
+        self.with(|c| c.peer_fail_pair(peer, local, reason))
             .map(|()| FailOutcome::Told)
     }
 
@@ -182,17 +218,19 @@ impl Kernel for NetlinkKernel {
 
     fn peers(&self) -> Result<Vec<KernelPeer>, String> {
         self.with(|c| c.peers()).map(|peers| {
-            // The agent keeps the peers' own secrets; a node pair's own
-            // (an operator's `node set --local`) is not its to manage.
+            // Only this agent's entries: the peers' own, or in pair mode
+            // its node's pairs (another node's pairs are its agent's).
             peers
                 .into_iter()
-                .filter(|p| p.local.is_none())
-                .map(|p| KernelPeer {
-                    name: p.name,
-                    epoch: p.epoch,
-                    last_epoch: p.last_epoch.unwrap_or(0).max(p.epoch.unwrap_or(0)),
-                    pending: p.pending,
-                    valid: p.state == PeerState::Established,
+                .filter_map(|p| {
+                    let last_epoch = p.last_epoch.unwrap_or(0).max(p.epoch.unwrap_or(0));
+                    Some(KernelPeer {
+                        name: self.ours(p.name, p.local)?,
+                        epoch: p.epoch,
+                        last_epoch,
+                        pending: p.pending,
+                        valid: p.state == PeerState::Established,
+                    })
                 })
                 .collect()
         })
@@ -210,10 +248,11 @@ pub enum KernelEvent {
     Resync,
 }
 
-/// Follows the `keys` multicast group forever, calling `on` for each event.
+/// Follows the `keys` multicast group forever, calling `on` for each event
+/// (with `local`, pair mode: only the key requests of flows on that node).
 /// On any socket error it waits, re-joins and asks for a resync (the module
 /// may have been reloaded).
-pub fn watch_key_requests(on: impl Fn(KernelEvent), log: impl Fn(&str)) {
+pub fn watch_key_requests(local: Option<&str>, on: impl Fn(KernelEvent), log: impl Fn(&str)) {
     // `quiet`: a connect failure was logged already (log it once).
     let mut quiet = false;
     loop {
@@ -239,7 +278,11 @@ pub fn watch_key_requests(on: impl Fn(KernelEvent), log: impl Fn(&str)) {
         on(KernelEvent::Resync);
         loop {
             match client.next_event() {
-                Ok(Event::KeyRequest(event)) => on(KernelEvent::KeyRequest(event.node)),
+                Ok(Event::KeyRequest(event)) => {
+                    if local.is_none_or(|l| l == event.local_node) {
+                        on(KernelEvent::KeyRequest(event.node));
+                    }
+                }
                 Ok(Event::FlowKeyRequest(event)) => on(KernelEvent::FlowKeyRequest(event)),
                 Err(NetlinkError::EventsLost) => {
                     log("key events lost (socket overflow): resyncing (a flow whose flow-key-request was lost times out)");

@@ -85,7 +85,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::{ClientConfig, ServerConfig};
 
@@ -123,13 +123,35 @@ fn log_line(me: &str, started: Instant, msg: &str) {
     );
 }
 
+/// A certificate is warned about this long before it expires.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What tells a file changed: its modification time, length and inode
+/// (an atomic replace, even through a symlink swap, changes the inode).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp(Option<SystemTime>, u64, u64);
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp(m.modified().ok(), m.len(), m.ino()))
+    }
+}
+
 /// One node's agent: shared by its threads.
 pub struct Agent {
     me: String,
     settings: Settings,
-    identity: Identity,
-    client_tls: Arc<ClientConfig>,
+    identity: RwLock<Arc<Identity>>,
+    client_tls: RwLock<Arc<ClientConfig>>,
     server_tls: RwLock<Arc<ServerConfig>>,
+    /// The certificate, key and CA files, re-read when they change (review
+    /// M3); `None` for an agent built in memory.
+    identity_files: Option<[PathBuf; 3]>,
+    identity_stamp: Mutex<Vec<Option<FileStamp>>>,
+    /// When the expiry warning was last logged.
+    expiry_warned: Mutex<Option<Instant>>,
     directory: Arc<RwLock<Directory>>,
     mapping: Option<PathBuf>,
     mapping_mtime: Mutex<Option<SystemTime>>,
@@ -149,6 +171,8 @@ impl Agent {
     /// mapping); nothing runs yet.
     pub fn new(config: &AgentConfig, kernel: Arc<dyn Kernel>) -> Result<Arc<Agent>, StartError> {
         let identity = Identity::from_files(&config.cert, &config.key, &config.ca)?;
+        let files = [config.cert.clone(), config.key.clone(), config.ca.clone()];
+        let stamp = files.iter().map(|f| FileStamp::of(f)).collect();
         let directory = Directory::from_file(&config.mapping)?;
         let mtime = std::fs::metadata(&config.mapping)
             .and_then(|m| m.modified())
@@ -164,6 +188,13 @@ impl Agent {
         if let Ok(mut m) = agent.mapping_mtime.lock() {
             *m = mtime;
         }
+        // Built fresh above: this Arc is the only one.
+        let mut agent = agent;
+        if let Some(a) = Arc::get_mut(&mut agent) {
+            a.identity_files = Some(files);
+            a.identity_stamp = Mutex::new(stamp);
+        }
+        agent.warn_expiry();
         Ok(agent)
     }
 
@@ -191,9 +222,12 @@ impl Agent {
         Ok(Arc::new(Agent {
             me: me.to_owned(),
             settings,
-            identity,
-            client_tls,
+            identity: RwLock::new(Arc::new(identity)),
+            client_tls: RwLock::new(client_tls),
             server_tls: RwLock::new(server_tls),
+            identity_files: None,
+            identity_stamp: Mutex::new(Vec::new()),
+            expiry_warned: Mutex::new(None),
             directory: Arc::new(RwLock::new(directory)),
             mapping,
             mapping_mtime: Mutex::new(None),
@@ -400,7 +434,7 @@ impl Agent {
                 return;
             }
         };
-        match tls::server_config(&self.identity, directory.names()) {
+        match tls::server_config(&self.identity(), directory.names()) {
             Ok(server) => {
                 if let Ok(mut s) = self.server_tls.write() {
                     *s = server;
@@ -425,11 +459,114 @@ impl Agent {
         }
     }
 
-    /// Every `tick`: mapping changes, renewals and retries that are due.
+    fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The client side's TLS configuration (replaced when the identity is).
+    pub(crate) fn client_tls(&self) -> Arc<ClientConfig> {
+        self.client_tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Re-reads the certificate, key and CA when one of their files changed
+    /// (cert-manager and kubelet replace them atomically): new sessions use
+    /// them, running ones are not cut. A set that does not load, or whose
+    /// certificate does not name this node, is refused with a log line and
+    /// the previous identity stays (review M3).
+    fn reload_identity_if_changed(&self) {
+        let Some(files) = &self.identity_files else { return };
+        let stamp: Vec<Option<FileStamp>> = files.iter().map(|f| FileStamp::of(f)).collect();
+        {
+            let Ok(mut last) = self.identity_stamp.lock() else { return };
+            if *last == stamp {
+                return;
+            }
+            *last = stamp;
+        }
+        let [cert, key, ca] = files;
+        let loaded = Identity::from_files(cert, key, ca)
+            .map_err(|e| e.to_string())
+            .and_then(|id| {
+                if id.names(&self.me) {
+                    Ok(id)
+                } else {
+                    Err(format!("{}: does not name this node ({})", cert.display(), self.me))
+                }
+            })
+            .and_then(|id| {
+                let client = tls::client_config(&id).map_err(|e| e.to_string())?;
+                let server =
+                    tls::server_config(&id, self.dir().names()).map_err(|e| e.to_string())?;
+                Ok((id, client, server))
+            });
+        match loaded {
+            Ok((id, client, server)) => {
+                if let Ok(mut c) = self.client_tls.write() {
+                    *c = client;
+                }
+                if let Ok(mut s) = self.server_tls.write() {
+                    *s = server;
+                }
+                if let Ok(mut i) = self.identity.write() {
+                    *i = Arc::new(id);
+                }
+                self.log(format!(
+                    "identity re-read: {}, {}, {} (new sessions use it)",
+                    cert.display(),
+                    key.display(),
+                    ca.display()
+                ));
+                if let Ok(mut w) = self.expiry_warned.lock() {
+                    *w = None;
+                }
+                self.warn_expiry();
+            }
+            Err(e) => self.log(format!(
+                "identity files changed but cannot be used: {e}; keeping the previous identity"
+            )),
+        }
+    }
+
+    /// Logs a warning when the certificate expires within
+    /// [`EXPIRY_WARNING`] (or has expired), at most once an hour.
+    fn warn_expiry(&self) {
+        let Some(left) = self.identity().expires_in_secs() else { return };
+        if left > EXPIRY_WARNING.as_secs() as i64 {
+            return;
+        }
+        let Ok(mut last) = self.expiry_warned.lock() else { return };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if left <= 0 {
+            self.log(format!(
+                "WARNING: this node's certificate expired {}s ago: peers refuse it",
+                -left
+            ));
+        } else {
+            self.log(format!(
+                "WARNING: this node's certificate expires in {}h {}m: replace it",
+                left / 3600,
+                left % 3600 / 60
+            ));
+        }
+    }
+
+    /// Every `tick`: mapping and identity changes, renewals and retries
+    /// that are due.
     fn tick_loop(self: Arc<Self>) {
         loop {
             thread::sleep(self.settings.tick);
             self.reload_mapping_if_changed();
+            self.reload_identity_if_changed();
+            self.warn_expiry();
             for peer in self.due_peers() {
                 self.request(&peer, "renewal");
             }

@@ -148,9 +148,14 @@ impl Msg {
                 let epoch = u64::from_be_bytes(
                     <[u8; 8]>::try_from(take(8)?).map_err(|_| malformed("hello: truncated"))?,
                 );
+                // Node names end up in logs: printable ASCII only (review L4).
                 let mut name = || -> Result<String, ProtocolError> {
                     let len = take(1)?[0] as usize;
-                    String::from_utf8(take(len)?.to_vec())
+                    let bytes = take(len)?;
+                    if !bytes.iter().all(u8::is_ascii_graphic) {
+                        return Err(malformed("hello: node name is not printable ASCII"));
+                    }
+                    String::from_utf8(bytes.to_vec())
                         .map_err(|_| malformed("hello: node name is not UTF-8"))
                 };
                 let node = name()?;
@@ -177,7 +182,7 @@ impl Msg {
             T_BUSY if payload.is_empty() => Msg::Busy,
             T_BUSY => return Err(malformed("busy: unexpected payload")),
             T_REFUSE => Msg::Refuse {
-                reason: String::from_utf8_lossy(payload).into_owned(),
+                reason: printable(&String::from_utf8_lossy(payload)),
             },
             other => return Err(malformed(format!("unknown message type {other}"))),
         })
@@ -194,6 +199,24 @@ impl Msg {
             Msg::Refuse { .. } => "refuse",
         }
     }
+}
+
+/// Peer-supplied text made safe for one log line (review L4): control
+/// characters escaped (`\n`, `\u{1b}`), at most 256 characters kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 256 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Writes one message and flushes it.
@@ -239,6 +262,16 @@ pub fn pair_context(a: &str, b: &str) -> Vec<u8> {
 }
 
 /// The epoch a leader assigns: one more than anything either side knows.
+/// How far above the epoch this node knows a peer may claim to be (review
+/// L2): an authenticated peer claiming `u64::MAX` would leave the pair
+/// unable to move to a new epoch ever after.
+pub const MAX_EPOCH_LEAD: u64 = 1 << 32;
+
+/// Whether a peer's claimed epoch is acceptable to a node knowing `mine`.
+pub fn epoch_plausible(mine: u64, theirs: u64) -> bool {
+    theirs <= mine.saturating_add(MAX_EPOCH_LEAD) && theirs < u64::MAX - MAX_EPOCH_LEAD
+}
+
 pub fn next_epoch(mine: u64, theirs: u64) -> u64 {
     mine.max(theirs).saturating_add(1)
 }

@@ -20,7 +20,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
 use super::kernel::FailOutcome;
-use super::protocol::{leader, next_epoch, read_msg, write_msg, Msg, ProtocolError, VERSION};
+use super::protocol::{
+    epoch_plausible, leader, next_epoch, read_msg, write_msg, Msg, ProtocolError, VERSION,
+};
 use super::tls::{cert_names, describe, dns_names, export_secret};
 use super::Agent;
 use crate::psk::Psk;
@@ -228,13 +230,25 @@ impl Agent {
         self.prepare(&tcp);
         let name = ServerName::try_from(peer.to_owned())
             .map_err(|e| format!("{peer} is not a valid server name: {e}"))?;
-        let conn = ClientConnection::new(self.client_tls.clone(), name)
+        let conn = ClientConnection::new(self.client_tls(), name)
             .map_err(|e| format!("TLS: {}", describe(&e)))?;
         let mut tls = StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
             tls.conn
                 .complete_io(&mut tls.sock)
                 .map_err(|e| io_failure(&format!("handshake with {peer} at {addr}"), &e))?;
+        }
+        // rustls accepts a wildcard SAN for the peer's name; the agent (as
+        // the workers) wants the node's own name (review L1).
+        if !tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .is_some_and(|c| cert_names(c, peer))
+        {
+            return Err(format!(
+                "{peer} at {addr}: its certificate does not name {peer} exactly (wildcards are refused)"
+            ));
         }
         if self.generation(peer) != generation {
             return Ok(Outcome::Superseded);
@@ -317,6 +331,13 @@ impl Agent {
         theirs: u64,
         role: &str,
     ) -> Result<u64, Failure> {
+        if !epoch_plausible(mine, theirs) {
+            let reason = format!("epoch {theirs} is implausible (this node knows {mine})");
+            let _ = write_msg(tls, &Msg::Refuse {
+                reason: reason.clone(),
+            });
+            return Err(format!("{peer}: {reason}"));
+        }
         if leader(&self.me, peer) == self.me {
             let epoch = next_epoch(mine, theirs);
             write_msg(tls, &Msg::Install { epoch })
@@ -343,6 +364,15 @@ impl Agent {
                 Msg::Install { epoch } => epoch,
                 other => return Err(unexpected(peer, &other)),
             };
+            // Both hellos fix the epoch: the leader may not pick another.
+            let expected = next_epoch(mine, theirs);
+            if epoch != expected {
+                let reason = format!("install of epoch {epoch}, expected {expected}");
+                let _ = write_msg(tls, &Msg::Refuse {
+                    reason: reason.clone(),
+                });
+                return Err(format!("{peer} (leader): {reason}"));
+            }
             if let Err(e) = self.install(peer, secret, epoch, role, "follower") {
                 let _ = write_msg(tls, &Msg::Refuse { reason: e.clone() });
                 return Err(e);

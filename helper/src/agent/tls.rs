@@ -14,6 +14,10 @@
 //!   client claims in its `Hello` is one its certificate names
 //!   ([`cert_names`]).
 //!
+//! Names must match exactly (no wildcard SANs), and there is no session
+//! resumption: every session is a full handshake that checks the peer's
+//! certificate, its dates and CA, again.
+//!
 //! Node certificates therefore carry `DNS:<node name>` and both extended key
 //! usages (`serverAuth`, `clientAuth`).
 
@@ -26,7 +30,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
+use rustls::client::Resumption;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{
     CertificateError, ClientConfig, ConnectionCommon, DigitallySignedStruct, DistinguishedName,
     RootCertStore, ServerConfig, SignatureScheme,
@@ -103,6 +108,18 @@ impl Identity {
         })
     }
 
+    /// Seconds until our certificate's `notAfter` (negative: expired), if
+    /// it parses.
+    pub fn expires_in_secs(&self) -> Option<i64> {
+        let cert = self.certs.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(parsed.validity().not_after.timestamp() - i64::try_from(now).ok()?)
+    }
+
     /// Does our own certificate name `node`? (A misconfiguration the agent
     /// refuses to start with.)
     pub fn names(&self, node: &str) -> bool {
@@ -149,6 +166,10 @@ pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>, SetupError> {
         .with_root_certificates(id.roots.clone())
         .with_client_auth_cert(id.certs.clone(), id.key.clone_key())
         .map_err(e)?;
+    // Every session is a full handshake: a resumed one checks neither the
+    // peer's certificate dates nor its CA again (review M2).
+    let mut config = config;
+    config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
 }
 
@@ -166,16 +187,25 @@ pub fn server_config(id: &Identity, nodes: Vec<String>) -> Result<Arc<ServerConf
         .with_client_cert_verifier(verifier)
         .with_single_cert(id.certs.clone(), id.key.clone_key())
         .map_err(e)?;
+    // No tickets, no session cache: no resumption (review M2).
+    let mut config = config;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
-/// Does `cert` name `node` (SAN `DNS:node`)? WebPKI's own matching.
+/// Does `cert` name `node` (SAN `DNS:node`)? WebPKI's matching, and then
+/// one DNS name must be `node` itself: a wildcard (`*.nodes.example`) would
+/// let one certificate speak for many nodes, which the workers refuse too
+/// (review L1).
 pub fn cert_names(cert: &CertificateDer<'_>, node: &str) -> bool {
     let Ok(name) = ServerName::try_from(node) else {
         return false;
     };
-    webpki::EndEntityCert::try_from(cert)
-        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| {
+        ee.verify_is_valid_for_subject_name(&name).is_ok()
+            && ee.valid_dns_names().any(|n| n.eq_ignore_ascii_case(node))
+    })
 }
 
 /// The DNS names a certificate carries, for log messages only.

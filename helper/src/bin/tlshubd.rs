@@ -75,7 +75,29 @@ struct Args {
     boring_worker: Option<PathBuf>,
 }
 
+/// Secret lifetimes tlshubd accepts, in seconds: the kernel takes
+/// milliseconds in a u32 (49.7 days).
+const MIN_LIFETIME_SECS: u64 = 5;
+const MAX_LIFETIME_SECS: u64 = u32::MAX as u64 / 1000;
+/// How long a refused connect to a peer may be retried, at most (a day).
+const MAX_CONNECT_RETRY_SECS: u64 = 86_400;
+
+/// No core dumps and no ptrace by other users: the process holds
+/// node-pair secrets (review-agent L3).
+fn harden() {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+    }
+}
+
 fn main() -> ExitCode {
+    harden();
     let (config, worker_paths) = match build_config(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -83,7 +105,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let kernel: Arc<NetlinkKernel> = Arc::new(NetlinkKernel::new());
+    // A kernel that serves several nodes holds a secret per node pair: this
+    // agent then manages the pairs {its node, peer} (one agent per node).
+    let served = NetlinkKernel::new().local_nodes().unwrap_or_default();
+    let pair_mode = served.len() > 1 && served.iter().any(|n| *n == config.node);
+    let kernel: Arc<NetlinkKernel> = Arc::new(if pair_mode {
+        NetlinkKernel::for_pair(&config.node)
+    } else {
+        NetlinkKernel::new()
+    });
     let agent = match Agent::new(&config, kernel.clone() as Arc<dyn Kernel>) {
         Ok(a) => a,
         Err(e) => {
@@ -97,9 +127,14 @@ fn main() -> ExitCode {
     {
         Ok((addr, l)) => {
             agent.log(format!(
-                "node {} listening on {addr}, secret lifetime {}s",
+                "node {} listening on {addr}, secret lifetime {}s{}",
                 agent.node(),
-                config.settings.lifetime.as_secs()
+                config.settings.lifetime.as_secs(),
+                if pair_mode {
+                    format!(" (the kernel serves {}: secrets per node pair)", served.join(" "))
+                } else {
+                    String::new()
+                }
             ));
             (l, addr)
         }
@@ -139,8 +174,13 @@ fn main() -> ExitCode {
     agent.start(listener);
     let events = agent.clone();
     let logger = agent.clone();
+    let local = kernel.pair_local().map(str::to_owned);
     thread::spawn(move || {
-        kernel::watch_key_requests(|e| events.on_kernel_event(e), |m| logger.log(m))
+        kernel::watch_key_requests(
+            local.as_deref(),
+            |e| events.on_kernel_event(e),
+            |m| logger.log(m),
+        )
     });
     loop {
         thread::sleep(Duration::from_secs(3600));
@@ -176,10 +216,19 @@ fn build_config(args: Args) -> Result<(AgentConfig, WorkerPaths), String> {
     };
     let mut settings = Settings::default();
     if let Some(secs) = args.lifetime.or(agent.secret_lifetime) {
-        if secs < 5 {
-            return Err(format!("secret lifetime {secs}s is too short (at least 5)"));
+        // The kernel takes the lifetime in milliseconds, as a u32.
+        if !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&secs) {
+            return Err(format!(
+                "secret lifetime {secs}s is out of range ({MIN_LIFETIME_SECS} to {MAX_LIFETIME_SECS})"
+            ));
         }
         settings.lifetime = Duration::from_secs(secs);
+    }
+    if args.connect_retry > MAX_CONNECT_RETRY_SECS {
+        return Err(format!(
+            "--connect-retry {}s is out of range (0 to {MAX_CONNECT_RETRY_SECS})",
+            args.connect_retry
+        ));
     }
     settings.connect_retry = Duration::from_secs(args.connect_retry);
     let workers = [

@@ -72,3 +72,8 @@ fn cross_boring_client_openssl_server() {
         harness::claimed_name_not_in_sans(bin(), &o);
     }
 }
+
+#[test]
+fn server_limits_connections() {
+    harness::server_limits_connections(bin());
+}

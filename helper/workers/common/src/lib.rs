@@ -53,6 +53,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Server: whole accepted connection (handshake, reads, confirmation).
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Server: connections served at once, in all (each costs two threads).
+pub const MAX_CONNECTIONS: usize = 64;
+/// Server: connections served at once from one source address; more are
+/// closed before any TLS (review-agent M1: a pod opening hundreds of silent
+/// connections must not hold every slot, nor make the process run out of
+/// threads).
+pub const MAX_PER_SOURCE: usize = 8;
+
 pub const USAGE: &str = "usage: --node NAME --cert PEM --key PEM --ca PEM --listen ADDR:PORT";
 
 // --- secrets ----------------------------------------------------------------
@@ -776,13 +784,77 @@ fn server_steps<T: Tls>(tls: &T, tcp: TcpStream) -> Result<Accepted, Fail> {
 
 // --- the worker -------------------------------------------------------------
 
+/// Who holds the server's slots: per source address, and in all.
+#[derive(Default)]
+struct Slots {
+    held: Mutex<(usize, std::collections::HashMap<IpAddr, usize>)>,
+    /// Connections closed over a limit, and when that was last said.
+    refused: Mutex<(u64, Option<Instant>)>,
+}
+
+/// One slot, given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held.1.get(&ip).copied().unwrap_or(0);
+        if held.0 >= MAX_CONNECTIONS || mine >= MAX_PER_SOURCE {
+            return None;
+        }
+        held.0 += 1;
+        held.1.insert(ip, mine + 1);
+        Some(Slot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+
+    /// A connection closed over a limit: one stderr line a second at most.
+    fn refuse(&self, peer: SocketAddr) {
+        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        r.0 += 1;
+        if r.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            r.1 = Some(Instant::now());
+            eprintln!(
+                "over the connection limits ({MAX_PER_SOURCE} per source, {MAX_CONNECTIONS} in all): closed one from {peer} ({} so far)",
+                r.0
+            );
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 = held.0.saturating_sub(1);
+        if let Some(n) = held.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
 fn accept_loop<T: Tls>(tls: Arc<T>, listener: TcpListener, out: Arc<Out>) {
+    let slots = Arc::new(Slots::default());
     loop {
         match listener.accept() {
             Ok((tcp, peer)) => {
+                // Over a limit: closed here, before any TLS or thread.
+                let Some(slot) = slots.take(peer.ip()) else {
+                    drop(tcp);
+                    slots.refuse(peer);
+                    continue;
+                };
                 let tls = tls.clone();
                 let out2 = out.clone();
                 let spawned = thread::Builder::new().name("serve".into()).spawn(move || {
+                    let _slot = slot;
                     let mut reply = match server_flow(&*tls, tcp, peer) {
                         Ok(mut a) => Reply::Accepted {
                             peer_node: std::mem::take(&mut a.peer_node),

@@ -444,3 +444,45 @@ pub fn bad_args(bin: &Path) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cert"));
     assert!(out.stdout.is_empty());
 }
+
+/// A source that opens many silent connections gets at most
+/// `MAX_PER_SOURCE` served; the rest are closed at once, before TLS, and a
+/// real handshake still goes through once the silent ones go (review-agent
+/// M1).
+pub fn server_limits_connections(bin: &Path) {
+    use std::io::Read;
+    let d = scratch("limits");
+    let ca = ca("cluster");
+    let fa = node_files(&d, "a", &ca, &["node-a"], &ca);
+    let fb = node_files(&d, "b", &ca, &["node-b"], &ca);
+    let mut a = Worker::start(bin, "node-a", &fa);
+    let b = Worker::start(bin, "node-b", &fb);
+    let silent: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(b.addr).unwrap())
+        .collect();
+    let mut closed = 0;
+    for s in &silent {
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        match (&*s).read(&mut [0u8; 1]) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    let limit = tlshub_worker_common::MAX_PER_SOURCE;
+    assert_eq!(closed, 40 - limit, "connections over the per-source limit were not closed");
+    drop(silent);
+    // The served ones end (EOF in the handshake): refused, slots back.
+    for _ in 0..limit {
+        match b.next(T) {
+            Reply::Refused { text } => assert!(text.contains("handshake"), "{text}"),
+            r => panic!("server: {r:?}"),
+        }
+    }
+    let ctx = ctx4();
+    a.connect(9, "node-b", b.addr, &ctx);
+    match a.next(T) {
+        Reply::Secret { id: 9, .. } => {}
+        r => panic!("client after the flood: {r:?}"),
+    }
+}

@@ -43,3 +43,8 @@ fn server_refuses_garbage() {
 fn bad_args() {
     harness::bad_args(bin());
 }
+
+#[test]
+fn server_limits_connections() {
+    harness::server_limits_connections(bin());
+}
