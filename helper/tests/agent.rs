@@ -851,3 +851,22 @@ fn silent_connections_are_capped_and_cut_at_the_deadline() {
         "no session afterwards"
     );
 }
+
+#[test]
+fn renewals_are_spread_per_peer() {
+    // 1000 pairs keyed at once do not renew in one tick (review-agent L5):
+    // each peer's renewal age is its own, within 1/24 of the lifetime
+    // before 2/3 (leader) and before 3/4 (follower), stable per name.
+    let s = settings();
+    let ages: Vec<Duration> = (0..1000)
+        .map(|i| s.renew_after_for(true, &format!("node-{i}")))
+        .collect();
+    let (lo, hi) = (s.lifetime * 2 / 3 - s.lifetime / 24, s.lifetime * 2 / 3);
+    assert!(ages.iter().all(|a| *a >= lo && *a <= hi));
+    let mut secs: Vec<u64> = ages.iter().map(Duration::as_secs).collect();
+    secs.sort_unstable();
+    secs.dedup();
+    assert!(secs.len() > 100, "only {} distinct renewal seconds", secs.len());
+    assert_eq!(s.renew_after_for(true, "n7"), s.renew_after_for(true, "n7"));
+    assert!(s.renew_after_for(false, "n7") > s.renew_after_for(true, "n7"));
+}

@@ -64,6 +64,17 @@ impl Secret {
     fn usable(&self, now: u64) -> Option<&Prk> {
         self.prk.as_ref().filter(|_| !self.expired(now))
     }
+
+    /// The PRK for a flow whose client announced this epoch: while usable
+    /// and for [`EXPIRED_GRACE_MS`] after (the client chose it while it
+    /// was valid; both ends key a round trip or more later).
+    fn for_announced(&self, now: u64) -> Option<&Prk> {
+        let grace = workq::ms_to_jiffies(EXPIRED_GRACE_MS);
+        self.prk.as_ref().filter(|_| {
+            self.expires_at
+                .map_or(true, |e| now < e.saturating_add(grace))
+        })
+    }
 }
 
 /// How long the secret an epoch replaced stays usable, for flows whose
@@ -73,6 +84,12 @@ impl Secret {
 /// shortly before that ends, and a flow announced just before the switch
 /// is keyed a round trip or more later.
 pub(crate) const PREVIOUS_GRACE_MS: u32 = 128_000;
+
+/// How long past its lifetime a secret still keys the flows whose client
+/// announced it while it was valid (spec §3): a late renewal must not fail
+/// the flows started just before the lifetime ended. Nothing announces an
+/// expired secret, and its PRK is wiped after this.
+pub(crate) const EXPIRED_GRACE_MS: u32 = 10_000;
 
 /// The epoch bits a client puts in the low bits of its ISN (spec §3).
 pub(crate) const EPOCH_MASK: u32 = 3;
@@ -229,15 +246,19 @@ impl Peer {
             .map(|e| (&e.text[..], workq::jiffies_to_ms(now.saturating_sub(e.at))))
     }
 
-    /// Wipe the PRKs whose lifetime is over.
+    /// Wipe the PRKs whose lifetime (and grace) is over.
     fn sweep(&mut self, now: u64) {
         if let Some(s) = &mut self.secret {
-            if s.expired(now) {
+            if s.for_announced(now).is_none() {
                 // Dropping the PRK zeroizes it.
                 s.prk = None;
             }
         }
-        if self.previous.as_ref().is_some_and(|s| s.expired(now)) {
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|s| s.for_announced(now).is_none())
+        {
             // Zeroized on drop.
             self.previous = None;
         }
@@ -441,7 +462,7 @@ impl Peers {
         // from the same ISN.
         let want = flow.tuple_isns().1.client & EPOCH_MASK;
         for s in [&peer.secret, &peer.previous].into_iter().flatten() {
-            if let Some(prk) = s.usable(now).filter(|_| epoch_bits(s.epoch) == want) {
+            if let Some(prk) = s.for_announced(now).filter(|_| epoch_bits(s.epoch) == want) {
                 return Ok(Derived::Prk(prk.duplicate()));
             }
         }
@@ -617,7 +638,12 @@ impl Peers {
             // to the moment its node replaced it (a round trip after this
             // one, for the side that switched first), and keys the flow
             // only at ESTABLISHED.
-            old.expires_at = Some(now.saturating_add(workq::ms_to_jiffies(PREVIOUS_GRACE_MS)));
+            // One already past its lifetime keeps only its expired grace.
+            let grace = now.saturating_add(workq::ms_to_jiffies(PREVIOUS_GRACE_MS));
+            old.expires_at = Some(match old.expires_at {
+                Some(e) if now >= e => e,
+                _ => grace,
+            });
             peer.previous = old.prk.is_some().then_some(old);
         }
         peer.requested = None;
@@ -762,7 +788,7 @@ impl Peers {
             let Some(first) = p.waiting.first() else {
                 continue;
             };
-            if p.secret.as_ref().is_some_and(|s| s.prk.is_some()) {
+            if p.secret.as_ref().is_some_and(|s| s.usable(now).is_some()) {
                 continue;
             }
             let due = p.requested.map_or(true, |t| now.wrapping_sub(t) >= every);

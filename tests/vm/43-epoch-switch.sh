@@ -14,8 +14,10 @@
 #     announces 3 and its server end waits for 3;
 # (C) an epoch neither current, previous nor next (two ahead): reset at
 #     once, counted in reset-key-epoch, never keyed;
-# (D) both entries at one epoch, both directions work, and the wire of
-#     every flow above was TLS records only.
+# (D) both entries at one epoch, both directions work;
+# (E) the server end's secret expired a second ago (a late renewal): a
+#     flow announced under it is keyed within the 10 s grace, no key wait;
+#     and the wire of every flow above was TLS records only.
 . ./lib.sh
 . ./pods.sh
 
@@ -87,9 +89,24 @@ for d in "a1 $b4 7500" "b1 $a4 7501"; do
     out=$(pod_exec "$1" python3 dpapp.py probe "$2" "$3" --expect ok --marker "$m-d" --timeout 20) \
         || dp_fail "(D) $1 -> $2 at epoch 5: $out"
 done
+# (E) A renewal that lands just after the lifetime: the server end's secret
+# expired a second ago, the client's has not; the client announces it
+# (it was valid): keyed within the 10 s grace, no key wait.
+head -c 32 /dev/urandom > "$TOPO_DIR/p6"
+tlshubctl node set n2 psk "$TOPO_DIR/p6" --epoch 6 >/dev/null || dp_fail "(E) node set n2 epoch 6"
+tlshubctl node set n1 psk "$TOPO_DIR/p6" --epoch 6 --lifetime 2 >/dev/null || dp_fail "(E) node set n1 epoch 6, 2 s"
+sleep 3
+[[ $(tlshubctl node show) == *"n1 "*expired* ]] || dp_fail "(E) n1's secret did not expire: $(tlshubctl node show)"
+s0=$(stats)
+out=$(pod_exec a1 python3 dpapp.py probe "$b4" 7500 --expect ok --marker "$m-e" --timeout 20 --max-block 5) \
+    || dp_fail "(E) a1 -> b1 announcing epoch 6 a second after the server end's expired: $out"
+s1=$(stats)
+[ "$(stat_of "$s1" key_waits)" = "$(stat_of "$s0" key_waits)" ] || dp_fail "(E) the flow waited for a key"
+ok "(E) the server end's secret expired 1 s before: a flow announced under it is still keyed (10 s grace), no key wait"
+
 capture_stop
 [ "$CAPTURE_DROPPED" = 0 ] || dp_fail "the capture dropped $CAPTURE_DROPPED packets"
-out=$(tlswire "$pcap" --expect tls --port 7500 --port 7501 --min-conns 5 --marker "$m") \
+out=$(tlswire "$pcap" --expect tls --port 7500 --port 7501 --min-conns 6 --marker "$m") \
     || { echo "$out"; dp_fail "the wire is not TLS-only"; }
 ok "(D) both directions at epoch 5; wire (link1): TLS records only, no marker"
 

@@ -123,6 +123,10 @@ fn log_line(me: &str, started: Instant, msg: &str) {
     );
 }
 
+/// Start-up sessions are started this many at a time, START_PAUSE apart.
+const START_BURST: usize = 16;
+const START_PAUSE: Duration = Duration::from_millis(100);
+
 /// A certificate is warned about this long before it expires.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -291,11 +295,25 @@ impl Agent {
     pub fn start(self: &Arc<Self>, listener: TcpListener) {
         self.listen(listener);
         self.resync("start");
-        for peer in self.peers() {
-            self.request(&peer, "start");
-        }
+        // Every peer gets a session, START_BURST at a time (review-agent
+        // L5: 1000 peers are not 1000 handshakes in the same instant).
         let agent = self.clone();
-        thread::spawn(move || agent.tick_loop());
+        let peers = self.peers();
+        let spread = thread::Builder::new().name("start".into()).spawn(move || {
+            for (i, peer) in peers.iter().enumerate() {
+                if i > 0 && i % START_BURST == 0 {
+                    thread::sleep(START_PAUSE);
+                }
+                agent.request(peer, "start");
+            }
+        });
+        let agent = self.clone();
+        let tick = thread::Builder::new()
+            .name("tick".into())
+            .spawn(move || agent.tick_loop());
+        if let Err(e) = spread.and(tick) {
+            self.log(format!("cannot start a thread: {e} (renewals will not run)"));
+        }
     }
 
     /// Serves incoming sessions on `listener` (a thread), and nothing else.

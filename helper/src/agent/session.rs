@@ -188,19 +188,24 @@ impl Agent {
         self.slot_op(peer, |s| s.generation)
     }
 
-    /// The highest epoch this node knows for the pair (its table, its
-    /// kernel).
+    /// The highest epoch this node knows for the pair: its table, which
+    /// the start-up resync fills from one kernel dump and every install
+    /// raises (review-agent L5: no dump per session). A kernel that refused
+    /// an install (an operator set a higher epoch) is read again then.
     fn known_epoch(&self, peer: &str) -> u64 {
-        let kernel = self
+        self.slot_op(peer, |s| s.epoch)
+    }
+
+    /// Re-reads the kernel's epoch for `peer` (after a refused install).
+    fn reread_epoch(&self, peer: &str) {
+        if let Some(p) = self
             .kernel
             .peers()
             .ok()
             .and_then(|ps| ps.into_iter().find(|p| p.name == peer))
-            .map_or(0, |p| p.last_epoch.max(p.epoch.unwrap_or(0)));
-        self.slot_op(peer, |s| {
-            s.epoch = s.epoch.max(kernel);
-            s.epoch
-        })
+        {
+            self.note_epoch(peer, p.last_epoch.max(p.epoch.unwrap_or(0)));
+        }
     }
 
     /// Connects (retrying refused connects a while: the peer's agent may be
@@ -405,9 +410,10 @@ impl Agent {
         role: &str,
         lead: &str,
     ) -> Result<(), Failure> {
-        self.kernel
-            .install(peer, secret, epoch, self.settings.lifetime)
-            .map_err(|e| format!("kernel refused the secret for {peer} epoch {epoch}: {e}"))?;
+        if let Err(e) = self.kernel.install(peer, secret, epoch, self.settings.lifetime) {
+            self.reread_epoch(peer);
+            return Err(format!("kernel refused the secret for {peer} epoch {epoch}: {e}"));
+        }
         self.slot_op(peer, |s| {
             s.epoch = s.epoch.max(epoch);
             s.installed_at = Some(Instant::now());
@@ -443,7 +449,7 @@ impl Agent {
                 let lead = leader(&self.me, peer) == self.me;
                 let renew = s
                     .installed_at
-                    .is_some_and(|t| now.duration_since(t) >= self.settings.renew_after(lead));
+                    .is_some_and(|t| now.duration_since(t) >= self.settings.renew_after_for(lead, peer));
                 renew || s.retry_at.is_some_and(|r| now >= r)
             })
             .collect()

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
     // A kernel that serves several nodes holds a secret per node pair: this
     // agent then manages the pairs {its node, peer} (one agent per node).
     let served = NetlinkKernel::new().local_nodes().unwrap_or_default();
-    let pair_mode = served.len() > 1 && served.iter().any(|n| *n == config.node);
+    let pair_mode = served.len() > 1 && served.contains(&config.node);
     let kernel: Arc<NetlinkKernel> = Arc::new(if pair_mode {
         NetlinkKernel::for_pair(&config.node)
     } else {
