@@ -263,7 +263,8 @@ AG_LIFETIME=8 ag_start
 ag_wait "$INSTALLED" $(($(ag_count "$INSTALLED") + 1)) 240 || fail "no session with an 8 s lifetime"
 pod_bg "$TN_POD" python3 "$TOPO_LIB_DIR/dpapp.py" server 7600 > "$TOPO_DIR/churn-server.log" 2>&1
 pod_wait_listen "$TN_POD" 7600
-if [ "$TN_NODE" = n1 ]; then capture_start node eth0 "$TOPO_DIR/rotation.pcap" tcp port 7600; fi
+# Small frames, many of them: 1 KiB a frame keeps tcpdump up under TCG.
+if [ "$TN_NODE" = n1 ]; then CAPTURE_SNAPLEN=1024 capture_start node eth0 "$TOPO_DIR/rotation.pcap" tcp port 7600; fi
 m=$(new_marker)
 tn_put "marker-$TN_NODE" "$m"
 tn_barrier rotation
@@ -295,6 +296,7 @@ wait_log "$d/r2" "$m-$TN_NODE-r2" 60 || fail "the flow established before the ro
 tn_barrier rotated
 if [ "$TN_NODE" = n1 ]; then
     capture_stop
+    [ "$CAPTURE_DROPPED" = 0 ] || fail "rotation: the capture dropped $CAPTURE_DROPPED packets"
     out=$(tlswire "$TOPO_DIR/rotation.pcap" --expect tls --port 7600 --min-conns 100 --marker "$m" \
         --marker "$(tn_get marker-n2)") \
         || { echo "$out"; fail "rotation: the wire is not TLS-only"; }

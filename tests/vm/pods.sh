@@ -324,13 +324,15 @@ _capture_sync() {
 # immediate mode each slot holds a full snap length (256 KiB), so 256 GSO
 # packets; tcpdump starved of CPU (TCG, a busy host) can still fall behind
 # a fast sender: capture_stop reports kernel drops, tests should fail on them.
+# CAPTURE_SNAPLEN (default 0: whole frames) caps the bytes kept per frame:
+# with many small packets (connection churn) a small one keeps up.
 capture_start() {
     local ns=$1 iface=$2 file=$3; shift 3
     [ -z "$CAPTURE_PID" ] || fail "capture_start: a capture is running ($CAPTURE_FILE)"
     local filter=()
     [ $# = 0 ] || filter=("( $* ) or (udp and ip6 dst ff02::1)")
     : > "$file.txt"
-    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s 0 -U --immediate-mode -B 65536 -n -l -Z root \
+    nsenter --net="/run/netns/$ns" tcpdump -i "$iface" -s "${CAPTURE_SNAPLEN:-0}" -U --immediate-mode -B 65536 -n -l -Z root \
         --print -w "$file" "${filter[@]}" >"$file.txt" 2>"$file.log" &
     CAPTURE_PID=$! CAPTURE_FILE=$file CAPTURE_NETNS=$ns CAPTURE_IFACE=$iface
     exec {CAPTURE_TXTFD}<"$file.txt"
