@@ -48,44 +48,38 @@ fn ca() -> Ca {
     }
 }
 
-/// A node certificate for `names` signed by `ca`, `expired` if asked.
+/// A node certificate for `names` signed by `ca`, `expired` if asked, and
+/// its key.
+fn leaf_cert(ca: &Ca, names: &[&str], expired: bool) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    (params.signed_by(&key, &issuer).unwrap(), key)
+}
+
+/// [`leaf_cert`] as DER.
 fn leaf(
     ca: &Ca,
     names: &[&str],
     expired: bool,
 ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert, key) = leaf_cert(ca, names, expired);
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     (cert.der().clone(), key)
 }
 
-/// `leaf` as PEM files: (certificate, PKCS#8 key).
+/// [`leaf_cert`] as PEM files: (certificate, PKCS#8 key).
 fn leaf_pem(ca: &Ca, names: &[&str], expired: bool) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert, key) = leaf_cert(ca, names, expired);
     (cert.pem(), key.serialize_pem())
 }
 
@@ -308,10 +302,15 @@ fn wildcard_certificate_cannot_start_an_agent() {
 }
 
 /// Two handshakes in memory between the agent's own configs.
-fn handshake(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>) -> rustls::HandshakeKind {
-    let mut c =
-        rustls::ClientConnection::new(client.clone(), ServerName::try_from("n2".to_owned()).unwrap())
-            .unwrap();
+fn handshake(
+    client: &Arc<rustls::ClientConfig>,
+    server: &Arc<rustls::ServerConfig>,
+) -> rustls::HandshakeKind {
+    let mut c = rustls::ClientConnection::new(
+        client.clone(),
+        ServerName::try_from("n2".to_owned()).unwrap(),
+    )
+    .unwrap();
     let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
     for _ in 0..20 {
         let mut buf = Vec::new();
@@ -417,9 +416,18 @@ fn identity_files_are_reloaded() {
     };
     let n1 = Agent::new(&config, kernel1.clone() as Arc<dyn Kernel>).unwrap();
     n1.start(l1);
-    let _n2 = node("n2", identity(&ca, &["n2"], &ca), &directory(&[("n1", a1), ("n2", a2)]), l2, false);
+    let _n2 = node(
+        "n2",
+        identity(&ca, &["n2"], &ca),
+        &directory(&[("n1", a1), ("n2", a2)]),
+        l2,
+        false,
+    );
     n1.request("n2", "test");
-    assert!(wait_until(20, || !kernel1.failures().is_empty()), "the expired certificate was not refused");
+    assert!(
+        wait_until(20, || !kernel1.failures().is_empty()),
+        "the expired certificate was not refused"
+    );
     assert!(kernel1.secret("n2").is_none());
     // A certificate for another node: refused, nothing changes.
     let (c, k) = leaf_pem(&ca, &["n3"], false);
@@ -866,7 +874,11 @@ fn renewals_are_spread_per_peer() {
     let mut secs: Vec<u64> = ages.iter().map(Duration::as_secs).collect();
     secs.sort_unstable();
     secs.dedup();
-    assert!(secs.len() > 100, "only {} distinct renewal seconds", secs.len());
+    assert!(
+        secs.len() > 100,
+        "only {} distinct renewal seconds",
+        secs.len()
+    );
     assert_eq!(s.renew_after_for(true, "n7"), s.renew_after_for(true, "n7"));
     assert!(s.renew_after_for(false, "n7") > s.renew_after_for(true, "n7"));
 }

@@ -263,8 +263,14 @@ AG_LIFETIME=8 ag_start
 ag_wait "$INSTALLED" $(($(ag_count "$INSTALLED") + 1)) 240 || fail "no session with an 8 s lifetime"
 pod_bg "$TN_POD" python3 "$TOPO_LIB_DIR/dpapp.py" server 7600 > "$TOPO_DIR/churn-server.log" 2>&1
 pod_wait_listen "$TN_POD" 7600
-# Small frames, many of them: 1 KiB a frame keeps tcpdump up under TCG.
-if [ "$TN_NODE" = n1 ]; then CAPTURE_SNAPLEN=1024 capture_start node eth0 "$TOPO_DIR/rotation.pcap" tcp port 7600; fi
+# The wire of about one connection in 8 is captured, whole, through every
+# rotation: those whose client port is 6 mod 16 (connect() takes even
+# ports); the kernel's filter drops the rest, as tcpdump cannot keep up
+# with all of the churn under TCG.
+if [ "$TN_NODE" = n1 ]; then
+    CAPTURE_SNAPLEN=1024 capture_start node eth0 "$TOPO_DIR/rotation.pcap" \
+        "tcp port 7600 and ((tcp[0:2] & 15) = 6 or (tcp[2:2] & 15) = 6)"
+fi
 m=$(new_marker)
 tn_put "marker-$TN_NODE" "$m"
 tn_barrier rotation
@@ -297,12 +303,12 @@ tn_barrier rotated
 if [ "$TN_NODE" = n1 ]; then
     capture_stop
     [ "$CAPTURE_DROPPED" = 0 ] || fail "rotation: the capture dropped $CAPTURE_DROPPED packets"
-    out=$(tlswire "$TOPO_DIR/rotation.pcap" --expect tls --port 7600 --min-conns 100 --marker "$m" \
+    out=$(tlswire "$TOPO_DIR/rotation.pcap" --expect tls --port 7600 --min-conns 30 --marker "$m" \
         --marker "$(tn_get marker-n2)") \
         || { echo "$out"; fail "rotation: the wire is not TLS-only"; }
 fi
 tlshubctl node show | sed 's/^/    /'
-ok "$ROTATIONS rotations (epoch $e0 -> $(ag_peer epoch), 8 s lifetime) under churn both ways: $(tail -n 1 "$TOPO_DIR/churn.log" | sed 's/^CHURN //'), no reset, always established, the older flow works$([ "$TN_NODE" = n1 ] && echo ", wire TLS-only")"
+ok "$ROTATIONS rotations (epoch $e0 -> $(ag_peer epoch), 8 s lifetime) under churn both ways: $(tail -n 1 "$TOPO_DIR/churn.log" | sed 's/^CHURN //'), no reset, always established, the older flow works$([ "$TN_NODE" = n1 ] && echo ", wire (1 connection in 8) TLS-only")"
 tn_barrier renewed
 
 # 7. One kernel serving two nodes, an agent each (issue 15): VM 1 also
@@ -312,15 +318,7 @@ tn_barrier renewed
 #    secured flows both ways.
 ag_stop
 map3=$TOPO_DIR/mapping3.conf
-tn_mapping "$map3"
-printf '%s\n' "node n3 192.168.100.1:7446" "default/c1 n3 10.1.0.33 fd00:1::33" >> "$map3"
-tlshubctl mapping load "$map3" >/dev/null || fail "mapping load (n3)"
-TN_IP4[c1]=10.1.0.33 TN_IP6[c1]=fd00:1::33
-if [ "$TN_NODE" = n1 ]; then
-    tn_pod_add c1 10.1.0.33 fd00:1::33
-    tlshubctl node local n1 n3 || fail "node local n1 n3"
-    app_echo_server c1 7000
-fi
+tn_third_node "$map3"
 tn_barrier three-nodes
 AG_MAPPING=$map3 ag_start
 if [ "$TN_NODE" = n1 ]; then

@@ -20,6 +20,7 @@
 #
 #   tn_setup                 the topology of this VM (EXIT trap: teardown)
 #   tn_pod_add POD IP4 IP6   one more pod behind this VM's node netns
+#   tn_third_node MAP        node n3 with pod c1 on VM 1, which serves n1 and n3
 #   tn_mapping FILE          the mapping both nodes load: n1, n2, a1, b1
 #   tn_secure                load tls.ko + tlshub.ko, load the mapping,
 #                            `node local nN`, `node set nPEER psk $TLSHUB_SHARED/psk`
@@ -122,6 +123,21 @@ route add 10.$n.0.1 dev eth0 scope link
 route add default via 10.$n.0.1 dev eth0
 route add ::/0 via fe80::1 dev eth0
 EOF
+}
+
+# tn_third_node MAP: tn_mapping's mapping plus node n3 (its agent at
+# 192.168.100.1:7446) and its pod c1 on VM 1, written to MAP and loaded;
+# VM 1 adds the pod (with an echo server on 7000) and serves n1 and n3.
+tn_third_node() {
+    tn_mapping "$1"
+    printf '%s\n' "node n3 192.168.100.1:7446" "default/c1 n3 10.1.0.33 fd00:1::33" >> "$1"
+    tlshubctl mapping load "$1" >/dev/null || fail "mapping load (n3)"
+    TN_IP4[c1]=10.1.0.33 TN_IP6[c1]=fd00:1::33
+    if [ "$TN_NODE" = n1 ]; then
+        tn_pod_add c1 10.1.0.33 fd00:1::33
+        tlshubctl node local n1 n3 || fail "node local n1 n3"
+        app_echo_server c1 7000
+    fi
 }
 
 tn_mapping() {

@@ -93,19 +93,12 @@ tn_barrier checked
 # One kernel serving two nodes (issue 15, review M8): VM 1 also serves n3
 # (pod c1), with a secret for the pair {n3, n2} other than {n1, n2}'s; VM 2
 # holds one secret per peer node (n1, n3). Both pairs carry secured flows.
-map3=$TOPO_DIR/mapping3.conf
-tn_mapping "$map3"
-printf '%s\n' "node n3 192.168.100.3" "default/c1 n3 10.1.0.33 fd00:1::33" >> "$map3"
-tlshubctl mapping load "$map3" >/dev/null || fail "mapping load (n3)"
-TN_IP4[c1]=10.1.0.33 TN_IP6[c1]=fd00:1::33
+tn_third_node "$TOPO_DIR/mapping3.conf"
 if [ "$TN_NODE" = n1 ]; then
     head -c 32 /dev/urandom > "$TLSHUB_SHARED/psk-n1n2"
     head -c 32 /dev/urandom > "$TLSHUB_SHARED/psk-n3n2"
-    tn_pod_add c1 10.1.0.33 fd00:1::33
-    tlshubctl node local n1 n3 || fail "node local n1 n3"
     tlshubctl node set n2 psk "$TLSHUB_SHARED/psk-n1n2" --local n1 --epoch 5 >/dev/null || fail "node set n2 --local n1"
     tlshubctl node set n2 psk "$TLSHUB_SHARED/psk-n3n2" --local n3 --epoch 5 >/dev/null || fail "node set n2 --local n3"
-    app_echo_server c1 7000
     tn_put pairs ready
 else
     tn_get pairs >/dev/null

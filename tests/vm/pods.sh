@@ -303,14 +303,14 @@ _capture_sync() {
     fi
     CAPTURE_SYNC_N=$((CAPTURE_SYNC_N + 1))
     port=$((40000 + (RANDOM % 1000) * 20 + CAPTURE_SYNC_N % 20))
-    end=$((SECONDS + 30))
+    end=$((SECONDS + 60))
     while [ $SECONDS -lt $end ]; do
         echo "$CAPTURE_IFACE $port" >&"${SYNC_FD[$ns]}"
         local tries=10
         while [ $tries -gt 0 ]; do
-            while IFS= read -r -u "$CAPTURE_TXTFD" line; do
-                [[ $line != *"> ff02::1.$port: UDP"* ]] || return 0
-            done
+            # grep, not a read loop: after connection churn the text holds
+            # tens of thousands of lines, too many for bash under TCG.
+            grep -qF -- "> ff02::1.$port: UDP" "$CAPTURE_FILE.txt" && return 0
             nap; tries=$((tries - 1))
         done
     done

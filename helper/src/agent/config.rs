@@ -79,9 +79,9 @@ impl Settings {
     /// same tick. The leader still renews before the follower would.
     pub fn renew_after_for(&self, leader: bool, peer: &str) -> Duration {
         // FNV-1a of the name: stable across restarts and nodes.
-        let h = peer
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h = peer.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         let spread = self.lifetime / 24;
         let jitter = spread.mul_f64((h % 1000) as f64 / 1000.0);
         self.renew_after(leader).saturating_sub(jitter)

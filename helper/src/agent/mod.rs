@@ -312,7 +312,9 @@ impl Agent {
             .name("tick".into())
             .spawn(move || agent.tick_loop());
         if let Err(e) = spread.and(tick) {
-            self.log(format!("cannot start a thread: {e} (renewals will not run)"));
+            self.log(format!(
+                "cannot start a thread: {e} (renewals will not run)"
+            ));
         }
     }
 
@@ -498,10 +500,14 @@ impl Agent {
     /// certificate does not name this node, is refused with a log line and
     /// the previous identity stays (review M3).
     fn reload_identity_if_changed(&self) {
-        let Some(files) = &self.identity_files else { return };
+        let Some(files) = &self.identity_files else {
+            return;
+        };
         let stamp: Vec<Option<FileStamp>> = files.iter().map(|f| FileStamp::of(f)).collect();
         {
-            let Ok(mut last) = self.identity_stamp.lock() else { return };
+            let Ok(mut last) = self.identity_stamp.lock() else {
+                return;
+            };
             if *last == stamp {
                 return;
             }
@@ -514,7 +520,11 @@ impl Agent {
                 if id.names(&self.me) {
                     Ok(id)
                 } else {
-                    Err(format!("{}: does not name this node ({})", cert.display(), self.me))
+                    Err(format!(
+                        "{}: does not name this node ({})",
+                        cert.display(),
+                        self.me
+                    ))
                 }
             })
             .and_then(|id| {
@@ -554,11 +564,15 @@ impl Agent {
     /// Logs a warning when the certificate expires within
     /// [`EXPIRY_WARNING`] (or has expired), at most once an hour.
     fn warn_expiry(&self) {
-        let Some(left) = self.identity().expires_in_secs() else { return };
+        let Some(left) = self.identity().expires_in_secs() else {
+            return;
+        };
         if left > EXPIRY_WARNING.as_secs() as i64 {
             return;
         }
-        let Ok(mut last) = self.expiry_warned.lock() else { return };
+        let Ok(mut last) = self.expiry_warned.lock() else {
+            return;
+        };
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {
             return;
         }

@@ -338,9 +338,12 @@ impl Agent {
     ) -> Result<u64, Failure> {
         if !epoch_plausible(mine, theirs) {
             let reason = format!("epoch {theirs} is implausible (this node knows {mine})");
-            let _ = write_msg(tls, &Msg::Refuse {
-                reason: reason.clone(),
-            });
+            let _ = write_msg(
+                tls,
+                &Msg::Refuse {
+                    reason: reason.clone(),
+                },
+            );
             return Err(format!("{peer}: {reason}"));
         }
         if leader(&self.me, peer) == self.me {
@@ -373,9 +376,12 @@ impl Agent {
             let expected = next_epoch(mine, theirs);
             if epoch != expected {
                 let reason = format!("install of epoch {epoch}, expected {expected}");
-                let _ = write_msg(tls, &Msg::Refuse {
-                    reason: reason.clone(),
-                });
+                let _ = write_msg(
+                    tls,
+                    &Msg::Refuse {
+                        reason: reason.clone(),
+                    },
+                );
                 return Err(format!("{peer} (leader): {reason}"));
             }
             if let Err(e) = self.install(peer, secret, epoch, role, "follower") {
@@ -410,9 +416,14 @@ impl Agent {
         role: &str,
         lead: &str,
     ) -> Result<(), Failure> {
-        if let Err(e) = self.kernel.install(peer, secret, epoch, self.settings.lifetime) {
+        if let Err(e) = self
+            .kernel
+            .install(peer, secret, epoch, self.settings.lifetime)
+        {
             self.reread_epoch(peer);
-            return Err(format!("kernel refused the secret for {peer} epoch {epoch}: {e}"));
+            return Err(format!(
+                "kernel refused the secret for {peer} epoch {epoch}: {e}"
+            ));
         }
         self.slot_op(peer, |s| {
             s.epoch = s.epoch.max(epoch);
@@ -447,9 +458,9 @@ impl Agent {
                     return false;
                 }
                 let lead = leader(&self.me, peer) == self.me;
-                let renew = s
-                    .installed_at
-                    .is_some_and(|t| now.duration_since(t) >= self.settings.renew_after_for(lead, peer));
+                let renew = s.installed_at.is_some_and(|t| {
+                    now.duration_since(t) >= self.settings.renew_after_for(lead, peer)
+                });
                 renew || s.retry_at.is_some_and(|r| now >= r)
             })
             .collect()

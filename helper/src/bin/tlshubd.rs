@@ -131,7 +131,10 @@ fn main() -> ExitCode {
                 agent.node(),
                 config.settings.lifetime.as_secs(),
                 if pair_mode {
-                    format!(" (the kernel serves {}: secrets per node pair)", served.join(" "))
+                    format!(
+                        " (the kernel serves {}: secrets per node pair)",
+                        served.join(" ")
+                    )
                 } else {
                     String::new()
                 }

@@ -462,7 +462,8 @@ pub fn server_limits_connections(bin: &Path) {
         .collect();
     let mut closed = 0;
     for s in &silent {
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         match (&*s).read(&mut [0u8; 1]) {
             Ok(0) => closed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
@@ -470,7 +471,11 @@ pub fn server_limits_connections(bin: &Path) {
         }
     }
     let limit = tlshub_worker_common::MAX_PER_SOURCE;
-    assert_eq!(closed, 40 - limit, "connections over the per-source limit were not closed");
+    assert_eq!(
+        closed,
+        40 - limit,
+        "connections over the per-source limit were not closed"
+    );
     drop(silent);
     // The served ones end (EOF in the handshake): refused, slots back.
     for _ in 0..limit {
