@@ -139,6 +139,9 @@ pod_exec_root a1 python3 "$TOPO_DIR/sockmap.py" "$(pod_ip4 b1)" before "$m-map1"
 cpid=$!
 wait_for 60 test -e "$TOPO_DIR/go1" || fail "sockmap client stuck: $(cat "$TOPO_DIR/map1.log")"
 tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
+# Both ends of a pair hold a secret under one epoch (spec §3): n2's is now
+# epoch 2, so n1's moves to 2 as well.
+tlshubctl node set n1 psk "$TOPO_DIR/psk" --epoch 2 >/dev/null
 wait "$cpid" || true
 cat "$TOPO_DIR/map1.log"
 grep -q "^added" "$TOPO_DIR/map1.log" || fail "the waiting socket could not be put into the sockmap"

@@ -73,9 +73,12 @@ pod_wait_listen b1 7401 60
 pcap=$TOPO_DIR/link1.pcap
 capture_start n1 link1 "$pcap"
 
-# (passive): only the client's secret (peer n2) is in.
-tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
+# (passive): only the client's secret (peer n2) is in. Both ends hold the
+# secret under one epoch (spec §3: the client's ISN names it): each
+# (re)install below takes the next, on both sides.
+ep=1
 for fam in 4 6; do
+    tlshubctl node set n2 psk "$TOPO_DIR/psk" --epoch $ep >/dev/null
     host=$(pod_ip$fam b1)
     [ $fam = 4 ] && addr="TCP4:$host:7400" || addr="TCP6:[$host]:7400"
     printf '%s' "$m-req$fam" | pod_exec a1 socat -t 120 -T 120 - "$addr" >"$TOPO_DIR/passive$fam.log" 2>&1 &
@@ -83,18 +86,20 @@ for fam in 4 6; do
     wait_for 60 _in_state b1 close-wait "( sport = :7400 )" \
         || fail "IPv$fam: the server's child did not reach CLOSE_WAIT unkeyed: $(ss -N b1 -tan)"
     ok "IPv$fam passive: request and FIN arrived, the server's end is unkeyed and in CLOSE_WAIT"
-    tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
+    tlshubctl node set n1 psk "$TOPO_DIR/psk" --epoch $ep >/dev/null
     wait "$cpid" || fail "IPv$fam: socat failed: $(cat "$TOPO_DIR/passive$fam.log")"
     got=$(cat "$TOPO_DIR/passive$fam.log")
     expect_eq "IPv$fam passive answer" "answer:$m-req$fam" "$got"
     ok "IPv$fam passive: keyed in CLOSE_WAIT, the server read the request and EOF, socat got the answer"
     tlshubctl node del n1 >/dev/null
+    ep=$((ep + 1))
 done
 
-# (active): only the server's secret (peer n1) is in.
+# (active): only the server's secret (peer n1) is in; the client announces
+# n2's next epoch, which comes.
 tlshubctl node del n2 >/dev/null
-tlshubctl node set n1 psk "$TOPO_DIR/psk" >/dev/null
 for fam in 4 6; do
+    tlshubctl node set n1 psk "$TOPO_DIR/psk" --epoch $ep >/dev/null
     host=$(pod_ip$fam b1)
     pod_exec a1 python3 -c '
 import socket, sys
@@ -114,11 +119,12 @@ print(d.decode(), end="")
     wait_for 60 _in_state a1 close-wait "( dport = :7401 )" \
         || fail "IPv$fam: the client did not reach CLOSE_WAIT unkeyed: $(ss -N a1 -tan)"
     ok "IPv$fam active: greeting and FIN arrived, the client's end is unkeyed and in CLOSE_WAIT"
-    tlshubctl node set n2 psk "$TOPO_DIR/psk" >/dev/null
+    tlshubctl node set n2 psk "$TOPO_DIR/psk" --epoch $ep >/dev/null
     wait "$cpid" || fail "IPv$fam: client failed: $(cat "$TOPO_DIR/active$fam.log")"
     expect_eq "IPv$fam active greeting" "$m-greet" "$(cat "$TOPO_DIR/active$fam.log")"
     ok "IPv$fam active: keyed in CLOSE_WAIT, the client read the greeting, then EOF"
     tlshubctl node del n2 >/dev/null
+    ep=$((ep + 1))
 done
 
 capture_stop
