@@ -19,18 +19,19 @@
 //! epoch it ever had, replaced whole under RCU whenever a secret is set,
 //! deleted or failed (control-plane events; one `synchronize_rcu` each).
 //! Expiry is checked by the reader, so a lazily wiped secret needs no
-//! update. Process or softirq context for readers; writers hold the
+//! update. The probe's lookup is a binary search (O(log peers) per
+//! connect). Process or softirq context for readers; writers hold the
 //! `Peers` mutex. Touches nothing else.
 
-use super::peers::{PeerKey, Peers};
+use super::peers::Peers;
 use kernel::prelude::*;
 
-/// One peer's (or pair's) announce state.
+/// One peer's (or pair's) announce state, under its key: a peer's entry
+/// is `(false, name, "")`, a pair's `(true, lower name, higher name)`.
 struct Entry {
-    name: KVec<u8>,
-    local: Option<KVec<u8>>,
-    /// A pair entry applies (it had a secret or a failure), as in `derive`.
-    counts: bool,
+    pair: bool,
+    a: KVec<u8>,
+    b: KVec<u8>,
     /// The current secret's epoch and expiry (jiffies, `u64::MAX`: never),
     /// while it has its PRK.
     current: Option<(u64, u64)>,
@@ -65,45 +66,53 @@ impl Announce {
         }
     }
 
-    /// The snapshot of `peers` now (process context).
+    /// The snapshot of `peers` now (process context), sorted by key so
+    /// that the probe's lookup is O(log peers). A pair entry that does not
+    /// apply (deleted: no secret, no failure) is left out, as `derive`
+    /// passes over it.
     pub(crate) fn of(peers: &Peers) -> Result<Self> {
         let mut entries = KVec::with_capacity(peers.iter().count(), GFP_KERNEL)?;
         for p in peers.iter() {
+            let (pair, a, b) = match p.local() {
+                None => (false, p.name(), &[][..]),
+                Some(_) if !p.counts() => continue,
+                Some(l) => (true, p.name().min(l), p.name().max(l)),
+            };
             entries.push(
                 Entry {
-                    name: copy(p.name())?,
-                    local: p.local().map(copy).transpose()?,
-                    counts: p.counts(),
+                    pair,
+                    a: copy(a)?,
+                    b: copy(b)?,
                     current: p.current_for_announce(),
                     last_epoch: p.last_epoch(),
                 },
                 GFP_KERNEL,
             )?;
         }
+        entries
+            .as_mut_slice()
+            .sort_unstable_by(|x, y| Self::key(x).cmp(&Self::key(y)));
         Ok(Self { entries })
+    }
+
+    fn key(e: &Entry) -> (bool, &[u8], &[u8]) {
+        (e.pair, &e.a, &e.b)
+    }
+
+    fn find(&self, key: (bool, &[u8], &[u8])) -> Option<&Entry> {
+        let i = self
+            .entries
+            .binary_search_by(|e| Self::key(e).cmp(&key))
+            .ok()?;
+        self.entries.get(i)
     }
 
     /// The epoch a client on `local` node announces to `remote` node at
     /// `now` (jiffies): the pair's entry if it applies, else the peer's,
     /// else 1 (no secret ever).
     pub(crate) fn epoch(&self, remote: &[u8], local: &[u8], now: u64) -> u64 {
-        let pair = PeerKey {
-            name: remote,
-            local: Some(local),
-        };
-        let peer = PeerKey {
-            name: remote,
-            local: None,
-        };
-        let found = self
-            .entries
-            .iter()
-            .find(|e| e.counts && pair.names(&e.name, e.local.as_deref()))
-            .or_else(|| {
-                self.entries
-                    .iter()
-                    .find(|e| peer.names(&e.name, e.local.as_deref()))
-            });
-        found.map_or(1, |e| e.epoch(now))
+        self.find((true, remote.min(local), remote.max(local)))
+            .or_else(|| self.find((false, remote, &[])))
+            .map_or(1, |e| e.epoch(now))
     }
 }

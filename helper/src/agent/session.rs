@@ -76,6 +76,14 @@ fn proto_failure(what: &str, e: ProtocolError) -> Failure {
     }
 }
 
+/// Tells the peer why the session stops (`Refuse`), and returns the same
+/// reason as this side's failure.
+fn refuse(tls: &mut impl io::Write, peer: &str, reason: String) -> Failure {
+    let failure = format!("{peer}: {reason}");
+    let _ = write_msg(tls, &Msg::Refuse { reason });
+    failure
+}
+
 fn unexpected(what: &str, msg: &Msg) -> Failure {
     match msg {
         Msg::Refuse { reason } => format!("{what}: refused: {reason}"),
@@ -337,14 +345,11 @@ impl Agent {
         role: &str,
     ) -> Result<u64, Failure> {
         if !epoch_plausible(mine, theirs) {
-            let reason = format!("epoch {theirs} is implausible (this node knows {mine})");
-            let _ = write_msg(
+            return Err(refuse(
                 tls,
-                &Msg::Refuse {
-                    reason: reason.clone(),
-                },
-            );
-            return Err(format!("{peer}: {reason}"));
+                peer,
+                format!("epoch {theirs} is implausible (this node knows {mine})"),
+            ));
         }
         if leader(&self.me, peer) == self.me {
             let epoch = next_epoch(mine, theirs);
@@ -375,14 +380,11 @@ impl Agent {
             // Both hellos fix the epoch: the leader may not pick another.
             let expected = next_epoch(mine, theirs);
             if epoch != expected {
-                let reason = format!("install of epoch {epoch}, expected {expected}");
-                let _ = write_msg(
+                return Err(refuse(
                     tls,
-                    &Msg::Refuse {
-                        reason: reason.clone(),
-                    },
-                );
-                return Err(format!("{peer} (leader): {reason}"));
+                    peer,
+                    format!("install of epoch {epoch}, expected {expected}"),
+                ));
             }
             if let Err(e) = self.install(peer, secret, epoch, role, "follower") {
                 let _ = write_msg(tls, &Msg::Refuse { reason: e.clone() });
