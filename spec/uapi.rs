@@ -12,6 +12,7 @@ pub const MAX_POD_IPS: usize = 8;
 pub const DEFAULT_AGENT_PORT: u16 = 7443;
 pub const PSK_LEN: usize = 32;
 pub const MAX_LOCAL_NODES: usize = 16;
+pub const MAX_SERVICE_CIDRS: usize = 16;
 pub const ERROR_MAX_LEN: usize = 128;
 /// Multicast group names (`mcast-groups`), in spec order.
 pub const MCGRP_KEYS: &str = "keys";
@@ -78,7 +79,9 @@ pub mod cmd {
     pub const FLOW_KEY_REQUEST: u8 = 19;
     pub const FLOW_KEY_SET: u8 = 20;
     pub const DRAIN: u8 = 21;
-    pub const MAX: u8 = DRAIN;
+    pub const SERVICE_CIDR_SET: u8 = 22;
+    pub const SERVICE_CIDR_GET: u8 = 23;
+    pub const MAX: u8 = SERVICE_CIDR_GET;
 }
 
 /// Attribute set `pod`.
@@ -129,7 +132,12 @@ pub mod stats {
     pub const REPEAT_WINDOW_FULL: u16 = 25;
     pub const REPEAT_WINDOW: u16 = 26;
     pub const RESET_KEY_EPOCH: u16 = 27;
-    pub const MAX: u16 = RESET_KEY_EPOCH;
+    pub const FLOWS_SERVICE: u16 = 28;
+    pub const SERVICE_SECURED: u16 = 29;
+    pub const BYPASS_SERVICE: u16 = 30;
+    pub const RESET_SERVICE: u16 = 31;
+    pub const SERVICE_RECORDS: u16 = 32;
+    pub const MAX: u16 = SERVICE_RECORDS;
 }
 
 /// Attribute set `peer`.
@@ -173,6 +181,14 @@ pub mod flow {
     pub const MAX: u16 = SERVER_ISN;
 }
 
+/// Attribute set `cidr`.
+pub mod cidr {
+    pub const IPV4: u16 = 1;
+    pub const IPV6: u16 = 2;
+    pub const PREFIX_LEN: u16 = 3;
+    pub const MAX: u16 = PREFIX_LEN;
+}
+
 /// Attribute set `tlshub` (top level).
 pub mod attr {
     pub const MODE: u16 = 1;
@@ -194,5 +210,7 @@ pub mod attr {
     pub const PEER: u16 = 17;
     pub const FLOW: u16 = 18;
     pub const LOCAL_SET: u16 = 19;
-    pub const MAX: u16 = LOCAL_SET;
+    pub const SERVICE_CIDR: u16 = 20;
+    pub const SERVICE_SET: u16 = 21;
+    pub const MAX: u16 = SERVICE_SET;
 }

@@ -1,6 +1,7 @@
 //! The seed's `capture.conf`: which key provider to use and where the
 //! pod-node mapping lives, plus the datapath's settings: the nodes this
-//! kernel serves, the cipher, the key timeout and node-pair secrets.
+//! kernel serves, the cipher, the key timeout, the Service CIDRs and
+//! node-pair secrets.
 //!
 //! ```text
 //! # capture.conf
@@ -10,6 +11,7 @@
 //! local_nodes = node-1, node-2      # nodes this kernel serves (node-local-set)
 //! cipher = aes-256-gcm              # aes-128-gcm | aes-256-gcm | chacha20-poly1305
 //! key_timeout_ms = 5000             # 100..600000
+//! service_cidrs = 10.96.0.0/12, fd00:96::/108   # Service CIDRs (service-cidr-set)
 //! psk.node-3 = /etc/tlshub/psk/node-3   # secret shared with node-3 (peer-set)
 //! psk.node-4 = psk/node-4           # any number of psk.NODE lines
 //! agent_cert = /etc/tlshub/node.pem # the TLSHub agent (tlshubd): node certificate,
@@ -37,6 +39,9 @@
 //! - `cipher`: the kTLS cipher of new flows. Optional.
 //! - `key_timeout_ms`: how long a flow may wait for its node-pair secret
 //!   before it is reset, in milliseconds, 100 to 600000. Optional.
+//! - `service_cidrs`: the cluster's Service CIDRs (IPv4 and/or IPv6, no
+//!   host bits set) separated by commas and/or blanks, at most 16, each
+//!   once. Optional: without it, `apply` leaves the kernel's set as it is.
 //! - `psk.NODE`: a file holding the secret shared with peer node `NODE`:
 //!   exactly 32 raw bytes, or their base64 as `wg genpsk` writes it (see
 //!   [`crate::psk`]). Any number of them; the path is taken literally (no
@@ -62,7 +67,7 @@ use crate::mapping::{check_node_name, DEFAULT_PATH};
 use crate::netlink::schema::{KEY_TIMEOUT_MS_MAX, KEY_TIMEOUT_MS_MIN};
 use crate::psk::Psk;
 use crate::source::{self, SourceError};
-use crate::{uapi, Cipher, Mode};
+use crate::{uapi, Cidr, Cipher, Mode};
 
 /// Where the seed installed `capture.conf`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlshub/capture.conf";
@@ -84,6 +89,8 @@ pub struct CaptureConfig {
     pub cipher: Option<Cipher>,
     /// Key timeout in milliseconds (`key_timeout_ms`), if set.
     pub key_timeout_ms: Option<u32>,
+    /// Service CIDRs (`service_cidrs`), if set.
+    pub service_cidrs: Option<Vec<Cidr>>,
     /// Node-pair secret files (`psk.NODE`), in file order.
     pub psks: Vec<PskSource>,
     /// The agent's settings (`agent_*`, `secret_lifetime`, `*_worker`).
@@ -124,6 +131,7 @@ impl Default for CaptureConfig {
             local_nodes: None,
             cipher: None,
             key_timeout_ms: None,
+            service_cidrs: None,
             psks: Vec::new(),
             agent: AgentSettings::default(),
         }
@@ -180,6 +188,12 @@ impl CaptureConfig {
                 "cipher" => config.cipher = Some(value.parse().map_err(|e| err(format!("{e}")))?),
                 "key_timeout_ms" => {
                     config.key_timeout_ms = Some(parse_key_timeout(value).map_err(|e| err(e.0))?)
+                }
+                "service_cidrs" => {
+                    config.service_cidrs = Some(
+                        parse_service_cidrs(value)
+                            .map_err(|e| err(format!("service_cidrs: {e}")))?,
+                    )
                 }
                 "agent_cert" => config.agent.cert = Some(resolve(path, value)),
                 "agent_key" => config.agent.key = Some(resolve(path, value)),
@@ -284,6 +298,51 @@ pub fn check_local_nodes<S: AsRef<str>>(nodes: &[S]) -> Result<(), InvalidSettin
         }
     }
     Ok(())
+}
+
+/// Parses a `service_cidrs` value: CIDRs separated by commas and/or
+/// blanks, checked by [`check_service_cidrs`].
+pub fn parse_service_cidrs(value: &str) -> Result<Vec<Cidr>, InvalidSetting> {
+    let mut cidrs = Vec::new();
+    for part in value.split(',') {
+        let texts: Vec<&str> = part.split_ascii_whitespace().collect();
+        if texts.is_empty() {
+            return Err(InvalidSetting(format!("empty CIDR in '{value}'")));
+        }
+        cidrs.extend(texts);
+    }
+    check_service_cidrs(&cidrs)
+}
+
+/// Parses and checks a set of Service CIDRs (`10.96.0.0/12`,
+/// `fd00:96::/108`): each a network without host bits set, each once (an
+/// IPv4-mapped IPv6 network is its IPv4 network), at most
+/// [`uapi::MAX_SERVICE_CIDRS`]. Errors name the CIDR as given.
+pub fn check_service_cidrs<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Cidr>, InvalidSetting> {
+    if texts.len() > uapi::MAX_SERVICE_CIDRS {
+        return Err(InvalidSetting(format!(
+            "{} Service CIDRs, at most {} are allowed",
+            texts.len(),
+            uapi::MAX_SERVICE_CIDRS
+        )));
+    }
+    let mut cidrs: Vec<Cidr> = Vec::with_capacity(texts.len());
+    for text in texts {
+        let text = text.as_ref();
+        let cidr: Cidr = text.parse().map_err(|e| InvalidSetting(format!("{e}")))?;
+        if let Some(first) = cidrs.iter().position(|c| *c == cidr) {
+            let first = texts[first].as_ref();
+            let same = match first == text {
+                true => String::new(),
+                false => format!(" (same as '{first}')"),
+            };
+            return Err(InvalidSetting(format!(
+                "Service CIDR '{text}' given twice{same}"
+            )));
+        }
+        cidrs.push(cidr);
+    }
+    Ok(cidrs)
 }
 
 /// Parses a key timeout in milliseconds, within the spec's bounds.

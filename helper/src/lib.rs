@@ -3,9 +3,9 @@
 //! The kernel module owns the data path; this crate owns everything an
 //! operator touches: the pod-node mapping file ([`mapping`]), its conversion
 //! from a Kubernetes cluster ([`k8s`]), the legacy `capture.conf`
-//! ([`config`]), the key-provider [`Mode`], the datapath's [`Cipher`] and
-//! node-pair secrets ([`psk`]), and the generic netlink client that pushes
-//! them into the kernel ([`netlink`]).
+//! ([`config`]), the key-provider [`Mode`], the datapath's [`Cipher`],
+//! Service CIDRs ([`Cidr`]) and node-pair secrets ([`psk`]), and the
+//! generic netlink client that pushes them into the kernel ([`netlink`]).
 //!
 //! Two files are compiled into both the kernel module and this crate, so the
 //! two sides cannot drift apart silently: `spec/uapi.rs`, the protocol
@@ -14,6 +14,7 @@
 //! address (`tests/ident.rs`).
 
 pub mod agent;
+mod cidr;
 mod cipher;
 pub mod config;
 pub mod k8s;
@@ -32,6 +33,7 @@ pub mod uapi;
 #[path = "../../kmod/state/ident.rs"]
 pub mod ident;
 
+pub use cidr::{Cidr, InvalidCidr};
 pub use cipher::{Cipher, UnknownCipher};
 pub use config::CaptureConfig;
 pub use mapping::{EntryError, Node, Pod, PodNodeTable};

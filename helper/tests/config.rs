@@ -127,8 +127,10 @@ fn file_errors() {
 
 // --- datapath keys ----------------------------------------------------------
 
-use tlshub::config::{check_local_nodes, parse_key_timeout, parse_local_nodes, PskSource};
-use tlshub::Cipher;
+use tlshub::config::{
+    check_local_nodes, parse_key_timeout, parse_local_nodes, parse_service_cidrs, PskSource,
+};
+use tlshub::{Cidr, Cipher};
 
 const B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -140,7 +142,8 @@ fn datapath_keys() {
          cipher = chacha20-poly1305\n\
          key_timeout_ms = 2500   # 2.5 s\n\
          psk.node-4 = /srv/psk/node-4\n\
-         psk.node-5 = psk/node-5\n",
+         psk.node-5 = psk/node-5\n\
+         service_cidrs = 10.96.0.0/12, fd00:96::/108\n",
     );
     assert_eq!(
         config.local_nodes.as_deref(),
@@ -148,6 +151,13 @@ fn datapath_keys() {
     );
     assert_eq!(config.cipher, Some(Cipher::Chacha20Poly1305));
     assert_eq!(config.key_timeout_ms, Some(2500));
+    assert_eq!(
+        config.service_cidrs,
+        Some(vec![
+            "10.96.0.0/12".parse::<Cidr>().unwrap(),
+            "fd00:96::/108".parse().unwrap()
+        ])
+    );
     assert_eq!(
         config.psks,
         [
@@ -170,6 +180,7 @@ fn datapath_keys() {
     assert_eq!(config.local_nodes, None);
     assert_eq!(config.cipher, None);
     assert_eq!(config.key_timeout_ms, None);
+    assert_eq!(config.service_cidrs, None);
     assert!(config.psks.is_empty());
 }
 
@@ -261,6 +272,92 @@ fn datapath_errors_name_the_line() {
     assert_eq!(
         error("psknode = /x\n"),
         "capture.conf:1: unknown key 'psknode'"
+    );
+}
+
+#[test]
+fn service_cidrs() {
+    let shown = |text: &str| {
+        parse(text)
+            .service_cidrs
+            .unwrap()
+            .iter()
+            .map(Cidr::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shown("service_cidrs = 10.96.0.0/12"), ["10.96.0.0/12"]);
+    assert_eq!(
+        shown("service_cidrs = 10.96.0.0/12 fd00:96::/108  # both families\n"),
+        ["10.96.0.0/12", "fd00:96::/108"]
+    );
+    assert_eq!(
+        shown("service_cidrs =10.96.0.0/12,fd00:96::/108 ,\t192.0.2.0/24\r\n"),
+        ["10.96.0.0/12", "fd00:96::/108", "192.0.2.0/24"]
+    );
+    let many: Vec<String> = (0..16).map(|i| format!("10.{i}.0.0/16")).collect();
+    assert_eq!(
+        shown(&format!("service_cidrs = {}", many.join(", "))).len(),
+        16
+    );
+    assert_eq!(
+        parse_service_cidrs(" 10.96.0.0/12 ,fd00:96::/108 ").unwrap(),
+        [
+            "10.96.0.0/12".parse::<Cidr>().unwrap(),
+            "fd00:96::/108".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn service_cidr_errors_name_the_line() {
+    assert_eq!(
+        error("mode = tlshub\nservice_cidrs = 10.96.0.1/12\n"),
+        "capture.conf:2: service_cidrs: invalid CIDR '10.96.0.1/12': host bits set \
+         (the network is 10.96.0.0/12)"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/12 10.96.0.0\n"),
+        "capture.conf:1: service_cidrs: invalid CIDR '10.96.0.0': expected \
+         ADDRESS/PREFIX-LENGTH, e.g. 10.96.0.0/12 or fd00:96::/108"
+    );
+    assert_eq!(
+        error("service_cidrs = fd00:96::/129\n"),
+        "capture.conf:1: service_cidrs: invalid CIDR 'fd00:96::/129': prefix length '129' \
+         is not 0 to 128"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/33\n"),
+        "capture.conf:1: service_cidrs: invalid CIDR '10.96.0.0/33': prefix length '33' \
+         is not 0 to 32"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/12, fd00:96::/108, 10.96.0.0/12\n"),
+        "capture.conf:1: service_cidrs: Service CIDR '10.96.0.0/12' given twice"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/12,,fd00:96::/108\n"),
+        "capture.conf:1: service_cidrs: empty CIDR in '10.96.0.0/12,,fd00:96::/108'"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/12,\n"),
+        "capture.conf:1: service_cidrs: empty CIDR in '10.96.0.0/12,'"
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("10.{i}.0.0/16")).collect();
+    assert_eq!(
+        error(&format!("service_cidrs = {}\n", many.join(" "))),
+        "capture.conf:1: service_cidrs: 17 Service CIDRs, at most 16 are allowed"
+    );
+    assert_eq!(
+        error("service_cidrs =\n"),
+        "capture.conf:1: missing value for 'service_cidrs'"
+    );
+    assert_eq!(
+        error("service_cidrs = 10.96.0.0/12\nservice_cidrs = fd00:96::/108\n"),
+        "capture.conf:2: duplicate key 'service_cidrs' (first at line 1)"
+    );
+    assert_eq!(
+        error("service-cidrs = 10.96.0.0/12\n"),
+        "capture.conf:1: unknown key 'service-cidrs'"
     );
 }
 

@@ -87,6 +87,11 @@ fn family_and_constants() {
     assert_eq!(tlshub::psk::PSK_LEN, uapi::PSK_LEN);
     let local = definition(&spec, "max-local-nodes");
     assert_eq!(local["value"].as_u64(), Some(uapi::MAX_LOCAL_NODES as u64));
+    let cidrs = definition(&spec, "max-service-cidrs");
+    assert_eq!(
+        cidrs["value"].as_u64(),
+        Some(uapi::MAX_SERVICE_CIDRS as u64)
+    );
     let error = definition(&spec, "error-max-len");
     assert_eq!(error["value"].as_u64(), Some(uapi::ERROR_MAX_LEN as u64));
 }
@@ -320,6 +325,11 @@ fn attribute_sets() {
                     ("repeat-window-full", uapi::stats::REPEAT_WINDOW_FULL),
                     ("repeat-window", uapi::stats::REPEAT_WINDOW),
                     ("reset-key-epoch", uapi::stats::RESET_KEY_EPOCH),
+                    ("flows-service", uapi::stats::FLOWS_SERVICE),
+                    ("service-secured", uapi::stats::SERVICE_SECURED),
+                    ("bypass-service", uapi::stats::BYPASS_SERVICE),
+                    ("reset-service", uapi::stats::RESET_SERVICE),
+                    ("service-records", uapi::stats::SERVICE_RECORDS),
                 ]),
                 uapi::stats::MAX,
             ),
@@ -372,6 +382,17 @@ fn attribute_sets() {
             ),
         ),
         (
+            "cidr",
+            (
+                map(&[
+                    ("ipv4", uapi::cidr::IPV4),
+                    ("ipv6", uapi::cidr::IPV6),
+                    ("prefix-len", uapi::cidr::PREFIX_LEN),
+                ]),
+                uapi::cidr::MAX,
+            ),
+        ),
+        (
             "tlshub",
             (
                 map(&[
@@ -394,6 +415,8 @@ fn attribute_sets() {
                     ("peer", uapi::attr::PEER),
                     ("flow", uapi::attr::FLOW),
                     ("local-set", uapi::attr::LOCAL_SET),
+                    ("service-cidr", uapi::attr::SERVICE_CIDR),
+                    ("service-set", uapi::attr::SERVICE_SET),
                 ]),
                 uapi::attr::MAX,
             ),
@@ -452,6 +475,8 @@ fn commands() {
         ("flow-key-request", uapi::cmd::FLOW_KEY_REQUEST),
         ("flow-key-set", uapi::cmd::FLOW_KEY_SET),
         ("drain", uapi::cmd::DRAIN),
+        ("service-cidr-set", uapi::cmd::SERVICE_CIDR_SET),
+        ("service-cidr-get", uapi::cmd::SERVICE_CIDR_GET),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(

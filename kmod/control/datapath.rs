@@ -10,6 +10,7 @@
 //! resets the flows it hands back after unlocking.
 
 use super::{count, ip_of, put_ip, str_of, Control};
+use crate::datapath::services::Cidr;
 use crate::datapath::{self, flow};
 use crate::keys::peers::{FlowSetError, FlowTuple, PeerKey, PeerState, SetError};
 use crate::keys::schedule::NodePairSecret;
@@ -18,7 +19,7 @@ use crate::sys::genl::{Dump, Request, Writer};
 use crate::sys::nlattr::Attr;
 use crate::sys::rcu::Guard;
 use crate::sys::workq;
-use crate::uapi::{self, attr, cmd, peer, stats};
+use crate::uapi::{self, attr, cidr, cmd, peer, stats};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
@@ -47,6 +48,46 @@ fn pair_local<'a>(c: &Control, req: &Request<'_>, a: &Attr<'a>, peer: &[u8]) -> 
     Ok(l)
 }
 
+/// One `service-cidr` nest: exactly one address and a prefix length that
+/// fits it, no host bit set.
+fn cidr_of(req: &Request<'_>, a: &Attr<'_>) -> Result<Cidr> {
+    let mut ip = None;
+    let mut len = None;
+    for x in a.nested() {
+        match x.ty() {
+            cidr::IPV4 | cidr::IPV6 if ip.is_none() => {
+                ip = Some(
+                    ip_of(&x)
+                        .ok_or_else(|| req.fail(EINVAL, Some(&x), c"service-cidr: bad address"))?,
+                )
+            }
+            cidr::PREFIX_LEN if len.is_none() => {
+                len = Some(
+                    x.u8()
+                        .map_err(|e| req.fail(e, Some(&x), c"prefix-len: must be 1 byte"))?,
+                )
+            }
+            cidr::IPV4 | cidr::IPV6 | cidr::PREFIX_LEN => {
+                return Err(req.fail(
+                    EINVAL,
+                    Some(&x),
+                    c"service-cidr: one address, one prefix-len",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let ip = ip.ok_or_else(|| req.fail(EINVAL, Some(a), c"service-cidr: address missing"))?;
+    let len = len.ok_or_else(|| req.fail(EINVAL, Some(a), c"service-cidr: prefix-len missing"))?;
+    Cidr::new(ip, len).ok_or_else(|| {
+        req.fail(
+            EINVAL,
+            Some(a),
+            c"service-cidr: prefix-len too long for the address, or host bits set",
+        )
+    })
+}
+
 impl Control {
     pub(super) fn node_local_set(&self, req: &Request<'_>) -> Result {
         if req.single(attr::LOCAL_SET)?.is_none() {
@@ -67,6 +108,41 @@ impl Control {
             names.push(n, GFP_KERNEL)?;
         }
         self.dp.set_local(&names)
+    }
+
+    /// Replace the Service CIDRs: every one checked before any is set.
+    pub(super) fn service_cidr_set(&self, req: &Request<'_>) -> Result {
+        if req.single(attr::SERVICE_SET)?.is_none() {
+            return Err(req.missing(attr::SERVICE_SET, c"service-set flag missing"));
+        }
+        let mut list: KVec<Cidr> = KVec::new();
+        for a in req.attrs() {
+            if a.ty() != attr::SERVICE_CIDR {
+                continue;
+            }
+            let c = cidr_of(req, &a)?;
+            if list.contains(&c) {
+                return Err(req.fail(EINVAL, Some(&a), c"service-cidr: given twice"));
+            }
+            if list.len() == uapi::MAX_SERVICE_CIDRS {
+                return Err(req.fail(E2BIG, Some(&a), c"too many service CIDRs"));
+            }
+            list.push(c, GFP_KERNEL)?;
+        }
+        self.dp.set_services(list)
+    }
+
+    pub(super) fn service_cidr_get(&self, req: &Request<'_>) -> Result {
+        let mut r = req.reply(cmd::SERVICE_CIDR_GET)?;
+        let g = Guard::new();
+        for c in self.dp.services(&g).iter() {
+            r.nest(attr::SERVICE_CIDR, |w| {
+                put_ip(w, cidr::IPV4, cidr::IPV6, c.ip())?;
+                w.put_u8(cidr::PREFIX_LEN, c.len())
+            })?;
+        }
+        drop(g);
+        r.send()
     }
 
     pub(super) fn node_local_get(&self, req: &Request<'_>) -> Result {
@@ -415,10 +491,15 @@ impl Control {
             (stats::RESET_KEY_REPEAT, &c.reset_key_repeat),
             (stats::REPEAT_WINDOW_FULL, &c.repeat_window_full),
             (stats::RESET_KEY_EPOCH, &c.reset_key_epoch),
+            (stats::FLOWS_SERVICE, &c.flows_service),
+            (stats::SERVICE_SECURED, &c.service_secured),
+            (stats::BYPASS_SERVICE, &c.bypass_service),
+            (stats::RESET_SERVICE, &c.reset_service),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;
         }
+        w.put_u64(stats::SERVICE_RECORDS, self.dp.nat.count(), stats::PAD)?;
         w.put_u64(
             stats::REPEAT_WINDOW,
             self.dp.repeats.len() as u64,
@@ -544,8 +625,11 @@ pub(crate) fn put_flow(w: &mut Writer, f: &flow::Flow) -> Result {
         put_ip(w, fa::REMOTE_IPV4, fa::REMOTE_IPV6, &f.remote_ip)?;
         w.put_u16(fa::REMOTE_PORT, rp)?;
         w.put_str(fa::LOCAL_POD, f.local_pod.name())?;
-        w.put_str(fa::REMOTE_POD, f.remote_pod.name())?;
-        w.put_str(fa::PEER_NODE, f.remote_pod.node())?;
+        if !f.service {
+            // A tentative Service connect has no remote pod yet.
+            w.put_str(fa::REMOTE_POD, f.remote_pod.name())?;
+            w.put_str(fa::PEER_NODE, f.remote_pod.node())?;
+        }
         w.put_u32(fa::CIPHER, u32::from(f.cipher_id()))?;
         w.put_u64(fa::AGE_MS, datapath::age_ms(f), fa::PAD)?;
         if f.phase() != flow::CONNECTING {

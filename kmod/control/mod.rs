@@ -21,7 +21,7 @@ use crate::sys::genl::{
 use crate::sys::nlattr::Attr;
 use crate::sys::notify::ReleaseHandler;
 use crate::sys::rcu::Guard;
-use crate::uapi::{self, attr, cmd, flow, node, peer, pod, stats};
+use crate::uapi::{self, attr, cidr, cmd, flow, node, peer, pod, stats};
 
 pub(crate) mod datapath;
 use core::ffi::CStr;
@@ -86,6 +86,20 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::REPEAT_WINDOW_FULL, Kind::U64),
         (stats::REPEAT_WINDOW, Kind::U64),
         (stats::RESET_KEY_EPOCH, Kind::U64),
+        (stats::FLOWS_SERVICE, Kind::U64),
+        (stats::SERVICE_SECURED, Kind::U64),
+        (stats::BYPASS_SERVICE, Kind::U64),
+        (stats::RESET_SERVICE, Kind::U64),
+        (stats::SERVICE_RECORDS, Kind::U64),
+    ],
+};
+
+static CIDR_SET: AttrSet = AttrSet {
+    max: cidr::MAX,
+    attrs: &[
+        (cidr::IPV4, Kind::Be32),
+        (cidr::IPV6, Kind::Exact(16)),
+        (cidr::PREFIX_LEN, Kind::U8 { max: 128 }),
     ],
 };
 
@@ -191,6 +205,8 @@ static TOP_SET: AttrSet = AttrSet {
         (attr::PEER, Kind::Nest(&PEER_SET)),
         (attr::FLOW, Kind::Nest(&FLOW_SET)),
         (attr::LOCAL_SET, Kind::Flag),
+        (attr::SERVICE_CIDR, Kind::Nest(&CIDR_SET)),
+        (attr::SERVICE_SET, Kind::Flag),
     ],
 };
 
@@ -270,6 +286,13 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
         op(cmd::PEER_FAIL, true, false, &[attr::PEER]),
         op(cmd::FLOW_KEY_SET, true, false, &[attr::FLOW]),
         op(cmd::DRAIN, true, false, &[]),
+        op(
+            cmd::SERVICE_CIDR_SET,
+            true,
+            false,
+            &[attr::SERVICE_SET, attr::SERVICE_CIDR],
+        ),
+        op(cmd::SERVICE_CIDR_GET, false, false, &[]),
     ],
     mcgrps: &[c"keys"],
 };
@@ -713,6 +736,8 @@ impl Handler for Control {
             cmd::DRAIN => self.drain(req),
             cmd::CONFIG_SET => self.config_set(req),
             cmd::CONFIG_GET => self.config_get(req),
+            cmd::SERVICE_CIDR_SET => self.service_cidr_set(req),
+            cmd::SERVICE_CIDR_GET => self.service_cidr_get(req),
             _ => Err(eopnotsupp()),
         }
     }

@@ -43,6 +43,7 @@
 //! | `SECURED` → `FAILED`                | [`Flow::fail_any`]    | the wire guard only |
 //! | any but `SECURED` → `CLOSED`        | [`Flow::to_closed`]   | the hook at `→CLOSE` |
 //! | any → `CLOSED`                      | [`Flow::to_closed`] (`always`) | unload/drain, after it let go of the socket |
+//! | `CONNECTING` → `HANDED_OFF`         | [`Flow::hand_off`]    | the hook, for a tentative Service flow at ESTABLISHED |
 
 use crate::keys::schedule::{Cipher, FlowKeys, Ip, Isns, Tuple};
 use crate::state::mapping::{IpAddr, Pod};
@@ -61,6 +62,10 @@ pub(crate) const KEYED: u32 = 3;
 pub(crate) const SECURED: u32 = 4;
 pub(crate) const FAILED: u32 = 5;
 pub(crate) const CLOSED: u32 = 6;
+/// A tentative Service flow decided at ESTABLISHED (`super::services`):
+/// out of the table, replaced by the flow it resolved to or by nothing
+/// (left alone). Threads parked on it look again.
+pub(crate) const HANDED_OFF: u32 = 7;
 
 /// Why a flow was reset (counted per reason).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,6 +84,9 @@ pub(crate) enum Reason {
     /// This end has no secret of the epoch the client announced in its
     /// ISN, and will not get one (`keys::announce`).
     KeyEpoch,
+    /// A Service connect with no NAT record, or one the ends cannot agree
+    /// on (`super::services`).
+    Service,
 }
 
 impl Reason {
@@ -93,6 +101,7 @@ impl Reason {
             Reason::KeyRefused => 7,
             Reason::KeyRepeat => 8,
             Reason::KeyEpoch => 9,
+            Reason::Service => 10,
         }
     }
 }
@@ -118,6 +127,10 @@ pub(crate) struct Flow {
     pub(crate) sk: SockRef,
     /// This kernel keys the connecting end.
     pub(crate) client: bool,
+    /// A tentative connect to a Service address: `remote_ip` is the
+    /// Service's and `remote_pod` stands in (the local pod) until the hook
+    /// hands it off at ESTABLISHED; never keyed.
+    pub(crate) service: bool,
     pub(crate) v6: bool,
     pub(crate) local_ip: IpAddr,
     pub(crate) remote_ip: IpAddr,
@@ -169,6 +182,8 @@ impl WorkItem for Flow {
 /// What the hook knows when it decides.
 pub(crate) struct Decided {
     pub(crate) client: bool,
+    /// See [`Flow::service`].
+    pub(crate) service: bool,
     pub(crate) local_ip: IpAddr,
     pub(crate) remote_ip: IpAddr,
     pub(crate) local_pod: Arc<Pod>,
@@ -187,6 +202,7 @@ impl Flow {
             pin_init!(Flow {
                 sk: sk.hold(),
                 client: d.client,
+                service: d.service,
                 v6: sk.is_v6(),
                 local_ip: d.local_ip,
                 remote_ip: d.remote_ip,
@@ -240,14 +256,26 @@ impl Flow {
     /// `CONNECTING` (the facts are written before the phase is, and read
     /// after it is seen). Returns whether it moved (not if it failed first).
     pub(crate) fn established(&self, sk: &Sock) -> bool {
+        self.established_to(sk, sk.remote().port)
+    }
+
+    /// [`Flow::established`] of a Service flow: the server's port is
+    /// `remote_port` (after DNAT), not the socket's.
+    pub(crate) fn established_to(&self, sk: &Sock, remote_port: u16) -> bool {
         let (una, nxt) = sk.una_nxt();
         self.local_port
             .store(u32::from(sk.local().port), Ordering::Relaxed);
         self.remote_port
-            .store(u32::from(sk.remote().port), Ordering::Relaxed);
+            .store(u32::from(remote_port), Ordering::Relaxed);
         self.snd_isn.store(una.wrapping_sub(1), Ordering::Relaxed);
         self.rcv_isn.store(nxt.wrapping_sub(1), Ordering::Relaxed);
         self.advance(CONNECTING, ESTABLISHED)
+    }
+
+    /// The hook: a tentative Service flow was decided (replaced or left
+    /// alone). Returns whether it moved (not if it failed first).
+    pub(crate) fn hand_off(&self) -> bool {
+        self.advance(CONNECTING, HANDED_OFF)
     }
 
     /// The worker: no secret yet, the flow waits.
@@ -297,7 +325,11 @@ impl Flow {
             .compare_exchange(0, why.code(), Ordering::AcqRel, Ordering::Acquire);
         let mut cur = self.phase.load(Ordering::Acquire);
         loop {
-            if (cur == SECURED && !secured_too) || cur == FAILED || cur == CLOSED {
+            if (cur == SECURED && !secured_too)
+                || cur == FAILED
+                || cur == CLOSED
+                || cur == HANDED_OFF
+            {
                 return false;
             }
             match self

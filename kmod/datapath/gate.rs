@@ -40,52 +40,62 @@ pub(crate) fn enter(s: &Socket, send: bool, nonblock: bool) -> Result {
     let Some(sk) = s.sk() else {
         return Err(crate::sys::enotconn());
     };
-    let Some(f) = dp.flows.flow(sk) else {
-        // Not tracked (any more): a dead connection loses the gate; a live
-        // one we cannot vouch for is reset, never let through.
-        let state = sk.state();
-        if state == st::CLOSE || state == st::LISTEN {
-            let _l = sk.lock();
-            gate::gate_off(s, gate::base_ops(sk.is_v6()), false);
-            return Ok(());
-        }
-        sk.abort(crate::sys::ECONNABORTED_NR);
-        return Err(crate::sys::econnaborted());
-    };
     let mut timeo = sk.timeo(send, nonblock);
-    let mut inner = f.inner.lock();
+    // Again when the flow was handed off (a Service connect decided at
+    // ESTABLISHED: replaced, or left alone).
     loop {
-        match f.phase() {
-            flow::SECURED => return Ok(()),
-            // Not `sock_error()`: that would clear the `sk_err` poison a
-            // stale sender inside the plain send path must still see.
-            flow::FAILED | flow::CLOSED => return Err(crate::sys::econnaborted()),
-            flow::KEYED => {
-                let r = install_locked(dp, &f, &mut inner);
-                drop(inner);
-                f.cv.notify_all();
-                return match r {
-                    Ok(()) => Ok(()),
-                    Err(_) => {
-                        dp.fail(&f, Reason::Install);
-                        Err(crate::sys::econnaborted())
-                    }
-                };
+        let Some(f) = dp.flows.flow(sk) else {
+            // Not tracked (any more): a dead connection loses the gate; a
+            // live one whose gate already came off (a Service connect left
+            // alone) goes on through its ops; a live one we cannot vouch
+            // for is reset, never let through.
+            let state = sk.state();
+            if state == st::CLOSE || state == st::LISTEN {
+                let _l = sk.lock();
+                gate::gate_off(s, gate::base_ops(sk.is_v6()), false);
+                return Ok(());
             }
-            _ => {}
-        }
-        if dp.draining() {
+            if !gate::is_ours(s.ops()) {
+                return Ok(());
+            }
+            sk.abort(crate::sys::ECONNABORTED_NR);
             return Err(crate::sys::econnaborted());
-        }
-        if timeo == 0 {
-            return Err(EAGAIN);
-        }
-        let j = u64::try_from(timeo).unwrap_or(0);
-        match f.cv.wait_interruptible_timeout(&mut inner, j as _) {
-            CondVarTimeoutResult::Signal { .. } => return Err(sock::intr_errno(timeo)),
-            CondVarTimeoutResult::Timeout => return Err(EAGAIN),
-            CondVarTimeoutResult::Woken { jiffies } => {
-                timeo = isize::try_from(jiffies).unwrap_or(isize::MAX);
+        };
+        let mut inner = f.inner.lock();
+        loop {
+            match f.phase() {
+                flow::SECURED => return Ok(()),
+                // Not `sock_error()`: that would clear the `sk_err` poison a
+                // stale sender inside the plain send path must still see.
+                flow::FAILED | flow::CLOSED => return Err(crate::sys::econnaborted()),
+                flow::HANDED_OFF => break,
+                flow::KEYED => {
+                    let r = install_locked(dp, &f, &mut inner);
+                    drop(inner);
+                    f.cv.notify_all();
+                    return match r {
+                        Ok(()) => Ok(()),
+                        Err(_) => {
+                            dp.fail(&f, Reason::Install);
+                            Err(crate::sys::econnaborted())
+                        }
+                    };
+                }
+                _ => {}
+            }
+            if dp.draining() {
+                return Err(crate::sys::econnaborted());
+            }
+            if timeo == 0 {
+                return Err(EAGAIN);
+            }
+            let j = u64::try_from(timeo).unwrap_or(0);
+            match f.cv.wait_interruptible_timeout(&mut inner, j as _) {
+                CondVarTimeoutResult::Signal { .. } => return Err(sock::intr_errno(timeo)),
+                CondVarTimeoutResult::Timeout => return Err(EAGAIN),
+                CondVarTimeoutResult::Woken { jiffies } => {
+                    timeo = isize::try_from(jiffies).unwrap_or(isize::MAX);
+                }
             }
         }
     }

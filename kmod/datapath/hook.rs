@@ -17,11 +17,17 @@
 //!   secured destination gets the stream gate at once, before the SYN is
 //!   built; SYN data (TFO) is dropped from the request; a thread already
 //!   blocked on the socket lock marks the flow tainted (it may be inside
-//!   the plain send path: the flow will be reset, never let through).
+//!   the plain send path: the flow will be reset, never let through). A
+//!   local pod's connect to a Service CIDR is gated the same way, but
+//!   tentatively (`super::services`).
 //! - SYN_SENT→ESTABLISHED (softirq usually): ISNs captured (`snd_una - 1`,
 //!   `rcv_nxt - 1`, exact here); a tainted flow or a thread waiting in the
 //!   plain send path (`sk_write_pending`) poisons `sk_err` before anyone is
-//!   woken, and the flow is reset; otherwise the worker keys it.
+//!   woken, and the flow is reset; otherwise the worker keys it. A
+//!   tentative Service flow is decided here from its NAT record, as its
+//!   server end decides: replaced by a flow to the backend pod (keyed with
+//!   the post-NAT tuple), left alone (gate off, out of the table), or
+//!   reset.
 //! - SYN_SENT→SYN_RECV (simultaneous open): no reliable ISNs — reset.
 //! - SYN_RECV→ESTABLISHED on a child (no `struct socket` yet): decided
 //!   from the child's own addresses, ISNs captured, its `sk_prot` swapped
@@ -76,6 +82,11 @@ fn inc(c: &core::sync::atomic::AtomicU64) {
 fn pod_at(dp: &Datapath, g: &Guard, ip: &IpAddr) -> Option<Arc<Pod>> {
     let p = dp.state.pod_arc(g, ip)?;
     (!p.host_network()).then_some(p)
+}
+
+/// A mapped pod on a node this kernel serves.
+pub(crate) fn is_local_pod(dp: &Datapath, g: &Guard, ip: &IpAddr) -> bool {
+    pod_at(dp, g, ip).is_some_and(|p| dp.local(g).contains(p.node()))
 }
 
 /// Part 1 §1: local pod on a node this kernel serves ↔ remote pod on
@@ -140,13 +151,29 @@ fn connecting(dp: &Datapath, sk: &Sock) {
     let Some(sp) = SocketPtr::of(sk) else { return };
     inc(&dp.counters.seen);
     let (local, remote) = (sk.local().ip, sk.remote().ip);
-    let (lp, rp) = match classify(dp, &local, &remote) {
-        Ok(p) => p,
+    let (lp, rp, service) = match classify(dp, &local, &remote) {
+        Ok((lp, rp)) => (lp, rp, false),
+        Err(Bypass::RemoteNotPod) if is_service(dp, &remote) => {
+            // Its backend, hence the decision, is known at ESTABLISHED;
+            // the local pod stands in for the remote one until then.
+            // `classify` found it a pod of a node this kernel serves.
+            let g = Guard::new();
+            let Some(lp) = pod_at(dp, &g, &local) else {
+                return count_bypass(dp, Bypass::LocalNotPod);
+            };
+            inc(&dp.counters.flows_service);
+            (lp.clone(), lp, true)
+        }
         Err(b) => return count_bypass(dp, b),
     };
-    let isn = client_isn(dp, &lp, &rp);
+    let isn = if service {
+        service_isn(dp, &lp)
+    } else {
+        client_isn(dp, &lp, &rp)
+    };
     let decided = move || Decided {
         client: true,
+        service,
         local_ip: local,
         remote_ip: remote,
         local_pod: lp,
@@ -207,7 +234,16 @@ fn connecting(dp: &Datapath, sk: &Sock) {
 /// client keys the flow with. Never 0 (the kernel would pick its own).
 fn client_isn(dp: &Datapath, lp: &Pod, rp: &Pod) -> u32 {
     let g = Guard::new();
-    let epoch = dp.announced_epoch(&g, rp.node(), lp.node());
+    isn_of(dp.announced_epoch(&g, rp.node(), lp.node()))
+}
+
+/// [`client_isn`] of a connect to a Service (`keys::announce`).
+fn service_isn(dp: &Datapath, lp: &Pod) -> u32 {
+    let g = Guard::new();
+    isn_of(dp.announced_service_epoch(&g, lp.node()))
+}
+
+fn isn_of(epoch: u64) -> u32 {
     let isn = (crate::sys::rand::u32() & !EPOCH_MASK) | epoch_bits(epoch);
     if isn == 0 {
         EPOCH_MASK + 1
@@ -216,21 +252,152 @@ fn client_isn(dp: &Datapath, lp: &Pod, rp: &Pod) -> u32 {
     }
 }
 
+/// Whether `ip` is in a configured Service CIDR.
+fn is_service(dp: &Datapath, ip: &IpAddr) -> bool {
+    let g = Guard::new();
+    dp.services(&g).contains(ip)
+}
+
 fn active_established(dp: &Datapath, sk: &Sock) {
     let Some(f) = dp.flows.flow(sk) else { return };
+    if f.service {
+        return service_established(dp, sk, &f);
+    }
     if !f.established(sk) {
         return;
     }
+    keyable(dp, sk, &f);
+}
+
+/// A client flow just moved to ESTABLISHED: reset it if a thread may have
+/// sent in the plain path, else have the worker key it.
+fn keyable(dp: &Datapath, sk: &Sock, f: &Arc<Flow>) {
     if f.tainted.load(Ordering::Acquire) || sk.write_pending() {
         // Before the state is stored and before anyone is woken: the
         // stale sender's copy loop sees `sk_err` and sends nothing.
         sk.poison(crate::sys::ECONNABORTED_NR);
-        dp.fail(&f, Reason::StaleSender);
+        dp.fail(f, Reason::StaleSender);
     } else if sk.in_repair() {
         sk.poison(crate::sys::ECONNABORTED_NR);
-        dp.fail(&f, Reason::Unsupported);
+        dp.fail(f, Reason::Unsupported);
     } else {
-        dp.kick(&f);
+        dp.kick(f);
+    }
+}
+
+/// How a Service connect ends up, decided as its server end decides from
+/// its own socket (Part 2 §7).
+enum ServiceEnd {
+    /// To a pod on another node, the client's address kept: keyed with
+    /// the post-NAT tuple.
+    Secure(Arc<Pod>, Arc<Pod>, IpAddr, u16),
+    /// To the same node or to no pod, or the client masqueraded to a
+    /// node's address: the server end leaves it alone too.
+    Bypass,
+    /// No record, or a translation the ends cannot agree on.
+    Reset,
+}
+
+fn service_end(dp: &Datapath, sk: &Sock) -> ServiceEnd {
+    let (l, r) = (sk.local(), sk.remote());
+    let Some(t) = dp.nat.take(&l.ip, l.port, &r.ip, r.port) else {
+        return ServiceEnd::Reset;
+    };
+    if t.client != l.ip || t.client_port != l.port {
+        // SNAT: the server sees `t.client`. Not a pod (a node's address,
+        // kube-proxy's masquerade): it leaves the flow alone. Another
+        // pod's address: neither end could key it as the other does.
+        let g = Guard::new();
+        return if pod_at(dp, &g, &t.client).is_some() {
+            ServiceEnd::Reset
+        } else {
+            ServiceEnd::Bypass
+        };
+    }
+    match classify(dp, &l.ip, &t.backend) {
+        Ok((lp, rp)) => ServiceEnd::Secure(lp, rp, t.backend, t.backend_port),
+        Err(Bypass::SameNode | Bypass::RemoteNotPod) => ServiceEnd::Bypass,
+        // The client pod was unmapped meanwhile: its server end may still
+        // see a pod.
+        Err(Bypass::LocalNotPod) => ServiceEnd::Reset,
+    }
+}
+
+/// SYN_SENT→ESTABLISHED of a tentative Service flow `f` (see the file's
+/// doc).
+fn service_established(dp: &Datapath, sk: &Sock, f: &Arc<Flow>) {
+    if f.phase() != super::flow::CONNECTING {
+        // Failed at connect (its reset is queued).
+        return;
+    }
+    match service_end(dp, sk) {
+        ServiceEnd::Secure(lp, rp, backend, port) => {
+            let d = Decided {
+                client: true,
+                service: false,
+                local_ip: f.local_ip,
+                remote_ip: backend,
+                local_pod: lp,
+                remote_pod: rp,
+                cipher: f.cipher,
+                mode: f.mode(),
+                now: crate::sys::workq::jiffies(),
+                in_app: true,
+            };
+            let Ok(nf) = Flow::new(sk, d) else {
+                sk.poison(crate::sys::ECONNABORTED_NR);
+                dp.fail(f, Reason::Service);
+                return;
+            };
+            nf.tainted
+                .store(f.tainted.load(Ordering::Acquire), Ordering::Release);
+            if dp.draining() {
+                return;
+            }
+            // `nf` replaces the tentative flow's entry before the tentative
+            // flow is handed off: a parked thread that looks again finds it.
+            match dp.flows.insert(sk, Entry::Flow(nf.clone())) {
+                Ok(old) => drop(old),
+                Err(_) => {
+                    // Out of memory: the tentative flow stays, and fails.
+                    sk.poison(crate::sys::ECONNABORTED_NR);
+                    dp.fail(f, Reason::Service);
+                    return;
+                }
+            }
+            if !f.hand_off() {
+                // Failed meanwhile (unload): so is its successor.
+                sk.poison(crate::sys::ECONNABORTED_NR);
+                dp.fail(&nf, Reason::Unload);
+                return;
+            }
+            nf.established_to(sk, port);
+            f.cv.notify_all();
+            inc(&dp.counters.service_secured);
+            keyable(dp, sk, &nf);
+        }
+        ServiceEnd::Bypass => {
+            // Ops first, then out of the table, then handed off: a thread
+            // that finds no flow finds our ops gone too and goes on
+            // (`super::gate::enter`); a parked one is woken after both.
+            if let Some(sp) = SocketPtr::of(sk) {
+                // SAFETY: the probe runs under the socket lock (owned or
+                // bh-locked), and orphaning a socket takes that lock: a
+                // set `sk_socket` is live for the probe.
+                let s = unsafe { sp.get() };
+                gate::gate_off(s, gate::base_ops(sk.is_v6()), false);
+            }
+            if dp.flows.remove(sk).is_some() {
+                dp.counters.tracked.fetch_sub(1, Ordering::Relaxed);
+            }
+            f.hand_off();
+            f.cv.notify_all();
+            inc(&dp.counters.bypass_service);
+        }
+        ServiceEnd::Reset => {
+            sk.poison(crate::sys::ECONNABORTED_NR);
+            dp.fail(f, Reason::Service);
+        }
     }
 }
 
@@ -254,6 +421,7 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
     };
     let d = Decided {
         client: false,
+        service: false,
         local_ip: local,
         remote_ip: remote,
         local_pod: lp,

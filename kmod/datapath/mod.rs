@@ -10,12 +10,14 @@
 //! - `flow`: tracked flows and the table;
 //! - `guard`, `framing`: the wire guard (LOCAL_OUT) — no payload before
 //!   install, nothing but TLS records after;
+//! - `services`: Service CIDRs and the NAT records (POSTROUTING) that say
+//!   where a connect to a Service really went;
 //! - `crate::keys`: the key provider (secrets, key schedule);
 //! - `crate::sys::ktls`, `crate::sys::sock`: kTLS installation, the shadow
 //!   socket, socket accessors.
 //!
 //! This file owns the configuration the control plane sets (nodes this
-//! kernel serves, cipher, key timeout), the counters, the worker that keys
+//! kernel serves, Service CIDRs, cipher, key timeout), the counters, the worker that keys
 //! and installs (`process`), the deadline tick, and start/stop (unload
 //! drain).
 //!
@@ -30,6 +32,7 @@ pub(crate) mod framing;
 pub(crate) mod gate;
 pub(crate) mod guard;
 pub(crate) mod hook;
+pub(crate) mod services;
 
 use crate::keys::announce::Announce;
 use crate::keys::peers::{
@@ -79,6 +82,12 @@ pub(crate) struct Counters {
     pub(crate) repeat_window_full: AtomicU64,
     /// Flows whose announced epoch this end has no secret of.
     pub(crate) reset_key_epoch: AtomicU64,
+    /// Connects to a Service CIDR gated tentatively, and how they were
+    /// decided (`services`).
+    pub(crate) flows_service: AtomicU64,
+    pub(crate) service_secured: AtomicU64,
+    pub(crate) bypass_service: AtomicU64,
+    pub(crate) reset_service: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -103,6 +112,7 @@ impl LocalNodes {
 /// Writer side of the configuration (process context).
 struct Config {
     local_writer: RcuWriter<LocalNodes>,
+    services_writer: RcuWriter<services::ServiceCidrs>,
 }
 
 /// The datapath.
@@ -110,6 +120,9 @@ struct Config {
 pub(crate) struct Datapath {
     pub(crate) state: Arc<State>,
     local: RcuBox<LocalNodes>,
+    services: RcuBox<services::ServiceCidrs>,
+    #[pin]
+    pub(crate) nat: services::NatRecords,
     #[pin]
     config: Mutex<Config>,
     cipher: AtomicU32,
@@ -137,7 +150,7 @@ pub(crate) struct Datapath {
 /// hook and the wire guard (each unregisters when dropped).
 pub(crate) struct Hooks {
     state: crate::sys::tracepoint::StateHook,
-    guard: crate::sys::netfilter::LocalOutHooks,
+    guard: crate::sys::netfilter::NetfilterHooks,
 }
 
 /// What the kernel calls, through `sys/`'s mechanisms (they are generic
@@ -157,6 +170,22 @@ impl crate::sys::netfilter::SegmentGuard for Kernel {
         seg: &crate::sys::netfilter::Segment,
     ) -> crate::sys::netfilter::Verdict {
         guard::check(sk, seg)
+    }
+}
+
+impl crate::sys::netfilter::NatWatcher for Kernel {
+    fn translated(t: &crate::sys::netfilter::NatTuples) {
+        let Some(dp) = dp() else { return };
+        let (src, dst) = (
+            services::addr(t.v6, &t.orig_src),
+            services::addr(t.v6, &t.orig_dst),
+        );
+        // Only what a tentative flow will take: a local pod's connect to a
+        // Service.
+        let g = Guard::new();
+        if dp.services(&g).contains(&dst) && hook::is_local_pod(dp, &g, &src) {
+            dp.nat.record(t);
+        }
     }
 }
 
@@ -208,6 +237,11 @@ impl Datapath {
     pub(crate) fn new(state: Arc<State>) -> Result<Arc<Self>> {
         let local = RcuBox::new(KBox::new(LocalNodes { names: KVec::new() }, GFP_KERNEL)?);
         let local_writer = local.writer().ok_or(EINVAL)?;
+        let services = RcuBox::new(KBox::new(
+            services::ServiceCidrs::new(KVec::new()),
+            GFP_KERNEL,
+        )?);
+        let services_writer = services.writer().ok_or(EINVAL)?;
         let announce = RcuBox::new(KBox::new(Announce::empty(), GFP_KERNEL)?);
         let announce_writer = announce.writer().ok_or(EINVAL)?;
         let queue = OwnQueue::new()?;
@@ -215,7 +249,12 @@ impl Datapath {
             try_pin_init!(Datapath {
                 state,
                 local,
-                config <- new_mutex!(Config { local_writer }),
+                services,
+                nat <- services::NatRecords::new(),
+                config <- new_mutex!(Config {
+                    local_writer,
+                    services_writer
+                }),
                 cipher: AtomicU32::new(uapi::cipher::AES_128_GCM),
                 key_timeout_ms: AtomicU32::new(DEFAULT_KEY_TIMEOUT_MS),
                 flows <- flow::FlowTable::new(),
@@ -251,6 +290,26 @@ impl Datapath {
         }
         let new = KBox::new(LocalNodes { names: v }, GFP_KERNEL)?;
         let old = self.config.lock().local_writer.replace(&self.local, new)?;
+        drop(old); // after a grace period, unlocked
+        Ok(())
+    }
+
+    /// The Service CIDRs, for a read section.
+    pub(crate) fn services<'g>(&'g self, g: &'g Guard) -> &'g services::ServiceCidrs {
+        self.services.get(g)
+    }
+
+    /// Replace the Service CIDRs (process context).
+    pub(crate) fn set_services(&self, list: KVec<services::Cidr>) -> Result {
+        if list.len() > uapi::MAX_SERVICE_CIDRS {
+            return Err(E2BIG);
+        }
+        let new = KBox::new(services::ServiceCidrs::new(list), GFP_KERNEL)?;
+        let old = self
+            .config
+            .lock()
+            .services_writer
+            .replace(&self.services, new)?;
         drop(old); // after a grace period, unlocked
         Ok(())
     }
@@ -293,6 +352,12 @@ impl Datapath {
     /// (the TCP state probe, in a read section).
     pub(crate) fn announced_epoch(&self, g: &Guard, remote: &[u8], local: &[u8]) -> u64 {
         self.announce.get(g).epoch(remote, local, workq::jiffies())
+    }
+
+    /// The epoch a client on `local` node announces to a Service, whose
+    /// backend's node it cannot know yet (`keys::announce`).
+    pub(crate) fn announced_service_epoch(&self, g: &Guard, local: &[u8]) -> u64 {
+        self.announce.get(g).service_epoch(local, workq::jiffies())
     }
 
     /// Change the peers (`set`, `del`, `fail`) and publish what connecting
@@ -431,6 +496,7 @@ impl Datapath {
             Reason::KeyRefused => &self.counters.reset_key_refused,
             Reason::KeyRepeat => &self.counters.reset_key_repeat,
             Reason::KeyEpoch => &self.counters.reset_key_epoch,
+            Reason::Service => &self.counters.reset_service,
         });
     }
 
@@ -460,10 +526,11 @@ impl Datapath {
         crate::sys::gate::init::<Kernel>();
         sock::poison_init();
         DP.store((&**self as *const Datapath).cast_mut(), Ordering::Release);
-        let hooks = crate::sys::netfilter::LocalOutHooks::register::<Kernel>().and_then(|guard| {
-            let state = crate::sys::tracepoint::StateHook::register::<Kernel>()?;
-            Ok(Hooks { state, guard })
-        });
+        let hooks =
+            crate::sys::netfilter::NetfilterHooks::register::<Kernel, Kernel>().and_then(|guard| {
+                let state = crate::sys::tracepoint::StateHook::register::<Kernel>()?;
+                Ok(Hooks { state, guard })
+            });
         if hooks.is_err() {
             DP.store(core::ptr::null_mut(), Ordering::Release);
         }

@@ -20,7 +20,15 @@
 //! deleted or failed (control-plane events; one `synchronize_rcu` each).
 //! Expiry is checked by the reader, so a lazily wiped secret needs no
 //! update. The probe's lookup is a binary search (O(log peers) per
-//! connect). Process or softirq context for readers; writers hold the
+//! connect).
+//!
+//! A connect to a Kubernetes Service announces before anyone knows which
+//! node its backend is on (`datapath::services`): it announces the lowest
+//! current epoch of all pairs, computed with the snapshot. While every
+//! pair has the same epoch (one pair; or pairs renewed on one schedule)
+//! that is the backend pair's; a pair one epoch ahead still keys it with
+//! its previous secret (kept 128 s after its switch); a pair further ahead
+//! resets the flow (`reset-key-epoch`). README, "Limits". Process or softirq context for readers; writers hold the
 //! `Peers` mutex. Touches nothing else.
 
 use super::peers::Peers;
@@ -51,6 +59,8 @@ impl Entry {
 /// A snapshot of every peer's announce state.
 pub(crate) struct Announce {
     entries: KVec<Entry>,
+    /// What a connect to a Service announces (see the file's doc).
+    service: u64,
 }
 
 fn copy(b: &[u8]) -> Result<KVec<u8>> {
@@ -63,6 +73,7 @@ impl Announce {
     pub(crate) fn empty() -> Self {
         Self {
             entries: KVec::new(),
+            service: 1,
         }
     }
 
@@ -92,7 +103,12 @@ impl Announce {
         entries
             .as_mut_slice()
             .sort_unstable_by(|x, y| Self::key(x).cmp(&Self::key(y)));
-        Ok(Self { entries })
+        let service = entries
+            .iter()
+            .map(|e| e.current.map_or(e.last_epoch.saturating_add(1), |c| c.0))
+            .min()
+            .unwrap_or(1);
+        Ok(Self { entries, service })
     }
 
     fn key(e: &Entry) -> (bool, &[u8], &[u8]) {
@@ -114,5 +130,11 @@ impl Announce {
         self.find((true, remote.min(local), remote.max(local)))
             .or_else(|| self.find((false, remote, &[])))
             .map_or(1, |e| e.epoch(now))
+    }
+
+    /// The epoch a client on `local` node announces to a Service (see the
+    /// file's doc; one value for every local node).
+    pub(crate) fn service_epoch(&self, _local: &[u8], _now: u64) -> u64 {
+        self.service
     }
 }

@@ -78,6 +78,12 @@ pub(crate) struct IpAddr {
 }
 
 impl IpAddr {
+    /// `0.0.0.0`.
+    pub(crate) const ZERO: Self = Self {
+        v6: false,
+        bytes: [0; 16],
+    };
+
     /// An IPv4 address (network byte order).
     pub(crate) fn v4(a: [u8; 4]) -> Self {
         let mut bytes = [0u8; 16];

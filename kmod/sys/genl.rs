@@ -35,6 +35,8 @@ const REPLY_SIZE: usize = 3072;
 
 /// An attribute's type and the limits the core enforces for it.
 pub(crate) enum Kind {
+    /// `u8`, at most `max`.
+    U8 { max: u8 },
     /// `u16`, at least `min`.
     U16 { min: u16 },
     /// `u32`, at most `max` if given.
@@ -160,6 +162,15 @@ fn build_policy(
         }
         let mut p = bindings::nla_policy::default();
         match kind {
+            Kind::U8 { max } => {
+                p.type_ = bindings::NLA_U8 as u8;
+                p.validation_type = bindings::nla_policy_validation_NLA_VALIDATE_MAX as u8;
+                p.__bindgen_anon_1.__bindgen_anon_1 =
+                    bindings::nla_policy__bindgen_ty_1__bindgen_ty_1 {
+                        min: 0,
+                        max: i16::from(*max),
+                    };
+            }
             Kind::U16 { min } => {
                 p.type_ = bindings::NLA_U16 as u8;
                 if *min > 0 {
@@ -640,6 +651,10 @@ impl Writer {
         let ret =
             unsafe { bindings::nla_put(self.skb, c_int::from(ty), len, data.as_ptr().cast()) };
         kernel::error::to_result(ret)
+    }
+
+    pub(crate) fn put_u8(&mut self, ty: u16, v: u8) -> Result {
+        self.put_raw(ty, &[v])
     }
 
     pub(crate) fn put_u16(&mut self, ty: u16, v: u16) -> Result {

@@ -1,29 +1,60 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The wire guard's attachment: an `NF_INET_LOCAL_OUT` netfilter hook for
-//! IPv4 and IPv6 in every network namespace (a pernet subsystem registers it
-//! in the namespaces that exist and in each new one), and the view of an
-//! outgoing TCP segment the guard needs (its sock, sequence number, payload
-//! length, payload bytes).
+//! The datapath's netfilter attachments, for IPv4 and IPv6 in every network
+//! namespace (a pernet subsystem registers them in the namespaces that
+//! exist and in each new one):
+//! - `NF_INET_LOCAL_OUT`, last: the wire guard's view of an outgoing TCP
+//!   segment (its sock, sequence number, payload length, payload bytes);
+//! - `NF_INET_POST_ROUTING`, just after source NAT: the NAT translation
+//!   conntrack made for the first packet of a TCP connection (the tuples
+//!   before and after DNAT and SNAT), for the Service records.
 //!
 //! C headers: [include/linux/netfilter.h](srctree/include/linux/netfilter.h),
-//! [include/net/net_namespace.h](srctree/include/net/net_namespace.h)
+//! [include/net/net_namespace.h](srctree/include/net/net_namespace.h),
+//! [include/net/netfilter/nf_conntrack.h](srctree/include/net/netfilter/nf_conntrack.h)
+//! (through the `tlshub_ct_nat_tuples` helper of `kernel/patches/`)
 //!
-//! The hook runs for every locally generated packet, in process or softirq
-//! context, inside an RCU read section, before the packet reaches a device
-//! (datapath design, Part 2 §2.4). It must not sleep; it reads the packet,
-//! never changes it. `nf_unregister_net_hooks` waits for running hooks
-//! (`synchronize_net`), so after [`LocalOutHooks`] is dropped no call is
+//! The hooks run for every packet leaving a namespace, in process or
+//! softirq context, inside an RCU read section (datapath design, Part 2
+//! §2.4, §7). They must not sleep; they read the packet, never change it.
+//! A packet without a conntrack entry costs the POSTROUTING hook one load
+//! (`skb->_nfct`). `nf_unregister_net_hooks` waits for running hooks
+//! (`synchronize_net`), so after [`NetfilterHooks`] is dropped no call is
 //! left inside module text.
 
 use crate::sys::sock::Sock;
 use kernel::{bindings, prelude::*, types::Opaque};
 
 /// Who judges the segments (the datapath's wire guard, registered in
-/// [`LocalOutHooks::register`]; this file never names it).
+/// [`NetfilterHooks::register`]; this file never names it).
 pub(crate) trait SegmentGuard: 'static {
     /// The verdict on an outgoing TCP payload segment of `sk`. Any
     /// context, preemption may be off, inside an RCU read section.
     fn check(sk: &Sock, seg: &Segment) -> Verdict;
+}
+
+/// Who records NAT translations (the datapath's Service records; this
+/// file never names them).
+pub(crate) trait NatWatcher: 'static {
+    /// Conntrack NATed the first packet of a TCP connection as `t` says.
+    /// Any context, preemption may be off, inside an RCU read section.
+    fn translated(t: &NatTuples);
+}
+
+/// A TCP connection's NAT translation: the tuple before NAT (`orig_*`) and
+/// the tuple the reply direction carries (`reply_*`: its source is where
+/// the connection really goes, its destination the address and port the
+/// server sees the client as). Addresses are 16 bytes (IPv4 in the first
+/// 4), ports in host byte order.
+pub(crate) struct NatTuples {
+    pub(crate) v6: bool,
+    pub(crate) orig_src: [u8; 16],
+    pub(crate) orig_sport: u16,
+    pub(crate) orig_dst: [u8; 16],
+    pub(crate) orig_dport: u16,
+    pub(crate) reply_src: [u8; 16],
+    pub(crate) reply_sport: u16,
+    pub(crate) reply_dst: [u8; 16],
+    pub(crate) reply_dport: u16,
 }
 
 /// What the guard decided for a packet.
@@ -94,6 +125,46 @@ unsafe extern "C" fn local_out<G: SegmentGuard>(
     }
 }
 
+/// The POSTROUTING hook (`nf_hookfn`): always accepts.
+///
+/// # Safety
+///
+/// Called by netfilter with a live skb and hook state.
+unsafe extern "C" fn post_routing<W: NatWatcher>(
+    _priv: *mut core::ffi::c_void,
+    skb: *mut bindings::sk_buff,
+    state: *const bindings::nf_hook_state,
+) -> u32 {
+    let mut addrs = [0u8; 64];
+    let mut ports = [0u16; 4];
+    // SAFETY: live skb (caller), whose conntrack entry (if any) it pins;
+    // `addrs` has the 64 bytes and `ports` the 4 ports the helper writes.
+    let natted =
+        unsafe { bindings::tlshub_ct_nat_tuples(skb, addrs.as_mut_ptr(), ports.as_mut_ptr()) };
+    if !natted {
+        return bindings::NF_ACCEPT;
+    }
+    // SAFETY: live state (caller).
+    let pf = u32::from(unsafe { (*state).pf });
+    let a = |i: usize| {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&addrs[i * 16..i * 16 + 16]);
+        b
+    };
+    W::translated(&NatTuples {
+        v6: pf == bindings::NFPROTO_IPV6,
+        orig_src: a(0),
+        orig_sport: u16::from_be(ports[0]),
+        orig_dst: a(1),
+        orig_dport: u16::from_be(ports[1]),
+        reply_src: a(2),
+        reply_sport: u16::from_be(ports[2]),
+        reply_dst: a(3),
+        reply_dport: u16::from_be(ports[3]),
+    });
+    bindings::NF_ACCEPT
+}
+
 /// The sock and payload of a TCP segment with payload from a full socket;
 /// `None` for anything else.
 ///
@@ -154,15 +225,16 @@ unsafe fn segment<'a>(
     ))
 }
 
-/// One LOCAL_OUT hook per family; the same (read-only) table is registered
-/// in every namespace, as `nf_defrag_ipv4` does.
-struct HookOps([bindings::nf_hook_ops; 2]);
+/// The hooks of one family pair: LOCAL_OUT and POSTROUTING, for IPv4 and
+/// IPv6; the same (read-only) table is registered in every namespace, as
+/// `nf_defrag_ipv4` does.
+struct HookOps([bindings::nf_hook_ops; 4]);
 
 // SAFETY: the table is never written after construction; netfilter only
 // reads it (`const struct nf_hook_ops *`).
 unsafe impl Sync for HookOps {}
 
-const fn hook_ops<G: SegmentGuard>(pf: u32) -> bindings::nf_hook_ops {
+const fn local_out_ops<G: SegmentGuard>(pf: u32) -> bindings::nf_hook_ops {
     // SAFETY: all-zero is a valid `nf_hook_ops` (null pointers, no device,
     // `NF_HOOK_OP_UNDEFINED`).
     let mut o: bindings::nf_hook_ops = unsafe { core::mem::zeroed() };
@@ -174,14 +246,32 @@ const fn hook_ops<G: SegmentGuard>(pf: u32) -> bindings::nf_hook_ops {
     o
 }
 
-/// The tables for guard `G` (one static per guard type, built at compile
-/// time).
-struct Tables<G>(core::marker::PhantomData<G>);
+/// `NF_IP_PRI_NAT_SRC` and `NF_IP6_PRI_NAT_SRC`
+/// (`include/uapi/linux/netfilter_ipv4.h`, `netfilter_ipv6.h`).
+const PRI_NAT_SRC: i32 = 100;
 
-impl<G: SegmentGuard> Tables<G> {
+const fn post_routing_ops<W: NatWatcher>(pf: u32) -> bindings::nf_hook_ops {
+    // SAFETY: as in `local_out_ops`.
+    let mut o: bindings::nf_hook_ops = unsafe { core::mem::zeroed() };
+    o.hook = Some(post_routing::<W>);
+    o.pf = pf as u8;
+    o.hooknum = bindings::nf_inet_hooks_NF_INET_POST_ROUTING;
+    // After source NAT (masquerade), so both translations are in the
+    // reply tuple; before conntrack confirms the entry (`INT_MAX`).
+    o.priority = PRI_NAT_SRC + 1;
+    o
+}
+
+/// The tables for guard `G` and watcher `W` (one static per pair of
+/// types, built at compile time).
+struct Tables<G, W>(core::marker::PhantomData<(G, W)>);
+
+impl<G: SegmentGuard, W: NatWatcher> Tables<G, W> {
     const HOOKS: HookOps = HookOps([
-        hook_ops::<G>(bindings::NFPROTO_IPV4),
-        hook_ops::<G>(bindings::NFPROTO_IPV6),
+        local_out_ops::<G>(bindings::NFPROTO_IPV4),
+        local_out_ops::<G>(bindings::NFPROTO_IPV6),
+        post_routing_ops::<W>(bindings::NFPROTO_IPV4),
+        post_routing_ops::<W>(bindings::NFPROTO_IPV6),
     ]);
     const STATIC: &'static HookOps = &Self::HOOKS;
 }
@@ -191,8 +281,8 @@ impl<G: SegmentGuard> Tables<G> {
 /// # Safety
 ///
 /// Called by the pernet machinery with a live namespace.
-unsafe extern "C" fn net_init<G: SegmentGuard>(net: *mut bindings::net) -> i32 {
-    let hooks = &Tables::<G>::STATIC.0;
+unsafe extern "C" fn net_init<G: SegmentGuard, W: NatWatcher>(net: *mut bindings::net) -> i32 {
+    let hooks = &Tables::<G, W>::STATIC.0;
     // SAFETY: live namespace (caller); the table is static.
     unsafe { bindings::nf_register_net_hooks(net, hooks.as_ptr(), hooks.len() as u32) }
 }
@@ -202,8 +292,8 @@ unsafe extern "C" fn net_init<G: SegmentGuard>(net: *mut bindings::net) -> i32 {
 /// # Safety
 ///
 /// Called by the pernet machinery with a namespace `net_init` succeeded on.
-unsafe extern "C" fn net_exit<G: SegmentGuard>(net: *mut bindings::net) {
-    let hooks = &Tables::<G>::STATIC.0;
+unsafe extern "C" fn net_exit<G: SegmentGuard, W: NatWatcher>(net: *mut bindings::net) {
+    let hooks = &Tables::<G, W>::STATIC.0;
     // SAFETY: registered by `net_init` in this namespace; waits for
     // running hooks.
     unsafe { bindings::nf_unregister_net_hooks(net, hooks.as_ptr(), hooks.len() as u32) }
@@ -215,24 +305,24 @@ unsafe extern "C" fn net_exit<G: SegmentGuard>(net: *mut bindings::net) {
 ///
 /// `ops` is registered with the pernet machinery (which links it into its
 /// list: it must not move, hence the box) until `drop`.
-pub(crate) struct LocalOutHooks {
+pub(crate) struct NetfilterHooks {
     ops: KBox<Opaque<bindings::pernet_operations>>,
 }
 
 // SAFETY: after registration the kernel owns the table's list linkage
 // (under its pernet lock); this type only passes the pointer back to
 // `unregister_pernet_subsys`, from any thread.
-unsafe impl Send for LocalOutHooks {}
+unsafe impl Send for NetfilterHooks {}
 // SAFETY: no method reads or writes the table through `&self`.
-unsafe impl Sync for LocalOutHooks {}
+unsafe impl Sync for NetfilterHooks {}
 
-impl LocalOutHooks {
+impl NetfilterHooks {
     /// Register (process context). Calls `net_init` for every namespace.
-    pub(crate) fn register<G: SegmentGuard>() -> Result<Self> {
+    pub(crate) fn register<G: SegmentGuard, W: NatWatcher>() -> Result<Self> {
         let ops = KBox::new(
             Opaque::new(bindings::pernet_operations {
-                init: Some(net_init::<G>),
-                exit: Some(net_exit::<G>),
+                init: Some(net_init::<G, W>),
+                exit: Some(net_exit::<G, W>),
                 ..Default::default()
             }),
             GFP_KERNEL,
@@ -247,7 +337,7 @@ impl LocalOutHooks {
     }
 }
 
-impl Drop for LocalOutHooks {
+impl Drop for NetfilterHooks {
     fn drop(&mut self) {
         crate::sys::rcu::might_sleep();
         // SAFETY: registered in `register` (invariant); calls `net_exit` for

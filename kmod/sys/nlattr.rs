@@ -41,6 +41,12 @@ impl<'a> Attr<'a> {
         self.whole.get(NLA_HDRLEN..).unwrap_or(&[])
     }
 
+    /// A `u8` payload.
+    pub(crate) fn u8(&self) -> Result<u8> {
+        let b: [u8; 1] = self.data().try_into().map_err(|_| EINVAL)?;
+        Ok(b[0])
+    }
+
     /// A `u16` payload in host byte order.
     pub(crate) fn u16(&self) -> Result<u16> {
         let b: [u8; 2] = self.data().try_into().map_err(|_| EINVAL)?;

@@ -11,6 +11,11 @@
 #     (tests/vm/tlswire.py --expect tls);
 #   - /proc/net/tls_stat rises in the pod netns on both kernels;
 #   - a control (x1, unmapped, -> b1) is plaintext on the same capture;
+#   - a Service (kube-proxy's nftables rules in both nodes: one ClusterIP,
+#     an endpoint per node, numgen random) called 200 times from each
+#     node's pod: every call answered; each decided by its backend (cross-
+#     node ones secured: TLS-only wire; same-node ones left alone); no
+#     Service connect reset (issue 16);
 #   - one kernel serving two nodes: VM 1 also serves n3 (pod c1) with a
 #     secret for the pair {n3, n2} other than {n1, n2}'s, and flows of both
 #     pairs, both ways, are secured (TLS-only wire; issue 15);
@@ -89,6 +94,67 @@ if [ "$TN_NODE" = n1 ]; then
     ok "wire (n1:eth0): 5 secured connections are TLS records only, no marker; the control is plain"
 fi
 tn_barrier checked
+
+# Services (issue 16): kube-proxy's nftables rules on both nodes, one
+# ClusterIP with an endpoint on each node (a1, b1), balanced at random; each
+# node's pod calls it 200 times.
+tlshubctl service-cidr set 10.96.0.0/16 || fail "service-cidr set"
+nft -f - <<EOF || fail "nft (kube-proxy rules)"
+table ip kube-proxy {
+    map service-ips {
+        type ipv4_addr . inet_proto . inet_service : verdict
+        elements = { 10.96.0.30 . tcp . 80 : goto service-both }
+    }
+    chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; jump services; }
+    chain nat-output { type nat hook output priority -100; policy accept; jump services; }
+    chain masquerading {
+        type nat hook postrouting priority srcnat; policy accept;
+        meta mark & 0x4000 == 0 return
+        meta mark set meta mark ^ 0x4000
+        masquerade fully-random
+    }
+    chain mark-for-masquerade { meta mark set meta mark | 0x4000; }
+    chain services { ip daddr . meta l4proto . th dport vmap @service-ips; }
+    chain service-both {
+        ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+        numgen random mod 2 vmap { 0 : goto endpoint-a1, 1 : goto endpoint-b1 }
+    }
+    chain endpoint-a1 { ip saddr $(tn_ip4 a1) jump mark-for-masquerade; meta l4proto tcp dnat to $(tn_ip4 a1):7600; }
+    chain endpoint-b1 { ip saddr $(tn_ip4 b1) jump mark-for-masquerade; meta l4proto tcp dnat to $(tn_ip4 b1):7600; }
+}
+EOF
+pod_bg "$TN_POD" python3 "$TOPO_LIB_DIR/dpapp.py" server 7600 > "$TOPO_DIR/svc-server.log" 2>&1
+pod_wait_listen "$TN_POD" 7600
+if [ "$TN_NODE" = n1 ]; then capture_start node eth0 "$pcap.svc" tcp port 7600; fi
+tn_barrier svc-ready
+s0=$(tlshubctl status --json)
+ms=$(new_marker)
+pod_exec "$TN_POD" python3 "$TOPO_LIB_DIR/dpapp.py" churn 10.96.0.30 80 --marker "$ms" --count 200 --threads 2 \
+    > "$TOPO_DIR/svc-churn.log" 2>&1 || { cat "$TOPO_DIR/svc-churn.log"; fail "Service calls failed"; }
+sed 's/^/    /' "$TOPO_DIR/svc-churn.log"
+s1=$(tlshubctl status --json)
+d() { echo $(( $(stat_of "$s1" "$1") - $(stat_of "$s0" "$1") )); }
+sec=$(d service_secured) byp=$(d bypass_service)
+expect_eq "Service connects gated tentatively" 200 "$(d flows_service)"
+expect_eq "Service connects decided (secured $sec + left alone $byp)" 200 "$((sec + byp))"
+[ "$sec" -ge 20 ] && [ "$byp" -ge 20 ] || fail "an endpoint was (almost) never chosen: secured $sec, left alone $byp"
+expect_eq "Service connects reset" 0 "$(( $(d reset_service) + $(d reset_key_epoch) + $(d reset_key_timeout) ))"
+tn_put "svc-secured-$TN_NODE" "$sec"
+tn_put "svc-marker-$TN_NODE" "$ms"
+ok "200 calls to the ClusterIP: all answered, $sec secured (backend on the other node), $byp left alone (same node)"
+tn_barrier svc-done
+if [ "$TN_NODE" = n1 ]; then
+    capture_stop
+    [ "$CAPTURE_DROPPED" = 0 ] || fail "the Service capture dropped $CAPTURE_DROPPED frames"
+    want=$(( $(tn_get svc-secured-n1) + $(tn_get svc-secured-n2) ))
+    out=$(tlswire "$pcap.svc" --expect tls --port 7600 --min-conns "$want" --marker "$ms" --marker "$(tn_get svc-marker-n2)") \
+        || { echo "$out" | tail -n 20; fail "cross-node Service calls are not TLS-only on the wire"; }
+    echo "$out" | tail -n 2 | sed 's/^/    /'
+    ok "wire (n1:eth0): all $want cross-node Service connections TLS records only, no marker"
+fi
+nft flush ruleset
+tlshubctl service-cidr set || fail "service-cidr clear"
+tn_barrier svc-checked
 
 # One kernel serving two nodes (issue 15, review M8): VM 1 also serves n3
 # (pod c1), with a secret for the pair {n3, n2} other than {n1, n2}'s; VM 2

@@ -55,10 +55,10 @@ violations of the datapath contract (and exits 1), and `info ...` lines.
       are not the server's plaintext; --min-block/--max-block bound the time
       from connect() to the failure. Prints "CONNECTING" before connect().
 
-  churn HOST PORT --marker M --while-file F [--threads N]
+  churn HOST PORT --marker M (--while-file F | --count N) [--threads N]
       Connection churn (rotation under load): each thread connects, sends a
       marker line, reads the echo (`server`, echo mode) and closes, again
-      and again while F exists. Prints one line `CHURN ok=N failed=N
+      and again while F exists (or until N connections were made). Prints one line `CHURN ok=N failed=N
       secs=S rate=R` (connections per second) and each failure's error;
       exits 1 if any connection failed or read bytes that were not its echo.
 
@@ -843,9 +843,18 @@ def cmd_churn(a):
             s.close()
         return err
 
+    started = [0]
+
+    def more():
+        if a.count is not None:
+            with lock:
+                started[0] += 1
+                return started[0] <= a.count
+        return os.path.exists(a.while_file)
+
     def worker(tid):
         i = 0
-        while os.path.exists(a.while_file):
+        while more():
             err = one(tid, i)
             i += 1
             with lock:
@@ -952,7 +961,9 @@ def main():
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("--marker", required=True)
-    p.add_argument("--while-file", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--while-file")
+    g.add_argument("--count", type=int)
     p.add_argument("--threads", type=int, default=4)
     p = sub.add_parser("stream")
     p.add_argument("host")

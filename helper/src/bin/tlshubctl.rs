@@ -13,10 +13,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use tlshub::config::{check_local_nodes, parse_key_timeout, DEFAULT_CONFIG_PATH};
+use tlshub::config::{
+    check_local_nodes, check_service_cidrs, parse_key_timeout, DEFAULT_CONFIG_PATH,
+};
 use tlshub::mapping::{check_node_name, check_pod_name, SeedTable};
 use tlshub::netlink::{schema, Client, Event, Flow, Peer, Trace};
-use tlshub::{k8s, uapi, CaptureConfig, Cipher, Mode, NetlinkError, Node, Pod, PodNodeTable, Psk};
+use tlshub::{
+    k8s, uapi, CaptureConfig, Cidr, Cipher, Mode, NetlinkError, Node, Pod, PodNodeTable, Psk,
+};
 
 type Result<T = ()> = anyhow::Result<T>;
 
@@ -48,7 +52,8 @@ enum Command {
         json: bool,
     },
     /// Load the mapping and set the mode (and the local nodes, cipher, key
-    /// timeout and node-pair secrets, if given) named by a capture.conf
+    /// timeout, Service CIDRs and node-pair secrets, if given) named by a
+    /// capture.conf
     Apply {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -62,6 +67,10 @@ enum Command {
     /// Get or set how long a flow may wait for its node-pair secret
     #[command(subcommand)]
     Timeout(TimeoutCommand),
+    /// Get or set the Service CIDRs: connects from local pods to them are
+    /// decided by where the node's NAT sends them
+    #[command(subcommand)]
+    ServiceCidr(ServiceCidrCommand),
     /// Show the flows the module tracks
     Flows {
         #[arg(long)]
@@ -187,6 +196,21 @@ enum TimeoutCommand {
     Set {
         #[arg(value_parser = parse_timeout, value_name = "MS")]
         ms: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCidrCommand {
+    /// Print the Service CIDRs, one per line
+    Get {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the Service CIDRs (at most 16, IPv4 and/or IPv6, no host
+    /// bits set); without CIDR, clear them
+    Set {
+        #[arg(value_name = "CIDR")]
+        cidrs: Vec<String>,
     },
 }
 
@@ -376,6 +400,24 @@ fn run(command: Command, verbose: bool) -> Result {
         Command::Timeout(TimeoutCommand::Set { ms }) => {
             Ok(connect(verbose)?.config_set(None, Some(ms))?)
         }
+        Command::ServiceCidr(ServiceCidrCommand::Get { json }) => {
+            let cidrs = connect(verbose)?.service_cidrs_get()?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                service_cidrs: &'a [Cidr],
+            }
+            output(
+                json,
+                &Out {
+                    service_cidrs: &cidrs,
+                },
+                |w| cidrs.iter().try_for_each(|c| writeln!(w, "{c}")),
+            )
+        }
+        Command::ServiceCidr(ServiceCidrCommand::Set { cidrs }) => {
+            let cidrs = check_service_cidrs(&cidrs)?;
+            Ok(connect(verbose)?.service_cidrs_set(&cidrs)?)
+        }
         Command::Drain => Ok(connect(verbose)?.drain()?),
         Command::Flows { json } => {
             let flows = connect(verbose)?.flows()?;
@@ -387,8 +429,8 @@ fn run(command: Command, verbose: bool) -> Result {
 
 /// `apply`: everything in the config (the file itself, the mapping, every
 /// secret file) is read and validated before the first request is sent.
-/// Then: mapping, mode, cipher and key timeout, secrets, local nodes; each
-/// optional setting only if the file has it.
+/// Then: mapping, mode, cipher and key timeout, secrets, Service CIDRs,
+/// local nodes; each optional setting only if the file has it.
 fn apply(path: &Path, verbose: bool) -> Result {
     let config = CaptureConfig::from_file(path)?;
     let table = PodNodeTable::from_file(&config.pod_node_config)?;
@@ -411,6 +453,11 @@ fn apply(path: &Path, verbose: bool) -> Result {
     for (node, psk) in &psks {
         let epoch = client.peer_set(node, psk, None)?;
         println!("Secret for node {node} set (epoch {epoch})");
+    }
+    if let Some(cidrs) = &config.service_cidrs {
+        client.service_cidrs_set(cidrs)?;
+        let shown: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
+        println!("Service CIDRs set to {}", shown.join(" "));
     }
     if let Some(nodes) = &config.local_nodes {
         client.local_nodes_set(nodes)?;
@@ -1075,6 +1122,12 @@ n1+n2            established  1      0.010s  -        0        -
         assert!(parse(&["timeout", "set", "100"]).is_ok());
         assert!(parse(&["timeout", "set", "99"]).is_err());
         assert!(parse(&["timeout", "get", "--json"]).is_ok());
+        assert!(parse(&["service-cidr", "set", "10.96.0.0/12", "fd00:96::/108"]).is_ok());
+        assert!(parse(&["service-cidr", "set"]).is_ok());
+        assert!(parse(&["service-cidr", "get"]).is_ok());
+        assert!(parse(&["service-cidr", "get", "--json"]).is_ok());
+        assert!(parse(&["service-cidr", "get", "10.96.0.0/12"]).is_err());
+        assert!(parse(&["service-cidr"]).is_err());
         assert!(parse(&["flows", "--json"]).is_ok());
         assert!(parse(&["events"]).is_ok());
     }

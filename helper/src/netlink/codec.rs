@@ -45,6 +45,7 @@ fn encode_err(op: &Op, what: impl fmt::Display) -> NetlinkError {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Value<'a> {
     Flag,
+    U8(u8),
     U16(u16),
     U32(u32),
     U64(u64),
@@ -103,6 +104,7 @@ impl Writer<'_> {
         let c = a.checks;
         let fail = |what: String| Err(encode_err(self.op, format!("'{}' {what}", a.name)));
         let int = match value {
+            Value::U8(v) => Some(u64::from(v)),
             Value::U16(v) => Some(u64::from(v)),
             Value::U32(v) => Some(u64::from(v)),
             Value::U64(v) => Some(v),
@@ -115,6 +117,7 @@ impl Writer<'_> {
         }
         match (a.ty, value) {
             (Type::Flag, Value::Flag) => self.emit(a.id, &[]),
+            (Type::U8, Value::U8(v)) => self.emit(a.id, &[&[v]]),
             (Type::U16, Value::U16(v)) => {
                 let bytes = if a.big_endian {
                     v.to_be_bytes()
@@ -477,6 +480,7 @@ fn render(spec: &schema::Attr, a: RawAttr<'_>) -> String {
             Some(name) => name.to_owned(),
             None => v.to_string(),
         }),
+        (_, Type::U8, _) => a.u8().ok().map(|v| v.to_string()),
         (_, Type::U16, _) => a.u16().ok().map(|v| v.to_string()),
         (_, Type::U32, _) => a.u32().ok().map(|v| v.to_string()),
         (_, Type::U64, _) => a.u64().ok().map(|v| v.to_string()),
@@ -488,12 +492,17 @@ fn render(spec: &schema::Attr, a: RawAttr<'_>) -> String {
     }
 }
 
-/// One trace line per request: every attribute for small requests, counts
-/// for the large `map-stage` batches.
+/// One trace line per request: every attribute for small requests and for
+/// those without pods or nodes (at most 17: `node-local-set`,
+/// `service-cidr-set`), counts for the large `map-stage` batches.
 pub(crate) fn describe_request(encoded: &Encoded) -> String {
     const LISTED: usize = 4;
     let labels: Vec<&str> = encoded.spans.iter().map(|s| s.label.as_str()).collect();
-    let attrs = if labels.len() <= LISTED {
+    let batch = encoded
+        .spans
+        .iter()
+        .any(|s| matches!(s.attr.name, "pod" | "node"));
+    let attrs = if labels.len() <= LISTED || !batch {
         labels.join(", ")
     } else {
         let count = |name| encoded.spans.iter().filter(|s| s.attr.name == name).count();
@@ -532,6 +541,9 @@ impl<'a> RawAttr<'a> {
     pub fn array<const N: usize>(&self) -> Result<[u8; N], NetlinkError> {
         <[u8; N]>::try_from(self.payload)
             .map_err(|_| protocol(format!("attribute {} is not {N} bytes", self.ty)))
+    }
+    pub fn u8(&self) -> Result<u8, NetlinkError> {
+        self.array().map(u8::from_ne_bytes)
     }
     pub fn u16(&self) -> Result<u16, NetlinkError> {
         self.array().map(u16::from_ne_bytes)

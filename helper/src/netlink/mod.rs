@@ -63,7 +63,7 @@ use serde::Serialize;
 
 use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable};
 use crate::psk::Psk;
-use crate::{uapi, Cipher, Mode};
+use crate::{uapi, Cidr, Cipher, Mode};
 use codec::{describe_request, parse_datagram, Attrs, Encoded, Message, Request, Value};
 use entries::{flows_in, nodes_in, parse_flow_key_request, parse_key_request, peers_in, pods_in};
 use schema::ctrl;
@@ -162,11 +162,17 @@ pub struct Stats {
     /// A gauge: fingerprints in the repeat window.
     pub repeat_window: u64,
     pub reset_key_epoch: u64,
+    pub flows_service: u64,
+    pub service_secured: u64,
+    pub bypass_service: u64,
+    pub reset_service: u64,
+    /// A gauge: NAT records of Service connects waiting for their SYN-ACK.
+    pub service_records: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 26] {
+    pub fn counters(&self) -> [(&'static str, u64); 31] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -194,6 +200,11 @@ impl Stats {
             ("repeat-window-full", self.repeat_window_full),
             ("repeat-window", self.repeat_window),
             ("reset-key-epoch", self.reset_key_epoch),
+            ("flows-service", self.flows_service),
+            ("service-secured", self.service_secured),
+            ("bypass-service", self.bypass_service),
+            ("reset-service", self.reset_service),
+            ("service-records", self.service_records),
         ]
     }
 
@@ -227,6 +238,11 @@ impl Stats {
             s::REPEAT_WINDOW_FULL => &mut self.repeat_window_full,
             s::REPEAT_WINDOW => &mut self.repeat_window,
             s::RESET_KEY_EPOCH => &mut self.reset_key_epoch,
+            s::FLOWS_SERVICE => &mut self.flows_service,
+            s::SERVICE_SECURED => &mut self.service_secured,
+            s::BYPASS_SERVICE => &mut self.bypass_service,
+            s::RESET_SERVICE => &mut self.reset_service,
+            s::SERVICE_RECORDS => &mut self.service_records,
             _ => return None,
         })
     }
@@ -624,6 +640,23 @@ impl Client {
         // No local node: the reply may be empty, or absent altogether.
         match replies.first() {
             Some(reply) => local_nodes_in(&Attrs::parse(reply)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `service-cidr-set`: the Service CIDRs become `cidrs` (none: there are
+    /// none). At most [`uapi::MAX_SERVICE_CIDRS`], each once; all or
+    /// nothing. Connects already decided stand.
+    pub fn service_cidrs_set(&mut self, cidrs: &[Cidr]) -> Result<(), NetlinkError> {
+        self.transact(service_cidrs_request(cidrs)?).map(drop)
+    }
+
+    /// `service-cidr-get`: the Service CIDRs.
+    pub fn service_cidrs_get(&mut self) -> Result<Vec<Cidr>, NetlinkError> {
+        let replies = self.transact(Request::new(&schema::SERVICE_CIDR_GET))?;
+        // No Service CIDR: the reply may be empty, or absent altogether.
+        match replies.first() {
+            Some(reply) => service_cidrs_in(&Attrs::parse(reply)?),
             None => Ok(Vec::new()),
         }
     }
@@ -1246,6 +1279,61 @@ fn local_nodes_request<S: AsRef<str>>(nodes: &[S]) -> Result<Request, NetlinkErr
     Ok(request)
 }
 
+/// `service-cidr-set` of `cidrs`: the `service-set` flag, then a `cidr`
+/// nest each. At most [`uapi::MAX_SERVICE_CIDRS`], each once.
+fn service_cidrs_request(cidrs: &[Cidr]) -> Result<Request, NetlinkError> {
+    if cidrs.len() > uapi::MAX_SERVICE_CIDRS {
+        return Err(NetlinkError::Encode(format!(
+            "service-cidr-set: {} Service CIDRs, at most {} are allowed",
+            cidrs.len(),
+            uapi::MAX_SERVICE_CIDRS
+        )));
+    }
+    let mut request = Request::new(&schema::SERVICE_CIDR_SET);
+    request.put(uapi::attr::SERVICE_SET, Value::Flag, "service-set")?;
+    for (i, cidr) in cidrs.iter().enumerate() {
+        if cidrs[..i].contains(cidr) {
+            return Err(NetlinkError::Encode(format!(
+                "service-cidr-set: Service CIDR {cidr} given twice"
+            )));
+        }
+        request.nest(
+            uapi::attr::SERVICE_CIDR,
+            format!("service-cidr {cidr}"),
+            |w| {
+                match cidr.addr() {
+                    IpAddr::V4(a) => w.put(uapi::cidr::IPV4, Value::U32(u32::from(a)))?,
+                    IpAddr::V6(a) => w.put(uapi::cidr::IPV6, Value::Bytes(&a.octets()))?,
+                }
+                w.put(uapi::cidr::PREFIX_LEN, Value::U8(cidr.prefix_len()))
+            },
+        )?;
+    }
+    Ok(request)
+}
+
+/// Every `service-cidr` nest at the top level of `attrs`: one address
+/// (`ipv4` or `ipv6`) and its `prefix-len`, a network without host bits.
+fn service_cidrs_in(attrs: &Attrs<'_>) -> Result<Vec<Cidr>, NetlinkError> {
+    attrs
+        .all(uapi::attr::SERVICE_CIDR)
+        .map(|nest| {
+            let nest = nest.nested()?;
+            let bad = |what: &str| NetlinkError::Protocol(format!("service-cidr {what}"));
+            let addr = match (nest.get(uapi::cidr::IPV4), nest.get(uapi::cidr::IPV6)) {
+                (Some(a), None) => IpAddr::V4(a.ipv4()?),
+                (None, Some(a)) => IpAddr::V6(a.ipv6()?),
+                _ => return Err(bad("without exactly one address")),
+            };
+            let len = nest
+                .get(uapi::cidr::PREFIX_LEN)
+                .ok_or_else(|| bad("without prefix-len"))?
+                .u8()?;
+            Cidr::new(addr, len).ok_or_else(|| bad(&format!("{addr}/{len} is not a network")))
+        })
+        .collect()
+}
+
 /// `config-set` of a cipher and/or a key timeout (at least one).
 fn config_request(
     cipher: Option<Cipher>,
@@ -1483,9 +1571,11 @@ mod datapath_tests {
             .collect();
         assert_eq!(status.stats.counters().to_vec(), spec);
         assert_eq!(status.stats.flows_tracked, 1000 + 18);
+        assert_eq!(status.stats.service_records, 1000 + 32);
         // And JSON names them in snake case.
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["stats"]["reset_stale_sender"], 1015);
+        assert_eq!(json["stats"]["bypass_service"], 1030);
         assert_eq!(json["cipher"], "aes-128-gcm");
         assert_eq!(json["key_timeout_ms"], 2000);
         assert_eq!(json["local_nodes"][1], "node-9");
@@ -1528,6 +1618,143 @@ mod datapath_tests {
         assert_eq!(
             reply(Some(1), None),
             Err("netlink protocol error: config-get reply without key-timeout-ms".into())
+        );
+    }
+
+    #[test]
+    fn service_cidr_set_request() {
+        let cidrs: Vec<Cidr> = ["10.96.0.0/12", "fd00:96::/108", "192.0.2.7/32", "::/0"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let enc = service_cidrs_request(&cidrs)
+            .unwrap()
+            .encode(0x20, 1, 1)
+            .unwrap();
+        assert_eq!(enc.bytes[16], uapi::cmd::SERVICE_CIDR_SET);
+        let bytes = enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec();
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.get(uapi::attr::SERVICE_SET).unwrap().payload, b"");
+        // The wire form: ipv4 big-endian, ipv6 16 bytes, prefix-len one byte.
+        let first = attrs
+            .get(uapi::attr::SERVICE_CIDR)
+            .unwrap()
+            .nested()
+            .unwrap();
+        assert_eq!(
+            first.get(uapi::cidr::IPV4).unwrap().payload,
+            &[10, 96, 0, 0]
+        );
+        assert_eq!(first.get(uapi::cidr::PREFIX_LEN).unwrap().payload, &[12]);
+        assert!(first.get(uapi::cidr::IPV6).is_none());
+        let second = attrs
+            .all(uapi::attr::SERVICE_CIDR)
+            .nth(1)
+            .unwrap()
+            .nested()
+            .unwrap();
+        assert_eq!(
+            second.get(uapi::cidr::IPV6).unwrap().ipv6().unwrap(),
+            "fd00:96::".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            second.get(uapi::cidr::PREFIX_LEN).unwrap().u8().unwrap(),
+            108
+        );
+        // What the request says is what a reply of the same nests decodes to.
+        assert_eq!(service_cidrs_in(&attrs).unwrap(), cidrs);
+        assert_eq!(
+            describe_request(&enc),
+            format!(
+                "-> service-cidr-set seq 1 ({} bytes): service-set, service-cidr 10.96.0.0/12, \
+                 service-cidr fd00:96::/108, service-cidr 192.0.2.7/32, service-cidr ::/0",
+                enc.bytes.len()
+            )
+        );
+        // Clearing: the flag alone.
+        let bytes = bytes_of(service_cidrs_request(&[]).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.iter().count(), 1);
+        assert!(attrs.get(uapi::attr::SERVICE_SET).is_some());
+        let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
+        let many: Vec<Cidr> = (0..=uapi::MAX_SERVICE_CIDRS)
+            .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
+            .collect();
+        assert_eq!(
+            err(service_cidrs_request(&many)),
+            "cannot encode request: service-cidr-set: 17 Service CIDRs, at most 16 are allowed"
+        );
+        assert!(service_cidrs_request(&many[..16]).is_ok());
+        assert_eq!(
+            err(service_cidrs_request(&[cidrs[1], cidrs[0], cidrs[1]])),
+            "cannot encode request: service-cidr-set: Service CIDR fd00:96::/108 given twice"
+        );
+    }
+
+    #[test]
+    fn service_cidr_get_reply() {
+        /// One nest: ipv4, ipv6, prefix-len, each if given.
+        type Nest = (Option<u32>, Option<[u8; 16]>, Option<u8>);
+        let reply = |nests: &[Nest]| {
+            let mut r = Request::reply(&schema::SERVICE_CIDR_GET, false);
+            for &(v4, v6, len) in nests {
+                r.nest(uapi::attr::SERVICE_CIDR, "c", |w| {
+                    if let Some(a) = v4 {
+                        w.put(uapi::cidr::IPV4, Value::U32(a))?;
+                    }
+                    if let Some(a) = &v6 {
+                        w.put(uapi::cidr::IPV6, Value::Bytes(a))?;
+                    }
+                    match len {
+                        Some(l) => w.put(uapi::cidr::PREFIX_LEN, Value::U8(l)),
+                        None => Ok(()),
+                    }
+                })
+                .unwrap();
+            }
+            let bytes = bytes_of(r);
+            service_cidrs_in(&Attrs::parse(&bytes).unwrap())
+                .map(|c| c.iter().map(Cidr::to_string).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        };
+        let v6 = "fd00:96::".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(
+            reply(&[
+                (Some(0x0a60_0000), None, Some(12)),
+                (None, Some(v6), Some(108))
+            ]),
+            Ok(vec!["10.96.0.0/12".to_owned(), "fd00:96::/108".to_owned()])
+        );
+        assert_eq!(reply(&[]), Ok(vec![]));
+        let protocol = |what: &str| Err(format!("netlink protocol error: service-cidr {what}"));
+        assert_eq!(
+            reply(&[(Some(0x0a60_0000), None, None)]),
+            protocol("without prefix-len")
+        );
+        assert_eq!(
+            reply(&[(None, None, Some(8))]),
+            protocol("without exactly one address")
+        );
+        assert_eq!(
+            reply(&[(Some(1), Some(v6), Some(8))]),
+            protocol("without exactly one address")
+        );
+        assert_eq!(
+            reply(&[(Some(0x0a60_0001), None, Some(12))]),
+            protocol("10.96.0.1/12 is not a network")
+        );
+        assert_eq!(
+            reply(&[(Some(0x0a60_0000), None, Some(33))]),
+            protocol("10.96.0.0/33 is not a network")
+        );
+        // The encoder keeps to the spec's bound on prefix-len.
+        let mut r = Request::new(&schema::SERVICE_CIDR_SET);
+        assert_eq!(
+            r.nest(uapi::attr::SERVICE_CIDR, "c", |w| w
+                .put(uapi::cidr::PREFIX_LEN, Value::U8(129)))
+                .unwrap_err()
+                .to_string(),
+            "cannot encode request: service-cidr-set: 'prefix-len' value 129 out of range"
         );
     }
 

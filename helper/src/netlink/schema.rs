@@ -17,6 +17,7 @@ use crate::uapi;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
     Flag,
+    U8,
     U16,
     U32,
     U64,
@@ -32,6 +33,7 @@ impl Type {
     pub fn name(self) -> &'static str {
         match self {
             Type::Flag => "flag",
+            Type::U8 => "u8",
             Type::U16 => "u16",
             Type::U32 => "u32",
             Type::U64 => "u64",
@@ -129,13 +131,14 @@ pub static ENUMS: [&Enum; 5] = [
 ];
 
 /// Every `const` definition of the spec, by name.
-pub static CONSTS: [(&str, u64); 7] = [
+pub static CONSTS: [(&str, u64); 8] = [
     ("name-max-len", uapi::NAME_MAX_LEN as u64),
     ("pod-name-max-len", uapi::POD_NAME_MAX_LEN as u64),
     ("max-pod-ips", uapi::MAX_POD_IPS as u64),
     ("default-agent-port", uapi::DEFAULT_AGENT_PORT as u64),
     ("psk-len", uapi::PSK_LEN as u64),
     ("max-local-nodes", uapi::MAX_LOCAL_NODES as u64),
+    ("max-service-cidrs", uapi::MAX_SERVICE_CIDRS as u64),
     ("error-max-len", uapi::ERROR_MAX_LEN as u64),
 ];
 
@@ -340,6 +343,11 @@ pub static STATS: AttrSet = AttrSet {
         ),
         attr("repeat-window", uapi::stats::REPEAT_WINDOW, Type::U64),
         attr("reset-key-epoch", uapi::stats::RESET_KEY_EPOCH, Type::U64),
+        attr("flows-service", uapi::stats::FLOWS_SERVICE, Type::U64),
+        attr("service-secured", uapi::stats::SERVICE_SECURED, Type::U64),
+        attr("bypass-service", uapi::stats::BYPASS_SERVICE, Type::U64),
+        attr("reset-service", uapi::stats::RESET_SERVICE, Type::U64),
+        attr("service-records", uapi::stats::SERVICE_RECORDS, Type::U64),
     ],
 };
 
@@ -386,6 +394,15 @@ pub static FLOW: AttrSet = AttrSet {
     ],
 };
 
+pub static CIDR: AttrSet = AttrSet {
+    name: "cidr",
+    attrs: &[
+        attr("ipv4", uapi::cidr::IPV4, Type::U32).ipv4(),
+        attr("ipv6", uapi::cidr::IPV6, Type::Binary).ipv6(),
+        attr("prefix-len", uapi::cidr::PREFIX_LEN, Type::U8).max(128),
+    ],
+};
+
 pub static TLSHUB: AttrSet = AttrSet {
     name: "tlshub",
     attrs: &[
@@ -417,11 +434,13 @@ pub static TLSHUB: AttrSet = AttrSet {
         attr("peer", uapi::attr::PEER, Type::Nest(&PEER)).multi(),
         attr("flow", uapi::attr::FLOW, Type::Nest(&FLOW)),
         attr("local-set", uapi::attr::LOCAL_SET, Type::Flag),
+        attr("service-cidr", uapi::attr::SERVICE_CIDR, Type::Nest(&CIDR)).multi(),
+        attr("service-set", uapi::attr::SERVICE_SET, Type::Flag),
     ],
 };
 
 /// Every attribute set of the spec.
-pub static SETS: [&AttrSet; 6] = [&POD, &NODE, &STATS, &PEER, &FLOW, &TLSHUB];
+pub static SETS: [&AttrSet; 7] = [&POD, &NODE, &STATS, &PEER, &FLOW, &CIDR, &TLSHUB];
 
 /// An operation of the `tlshub` set with nothing but its name, number and
 /// permission; the builders below add its modes.
@@ -513,9 +532,13 @@ pub static FLOW_KEY_REQUEST: Op =
 pub static FLOW_KEY_SET: Op =
     op("flow-key-set", uapi::cmd::FLOW_KEY_SET, true).doit(&[a::FLOW], None);
 pub static DRAIN: Op = op("drain", uapi::cmd::DRAIN, true).doit(&[], None);
+pub static SERVICE_CIDR_SET: Op = op("service-cidr-set", uapi::cmd::SERVICE_CIDR_SET, true)
+    .doit(&[a::SERVICE_SET, a::SERVICE_CIDR], None);
+pub static SERVICE_CIDR_GET: Op =
+    op("service-cidr-get", uapi::cmd::SERVICE_CIDR_GET, false).doit(&[], Some(&[a::SERVICE_CIDR]));
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 21] = [
+pub static OPS: [&Op; 23] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -537,6 +560,8 @@ pub static OPS: [&Op; 21] = [
     &FLOW_KEY_REQUEST,
     &FLOW_KEY_SET,
     &DRAIN,
+    &SERVICE_CIDR_SET,
+    &SERVICE_CIDR_GET,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
