@@ -40,6 +40,7 @@
 //! closed: its send side is shut (`SEND_SHUTDOWN`, at most a FIN leaves).
 
 use super::flow::{Decided, Entry, Flow, Reason};
+use super::services::End;
 use super::{dp, Datapath};
 use crate::keys::peers::{epoch_bits, EPOCH_MASK};
 use crate::state::mapping::{IpAddr, Pod};
@@ -82,6 +83,11 @@ fn inc(c: &core::sync::atomic::AtomicU64) {
 fn pod_at(dp: &Datapath, g: &Guard, ip: &IpAddr) -> Option<Arc<Pod>> {
     let p = dp.state.pod_arc(g, ip)?;
     (!p.host_network()).then_some(p)
+}
+
+/// A mapped pod (not hostNetwork).
+pub(crate) fn is_pod(dp: &Datapath, g: &Guard, ip: &IpAddr) -> bool {
+    pod_at(dp, g, ip).is_some()
 }
 
 /// A mapped pod on a node this kernel serves.
@@ -300,7 +306,7 @@ enum ServiceEnd {
 
 fn service_end(dp: &Datapath, sk: &Sock) -> ServiceEnd {
     let (l, r) = (sk.local(), sk.remote());
-    let Some(t) = dp.nat.take(&l.ip, l.port, &r.ip, r.port) else {
+    let Some(t) = dp.nat.take(End::Client, &l.ip, l.port, &r.ip, r.port) else {
         return ServiceEnd::Reset;
     };
     if t.client != l.ip || t.client_port != l.port {
@@ -414,7 +420,17 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         return;
     }
     inc(&dp.counters.seen);
-    let (local, remote) = (sk.local().ip, sk.remote().ip);
+    let (l, r) = (sk.local(), sk.remote());
+    if dp
+        .nat
+        .take(End::Server, &r.ip, r.port, &l.ip, l.port)
+        .is_some()
+    {
+        // DNATed here from a node address (NodePort, hostPort): its client
+        // addressed no pod and left it alone (`super::services`).
+        return inc(&dp.counters.bypass_service);
+    }
+    let (local, remote) = (l.ip, r.ip);
     let (lp, rp) = match classify(dp, &local, &remote) {
         Ok(p) => p,
         Err(b) => return count_bypass(dp, b),

@@ -180,11 +180,20 @@ impl crate::sys::netfilter::NatWatcher for Kernel {
             services::addr(t.v6, &t.orig_src),
             services::addr(t.v6, &t.orig_dst),
         );
-        // Only what a tentative flow will take: a local pod's connect to a
-        // Service.
+        let backend = services::addr(t.v6, &t.reply_src);
+        // Only what an ESTABLISHED probe will take: a local pod's connect
+        // to a Service (its client end), or a connection DNATed from
+        // anything but a pod or a Service to a local pod (its server end).
         let g = Guard::new();
-        if dp.services(&g).contains(&dst) && hook::is_local_pod(dp, &g, &src) {
-            dp.nat.record(t);
+        if dp.services(&g).contains(&dst) {
+            if hook::is_local_pod(dp, &g, &src) {
+                dp.nat.record(services::End::Client, t);
+            }
+        } else if dst != backend
+            && hook::is_local_pod(dp, &g, &backend)
+            && !hook::is_pod(dp, &g, &dst)
+        {
+            dp.nat.record(services::End::Server, t);
         }
     }
 }

@@ -25,6 +25,14 @@
 //! `nf_reset_ct` in `tcp_v4_rcv`, and the client socket may live in
 //! another namespace than the NAT: hence the record.)
 //!
+//! The same holds the other way round for a NodePort, hostPort or external
+//! IP whose DNAT sends a connection to a pod this kernel serves: its client
+//! addressed a node (not a pod, not a Service) and left the flow alone, but
+//! the backend's socket sees the client pod's address. So such a
+//! translation is recorded for the server end too (keyed by the tuple its
+//! socket sees), and the server's ESTABLISHED probe, finding it, leaves the
+//! flow alone as its client did.
+//!
 //! Records live in a fixed table ([`RECORD_SHARDS`] × [`RECORD_WAYS`], each
 //! shard under its own BH spinlock, hashed with a random seed), taken by
 //! the client's ESTABLISHED probe. A SYN retransmission rewrites its
@@ -132,11 +140,23 @@ pub(crate) struct Translation {
     pub(crate) client_port: u16,
 }
 
-/// One record: the pre-NAT tuple (the client socket's) and where it went.
+/// Which end takes a record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A local pod's connect to a Service: keyed by its socket's tuple
+    /// (before NAT).
+    Client,
+    /// A connection DNATed from a node address to a local pod: keyed by the
+    /// backend socket's tuple (after NAT, remote first).
+    Server,
+}
+
+/// One record: the tuple its end's socket has, and where it went.
 #[derive(Clone, Copy)]
 struct Record {
     /// Jiffies when recorded; 0: the slot is free.
     at: u64,
+    end: End,
     src: IpAddr,
     sport: u16,
     dst: IpAddr,
@@ -149,6 +169,7 @@ struct Record {
 
 const FREE: Record = Record {
     at: 0,
+    end: End::Client,
     src: IpAddr::ZERO,
     sport: 0,
     dst: IpAddr::ZERO,
@@ -160,8 +181,9 @@ const FREE: Record = Record {
 };
 
 impl Record {
-    fn is(&self, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> bool {
+    fn is(&self, end: End, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> bool {
         self.at != 0
+            && self.end == end
             && self.sport == sport
             && self.dport == dport
             && self.src == *src
@@ -213,17 +235,29 @@ impl NatRecords {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Record translation `t` (the POSTROUTING hook, any context).
-    pub(crate) fn record(&self, t: &NatTuples) {
+    /// Record translation `t` for `end` (the POSTROUTING hook, any
+    /// context).
+    pub(crate) fn record(&self, end: End, t: &NatTuples) {
+        let (backend, client) = (addr(t.v6, &t.reply_src), addr(t.v6, &t.reply_dst));
+        let (src, sport, dst, dport) = match end {
+            End::Client => (
+                addr(t.v6, &t.orig_src),
+                t.orig_sport,
+                addr(t.v6, &t.orig_dst),
+                t.orig_dport,
+            ),
+            End::Server => (client, t.reply_dport, backend, t.reply_sport),
+        };
         let r = Record {
             at: workq::jiffies().max(1),
-            src: addr(t.v6, &t.orig_src),
-            sport: t.orig_sport,
-            dst: addr(t.v6, &t.orig_dst),
-            dport: t.orig_dport,
-            backend: addr(t.v6, &t.reply_src),
+            end,
+            src,
+            sport,
+            dst,
+            dport,
+            backend,
             backend_port: t.reply_sport,
-            client: addr(t.v6, &t.reply_dst),
+            client,
             client_port: t.reply_dport,
         };
         let Some(shard) = self
@@ -238,7 +272,7 @@ impl NatRecords {
         let mut at = 0;
         let mut best = u64::MAX;
         for (i, x) in s.iter().enumerate() {
-            if x.is(&r.src, r.sport, &r.dst, r.dport) {
+            if x.is(end, &r.src, r.sport, &r.dst, r.dport) {
                 at = i;
                 break;
             }
@@ -255,18 +289,24 @@ impl NatRecords {
         }
     }
 
-    /// Take the record of the connect `src:sport → dst:dport` (the client
-    /// socket's own addresses; the ESTABLISHED probe, any context).
+    /// Take `end`'s record of the connection `src:sport → dst:dport` (its
+    /// socket's own addresses, remote last for the client, first for the
+    /// server; the ESTABLISHED probe, any context). A lock only while the
+    /// table holds any record.
     pub(crate) fn take(
         &self,
+        end: End,
         src: &IpAddr,
         sport: u16,
         dst: &IpAddr,
         dport: u16,
     ) -> Option<Translation> {
+        if self.count() == 0 {
+            return None;
+        }
         let shard = self.shards.get(self.shard(src, sport, dst, dport))?;
         let mut s = shard.lock();
-        let slot = s.iter_mut().find(|x| x.is(src, sport, dst, dport))?;
+        let slot = s.iter_mut().find(|x| x.is(end, src, sport, dst, dport))?;
         let r = *slot;
         *slot = FREE;
         drop(s);

@@ -20,7 +20,18 @@
 # (F) no endpoints: the connect is refused, as without tlshub;
 # (G) a Service-CIDR address reached without NAT (no record): the client
 #     fails closed (reset-service), zero plaintext bytes on the wire;
-# (H) the iptables-mode service: as (C), through iptables-nft.
+# (H) the iptables-mode service: as (C), through iptables-nft;
+# (J) a NodePort on n2 (DNAT in n2 to b1, no masquerade, as with
+#     externalTrafficPolicy: Local) called by a1 and by x1 (unmapped, a
+#     client from outside): a1 addressed a node and leaves the flow alone,
+#     so b1's end, finding n2's NAT record, leaves it alone too (plain,
+#     answered) — before, b1 secured it and a1's bytes went out in
+#     plaintext, then the connection broke;
+# (I) threads that send before and right after connect() returns, on
+#     Service connects balanced over b1 and a2 (dpapp.py race): parked in
+#     the gate while the flow is decided, they move to the flow it resolved
+#     to (or go on, left alone): every connection clean or reset, the
+#     server never reads a bad message, nothing plain on the wire.
 . ./lib.sh
 . ./pods.sh
 
@@ -42,7 +53,8 @@ table $fam kube-proxy {
         elements = { $r . tcp . 80 : goto service-remote,
                      $l . tcp . 80 : goto service-local,
                      $mx . tcp . 80 : goto service-mixed,
-                     $q . tcp . 80 : goto service-masq }
+                     $q . tcp . 80 : goto service-masq,
+                     $mx . tcp . 81 : goto service-race }
     }
     map no-endpoint-services {
         type $at . inet_proto . inet_service : verdict
@@ -70,6 +82,9 @@ table $fam kube-proxy {
         numgen random mod 2 vmap { 0 : goto endpoint-b1, 1 : goto endpoint-a2 }
     }
     chain service-masq { jump mark-for-masquerade; goto endpoint-b1; }
+    chain service-race { numgen random mod 2 vmap { 0 : goto endpoint-b1-race, 1 : goto endpoint-a2-race }; }
+    chain endpoint-b1-race { meta l4proto tcp dnat to ${b1t%:7000}:7100; }
+    chain endpoint-a2-race { meta l4proto tcp dnat to ${a2t%:7000}:7100; }
     chain endpoint-b1 { $fam saddr $b1 jump mark-for-masquerade; meta l4proto tcp dnat to $b1t; }
     chain endpoint-a2 { $fam saddr $a2 jump mark-for-masquerade; meta l4proto tcp dnat to $a2t; }
 }
@@ -96,6 +111,16 @@ ipt -A KUBE-SVC-MIXED -m comment --comment "default/mixed-ipt -> b1" -m statisti
 ipt -A KUBE-SVC-MIXED -m comment --comment "default/mixed-ipt -> a2" -j KUBE-SEP-A2
 ipt -A KUBE-SEP-B1 -p tcp -m tcp -j DNAT --to-destination "$b14:7000"
 ipt -A KUBE-SEP-A2 -p tcp -m tcp -j DNAT --to-destination "$a24:7000"
+node_exec n2 nft -f - <<EOF || dp_fail "nft (NodePort rules on n2)"
+table ip kube-proxy-nodeport {
+    chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept;
+        ip daddr 192.168.100.2 tcp dport 30080 dnat to $b14:7000; }
+}
+table ip6 kube-proxy-nodeport {
+    chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept;
+        ip6 daddr fd00:100::2 tcp dport 30080 dnat to [$b16]:7000; }
+}
+EOF
 # Node n1's routes for the Service CIDRs, as a node's default route would
 # be (a host process's connect needs one before OUTPUT's DNAT re-routes it).
 node_exec n1 ip route add 10.96.0.0/16 via 192.168.100.2
@@ -108,6 +133,11 @@ ok "kube-proxy rules on n1 (nftables and iptables-nft modes), Service CIDRs set"
 
 app_echo_server b1 7000
 app_echo_server a2 7000
+mr=$(new_marker)
+for p in b1 a2; do
+    pod_bg "$p" python3 dpapp.py server 7100 --mode count --marker "$mr" >"$TOPO_DIR/race-$p.log" 2>&1
+    pod_wait_listen "$p" 7100
+done
 pcap=$TOPO_DIR/link1.pcap
 capture_start n1 link1 "$pcap"
 m=$(new_marker)
@@ -122,6 +152,9 @@ for v in 4 6; do
     expect_eq "(D) a1 -> masqueraded ClusterIP (IPv$v)" "$m-d$v" "$(app_echo a1 "$p"13 80 "$m-d$v")"
     expect_eq "(E) hostNetwork (n1) -> ClusterIP (IPv$v)" "$m-e$v" \
         "$(printf '%s\n' "$m-e$v" | node_exec n1 socat -t 30 -T 30 - "TCP:$( [ $v = 4 ] && echo "${p}10" || echo "[${p}10]"):80")"
+    if [ $v = 4 ]; then np=192.168.100.2; else np=fd00:100::2; fi
+    expect_eq "(J) a1 -> NodePort on n2 (IPv$v)" "$m-j$v" "$(app_echo a1 "$np" 30080 "$m-j$v")"
+    expect_eq "(J) x1 (outside) -> NodePort on n2 (IPv$v)" "$m-k$v" "$(app_echo x1 "$np" 30080 "$m-k$v")"
     out=$(printf 'x\n' | pod_exec a1 socat -t 10 -T 10 - "TCP:$( [ $v = 4 ] && echo "${p}14" || echo "[${p}14]"):80" 2>&1) \
         && dp_fail "(F) a connect to a Service without endpoints succeeded: $out"
     expect_contains "(F) no endpoints: refused (IPv$v)" "Connection refused" "$out"
@@ -131,13 +164,20 @@ for i in $(seq 8); do
 done
 out=$(printf '%s\n' "$m-g" | pod_exec a1 socat -t 10 -T 10 - TCP:10.96.0.99:7000 2>&1) \
     && dp_fail "(G) a Service-CIDR connect without NAT record was let through: $out"
-capture_stop
 s1=$(tlshubctl status --json)
+out=$(pod_exec a1 python3 dpapp.py race 81 --marker "$mr" --msgs 20 \
+    --run "after,10.96.0.12,8,4" --run "before,10.96.0.12,6,3" \
+    --run "after,fd00:96::12,4,4" --run "before,fd00:96::12,4,3" 2>&1) || { printf '%s\n' "$out"; dp_fail "(I) race client"; }
+printf '%s\n' "$out" | tail -n 4
+ok "(I) 22 racing Service connections: 'after' all clean, 'before' clean or reset, no bad message"
+capture_stop
 d() { echo $(( $(stat_of "$s1" "$1") - $(stat_of "$s0" "$1") )); }
 echo "flows-service $(d flows_service) service-secured $(d service_secured) bypass-service $(d bypass_service) reset-service $(d reset_service)"
 # 2 x (A + B + 8 C + D + F) + 8 H + G; F is refused before ESTABLISHED.
+# Decided: 2 x (A + B + 8 C + D) + 8 H at the client end, 2 x 2 J at the
+# server end.
 expect_eq "Service connects gated tentatively" 33 "$(d flows_service)"
-expect_eq "decided: secured + left alone" 30 "$(( $(d service_secured) + $(d bypass_service) ))"
+expect_eq "decided: secured + left alone" 34 "$(( $(d service_secured) + $(d bypass_service) ))"
 [ "$(d service_secured)" -ge 3 ] || dp_fail "secured Service connects: $(d service_secured) (< A + some of C)"
 [ "$(d bypass_service)" -ge 5 ] || dp_fail "left-alone Service connects: $(d bypass_service) (< B + D + some of C)"
 expect_eq "(G) reset, no NAT record" 1 "$(d reset_service)"
@@ -152,10 +192,11 @@ done
 # Every a1 <-> b1 connection on the wire (A, the b1 half of C and H) is TLS.
 out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip4 a1)" --min-conns 3) || { echo "$out"; dp_fail "a1 -> b1 Service traffic not TLS only"; }
 out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip6 a1)" --min-conns 2) || { echo "$out"; dp_fail "a1 -> b1 Service traffic (IPv6) not TLS only"; }
+out=$(tlswire "$pcap" --expect tls --port 7100 --min-conns 1 --marker "$mr") || { echo "$out"; dp_fail "(I) racing Service connections not TLS only on the wire"; }
 for x in a4 a6 b4 b6 g; do
     ! grep -q "$m-$x" "$pcap" || dp_fail "marker $m-$x in plaintext on the wire"
 done
-for x in d4 d6 e4 e6; do
+for x in d4 d6 e4 e6 j4 j6 k4 k6; do
     out=$(tlswire "$pcap" --expect plain --marker "$m-$x") || { echo "$out"; dp_fail "($x) masqueraded flow is not plain (both ends leave it alone)"; }
 done
 ok "wire: secured Service flows TLS only, masqueraded and hostNetwork plain on both ends, nothing of the reset one"
