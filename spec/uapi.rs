@@ -91,7 +91,9 @@ pub mod pod {
     pub const IPV4: u16 = 3;
     pub const IPV6: u16 = 4;
     pub const HOST_NETWORK: u16 = 5;
-    pub const MAX: u16 = HOST_NETWORK;
+    pub const NETNS_COOKIE: u16 = 6;
+    pub const PAD: u16 = 7;
+    pub const MAX: u16 = PAD;
 }
 
 /// Attribute set `node`.
@@ -137,7 +139,8 @@ pub mod stats {
     pub const BYPASS_SERVICE: u16 = 30;
     pub const RESET_SERVICE: u16 = 31;
     pub const SERVICE_RECORDS: u16 = 32;
-    pub const MAX: u16 = SERVICE_RECORDS;
+    pub const RESET_IDENTITY: u16 = 33;
+    pub const MAX: u16 = RESET_IDENTITY;
 }
 
 /// Attribute set `peer`.

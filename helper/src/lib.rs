@@ -21,6 +21,7 @@ pub mod k8s;
 pub mod mapping;
 mod mode;
 pub mod netlink;
+pub mod netns;
 pub mod psk;
 pub mod source;
 
@@ -36,7 +37,7 @@ pub mod ident;
 pub use cidr::{Cidr, InvalidCidr};
 pub use cipher::{Cipher, UnknownCipher};
 pub use config::CaptureConfig;
-pub use mapping::{EntryError, Node, Pod, PodNodeTable};
+pub use mapping::{EntryError, Netns, Node, Pod, PodNodeTable};
 pub use mode::{Mode, UnknownMode};
 pub use netlink::{Client, NetlinkError};
 pub use psk::{Psk, PskError};

@@ -18,6 +18,8 @@
 //! web-pod-1 node-1 10.1.0.5      # POD NODE [IP ...], at most 8 IPs
 //! shop/api-1 node-2 10.1.0.9 fd00:1::9             # NAMESPACE/NAME
 //! kube-system/kube-proxy-x node-1 10.0.0.1 hostNetwork
+//! shop/db-0 node-1 10.1.0.7 netns=/run/netns/cni-4f1c   # bound to its netns
+//! shop/db-1 node-2 10.2.0.8 netns-cookie=4099           # the same, by cookie
 //! ```
 //!
 //! * Tokens are separated by spaces and tabs; CRLF line endings are accepted.
@@ -34,6 +36,18 @@
 //!   display but belong to no pod, so they may repeat across hostNetwork
 //!   pods and other pods may use them too; looking such an IP up never finds
 //!   the hostNetwork pod.
+//! * A last token `netns=PATH` (a network namespace file such as
+//!   `/run/netns/NAME` or `/proc/PID/ns/net`, an absolute path) binds the
+//!   pod to its network namespace: the kernel then keys a flow as this pod
+//!   only if its socket lives there. Before the mapping is sent, tlshubctl
+//!   resolves the path to the namespace's cookie ([`PodNodeTable::bind_netns`],
+//!   [`crate::netns::cookie_of`]), for the pods of the nodes this kernel
+//!   serves only: the same file is loaded on every node and a path exists
+//!   on its pod's node alone, so other nodes' pods stay unbound. A path
+//!   that cannot be resolved there is an error and nothing is sent.
+//!   `netns-cookie=N` (a decimal number above 0) gives the cookie itself,
+//!   as `mapping show` prints it. At most one of the two, never with
+//!   `hostNetwork` (such a pod has its node's namespace).
 //! * An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is taken as the IPv4
 //!   address it stands for.
 //! * A pod's node needs no `node` line; one is only needed to say where the
@@ -52,7 +66,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -75,6 +89,12 @@ pub const POD_NAME_MAX_LEN: usize = uapi::POD_NAME_MAX_LEN;
 /// The token after a pod's node that marks it as a hostNetwork pod.
 pub const HOST_NETWORK: &str = "hostNetwork";
 
+/// `netns=PATH`: the pod's network namespace, by a file of it.
+pub const NETNS_PATH: &str = "netns=";
+
+/// `netns-cookie=N`: the pod's network namespace, by its cookie.
+pub const NETNS_COOKIE: &str = "netns-cookie=";
+
 /// Where the seed's tools looked for the mapping.
 pub const DEFAULT_PATH: &str = "/etc/tlshub/pod_node_mapping.conf";
 
@@ -93,6 +113,69 @@ pub struct Pod {
     /// Shares its node's network namespace: its IPs are the node's, never
     /// looked up as a pod's.
     pub host_network: bool,
+    /// The network namespace the pod lives in, if the mapping binds it
+    /// (JSON: `netns` or `netns_cookie`, absent when unbound).
+    #[serde(flatten)]
+    pub netns: Option<Netns>,
+}
+
+/// Which network namespace a pod lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Netns {
+    /// `netns=PATH`: a file of the namespace, to be resolved to its cookie
+    /// on the pod's node ([`PodNodeTable::bind_netns`]) before it is sent.
+    #[serde(rename = "netns")]
+    Path(PathBuf),
+    /// `netns-cookie=N`: the namespace's cookie (`SO_NETNS_COOKIE`), never 0.
+    #[serde(rename = "netns_cookie")]
+    Cookie(u64),
+}
+
+impl Netns {
+    /// Parses a `netns=PATH` or `netns-cookie=N` token; `None` if `token`
+    /// is neither.
+    pub fn from_token(token: &str) -> Option<Result<Netns, EntryError>> {
+        if let Some(path) = token.strip_prefix(NETNS_PATH) {
+            return Some(if path.starts_with('/') {
+                Ok(Netns::Path(PathBuf::from(path)))
+            } else {
+                Err(EntryError::InvalidNetnsPath {
+                    text: path.to_owned(),
+                })
+            });
+        }
+        let text = token.strip_prefix(NETNS_COOKIE)?;
+        // Digits only: `u64::from_str` would also take a leading `+`.
+        Some(match text.parse::<u64>() {
+            Ok(n) if n != 0 && text.bytes().all(|c| c.is_ascii_digit()) => Ok(Netns::Cookie(n)),
+            _ => Err(EntryError::InvalidNetnsCookie {
+                text: text.to_owned(),
+            }),
+        })
+    }
+
+    /// The cookie, once known.
+    pub fn cookie(&self) -> Option<u64> {
+        match self {
+            Netns::Cookie(c) => Some(*c),
+            Netns::Path(_) => None,
+        }
+    }
+}
+
+/// As a token of a mapping line.
+impl fmt::Display for Netns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netns::Path(p) => write!(f, "{NETNS_PATH}{}", p.display()),
+            Netns::Cookie(c) => write!(f, "{NETNS_COOKIE}{c}"),
+        }
+    }
+}
+
+/// True for a `netns=PATH` or `netns-cookie=N` token.
+fn is_netns_token(token: &str) -> bool {
+    token.starts_with(NETNS_PATH) || token.starts_with(NETNS_COOKIE)
 }
 
 impl Pod {
@@ -115,13 +198,14 @@ impl Pod {
             node: node.to_owned(),
             ips,
             host_network: false,
+            netns: None,
         };
         check_pod(&pod)?;
         Ok(pod)
     }
 
     /// Builds a pod from the columns of a mapping line or the command line:
-    /// `NAME NODE [IP...] [hostNetwork]`.
+    /// `NAME NODE [IP...] [hostNetwork | netns=PATH | netns-cookie=N]`.
     pub fn from_columns<S: AsRef<str>>(
         name: &str,
         node: &str,
@@ -131,13 +215,24 @@ impl Pod {
         if host > 1 {
             return Err(EntryError::RepeatedHostNetwork);
         }
-        let ips: Vec<&str> = rest
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|&t| t != HOST_NETWORK)
-            .collect();
+        let mut netns = None;
+        let mut ips = Vec::new();
+        for token in rest.iter().map(AsRef::as_ref) {
+            if token == HOST_NETWORK {
+                continue;
+            }
+            match Netns::from_token(token) {
+                None => ips.push(token),
+                Some(_) if netns.is_some() => return Err(EntryError::RepeatedNetns),
+                Some(n) => netns = Some(n?),
+            }
+        }
+        if host == 1 && netns.is_some() {
+            return Err(EntryError::NetnsWithHostNetwork);
+        }
         let mut pod = Pod::parse(name, node, &ips)?;
         pod.host_network = host == 1;
+        pod.netns = netns;
         Ok(pod)
     }
 }
@@ -151,6 +246,9 @@ impl fmt::Display for Pod {
         }
         if self.host_network {
             write!(f, " {HOST_NETWORK}")?;
+        }
+        if let Some(netns) = &self.netns {
+            write!(f, " {netns}")?;
         }
         Ok(())
     }
@@ -233,6 +331,19 @@ pub enum EntryError {
     RepeatedIp { ip: IpAddr, pod: String },
     #[error("'{HOST_NETWORK}' given twice")]
     RepeatedHostNetwork,
+    #[error(
+        "network namespace given twice ('{NETNS_PATH}PATH' or '{NETNS_COOKIE}N', at most one)"
+    )]
+    RepeatedNetns,
+    #[error(
+        "a '{HOST_NETWORK}' pod has its node's network namespace: \
+         '{NETNS_PATH}' and '{NETNS_COOKIE}' are not allowed with it"
+    )]
+    NetnsWithHostNetwork,
+    #[error("invalid network namespace path '{text}' (expected an absolute path, such as /run/netns/NAME)")]
+    InvalidNetnsPath { text: String },
+    #[error("invalid network namespace cookie '{text}' (expected a decimal number above 0)")]
+    InvalidNetnsCookie { text: String },
     #[error("invalid agent address '{text}' (expected IPV4[:PORT] or [IPV6][:PORT])")]
     InvalidAgent { text: String },
     #[error("invalid port '{text}' (expected 1-65535)")]
@@ -256,6 +367,10 @@ pub struct PodNodeTable {
     pod_index: HashMap<String, usize>,
     ip_index: HashMap<IpAddr, usize>,
     node_index: HashMap<String, usize>,
+    /// The `FILE` of the text the table was parsed from, and the line of
+    /// each pod (0: not from a file), for errors found after parsing.
+    source: String,
+    pod_lines: Vec<usize>,
 }
 
 impl PodNodeTable {
@@ -273,6 +388,7 @@ impl PodNodeTable {
     /// Parses mapping text; `source_name` is the `FILE` of error messages.
     pub fn parse_str(text: &str, source_name: &str) -> Result<Self, SourceError> {
         let mut parser = Parser::default();
+        parser.table.source = source_name.to_owned();
         for (lineno, line) in source::lines(text) {
             parser
                 .line(lineno, line)
@@ -317,6 +433,7 @@ impl PodNodeTable {
         }
         self.pod_index.insert(pod.name.clone(), index);
         self.pods.push(pod);
+        self.pod_lines.push(0);
         Ok(())
     }
 
@@ -380,6 +497,59 @@ impl PodNodeTable {
         self.pods.is_empty()
     }
 
+    /// Binds the pods of the nodes this kernel serves to their network
+    /// namespaces, before the table is sent: each `netns=PATH` of such a pod
+    /// becomes the namespace's cookie ([`crate::netns::cookie_of`]), and
+    /// a `netns-cookie=N` stays. Pods of other nodes are left unbound (their
+    /// paths exist on their own nodes, and cookies are per kernel).
+    /// `local`: the nodes this kernel serves; `None` (unknown): every pod is
+    /// taken as local.
+    ///
+    /// All or nothing: a path that cannot be resolved is an error naming
+    /// `FILE:LINE` and the path, and the table is left as it was. Returns
+    /// how many pods are bound.
+    pub fn bind_netns(&mut self, local: Option<&[String]>) -> Result<usize, SourceError> {
+        self.bind_netns_with(local, crate::netns::cookie_of)
+    }
+
+    /// [`Self::bind_netns`] with `resolve` turning a path into its cookie.
+    pub fn bind_netns_with(
+        &mut self,
+        local: Option<&[String]>,
+        mut resolve: impl FnMut(&Path) -> io::Result<u64>,
+    ) -> Result<usize, SourceError> {
+        let is_local = |node: &str| local.is_none_or(|l| l.iter().any(|n| n == node));
+        let mut bound = Vec::with_capacity(self.pods.len());
+        for (i, pod) in self.pods.iter().enumerate() {
+            let netns = match &pod.netns {
+                Some(_) if !is_local(&pod.node) => None,
+                Some(Netns::Path(path)) => {
+                    let cookie = resolve(path).map_err(|e| SourceError::Syntax {
+                        file: match self.source.is_empty() {
+                            true => "mapping".to_owned(),
+                            false => self.source.clone(),
+                        },
+                        line: self.pod_lines.get(i).copied().unwrap_or(0),
+                        message: format!(
+                            "pod '{}': {NETNS_PATH}{}: cannot resolve the network namespace: {e}",
+                            pod.name,
+                            path.display()
+                        ),
+                    })?;
+                    // The kernel takes 0 as "not bound"; no namespace has it.
+                    Some(Netns::Cookie(cookie)).filter(|_| cookie != 0)
+                }
+                other => other.clone(),
+            };
+            bound.push(netns);
+        }
+        let count = bound.iter().filter(|n| n.is_some()).count();
+        for (pod, netns) in self.pods.iter_mut().zip(bound) {
+            pod.netns = netns;
+        }
+        Ok(count)
+    }
+
     /// Writes the seed's `print_pod_node_mapping` output.
     pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
         write!(out, "{self}")
@@ -410,7 +580,8 @@ impl fmt::Display for PodNodeTable {
 /// That is `printf("%-30s %-30s\n", ...)` rows under a header and 60 dashes.
 /// `%-30s` pads to 30 *bytes* and never truncates, and the padding of the
 /// last column stays as trailing blanks. A hostNetwork pod (which the seed
-/// did not know) gets ` hostNetwork` after its padded node.
+/// did not know) gets ` hostNetwork` after its padded node, and a pod bound
+/// to its network namespace ` netns-cookie=N` (or ` netns=PATH`).
 pub struct SeedTable<'a>(pub &'a [Pod]);
 
 impl fmt::Display for SeedTable<'_> {
@@ -423,8 +594,14 @@ impl fmt::Display for SeedTable<'_> {
         row(f, "Pod Name", "Node Name", "")?;
         writeln!(f, "{}", "-".repeat(60))?;
         for pod in self.0 {
-            let tail = if pod.host_network { " hostNetwork" } else { "" };
-            row(f, &pod.name, &pod.node, tail)?;
+            let mut tail = String::new();
+            if pod.host_network {
+                tail.push_str(" hostNetwork");
+            }
+            if let Some(netns) = &pod.netns {
+                tail = format!("{tail} {netns}");
+            }
+            row(f, &pod.name, &pod.node, &tail)?;
         }
         Ok(())
     }
@@ -587,6 +764,20 @@ fn check_pod(pod: &Pod) -> Result<(), EntryError> {
             });
         }
     }
+    match &pod.netns {
+        Some(_) if pod.host_network => return Err(EntryError::NetnsWithHostNetwork),
+        Some(Netns::Cookie(0)) => {
+            return Err(EntryError::InvalidNetnsCookie {
+                text: "0".to_owned(),
+            })
+        }
+        Some(Netns::Path(p)) if !p.is_absolute() => {
+            return Err(EntryError::InvalidNetnsPath {
+                text: p.display().to_string(),
+            })
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -595,7 +786,6 @@ fn check_pod(pod: &Pod) -> Result<(), EntryError> {
 #[derive(Default)]
 struct Parser {
     table: PodNodeTable,
-    pod_lines: Vec<usize>,
     node_lines: Vec<usize>,
 }
 
@@ -609,7 +799,13 @@ impl Parser {
         match tokens.as_slice() {
             [] => Ok(()),
             t if t == LEGACY_HEADER => Ok(()),
-            _ if content.contains('=') => {
+            // `netns=PATH` / `netns-cookie=N` after a pod's node are no
+            // settings.
+            t if t
+                .iter()
+                .enumerate()
+                .any(|(i, t)| t.contains('=') && (i < 2 || !is_netns_token(t))) =>
+            {
                 let key = content.split('=').next().unwrap_or("").trim();
                 Err(format!("unknown directive '{key}'"))
             }
@@ -629,7 +825,12 @@ impl Parser {
         node: &str,
         rest: &[&str],
     ) -> Result<(), String> {
-        if rest.iter().filter(|&&t| t != HOST_NETWORK).count() > MAX_POD_IPS {
+        if rest
+            .iter()
+            .filter(|&&t| t != HOST_NETWORK && !is_netns_token(t))
+            .count()
+            > MAX_POD_IPS
+        {
             return Err(format!(
                 "too many columns ({}): expected POD NODE and at most {MAX_POD_IPS} IPs",
                 rest.len() + 2
@@ -639,7 +840,9 @@ impl Parser {
         let before = self.table.len();
         self.table.insert_pod(pod).map_err(|e| self.locate(e))?;
         if self.table.len() > before {
-            self.pod_lines.push(lineno);
+            if let Some(last) = self.table.pod_lines.last_mut() {
+                *last = lineno;
+            }
         }
         Ok(())
     }
@@ -664,7 +867,12 @@ impl Parser {
 
     /// Words a table error, adding the line of the entry it collides with.
     fn locate(&self, err: EntryError) -> String {
-        let pod_line = |name: &str| self.table.pod_index.get(name).map(|&i| self.pod_lines[i]);
+        let pod_line = |name: &str| {
+            self.table
+                .pod_index
+                .get(name)
+                .map(|&i| self.table.pod_lines[i])
+        };
         match &err {
             EntryError::DuplicatePod { name } => match pod_line(name) {
                 Some(first) => format!("{err} (first at line {first})"),

@@ -407,6 +407,7 @@ fn programmatic_inserts_validate_too() {
         node: "n".into(),
         ips: vec![],
         host_network: false,
+        netns: None,
     };
     assert!(table.insert_pod(bad).is_err());
     table
@@ -604,6 +605,7 @@ fn v4_mapped_addresses_are_ipv4() {
         node: "n".into(),
         ips: vec!["::ffff:10.1.1.1".parse().unwrap()],
         host_network: false,
+        netns: None,
     })
     .unwrap();
     assert_eq!(t.pods()[0].ips, ["10.1.1.1".parse::<IpAddr>().unwrap()]);
@@ -631,4 +633,286 @@ fn cli_columns() {
     assert_eq!(pod.to_string(), "ns/a n 10.0.0.1 hostNetwork");
     let pod = Pod::from_columns::<&str>("a", "n", &[]).unwrap();
     assert!(!pod.host_network);
+}
+
+#[test]
+fn netns_tokens() {
+    use tlshub::Netns;
+    let table = parse(
+        "ns/a n1 10.0.0.1 netns=/run/netns/a\n\
+         ns/b n2 fd00::2 10.0.0.2 netns-cookie=4099\n\
+         ns/c n1 netns=/proc/1/ns/net # no IPs\n\
+         ns/d n1 10.0.0.4\n\
+         ns/e n1 netns-cookie=18446744073709551615 10.0.0.5\n",
+    );
+    let netns = |name: &str| table.pod(name).unwrap().netns.clone();
+    assert_eq!(netns("ns/a"), Some(Netns::Path("/run/netns/a".into())));
+    assert_eq!(netns("ns/b"), Some(Netns::Cookie(4099)));
+    assert_eq!(netns("ns/c"), Some(Netns::Path("/proc/1/ns/net".into())));
+    assert_eq!(netns("ns/d"), None);
+    assert_eq!(netns("ns/e"), Some(Netns::Cookie(u64::MAX)));
+    assert_eq!(table.pod("ns/b").unwrap().ips.len(), 2);
+    assert!(table.pod("ns/c").unwrap().ips.is_empty());
+    // Printed last, and read back the same.
+    assert_eq!(
+        table.pod("ns/e").unwrap().to_string(),
+        "ns/e n1 10.0.0.5 netns-cookie=18446744073709551615"
+    );
+    let mut out = Vec::new();
+    table.write_conf(&mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("ns/a n1 10.0.0.1 netns=/run/netns/a\n"),
+        "{out}"
+    );
+    assert_eq!(parse(&out).pods(), table.pods());
+    // The seed-style table gets the token after the node.
+    let printed = table.to_string();
+    let rows: Vec<&str> = printed.lines().skip(3).take(2).collect();
+    assert_eq!(
+        rows,
+        [
+            "ns/a                           n1                             netns=/run/netns/a",
+            "ns/b                           n2                             netns-cookie=4099",
+        ]
+    );
+    // JSON: `netns` or `netns_cookie`, absent when unbound.
+    let json = serde_json::to_value(table.pods()).unwrap();
+    assert_eq!(json[0]["netns"], "/run/netns/a");
+    assert_eq!(json[1]["netns_cookie"], 4099);
+    assert!(json[3].get("netns").is_none() && json[3].get("netns_cookie").is_none());
+    // It counts as no IP.
+    let eight: Vec<String> = (1..=8).map(|i| format!("10.0.0.{i}")).collect();
+    assert_eq!(
+        parse(&format!("a b {} netns-cookie=7\n", eight.join(" "))).pods()[0]
+            .ips
+            .len(),
+        8
+    );
+    // The command line takes the same tokens.
+    let pod = Pod::from_columns("ns/a", "n", &["10.0.0.1", "netns=/run/netns/x"]).unwrap();
+    assert_eq!(pod.to_string(), "ns/a n 10.0.0.1 netns=/run/netns/x");
+}
+
+#[test]
+fn netns_errors() {
+    assert_eq!(
+        error("web n1\na n1 10.0.0.1 netns=/run/netns/a netns=/run/netns/b\n"),
+        "m.conf:2: network namespace given twice ('netns=PATH' or 'netns-cookie=N', at most one)"
+    );
+    assert_eq!(
+        error("a n1 netns-cookie=5 netns=/run/netns/a\n"),
+        "m.conf:1: network namespace given twice ('netns=PATH' or 'netns-cookie=N', at most one)"
+    );
+    assert_eq!(
+        error("a n1 netns-cookie=5 netns-cookie=5\n"),
+        "m.conf:1: network namespace given twice ('netns=PATH' or 'netns-cookie=N', at most one)"
+    );
+    let host = "m.conf:1: a 'hostNetwork' pod has its node's network namespace: \
+                'netns=' and 'netns-cookie=' are not allowed with it";
+    assert_eq!(
+        error("a n1 10.0.0.1 hostNetwork netns=/run/netns/a\n"),
+        host
+    );
+    assert_eq!(error("a n1 netns-cookie=9 hostNetwork\n"), host);
+    for bad in [
+        "0",
+        "00",
+        "x",
+        "+5",
+        "-1",
+        "",
+        "1e3",
+        "0x10",
+        "18446744073709551616",
+    ] {
+        assert_eq!(
+            error(&format!("a n1 10.0.0.1 netns-cookie={bad}\n")),
+            format!(
+                "m.conf:1: invalid network namespace cookie '{bad}' \
+                 (expected a decimal number above 0)"
+            ),
+        );
+    }
+    for bad in ["", "run/netns/a", "./a"] {
+        assert_eq!(
+            error(&format!("a n1 netns={bad}\n")),
+            format!(
+                "m.conf:1: invalid network namespace path '{bad}' \
+                 (expected an absolute path, such as /run/netns/NAME)"
+            )
+        );
+    }
+    // Only after a pod's node: elsewhere '=' still marks a setting.
+    assert_eq!(
+        error("netns=/run/netns/a n1\n"),
+        "m.conf:1: unknown directive 'netns'"
+    );
+    assert_eq!(
+        error("a netns=/run/netns/a\n"),
+        "m.conf:1: unknown directive 'a netns'"
+    );
+    assert_eq!(
+        error("a n1 netns=/run/netns/a foo=bar\n"),
+        "m.conf:1: unknown directive 'a n1 netns'"
+    );
+    assert_eq!(
+        error("node n1 10.0.0.1 netns=/run/netns/a\n"),
+        "m.conf:1: too many columns (4): expected 'node NAME [ADDR[:PORT]]'"
+    );
+    // A repeated pod line must repeat the binding too.
+    assert_eq!(
+        error("a n1 10.0.0.1 netns-cookie=5\na n1 10.0.0.1\n"),
+        "m.conf:2: duplicate pod 'a' (first at line 1)"
+    );
+    assert_eq!(
+        parse("a n1 10.0.0.1 netns-cookie=5\na n1 10.0.0.1 netns-cookie=5\n").len(),
+        1
+    );
+    // Pods built field by field are checked the same way.
+    let mut t = PodNodeTable::new();
+    let mut pod = Pod::parse("a", "n1", &["10.0.0.1"]).unwrap();
+    pod.netns = Some(tlshub::Netns::Cookie(0));
+    assert!(t.insert_pod(pod.clone()).is_err());
+    pod.netns = Some(tlshub::Netns::Path("rel".into()));
+    assert!(t.insert_pod(pod.clone()).is_err());
+    pod.netns = Some(tlshub::Netns::Cookie(1));
+    pod.host_network = true;
+    assert!(t.insert_pod(pod).is_err());
+}
+
+/// `bind_netns`: paths of local pods become cookies, other nodes' pods are
+/// unbound, and a path that cannot be resolved fails it all, naming the
+/// file, line and path.
+#[test]
+fn netns_binding() {
+    use std::io;
+    use tlshub::Netns;
+    let text = "ns/a n1 10.0.0.1 netns=/run/netns/a\n\
+                ns/b n2 10.0.0.2 netns=/run/netns/b\n\
+                # a comment\n\
+                ns/c n1 10.0.0.3 netns-cookie=77\n\
+                ns/d n2 10.0.0.4 netns-cookie=78\n\
+                ns/e n1 10.0.0.5\n";
+    let fake = |p: &std::path::Path| -> io::Result<u64> {
+        match p.to_str() {
+            Some("/run/netns/a") => Ok(1001),
+            Some("/run/netns/b") => Ok(1002),
+            _ => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        }
+    };
+    let cookies = |t: &PodNodeTable| -> Vec<Option<Netns>> {
+        t.pods().iter().map(|p| p.netns.clone()).collect()
+    };
+    let local = ["n1".to_owned()];
+    let mut t = parse(text);
+    assert_eq!(t.bind_netns_with(Some(&local), fake).unwrap(), 2);
+    assert_eq!(
+        cookies(&t),
+        [
+            Some(Netns::Cookie(1001)),
+            None,
+            Some(Netns::Cookie(77)),
+            None,
+            None
+        ]
+    );
+    // Not knowing the local nodes: every pod is local.
+    let mut t = parse(text);
+    assert_eq!(t.bind_netns_with(None, fake).unwrap(), 4);
+    assert_eq!(t.pods()[1].netns, Some(Netns::Cookie(1002)));
+    assert_eq!(t.pods()[3].netns, Some(Netns::Cookie(78)));
+    // No local node: nothing bound.
+    let mut t = parse(text);
+    assert_eq!(t.bind_netns_with(Some(&[]), fake).unwrap(), 0);
+    // An unresolvable path of a local pod: an error, and the table unchanged.
+    let text = format!("{text}ns/f n1 netns=/run/netns/gone\nns/g n2 netns=/run/netns/gone2\n");
+    let mut t = parse(&text);
+    let before = cookies(&t);
+    let err = t
+        .bind_netns_with(Some(&local), fake)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "m.conf:7: pod 'ns/f': netns=/run/netns/gone: cannot resolve the network namespace: \
+         No such file or directory (os error 2)"
+    );
+    assert_eq!(cookies(&t), before);
+    // Not local: never looked at.
+    let mut t = parse("ns/g n2 netns=/run/netns/gone2\n");
+    assert_eq!(t.bind_netns_with(Some(&local), fake).unwrap(), 0);
+    // The real resolver, on a path that does not exist (no privilege needed).
+    let mut t = parse("# c\nns/a n1 netns=/nonexistent/tlshub-netns\n");
+    let err = t.bind_netns(Some(&local)).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "m.conf:2: pod 'ns/a': netns=/nonexistent/tlshub-netns: cannot resolve the network \
+         namespace: No such file or directory (os error 2)"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `/proc/self/ns/net` resolves to the cookie of a socket in this network
+/// namespace; a file of another kind of namespace, or no namespace at all,
+/// is refused. Entering a namespace needs CAP_SYS_ADMIN.
+#[test]
+fn netns_cookie_of_this_namespace() {
+    use tlshub::netns;
+    let here = match netns::current_cookie() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("note: SO_NETNS_COOKIE unavailable ({e}); test skipped");
+            return;
+        }
+    };
+    assert_ne!(here, 0);
+    assert_eq!(netns::current_cookie().unwrap(), here, "stable");
+    if !is_root() {
+        eprintln!("note: not root, setns needs CAP_SYS_ADMIN; netns path resolution not tested");
+        return;
+    }
+    let path = std::path::Path::new("/proc/self/ns/net");
+    assert_eq!(netns::cookie_of(path).unwrap(), here);
+    // The thread that entered it is gone; this one is where it was.
+    assert_eq!(netns::current_cookie().unwrap(), here);
+    // Through the table, too.
+    let mut t = parse("ns/a n1 10.0.0.1 netns=/proc/self/ns/net\n");
+    assert_eq!(t.bind_netns(None).unwrap(), 1);
+    assert_eq!(t.pods()[0].netns, Some(tlshub::Netns::Cookie(here)));
+    // Another namespace: one a thread of this test creates and holds.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // SAFETY: plain syscalls, this thread only.
+        let (rc, tid) = unsafe { (libc::unshare(libc::CLONE_NEWNET), libc::gettid()) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        tx.send((tid, netns::current_cookie().unwrap())).unwrap();
+        wait.recv().ok();
+    });
+    let (tid, theirs) = rx.recv().unwrap();
+    assert_ne!(theirs, here);
+    let path = format!("/proc/self/task/{tid}/ns/net");
+    assert_eq!(
+        netns::cookie_of(std::path::Path::new(&path)).unwrap(),
+        theirs
+    );
+    let mut t = parse(&format!("ns/a n1 10.0.0.1 netns={path}\n"));
+    assert_eq!(t.bind_netns(Some(&["n1".to_owned()])).unwrap(), 1);
+    assert_eq!(t.pods()[0].netns, Some(tlshub::Netns::Cookie(theirs)));
+    done.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(netns::current_cookie().unwrap(), here);
+    let err = netns::cookie_of(std::path::Path::new("/proc/self/ns/uts"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a network namespace"), "{err}");
+    let err = netns::cookie_of(std::path::Path::new("/proc/self/status"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a network namespace"), "{err}");
 }

@@ -495,6 +495,7 @@ impl Control {
             (stats::SERVICE_SECURED, &c.service_secured),
             (stats::BYPASS_SERVICE, &c.bypass_service),
             (stats::RESET_SERVICE, &c.reset_service),
+            (stats::RESET_IDENTITY, &c.reset_identity),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

@@ -44,6 +44,7 @@ static POD_SET: AttrSet = AttrSet {
         (pod::IPV4, Kind::Be32),
         (pod::IPV6, Kind::Exact(16)),
         (pod::HOST_NETWORK, Kind::Flag),
+        (pod::NETNS_COOKIE, Kind::U64),
     ],
 };
 
@@ -91,6 +92,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::BYPASS_SERVICE, Kind::U64),
         (stats::RESET_SERVICE, Kind::U64),
         (stats::SERVICE_RECORDS, Kind::U64),
+        (stats::RESET_IDENTITY, Kind::U64),
     ],
 };
 
@@ -316,6 +318,7 @@ struct PodMsg<'a> {
     ips: [IpAddr; MAX_POD_IPS],
     n_ips: usize,
     host_network: bool,
+    netns: u64,
 }
 
 impl PodMsg<'_> {
@@ -325,6 +328,7 @@ impl PodMsg<'_> {
             node: self.node,
             ips: self.ips.get(..self.n_ips).unwrap_or(&[]),
             host_network: self.host_network,
+            netns: self.netns,
         }
     }
 }
@@ -394,6 +398,23 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
         c"pod node: not a DNS-1123 subdomain",
     )?;
     let host_network = single_of(req, nest.nested(), pod::HOST_NETWORK)?.is_some();
+    let netns = match single_of(req, nest.nested(), pod::NETNS_COOKIE)? {
+        Some(a) => {
+            let c = a
+                .array::<8>()
+                .map(u64::from_ne_bytes)
+                .map_err(|e| req.fail(e, Some(&a), c"netns-cookie: must be 8 bytes"))?;
+            check(req, c != 0, &a, c"netns-cookie: 0 is no namespace")?;
+            check(
+                req,
+                !host_network,
+                &a,
+                c"netns-cookie: a hostNetwork pod has its node's namespace",
+            )?;
+            c
+        }
+        None => 0,
+    };
     let mut ips = [IpAddr::v4([0; 4]); MAX_POD_IPS];
     let mut n_ips = 0;
     for a in nest
@@ -413,6 +434,7 @@ fn parse_pod<'a>(req: &Request<'_>, nest: &Attr<'a>) -> Result<PodMsg<'a>> {
         ips,
         n_ips,
         host_network,
+        netns,
     })
 }
 
@@ -500,6 +522,9 @@ fn put_pod(w: &mut Writer, p: &Pod) -> Result {
         }
         if p.host_network() {
             w.put_flag(pod::HOST_NETWORK)?;
+        }
+        if let Some(c) = p.netns() {
+            w.put_u64(pod::NETNS_COOKIE, c, pod::PAD)?;
         }
         Ok(())
     })

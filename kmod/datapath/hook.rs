@@ -38,6 +38,9 @@
 //!
 //! If the one allocation fails, the flow is not tracked but still fails
 //! closed: its send side is shut (`SEND_SHUTDOWN`, at most a FIN leaves).
+//! So does a flow that would be keyed as a local pod whose network
+//! namespace the mapping binds, from a socket in another namespace
+//! (review M6): never keyed as that pod.
 
 use super::flow::{Decided, Entry, Flow, Reason};
 use super::services::End;
@@ -56,6 +59,9 @@ enum Bypass {
     LocalNotPod,
     RemoteNotPod,
     SameNode,
+    /// Would be secured, but the socket is not in the local pod's network
+    /// namespace (the mapping binds it; review M6): failed closed.
+    Identity,
 }
 
 /// The probe.
@@ -96,9 +102,11 @@ pub(crate) fn is_local_pod(dp: &Datapath, g: &Guard, ip: &IpAddr) -> bool {
 }
 
 /// Part 1 §1: local pod on a node this kernel serves ↔ remote pod on
-/// another node.
+/// another node; the socket in the local pod's network namespace
+/// (`netns`, its cookie) when the mapping binds one.
 fn classify(
     dp: &Datapath,
+    netns: u64,
     local: &IpAddr,
     remote: &IpAddr,
 ) -> Result<(Arc<Pod>, Arc<Pod>), Bypass> {
@@ -111,7 +119,23 @@ fn classify(
     if rp.node() == lp.node() {
         return Err(Bypass::SameNode);
     }
+    if !in_netns_of(&lp, netns) {
+        return Err(Bypass::Identity);
+    }
     Ok((lp, rp))
+}
+
+/// Whether a socket of namespace `netns` may be pod `p` (review M6).
+fn in_netns_of(p: &Pod, netns: u64) -> bool {
+    p.netns().map_or(true, |c| c == netns)
+}
+
+/// A flow that would be keyed as a pod its socket is not in: failed
+/// closed (at most a FIN leaves), never keyed, counted.
+fn impostor(dp: &Datapath, sk: &Sock) {
+    sk.shutdown_send();
+    sk.poison(crate::sys::ECONNABORTED_NR);
+    inc(&dp.counters.reset_identity);
 }
 
 fn count_bypass(dp: &Datapath, b: Bypass) {
@@ -120,6 +144,7 @@ fn count_bypass(dp: &Datapath, b: Bypass) {
         Bypass::LocalNotPod => &c.bypass_local_not_pod,
         Bypass::RemoteNotPod => &c.bypass_remote_not_pod,
         Bypass::SameNode => &c.bypass_same_node,
+        Bypass::Identity => &c.reset_identity,
     });
 }
 
@@ -157,7 +182,8 @@ fn connecting(dp: &Datapath, sk: &Sock) {
     let Some(sp) = SocketPtr::of(sk) else { return };
     inc(&dp.counters.seen);
     let (local, remote) = (sk.local().ip, sk.remote().ip);
-    let (lp, rp, service) = match classify(dp, &local, &remote) {
+    let netns = sk.netns_cookie();
+    let (lp, rp, service) = match classify(dp, netns, &local, &remote) {
         Ok((lp, rp)) => (lp, rp, false),
         Err(Bypass::RemoteNotPod) if is_service(dp, &remote) => {
             // Its backend, hence the decision, is known at ESTABLISHED;
@@ -167,9 +193,13 @@ fn connecting(dp: &Datapath, sk: &Sock) {
             let Some(lp) = pod_at(dp, &g, &local) else {
                 return count_bypass(dp, Bypass::LocalNotPod);
             };
+            if !in_netns_of(&lp, netns) {
+                return impostor(dp, sk);
+            }
             inc(&dp.counters.flows_service);
             (lp.clone(), lp, true)
         }
+        Err(Bypass::Identity) => return impostor(dp, sk),
         Err(b) => return count_bypass(dp, b),
     };
     let isn = if service {
@@ -320,12 +350,13 @@ fn service_end(dp: &Datapath, sk: &Sock) -> ServiceEnd {
             ServiceEnd::Bypass
         };
     }
-    match classify(dp, &l.ip, &t.backend) {
+    match classify(dp, sk.netns_cookie(), &l.ip, &t.backend) {
         Ok((lp, rp)) => ServiceEnd::Secure(lp, rp, t.backend, t.backend_port),
         Err(Bypass::SameNode | Bypass::RemoteNotPod) => ServiceEnd::Bypass,
         // The client pod was unmapped meanwhile: its server end may still
-        // see a pod.
-        Err(Bypass::LocalNotPod) => ServiceEnd::Reset,
+        // see a pod. Or the mapping bound the pod to another namespace
+        // since the connect.
+        Err(Bypass::LocalNotPod | Bypass::Identity) => ServiceEnd::Reset,
     }
 }
 
@@ -431,8 +462,9 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         return inc(&dp.counters.bypass_service);
     }
     let (local, remote) = (l.ip, r.ip);
-    let (lp, rp) = match classify(dp, &local, &remote) {
+    let (lp, rp) = match classify(dp, sk.netns_cookie(), &local, &remote) {
         Ok(p) => p,
+        Err(Bypass::Identity) => return impostor(dp, sk),
         Err(b) => return count_bypass(dp, b),
     };
     let d = Decided {
@@ -489,8 +521,11 @@ fn listening(dp: &Datapath, sk: &Sock) {
     let gated = if is_any(&local) {
         !sk.in_init_net()
     } else {
+        // Not a listener on a pod's address from outside its namespace
+        // (its children are failed closed in any case).
         let g = Guard::new();
-        pod_at(dp, &g, &local).is_some_and(|p| dp.local(&g).contains(p.node()))
+        pod_at(dp, &g, &local)
+            .is_some_and(|p| dp.local(&g).contains(p.node()) && in_netns_of(&p, sk.netns_cookie()))
     };
     if !gated || dp.draining() {
         return;

@@ -88,6 +88,9 @@ pub(crate) struct Counters {
     pub(crate) service_secured: AtomicU64,
     pub(crate) bypass_service: AtomicU64,
     pub(crate) reset_service: AtomicU64,
+    /// Flows from a socket outside the network namespace the mapping binds
+    /// their local pod to (review M6).
+    pub(crate) reset_identity: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {

@@ -179,6 +179,8 @@ pub(crate) struct Pod {
     ips: [IpAddr; MAX_POD_IPS],
     n_ips: u8,
     host_network: bool,
+    /// The pod's network namespace (its cookie; 0: not bound).
+    netns: u64,
 }
 
 impl Pod {
@@ -199,6 +201,12 @@ impl Pod {
     pub(crate) fn host_network(&self) -> bool {
         self.host_network
     }
+
+    /// The cookie of the network namespace the pod's sockets live in, if
+    /// the mapping binds it (review M6).
+    pub(crate) fn netns(&self) -> Option<u64> {
+        (self.netns != 0).then_some(self.netns)
+    }
 }
 
 /// A pod as requested (borrowed from a netlink message).
@@ -207,6 +215,8 @@ pub(crate) struct PodSpec<'a> {
     pub(crate) node: &'a [u8],
     pub(crate) ips: &'a [IpAddr],
     pub(crate) host_network: bool,
+    /// See [`Pod::netns`] (0: not bound).
+    pub(crate) netns: u64,
 }
 
 /// A node of the mapping.
@@ -628,6 +638,7 @@ impl Mapping {
                 ips: addrs,
                 n_ips: spec.ips.len() as u8,
                 host_network: spec.host_network,
+                netns: spec.netns,
             },
             GFP_KERNEL_ACCOUNT,
         )?;

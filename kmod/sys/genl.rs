@@ -43,7 +43,7 @@ pub(crate) enum Kind {
     U32 { max: Option<u16> },
     /// A big-endian `u32` (an IPv4 address), kept as its 4 bytes.
     Be32,
-    /// Only ever sent, never accepted.
+    /// A `u64` (8 bytes).
     U64,
     /// Present or absent; a payload is `-ERANGE`.
     Flag,

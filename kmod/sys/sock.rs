@@ -107,6 +107,15 @@ impl Sock {
         }
     }
 
+    /// The cookie of the socket's network namespace (`net->net_cookie`,
+    /// what `SO_NETNS_COOKIE` reports; unique while the kernel runs).
+    pub(crate) fn netns_cookie(&self) -> u64 {
+        // SAFETY: a live sock holds a reference on its namespace
+        // (`sk_net_refcnt`) or is a kernel socket of a namespace that
+        // outlives it; `net_cookie` is set once when the namespace is made.
+        unsafe { (*(*self.raw()).__sk_common.skc_net.net).net_cookie }
+    }
+
     /// The local end (bound address, local port; port 0 before connect picks one).
     pub(crate) fn local(&self) -> Endpoint {
         // SAFETY: field reads of a live sock; the unions are plain integers.

@@ -16,10 +16,11 @@ use serde::Serialize;
 use tlshub::config::{
     check_local_nodes, check_service_cidrs, parse_key_timeout, DEFAULT_CONFIG_PATH,
 };
-use tlshub::mapping::{check_node_name, check_pod_name, SeedTable};
+use tlshub::mapping::{self, check_node_name, check_pod_name, SeedTable};
 use tlshub::netlink::{schema, Client, Event, Flow, Peer, Trace};
 use tlshub::{
-    k8s, uapi, CaptureConfig, Cidr, Cipher, Mode, NetlinkError, Node, Pod, PodNodeTable, Psk,
+    k8s, netns, uapi, CaptureConfig, Cidr, Cipher, Mode, NetlinkError, Netns, Node, Pod,
+    PodNodeTable, Psk,
 };
 
 type Result<T = ()> = anyhow::Result<T>;
@@ -245,11 +246,12 @@ enum MappingCommand {
         json: bool,
     },
     /// Add or update one pod (NAMESPACE/NAME or NAME; "hostNetwork" after
-    /// the IPs marks a pod that shares its node's network)
+    /// the IPs marks a pod that shares its node's network, "netns=PATH" or
+    /// "netns-cookie=N" binds it to its network namespace)
     Add {
         pod: String,
         node: String,
-        #[arg(value_name = "IP|hostNetwork")]
+        #[arg(value_name = "IP|hostNetwork|netns=PATH|netns-cookie=N")]
         ips: Vec<String>,
     },
     /// Add or update one node and where its agent listens
@@ -433,9 +435,17 @@ fn run(command: Command, verbose: bool) -> Result {
 /// local nodes; each optional setting only if the file has it.
 fn apply(path: &Path, verbose: bool) -> Result {
     let config = CaptureConfig::from_file(path)?;
-    let table = PodNodeTable::from_file(&config.pod_node_config)?;
+    let mut table = PodNodeTable::from_file(&config.pod_node_config)?;
     let psks = config.read_psks()?;
-    let mut client = connect(verbose)?;
+    let mut client = connect(verbose);
+    // The local nodes this apply sets are the ones whose pods are bound to
+    // their network namespaces; without them, the kernel's.
+    let local = match &config.local_nodes {
+        Some(nodes) => Some(nodes.clone()),
+        None => local_nodes_of(&mut client),
+    };
+    bind_netns(&mut table, local.as_deref(), verbose)?;
+    let mut client = client?;
     load(&mut client, &table, &config.pod_node_config)?;
     client.mode_set(config.mode)?;
     println!("Mode set to {}", config.mode);
@@ -756,7 +766,7 @@ fn write_flows(w: &mut dyn Write, flows: &[Flow]) -> io::Result<()> {
 fn mapping(command: MappingCommand, verbose: bool) -> Result {
     match command {
         MappingCommand::Load { file } => {
-            let table = PodNodeTable::from_file(&file)?;
+            let mut table = PodNodeTable::from_file(&file)?;
             if verbose {
                 eprintln!(
                     "tlshubctl: parsed {} pods and {} nodes from {}",
@@ -765,7 +775,10 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
                     file.display()
                 );
             }
-            load(&mut connect(verbose)?, &table, &file)
+            let mut client = connect(verbose);
+            let local = local_nodes_of(&mut client);
+            bind_netns(&mut table, local.as_deref(), verbose)?;
+            load(&mut client?, &table, &file)
         }
         MappingCommand::Check { file, json } => {
             let table = PodNodeTable::from_file(&file)?;
@@ -797,14 +810,41 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             let Some(found) = found else {
                 bail!("pod not found")
             };
-            output(json, &found, |w| match found.pod.host_network {
-                true => writeln!(w, "{} hostNetwork", found.pod.node),
-                false => writeln!(w, "{}", found.pod.node),
+            output(json, &found, |w| {
+                write!(w, "{}", found.pod.node)?;
+                if found.pod.host_network {
+                    write!(w, " hostNetwork")?;
+                }
+                if let Some(netns) = &found.pod.netns {
+                    write!(w, " {netns}")?;
+                }
+                writeln!(w)
             })
         }
         MappingCommand::Add { pod, node, ips } => {
-            let pod = Pod::from_columns(&pod, &node, &ips)?;
-            Ok(connect(verbose)?.map_add(Some(&pod), None)?)
+            let mut pod = Pod::from_columns(&pod, &node, &ips)?;
+            let mut client = connect(verbose);
+            if let Some(Netns::Path(path)) = &pod.netns {
+                let local = local_nodes_of(&mut client);
+                if local.is_none_or(|l| l.contains(&pod.node)) {
+                    let cookie = netns::cookie_of(path).with_context(|| {
+                        format!(
+                            "{}{}: cannot resolve the network namespace",
+                            mapping::NETNS_PATH,
+                            path.display()
+                        )
+                    })?;
+                    pod.netns = Some(Netns::Cookie(cookie)).filter(|_| cookie != 0);
+                } else {
+                    eprintln!(
+                        "tlshubctl: note: this kernel does not serve node {}: \
+                         pod {} is not bound to a network namespace",
+                        pod.node, pod.name
+                    );
+                    pod.netns = None;
+                }
+            }
+            Ok(client?.map_add(Some(&pod), None)?)
         }
         MappingCommand::AddNode { node, addr } => {
             let node = Node::parse(&node, addr.as_deref())?;
@@ -848,6 +888,27 @@ fn from_k8s(pods: &Path, nodes: Option<&Path>) -> Result {
         c.table.write_conf(&mut conf)?;
         w.write_all(&conf)
     })
+}
+
+/// The nodes the kernel serves (`node-local-get`); `None` when that cannot
+/// be had (no module, no connection): then every pod counts as local.
+fn local_nodes_of(client: &mut std::result::Result<Client, NetlinkError>) -> Option<Vec<String>> {
+    client.as_mut().ok()?.local_nodes_get().ok()
+}
+
+/// Resolves the `netns=PATH` of the pods of the `local` nodes to their
+/// cookies (all pods if `local` is `None`); other pods are left unbound.
+/// Before anything is sent: an unresolvable path fails the whole load.
+fn bind_netns(table: &mut PodNodeTable, local: Option<&[String]>, verbose: bool) -> Result {
+    let bound = table.bind_netns(local)?;
+    if verbose {
+        let scope = match local {
+            Some(nodes) => format!("local nodes: {}", nodes.join(" ")),
+            None => "local nodes unknown: all pods".to_owned(),
+        };
+        eprintln!("tlshubctl: {bound} pods bound to their network namespaces ({scope})");
+    }
+    Ok(())
 }
 
 /// Replaces the kernel's table and reports it like the seed did.

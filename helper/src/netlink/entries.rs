@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::codec::{Attrs, RawAttr, Request, Value, Writer};
 use super::{schema, NetlinkError};
-use crate::mapping::{canonical_ip, Node, Pod, PodNodeTable, DEFAULT_AGENT_PORT};
+use crate::mapping::{canonical_ip, Netns, Node, Pod, PodNodeTable, DEFAULT_AGENT_PORT};
 use crate::psk::Psk;
 use crate::{uapi, Cipher, Mode};
 
@@ -30,8 +30,18 @@ fn put_ip(w: &mut Writer<'_>, ip: IpAddr, v4: u16, v6: u16) -> Result<(), Netlin
     }
 }
 
-/// `pod` nest: name, node, each IPv4 and IPv6, and `host-network`.
+/// `pod` nest: name, node, each IPv4 and IPv6, `host-network`, and
+/// `netns-cookie` when the pod is bound. A `netns=PATH` not resolved yet
+/// ([`PodNodeTable::bind_netns`]) is refused: sending the pod unbound would
+/// silently drop the binding.
 pub(crate) fn put_pod(request: &mut Request, pod: &Pod) -> Result<(), NetlinkError> {
+    if let Some(Netns::Path(path)) = &pod.netns {
+        return Err(NetlinkError::Encode(format!(
+            "pod {}: network namespace {} not resolved to its cookie",
+            pod.name,
+            path.display()
+        )));
+    }
     request.nest(uapi::attr::POD, pod_label(pod), |w| {
         w.put(uapi::pod::NAME, Value::Str(&pod.name))?;
         w.put(uapi::pod::NODE, Value::Str(&pod.node))?;
@@ -40,6 +50,11 @@ pub(crate) fn put_pod(request: &mut Request, pod: &Pod) -> Result<(), NetlinkErr
         }
         if pod.host_network {
             w.put(uapi::pod::HOST_NETWORK, Value::Flag)?;
+        }
+        // A u64 without the pad attribute: the kernel reads it unaligned
+        // (nla_get_u64), as it does the peer nest's epoch.
+        if let Some(Netns::Cookie(cookie)) = pod.netns {
+            w.put(uapi::pod::NETNS_COOKIE, Value::U64(cookie))?;
         }
         Ok(())
     })
@@ -85,11 +100,17 @@ pub(crate) fn parse_pod(a: RawAttr<'_>) -> Result<Pod, NetlinkError> {
             _ => {}
         }
     }
+    let cookie = attrs
+        .get(uapi::pod::NETNS_COOKIE)
+        .map(|a| a.u64())
+        .transpose()?;
     Ok(Pod {
         name,
         node,
         ips,
         host_network: attrs.get(uapi::pod::HOST_NETWORK).is_some(),
+        // 0: not bound.
+        netns: cookie.filter(|&c| c != 0).map(Netns::Cookie),
     })
 }
 
@@ -735,12 +756,47 @@ mod tests {
     }
 
     #[test]
+    fn netns_cookie_roundtrip_and_unresolved_paths_refused() {
+        let bound = Pod::from_columns("ns/a", "n1", &["10.0.0.1", "netns-cookie=4099"]).unwrap();
+        let unbound = Pod::parse("ns/b", "n1", &["10.0.0.2"]).unwrap();
+        let mut r = Request::new(&schema::MAP_ADD);
+        put_pod(&mut r, &bound).unwrap();
+        let enc = r.encode(0x20, 1, 1).unwrap();
+        let attrs = Attrs::parse(&enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..]).unwrap();
+        let nest = attrs.get(uapi::attr::POD).unwrap().nested().unwrap();
+        assert_eq!(
+            nest.get(uapi::pod::NETNS_COOKIE).unwrap().payload,
+            &4099u64.to_ne_bytes()
+        );
+        let mut r = Request::new(&schema::MAP_STAGE);
+        put_pod(&mut r, &bound).unwrap();
+        put_pod(&mut r, &unbound).unwrap();
+        assert_eq!(roundtrip(r).0, vec![bound, unbound.clone()]);
+        // A reply's 0 is "not bound".
+        let mut r = Request::reply(&schema::MAP_GET, false);
+        r.nest(uapi::attr::POD, "p", |w| {
+            w.put(uapi::pod::NAME, Value::Str("ns/b"))?;
+            w.put(uapi::pod::NODE, Value::Str("n1"))?;
+            w.put(uapi::pod::IPV4, Value::U32(0x0a00_0002))?;
+            w.put(uapi::pod::NETNS_COOKIE, Value::U64(0))
+        })
+        .unwrap();
+        assert_eq!(roundtrip(r).0, vec![unbound]);
+        // A path must be resolved first: never sent, never dropped silently.
+        let path = Pod::from_columns("ns/c", "n1", &["netns=/run/netns/c"]).unwrap();
+        let mut r = Request::new(&schema::MAP_ADD);
+        let err = put_pod(&mut r, &path).unwrap_err().to_string();
+        assert!(err.contains("/run/netns/c not resolved"), "{err}");
+    }
+
+    #[test]
     fn ipv4_is_network_order_port_host_order_and_v4_mapped_is_ipv4() {
         let pod = Pod {
             name: "a".into(),
             node: "b".into(),
             ips: vec!["::ffff:10.1.2.3".parse().unwrap()],
             host_network: false,
+            netns: None,
         };
         let mut r = Request::new(&schema::MAP_ADD);
         put_pod(&mut r, &pod).unwrap();

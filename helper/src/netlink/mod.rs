@@ -168,11 +168,12 @@ pub struct Stats {
     pub reset_service: u64,
     /// A gauge: NAT records of Service connects waiting for their SYN-ACK.
     pub service_records: u64,
+    pub reset_identity: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 31] {
+    pub fn counters(&self) -> [(&'static str, u64); 32] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -205,6 +206,7 @@ impl Stats {
             ("bypass-service", self.bypass_service),
             ("reset-service", self.reset_service),
             ("service-records", self.service_records),
+            ("reset-identity", self.reset_identity),
         ]
     }
 
@@ -243,6 +245,7 @@ impl Stats {
             s::BYPASS_SERVICE => &mut self.bypass_service,
             s::RESET_SERVICE => &mut self.reset_service,
             s::SERVICE_RECORDS => &mut self.service_records,
+            s::RESET_IDENTITY => &mut self.reset_identity,
             _ => return None,
         })
     }
@@ -1572,10 +1575,12 @@ mod datapath_tests {
         assert_eq!(status.stats.counters().to_vec(), spec);
         assert_eq!(status.stats.flows_tracked, 1000 + 18);
         assert_eq!(status.stats.service_records, 1000 + 32);
+        assert_eq!(status.stats.reset_identity, 1000 + 33);
         // And JSON names them in snake case.
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["stats"]["reset_stale_sender"], 1015);
         assert_eq!(json["stats"]["bypass_service"], 1030);
+        assert_eq!(json["stats"]["reset_identity"], 1033);
         assert_eq!(json["cipher"], "aes-128-gcm");
         assert_eq!(json["key_timeout_ms"], 2000);
         assert_eq!(json["local_nodes"][1], "node-9");

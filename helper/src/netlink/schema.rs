@@ -272,6 +272,8 @@ pub static POD: AttrSet = AttrSet {
         attr("ipv4", uapi::pod::IPV4, Type::U32).ipv4().multi(),
         attr("ipv6", uapi::pod::IPV6, Type::Binary).ipv6().multi(),
         attr("host-network", uapi::pod::HOST_NETWORK, Type::Flag),
+        attr("netns-cookie", uapi::pod::NETNS_COOKIE, Type::U64),
+        attr("pad", uapi::pod::PAD, Type::Pad),
     ],
 };
 
@@ -348,6 +350,7 @@ pub static STATS: AttrSet = AttrSet {
         attr("bypass-service", uapi::stats::BYPASS_SERVICE, Type::U64),
         attr("reset-service", uapi::stats::RESET_SERVICE, Type::U64),
         attr("service-records", uapi::stats::SERVICE_RECORDS, Type::U64),
+        attr("reset-identity", uapi::stats::RESET_IDENTITY, Type::U64),
     ],
 };
 
