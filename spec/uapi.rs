@@ -13,6 +13,7 @@ pub const DEFAULT_AGENT_PORT: u16 = 7443;
 pub const PSK_LEN: usize = 32;
 pub const MAX_LOCAL_NODES: usize = 16;
 pub const MAX_SERVICE_CIDRS: usize = 16;
+pub const MAX_POD_CIDRS: usize = 16;
 pub const ERROR_MAX_LEN: usize = 128;
 /// Multicast group names (`mcast-groups`), in spec order.
 pub const MCGRP_KEYS: &str = "keys";
@@ -81,7 +82,9 @@ pub mod cmd {
     pub const DRAIN: u8 = 21;
     pub const SERVICE_CIDR_SET: u8 = 22;
     pub const SERVICE_CIDR_GET: u8 = 23;
-    pub const MAX: u8 = SERVICE_CIDR_GET;
+    pub const POD_CIDR_SET: u8 = 24;
+    pub const POD_CIDR_GET: u8 = 25;
+    pub const MAX: u8 = POD_CIDR_GET;
 }
 
 /// Attribute set `pod`.
@@ -140,7 +143,8 @@ pub mod stats {
     pub const RESET_SERVICE: u16 = 31;
     pub const SERVICE_RECORDS: u16 = 32;
     pub const RESET_IDENTITY: u16 = 33;
-    pub const MAX: u16 = RESET_IDENTITY;
+    pub const RESET_UNMAPPED: u16 = 34;
+    pub const MAX: u16 = RESET_UNMAPPED;
 }
 
 /// Attribute set `peer`.
@@ -215,5 +219,7 @@ pub mod attr {
     pub const LOCAL_SET: u16 = 19;
     pub const SERVICE_CIDR: u16 = 20;
     pub const SERVICE_SET: u16 = 21;
-    pub const MAX: u16 = SERVICE_SET;
+    pub const POD_CIDR: u16 = 22;
+    pub const POD_SET: u16 = 23;
+    pub const MAX: u16 = POD_SET;
 }

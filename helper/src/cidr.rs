@@ -1,6 +1,6 @@
 //! An address prefix (`10.96.0.0/12`, `fd00:96::/108`): the Service CIDRs
-//! of `service-cidr-set`, as the CLI, `capture.conf` and the spec's `cidr`
-//! nest carry them.
+//! of `service-cidr-set` and the pod CIDRs of `pod-cidr-set`, as the CLI,
+//! `capture.conf` and the spec's `cidr` nest carry them.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,7 +1,7 @@
 //! The seed's `capture.conf`: which key provider to use and where the
 //! pod-node mapping lives, plus the datapath's settings: the nodes this
-//! kernel serves, the cipher, the key timeout, the Service CIDRs and
-//! node-pair secrets.
+//! kernel serves, the cipher, the key timeout, the Service and pod CIDRs
+//! and node-pair secrets.
 //!
 //! ```text
 //! # capture.conf
@@ -12,6 +12,7 @@
 //! cipher = aes-256-gcm              # aes-128-gcm | aes-256-gcm | chacha20-poly1305
 //! key_timeout_ms = 5000             # 100..600000
 //! service_cidrs = 10.96.0.0/12, fd00:96::/108   # Service CIDRs (service-cidr-set)
+//! pod_cidrs = 10.244.0.0/16, fd00:10:244::/56    # pod CIDRs (pod-cidr-set)
 //! psk.node-3 = /etc/tlshub/psk/node-3   # secret shared with node-3 (peer-set)
 //! psk.node-4 = psk/node-4           # any number of psk.NODE lines
 //! agent_cert = /etc/tlshub/node.pem # the TLSHub agent (tlshubd): node certificate,
@@ -42,6 +43,9 @@
 //! - `service_cidrs`: the cluster's Service CIDRs (IPv4 and/or IPv6, no
 //!   host bits set) separated by commas and/or blanks, at most 16, each
 //!   once. Optional: without it, `apply` leaves the kernel's set as it is.
+//! - `pod_cidrs`: the cluster's pod CIDRs, written and checked as
+//!   `service_cidrs` (at most 16). Optional: without it, `apply` leaves the
+//!   kernel's set as it is.
 //! - `psk.NODE`: a file holding the secret shared with peer node `NODE`:
 //!   exactly 32 raw bytes, or their base64 as `wg genpsk` writes it (see
 //!   [`crate::psk`]). Any number of them; the path is taken literally (no
@@ -91,6 +95,8 @@ pub struct CaptureConfig {
     pub key_timeout_ms: Option<u32>,
     /// Service CIDRs (`service_cidrs`), if set.
     pub service_cidrs: Option<Vec<Cidr>>,
+    /// Pod CIDRs (`pod_cidrs`), if set.
+    pub pod_cidrs: Option<Vec<Cidr>>,
     /// Node-pair secret files (`psk.NODE`), in file order.
     pub psks: Vec<PskSource>,
     /// The agent's settings (`agent_*`, `secret_lifetime`, `*_worker`).
@@ -132,6 +138,7 @@ impl Default for CaptureConfig {
             cipher: None,
             key_timeout_ms: None,
             service_cidrs: None,
+            pod_cidrs: None,
             psks: Vec::new(),
             agent: AgentSettings::default(),
         }
@@ -194,6 +201,10 @@ impl CaptureConfig {
                         parse_service_cidrs(value)
                             .map_err(|e| err(format!("service_cidrs: {e}")))?,
                     )
+                }
+                "pod_cidrs" => {
+                    config.pod_cidrs =
+                        Some(parse_pod_cidrs(value).map_err(|e| err(format!("pod_cidrs: {e}")))?)
                 }
                 "agent_cert" => config.agent.cert = Some(resolve(path, value)),
                 "agent_key" => config.agent.key = Some(resolve(path, value)),
@@ -303,6 +314,18 @@ pub fn check_local_nodes<S: AsRef<str>>(nodes: &[S]) -> Result<(), InvalidSettin
 /// Parses a `service_cidrs` value: CIDRs separated by commas and/or
 /// blanks, checked by [`check_service_cidrs`].
 pub fn parse_service_cidrs(value: &str) -> Result<Vec<Cidr>, InvalidSetting> {
+    check_service_cidrs(&split_cidrs(value)?)
+}
+
+/// Parses a `pod_cidrs` value: CIDRs separated by commas and/or blanks,
+/// checked by [`check_pod_cidrs`].
+pub fn parse_pod_cidrs(value: &str) -> Result<Vec<Cidr>, InvalidSetting> {
+    check_pod_cidrs(&split_cidrs(value)?)
+}
+
+/// The CIDR texts of a `service_cidrs` or `pod_cidrs` value, separated by
+/// commas and/or blanks (nothing between two commas is an error).
+fn split_cidrs(value: &str) -> Result<Vec<&str>, InvalidSetting> {
     let mut cidrs = Vec::new();
     for part in value.split(',') {
         let texts: Vec<&str> = part.split_ascii_whitespace().collect();
@@ -311,7 +334,7 @@ pub fn parse_service_cidrs(value: &str) -> Result<Vec<Cidr>, InvalidSetting> {
         }
         cidrs.extend(texts);
     }
-    check_service_cidrs(&cidrs)
+    Ok(cidrs)
 }
 
 /// Parses and checks a set of Service CIDRs (`10.96.0.0/12`,
@@ -319,11 +342,27 @@ pub fn parse_service_cidrs(value: &str) -> Result<Vec<Cidr>, InvalidSetting> {
 /// IPv4-mapped IPv6 network is its IPv4 network), at most
 /// [`uapi::MAX_SERVICE_CIDRS`]. Errors name the CIDR as given.
 pub fn check_service_cidrs<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Cidr>, InvalidSetting> {
-    if texts.len() > uapi::MAX_SERVICE_CIDRS {
+    check_cidrs(texts, "Service CIDR", uapi::MAX_SERVICE_CIDRS)
+}
+
+/// Parses and checks a set of pod CIDRs (`10.244.0.0/16`,
+/// `fd00:10:244::/56`) as [`check_service_cidrs`] does Service CIDRs: each
+/// a network without host bits set, each once, at most
+/// [`uapi::MAX_POD_CIDRS`]. Errors name the CIDR as given.
+pub fn check_pod_cidrs<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Cidr>, InvalidSetting> {
+    check_cidrs(texts, "pod CIDR", uapi::MAX_POD_CIDRS)
+}
+
+/// A set of at most `max` CIDRs, each once; `what` names one in errors.
+fn check_cidrs<S: AsRef<str>>(
+    texts: &[S],
+    what: &str,
+    max: usize,
+) -> Result<Vec<Cidr>, InvalidSetting> {
+    if texts.len() > max {
         return Err(InvalidSetting(format!(
-            "{} Service CIDRs, at most {} are allowed",
-            texts.len(),
-            uapi::MAX_SERVICE_CIDRS
+            "{} {what}s, at most {max} are allowed",
+            texts.len()
         )));
     }
     let mut cidrs: Vec<Cidr> = Vec::with_capacity(texts.len());
@@ -336,9 +375,7 @@ pub fn check_service_cidrs<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Cidr>, Inva
                 true => String::new(),
                 false => format!(" (same as '{first}')"),
             };
-            return Err(InvalidSetting(format!(
-                "Service CIDR '{text}' given twice{same}"
-            )));
+            return Err(InvalidSetting(format!("{what} '{text}' given twice{same}")));
         }
         cidrs.push(cidr);
     }

@@ -4,7 +4,7 @@
 //! operator touches: the pod-node mapping file ([`mapping`]), its conversion
 //! from a Kubernetes cluster ([`k8s`]), the legacy `capture.conf`
 //! ([`config`]), the key-provider [`Mode`], the datapath's [`Cipher`],
-//! Service CIDRs ([`Cidr`]) and node-pair secrets ([`psk`]), and the
+//! Service and pod CIDRs ([`Cidr`]) and node-pair secrets ([`psk`]), and the
 //! generic netlink client that pushes them into the kernel ([`netlink`]).
 //!
 //! Two files are compiled into both the kernel module and this crate, so the

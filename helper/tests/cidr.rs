@@ -1,8 +1,9 @@
-//! Service CIDRs, as the CLI, capture.conf and JSON output spell them.
+//! Service and pod CIDRs, as the CLI, capture.conf and JSON output spell
+//! them.
 
 use std::net::IpAddr;
 
-use tlshub::config::check_service_cidrs;
+use tlshub::config::{check_pod_cidrs, check_service_cidrs};
 use tlshub::{uapi, Cidr};
 
 fn cidr(s: &str) -> Cidr {
@@ -130,5 +131,46 @@ fn sets_of_service_cidrs() {
     assert_eq!(
         check_service_cidrs(&many).unwrap_err().to_string(),
         "17 Service CIDRs, at most 16 are allowed"
+    );
+}
+
+#[test]
+fn sets_of_pod_cidrs() {
+    assert_eq!(
+        check_pod_cidrs(&["10.244.0.0/16", "fd00:10:244::/56"]).unwrap(),
+        [cidr("10.244.0.0/16"), cidr("fd00:10:244::/56")]
+    );
+    assert!(check_pod_cidrs::<&str>(&[]).unwrap().is_empty());
+    // As for Service CIDRs, /0 is a network.
+    assert_eq!(
+        check_pod_cidrs(&["0.0.0.0/0", "::/0"]).unwrap(),
+        [cidr("0.0.0.0/0"), cidr("::/0")]
+    );
+    let err = |texts: &[&str]| check_pod_cidrs(texts).unwrap_err().to_string();
+    assert_eq!(
+        err(&["10.244.0.0/16", "10.244.0.1/16"]),
+        "invalid CIDR '10.244.0.1/16': host bits set (the network is 10.244.0.0/16)"
+    );
+    assert_eq!(
+        err(&["10.244.0.0/16", "fd00::/8", "10.244.0.0/16"]),
+        "pod CIDR '10.244.0.0/16' given twice"
+    );
+    assert_eq!(
+        err(&["fd00:10:244::/56", "fd00:10:244:0::/56"]),
+        "pod CIDR 'fd00:10:244:0::/56' given twice (same as 'fd00:10:244::/56')"
+    );
+    assert_eq!(
+        err(&["10.244.0.0/16", "::ffff:10.244.0.0/112"]),
+        "pod CIDR '::ffff:10.244.0.0/112' given twice (same as '10.244.0.0/16')"
+    );
+    // Overlapping networks are different networks.
+    assert!(check_pod_cidrs(&["10.0.0.0/8", "10.244.0.0/16"]).is_ok());
+    let many: Vec<String> = (0..=uapi::MAX_POD_CIDRS)
+        .map(|i| format!("10.{i}.0.0/16"))
+        .collect();
+    assert!(check_pod_cidrs(&many[..uapi::MAX_POD_CIDRS]).is_ok());
+    assert_eq!(
+        check_pod_cidrs(&many).unwrap_err().to_string(),
+        "17 pod CIDRs, at most 16 are allowed"
     );
 }

@@ -128,7 +128,8 @@ fn file_errors() {
 // --- datapath keys ----------------------------------------------------------
 
 use tlshub::config::{
-    check_local_nodes, parse_key_timeout, parse_local_nodes, parse_service_cidrs, PskSource,
+    check_local_nodes, parse_key_timeout, parse_local_nodes, parse_pod_cidrs, parse_service_cidrs,
+    PskSource,
 };
 use tlshub::{Cidr, Cipher};
 
@@ -143,7 +144,8 @@ fn datapath_keys() {
          key_timeout_ms = 2500   # 2.5 s\n\
          psk.node-4 = /srv/psk/node-4\n\
          psk.node-5 = psk/node-5\n\
-         service_cidrs = 10.96.0.0/12, fd00:96::/108\n",
+         service_cidrs = 10.96.0.0/12, fd00:96::/108\n\
+         pod_cidrs = 10.244.0.0/16 fd00:10:244::/56\n",
     );
     assert_eq!(
         config.local_nodes.as_deref(),
@@ -156,6 +158,13 @@ fn datapath_keys() {
         Some(vec![
             "10.96.0.0/12".parse::<Cidr>().unwrap(),
             "fd00:96::/108".parse().unwrap()
+        ])
+    );
+    assert_eq!(
+        config.pod_cidrs,
+        Some(vec![
+            "10.244.0.0/16".parse::<Cidr>().unwrap(),
+            "fd00:10:244::/56".parse().unwrap()
         ])
     );
     assert_eq!(
@@ -181,6 +190,7 @@ fn datapath_keys() {
     assert_eq!(config.cipher, None);
     assert_eq!(config.key_timeout_ms, None);
     assert_eq!(config.service_cidrs, None);
+    assert_eq!(config.pod_cidrs, None);
     assert!(config.psks.is_empty());
 }
 
@@ -358,6 +368,104 @@ fn service_cidr_errors_name_the_line() {
     assert_eq!(
         error("service-cidrs = 10.96.0.0/12\n"),
         "capture.conf:1: unknown key 'service-cidrs'"
+    );
+}
+
+#[test]
+fn pod_cidrs() {
+    let shown = |text: &str| {
+        parse(text)
+            .pod_cidrs
+            .unwrap()
+            .iter()
+            .map(Cidr::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shown("pod_cidrs = 10.244.0.0/16"), ["10.244.0.0/16"]);
+    assert_eq!(
+        shown("pod_cidrs = 10.244.0.0/16 fd00:10:244::/56  # both families\n"),
+        ["10.244.0.0/16", "fd00:10:244::/56"]
+    );
+    assert_eq!(
+        shown("pod_cidrs =10.244.0.0/16,fd00:10:244::/56 ,\t192.0.2.0/24\r\n"),
+        ["10.244.0.0/16", "fd00:10:244::/56", "192.0.2.0/24"]
+    );
+    // As for Service CIDRs, /0 is a network.
+    assert_eq!(shown("pod_cidrs = 0.0.0.0/0, ::/0"), ["0.0.0.0/0", "::/0"]);
+    let many: Vec<String> = (0..16).map(|i| format!("10.{i}.0.0/16")).collect();
+    assert_eq!(shown(&format!("pod_cidrs = {}", many.join(", "))).len(), 16);
+    assert_eq!(
+        parse_pod_cidrs(" 10.244.0.0/16 ,fd00:10:244::/56 ").unwrap(),
+        [
+            "10.244.0.0/16".parse::<Cidr>().unwrap(),
+            "fd00:10:244::/56".parse().unwrap()
+        ]
+    );
+    // The two sets are independent: the same network may be in both.
+    let config = parse("service_cidrs = 10.96.0.0/12\npod_cidrs = 10.96.0.0/12, 10.244.0.0/16\n");
+    assert_eq!(config.service_cidrs.unwrap().len(), 1);
+    assert_eq!(config.pod_cidrs.unwrap().len(), 2);
+}
+
+#[test]
+fn pod_cidr_errors_name_the_line() {
+    assert_eq!(
+        error("mode = tlshub\npod_cidrs = 10.244.0.1/16\n"),
+        "capture.conf:2: pod_cidrs: invalid CIDR '10.244.0.1/16': host bits set \
+         (the network is 10.244.0.0/16)"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/16 10.244.0.0\n"),
+        "capture.conf:1: pod_cidrs: invalid CIDR '10.244.0.0': expected \
+         ADDRESS/PREFIX-LENGTH, e.g. 10.96.0.0/12 or fd00:96::/108"
+    );
+    assert_eq!(
+        error("pod_cidrs = fd00:10:244::/129\n"),
+        "capture.conf:1: pod_cidrs: invalid CIDR 'fd00:10:244::/129': prefix length '129' \
+         is not 0 to 128"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/33\n"),
+        "capture.conf:1: pod_cidrs: invalid CIDR '10.244.0.0/33': prefix length '33' \
+         is not 0 to 32"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/16, fd00:10:244::/56, 10.244.0.0/16\n"),
+        "capture.conf:1: pod_cidrs: pod CIDR '10.244.0.0/16' given twice"
+    );
+    assert_eq!(
+        error("pod_cidrs = fd00:10:244::/56 fd00:10:244:0::/56\n"),
+        "capture.conf:1: pod_cidrs: pod CIDR 'fd00:10:244:0::/56' given twice \
+         (same as 'fd00:10:244::/56')"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/16,,fd00:10:244::/56\n"),
+        "capture.conf:1: pod_cidrs: empty CIDR in '10.244.0.0/16,,fd00:10:244::/56'"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/16,\n"),
+        "capture.conf:1: pod_cidrs: empty CIDR in '10.244.0.0/16,'"
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("10.{i}.0.0/16")).collect();
+    assert_eq!(
+        error(&format!("pod_cidrs = {}\n", many.join(" "))),
+        "capture.conf:1: pod_cidrs: 17 pod CIDRs, at most 16 are allowed"
+    );
+    assert_eq!(
+        error("pod_cidrs =\n"),
+        "capture.conf:1: missing value for 'pod_cidrs'"
+    );
+    assert_eq!(
+        error("pod_cidrs = 10.244.0.0/16\npod_cidrs = fd00:10:244::/56\n"),
+        "capture.conf:2: duplicate key 'pod_cidrs' (first at line 1)"
+    );
+    assert_eq!(
+        error("pod-cidrs = 10.244.0.0/16\n"),
+        "capture.conf:1: unknown key 'pod-cidrs'"
+    );
+    assert_eq!(
+        error("pod_cidr = 10.244.0.0/16\n"),
+        "capture.conf:1: unknown key 'pod_cidr'"
     );
 }
 

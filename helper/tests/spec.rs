@@ -92,6 +92,11 @@ fn family_and_constants() {
         cidrs["value"].as_u64(),
         Some(uapi::MAX_SERVICE_CIDRS as u64)
     );
+    let pod_cidrs = definition(&spec, "max-pod-cidrs");
+    assert_eq!(
+        pod_cidrs["value"].as_u64(),
+        Some(uapi::MAX_POD_CIDRS as u64)
+    );
     let error = definition(&spec, "error-max-len");
     assert_eq!(error["value"].as_u64(), Some(uapi::ERROR_MAX_LEN as u64));
 }
@@ -333,6 +338,7 @@ fn attribute_sets() {
                     ("reset-service", uapi::stats::RESET_SERVICE),
                     ("service-records", uapi::stats::SERVICE_RECORDS),
                     ("reset-identity", uapi::stats::RESET_IDENTITY),
+                    ("reset-unmapped", uapi::stats::RESET_UNMAPPED),
                 ]),
                 uapi::stats::MAX,
             ),
@@ -420,6 +426,8 @@ fn attribute_sets() {
                     ("local-set", uapi::attr::LOCAL_SET),
                     ("service-cidr", uapi::attr::SERVICE_CIDR),
                     ("service-set", uapi::attr::SERVICE_SET),
+                    ("pod-cidr", uapi::attr::POD_CIDR),
+                    ("pod-set", uapi::attr::POD_SET),
                 ]),
                 uapi::attr::MAX,
             ),
@@ -480,6 +488,8 @@ fn commands() {
         ("drain", uapi::cmd::DRAIN),
         ("service-cidr-set", uapi::cmd::SERVICE_CIDR_SET),
         ("service-cidr-get", uapi::cmd::SERVICE_CIDR_GET),
+        ("pod-cidr-set", uapi::cmd::POD_CIDR_SET),
+        ("pod-cidr-get", uapi::cmd::POD_CIDR_GET),
     ]);
     assert_eq!(numbers, expected);
     assert_eq!(

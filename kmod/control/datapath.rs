@@ -10,7 +10,7 @@
 //! resets the flows it hands back after unlocking.
 
 use super::{count, ip_of, put_ip, str_of, Control};
-use crate::datapath::services::Cidr;
+use crate::datapath::services::{Cidr, CidrSet};
 use crate::datapath::{self, flow};
 use crate::keys::peers::{FlowSetError, FlowTuple, PeerKey, PeerState, SetError};
 use crate::keys::schedule::NodePairSecret;
@@ -48,8 +48,38 @@ fn pair_local<'a>(c: &Control, req: &Request<'_>, a: &Attr<'a>, peer: &[u8]) -> 
     Ok(l)
 }
 
-/// One `service-cidr` nest: exactly one address and a prefix length that
-/// fits it, no host bit set.
+/// Every `ty` nest of the request (at most `max`, none twice).
+fn cidrs_of(req: &Request<'_>, ty: u16, max: usize) -> Result<KVec<Cidr>> {
+    let mut list: KVec<Cidr> = KVec::new();
+    for a in req.attrs() {
+        if a.ty() != ty {
+            continue;
+        }
+        let c = cidr_of(req, &a)?;
+        if list.contains(&c) {
+            return Err(req.fail(EINVAL, Some(&a), c"CIDR given twice"));
+        }
+        if list.len() == max {
+            return Err(req.fail(E2BIG, Some(&a), c"too many CIDRs"));
+        }
+        list.push(c, GFP_KERNEL)?;
+    }
+    Ok(list)
+}
+
+/// `set` as `ty` nests.
+fn put_cidrs(w: &mut Writer, ty: u16, set: &CidrSet) -> Result {
+    for c in set.iter() {
+        w.nest(ty, |w| {
+            put_ip(w, cidr::IPV4, cidr::IPV6, c.ip())?;
+            w.put_u8(cidr::PREFIX_LEN, c.len())
+        })?;
+    }
+    Ok(())
+}
+
+/// One CIDR nest: exactly one address and a prefix length that fits it,
+/// no host bit set.
 fn cidr_of(req: &Request<'_>, a: &Attr<'_>) -> Result<Cidr> {
     let mut ip = None;
     let mut len = None;
@@ -57,8 +87,7 @@ fn cidr_of(req: &Request<'_>, a: &Attr<'_>) -> Result<Cidr> {
         match x.ty() {
             cidr::IPV4 | cidr::IPV6 if ip.is_none() => {
                 ip = Some(
-                    ip_of(&x)
-                        .ok_or_else(|| req.fail(EINVAL, Some(&x), c"service-cidr: bad address"))?,
+                    ip_of(&x).ok_or_else(|| req.fail(EINVAL, Some(&x), c"CIDR: bad address"))?,
                 )
             }
             cidr::PREFIX_LEN if len.is_none() => {
@@ -68,22 +97,18 @@ fn cidr_of(req: &Request<'_>, a: &Attr<'_>) -> Result<Cidr> {
                 )
             }
             cidr::IPV4 | cidr::IPV6 | cidr::PREFIX_LEN => {
-                return Err(req.fail(
-                    EINVAL,
-                    Some(&x),
-                    c"service-cidr: one address, one prefix-len",
-                ))
+                return Err(req.fail(EINVAL, Some(&x), c"CIDR: one address, one prefix-len"))
             }
             _ => {}
         }
     }
-    let ip = ip.ok_or_else(|| req.fail(EINVAL, Some(a), c"service-cidr: address missing"))?;
-    let len = len.ok_or_else(|| req.fail(EINVAL, Some(a), c"service-cidr: prefix-len missing"))?;
+    let ip = ip.ok_or_else(|| req.fail(EINVAL, Some(a), c"CIDR: address missing"))?;
+    let len = len.ok_or_else(|| req.fail(EINVAL, Some(a), c"CIDR: prefix-len missing"))?;
     Cidr::new(ip, len).ok_or_else(|| {
         req.fail(
             EINVAL,
             Some(a),
-            c"service-cidr: prefix-len too long for the address, or host bits set",
+            c"CIDR: prefix-len too long for the address, or host bits set",
         )
     })
 }
@@ -115,32 +140,31 @@ impl Control {
         if req.single(attr::SERVICE_SET)?.is_none() {
             return Err(req.missing(attr::SERVICE_SET, c"service-set flag missing"));
         }
-        let mut list: KVec<Cidr> = KVec::new();
-        for a in req.attrs() {
-            if a.ty() != attr::SERVICE_CIDR {
-                continue;
-            }
-            let c = cidr_of(req, &a)?;
-            if list.contains(&c) {
-                return Err(req.fail(EINVAL, Some(&a), c"service-cidr: given twice"));
-            }
-            if list.len() == uapi::MAX_SERVICE_CIDRS {
-                return Err(req.fail(E2BIG, Some(&a), c"too many service CIDRs"));
-            }
-            list.push(c, GFP_KERNEL)?;
-        }
+        let list = cidrs_of(req, attr::SERVICE_CIDR, uapi::MAX_SERVICE_CIDRS)?;
         self.dp.set_services(list)
     }
 
     pub(super) fn service_cidr_get(&self, req: &Request<'_>) -> Result {
         let mut r = req.reply(cmd::SERVICE_CIDR_GET)?;
         let g = Guard::new();
-        for c in self.dp.services(&g).iter() {
-            r.nest(attr::SERVICE_CIDR, |w| {
-                put_ip(w, cidr::IPV4, cidr::IPV6, c.ip())?;
-                w.put_u8(cidr::PREFIX_LEN, c.len())
-            })?;
+        put_cidrs(&mut r, attr::SERVICE_CIDR, self.dp.services(&g))?;
+        drop(g);
+        r.send()
+    }
+
+    /// Replace the pod CIDRs: every one checked before any is set.
+    pub(super) fn pod_cidr_set(&self, req: &Request<'_>) -> Result {
+        if req.single(attr::POD_SET)?.is_none() {
+            return Err(req.missing(attr::POD_SET, c"pod-set flag missing"));
         }
+        let list = cidrs_of(req, attr::POD_CIDR, uapi::MAX_POD_CIDRS)?;
+        self.dp.set_pod_cidrs(list)
+    }
+
+    pub(super) fn pod_cidr_get(&self, req: &Request<'_>) -> Result {
+        let mut r = req.reply(cmd::POD_CIDR_GET)?;
+        let g = Guard::new();
+        put_cidrs(&mut r, attr::POD_CIDR, self.dp.pod_cidrs(&g))?;
         drop(g);
         r.send()
     }
@@ -496,6 +520,7 @@ impl Control {
             (stats::BYPASS_SERVICE, &c.bypass_service),
             (stats::RESET_SERVICE, &c.reset_service),
             (stats::RESET_IDENTITY, &c.reset_identity),
+            (stats::RESET_UNMAPPED, &c.reset_unmapped),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

@@ -93,6 +93,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::RESET_SERVICE, Kind::U64),
         (stats::SERVICE_RECORDS, Kind::U64),
         (stats::RESET_IDENTITY, Kind::U64),
+        (stats::RESET_UNMAPPED, Kind::U64),
     ],
 };
 
@@ -209,6 +210,8 @@ static TOP_SET: AttrSet = AttrSet {
         (attr::LOCAL_SET, Kind::Flag),
         (attr::SERVICE_CIDR, Kind::Nest(&CIDR_SET)),
         (attr::SERVICE_SET, Kind::Flag),
+        (attr::POD_CIDR, Kind::Nest(&CIDR_SET)),
+        (attr::POD_SET, Kind::Flag),
     ],
 };
 
@@ -295,6 +298,13 @@ pub(crate) static FAMILY: FamilySpec = FamilySpec {
             &[attr::SERVICE_SET, attr::SERVICE_CIDR],
         ),
         op(cmd::SERVICE_CIDR_GET, false, false, &[]),
+        op(
+            cmd::POD_CIDR_SET,
+            true,
+            false,
+            &[attr::POD_SET, attr::POD_CIDR],
+        ),
+        op(cmd::POD_CIDR_GET, false, false, &[]),
     ],
     mcgrps: &[c"keys"],
 };
@@ -763,6 +773,8 @@ impl Handler for Control {
             cmd::CONFIG_GET => self.config_get(req),
             cmd::SERVICE_CIDR_SET => self.service_cidr_set(req),
             cmd::SERVICE_CIDR_GET => self.service_cidr_get(req),
+            cmd::POD_CIDR_SET => self.pod_cidr_set(req),
+            cmd::POD_CIDR_GET => self.pod_cidr_get(req),
             _ => Err(eopnotsupp()),
         }
     }

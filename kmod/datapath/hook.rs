@@ -62,6 +62,10 @@ enum Bypass {
     /// Would be secured, but the socket is not in the local pod's network
     /// namespace (the mapping binds it; review M6): failed closed.
     Identity,
+    /// A mapped pod of another node and an address of a pod CIDR the
+    /// mapping does not name yet: the other end's mapping may have it
+    /// (mapping skew): failed closed.
+    Unmapped,
 }
 
 /// The probe.
@@ -104,6 +108,14 @@ pub(crate) fn is_local_pod(dp: &Datapath, g: &Guard, ip: &IpAddr) -> bool {
 /// Part 1 §1: local pod on a node this kernel serves ↔ remote pod on
 /// another node; the socket in the local pod's network namespace
 /// (`netns`, its cookie) when the mapping binds one.
+///
+/// With pod CIDRs configured, an address in one that the mapping does not
+/// name is a pod this end's mapping does not have yet, while the other
+/// end's may (README, "Mapping skew"): a flow between it and a mapped pod,
+/// or another such address, is failed closed, never left alone, since the
+/// other end may secure it. Both ends apply this to the same two
+/// addresses, so a pod one end has mapped and the other not yet is secured
+/// by the first and reset by the second: never plaintext.
 fn classify(
     dp: &Datapath,
     netns: u64,
@@ -111,11 +123,18 @@ fn classify(
     remote: &IpAddr,
 ) -> Result<(Arc<Pod>, Arc<Pod>), Bypass> {
     let g = Guard::new();
-    let lp = pod_at(dp, &g, local).ok_or(Bypass::LocalNotPod)?;
-    if !dp.local(&g).contains(lp.node()) {
-        return Err(Bypass::LocalNotPod);
-    }
-    let rp = pod_at(dp, &g, remote).ok_or(Bypass::RemoteNotPod)?;
+    let served = |p: &Pod| dp.local(&g).contains(p.node());
+    let (lp, rp) = match (pod_at(dp, &g, local), pod_at(dp, &g, remote)) {
+        (Some(lp), _) if !served(&lp) => return Err(Bypass::LocalNotPod),
+        (Some(lp), Some(rp)) => (lp, rp),
+        (Some(_), None) if unmapped(dp, &g, remote) => return Err(Bypass::Unmapped),
+        (Some(_), None) => return Err(Bypass::RemoteNotPod),
+        (None, Some(_)) if unmapped(dp, &g, local) => return Err(Bypass::Unmapped),
+        (None, None) if local != remote && unmapped(dp, &g, local) && unmapped(dp, &g, remote) => {
+            return Err(Bypass::Unmapped)
+        }
+        (None, _) => return Err(Bypass::LocalNotPod),
+    };
     if rp.node() == lp.node() {
         return Err(Bypass::SameNode);
     }
@@ -123,6 +142,19 @@ fn classify(
         return Err(Bypass::Identity);
     }
     Ok((lp, rp))
+}
+
+/// An address in a pod CIDR that the mapping does not name.
+fn unmapped(dp: &Datapath, g: &Guard, ip: &IpAddr) -> bool {
+    dp.pod_cidrs(g).contains(ip) && dp.state.pod_arc(g, ip).is_none()
+}
+
+/// A flow between a mapped pod and a pod not mapped yet (see
+/// [`classify`]): failed closed like [`impostor`], counted.
+fn skewed(dp: &Datapath, sk: &Sock) {
+    sk.shutdown_send();
+    sk.poison(crate::sys::ECONNABORTED_NR);
+    inc(&dp.counters.reset_unmapped);
 }
 
 /// Whether a socket of namespace `netns` may be pod `p` (review M6).
@@ -145,6 +177,7 @@ fn count_bypass(dp: &Datapath, b: Bypass) {
         Bypass::RemoteNotPod => &c.bypass_remote_not_pod,
         Bypass::SameNode => &c.bypass_same_node,
         Bypass::Identity => &c.reset_identity,
+        Bypass::Unmapped => &c.reset_unmapped,
     });
 }
 
@@ -200,6 +233,7 @@ fn connecting(dp: &Datapath, sk: &Sock) {
             (lp.clone(), lp, true)
         }
         Err(Bypass::Identity) => return impostor(dp, sk),
+        Err(Bypass::Unmapped) => return skewed(dp, sk),
         Err(b) => return count_bypass(dp, b),
     };
     let isn = if service {
@@ -356,7 +390,7 @@ fn service_end(dp: &Datapath, sk: &Sock) -> ServiceEnd {
         // The client pod was unmapped meanwhile: its server end may still
         // see a pod. Or the mapping bound the pod to another namespace
         // since the connect.
-        Err(Bypass::LocalNotPod | Bypass::Identity) => ServiceEnd::Reset,
+        Err(Bypass::LocalNotPod | Bypass::Identity | Bypass::Unmapped) => ServiceEnd::Reset,
     }
 }
 
@@ -465,6 +499,7 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
     let (lp, rp) = match classify(dp, sk.netns_cookie(), &local, &remote) {
         Ok(p) => p,
         Err(Bypass::Identity) => return impostor(dp, sk),
+        Err(Bypass::Unmapped) => return skewed(dp, sk),
         Err(b) => return count_bypass(dp, b),
     };
     let d = Decided {

@@ -91,6 +91,9 @@ pub(crate) struct Counters {
     /// Flows from a socket outside the network namespace the mapping binds
     /// their local pod to (review M6).
     pub(crate) reset_identity: AtomicU64,
+    /// Flows between a mapped pod of another node and an address of a pod
+    /// CIDR the mapping does not name (mapping skew).
+    pub(crate) reset_unmapped: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -115,7 +118,8 @@ impl LocalNodes {
 /// Writer side of the configuration (process context).
 struct Config {
     local_writer: RcuWriter<LocalNodes>,
-    services_writer: RcuWriter<services::ServiceCidrs>,
+    services_writer: RcuWriter<services::CidrSet>,
+    pod_cidrs_writer: RcuWriter<services::CidrSet>,
 }
 
 /// The datapath.
@@ -123,7 +127,9 @@ struct Config {
 pub(crate) struct Datapath {
     pub(crate) state: Arc<State>,
     local: RcuBox<LocalNodes>,
-    services: RcuBox<services::ServiceCidrs>,
+    services: RcuBox<services::CidrSet>,
+    /// The cluster's pod CIDRs (mapping skew: `hook::classify`).
+    pod_cidrs: RcuBox<services::CidrSet>,
     #[pin]
     pub(crate) nat: services::NatRecords,
     #[pin]
@@ -249,11 +255,10 @@ impl Datapath {
     pub(crate) fn new(state: Arc<State>) -> Result<Arc<Self>> {
         let local = RcuBox::new(KBox::new(LocalNodes { names: KVec::new() }, GFP_KERNEL)?);
         let local_writer = local.writer().ok_or(EINVAL)?;
-        let services = RcuBox::new(KBox::new(
-            services::ServiceCidrs::new(KVec::new()),
-            GFP_KERNEL,
-        )?);
+        let services = RcuBox::new(KBox::new(services::CidrSet::new(KVec::new()), GFP_KERNEL)?);
         let services_writer = services.writer().ok_or(EINVAL)?;
+        let pod_cidrs = RcuBox::new(KBox::new(services::CidrSet::new(KVec::new()), GFP_KERNEL)?);
+        let pod_cidrs_writer = pod_cidrs.writer().ok_or(EINVAL)?;
         let announce = RcuBox::new(KBox::new(Announce::empty(), GFP_KERNEL)?);
         let announce_writer = announce.writer().ok_or(EINVAL)?;
         let queue = OwnQueue::new()?;
@@ -262,10 +267,12 @@ impl Datapath {
                 state,
                 local,
                 services,
+                pod_cidrs,
                 nat <- services::NatRecords::new(),
                 config <- new_mutex!(Config {
                     local_writer,
-                    services_writer
+                    services_writer,
+                    pod_cidrs_writer
                 }),
                 cipher: AtomicU32::new(uapi::cipher::AES_128_GCM),
                 key_timeout_ms: AtomicU32::new(DEFAULT_KEY_TIMEOUT_MS),
@@ -307,7 +314,7 @@ impl Datapath {
     }
 
     /// The Service CIDRs, for a read section.
-    pub(crate) fn services<'g>(&'g self, g: &'g Guard) -> &'g services::ServiceCidrs {
+    pub(crate) fn services<'g>(&'g self, g: &'g Guard) -> &'g services::CidrSet {
         self.services.get(g)
     }
 
@@ -316,12 +323,32 @@ impl Datapath {
         if list.len() > uapi::MAX_SERVICE_CIDRS {
             return Err(E2BIG);
         }
-        let new = KBox::new(services::ServiceCidrs::new(list), GFP_KERNEL)?;
+        let new = KBox::new(services::CidrSet::new(list), GFP_KERNEL)?;
         let old = self
             .config
             .lock()
             .services_writer
             .replace(&self.services, new)?;
+        drop(old); // after a grace period, unlocked
+        Ok(())
+    }
+
+    /// The pod CIDRs, for a read section.
+    pub(crate) fn pod_cidrs<'g>(&'g self, g: &'g Guard) -> &'g services::CidrSet {
+        self.pod_cidrs.get(g)
+    }
+
+    /// Replace the pod CIDRs (process context).
+    pub(crate) fn set_pod_cidrs(&self, list: KVec<services::Cidr>) -> Result {
+        if list.len() > uapi::MAX_POD_CIDRS {
+            return Err(E2BIG);
+        }
+        let new = KBox::new(services::CidrSet::new(list), GFP_KERNEL)?;
+        let old = self
+            .config
+            .lock()
+            .pod_cidrs_writer
+            .replace(&self.pod_cidrs, new)?;
         drop(old); // after a grace period, unlocked
         Ok(())
     }

@@ -101,13 +101,14 @@ fn mask_byte(len: u8, i: usize) -> u8 {
     }
 }
 
-/// The configured Service CIDRs (at most `uapi::MAX_SERVICE_CIDRS`),
-/// published under RCU by the control plane.
-pub(crate) struct ServiceCidrs {
+/// A set of CIDRs (the Service CIDRs, at most `uapi::MAX_SERVICE_CIDRS`;
+/// the pod CIDRs, at most `uapi::MAX_POD_CIDRS`), published under RCU by
+/// the control plane.
+pub(crate) struct CidrSet {
     list: KVec<Cidr>,
 }
 
-impl ServiceCidrs {
+impl CidrSet {
     pub(crate) fn new(list: KVec<Cidr>) -> Self {
         Self { list }
     }

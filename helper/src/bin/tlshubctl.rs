@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tlshub::config::{
-    check_local_nodes, check_service_cidrs, parse_key_timeout, DEFAULT_CONFIG_PATH,
+    check_local_nodes, check_pod_cidrs, check_service_cidrs, parse_key_timeout, DEFAULT_CONFIG_PATH,
 };
 use tlshub::mapping::{self, check_node_name, check_pod_name, SeedTable};
 use tlshub::netlink::{schema, Client, Event, Flow, Peer, Trace};
@@ -53,8 +53,8 @@ enum Command {
         json: bool,
     },
     /// Load the mapping and set the mode (and the local nodes, cipher, key
-    /// timeout, Service CIDRs and node-pair secrets, if given) named by a
-    /// capture.conf
+    /// timeout, Service CIDRs, pod CIDRs and node-pair secrets, if given)
+    /// named by a capture.conf
     Apply {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -72,6 +72,10 @@ enum Command {
     /// decided by where the node's NAT sends them
     #[command(subcommand)]
     ServiceCidr(ServiceCidrCommand),
+    /// Get or set the pod CIDRs: an address in them that the mapping does
+    /// not name is a pod not mapped yet
+    #[command(subcommand)]
+    PodCidr(PodCidrCommand),
     /// Show the flows the module tracks
     Flows {
         #[arg(long)]
@@ -209,6 +213,21 @@ enum ServiceCidrCommand {
     },
     /// Replace the Service CIDRs (at most 16, IPv4 and/or IPv6, no host
     /// bits set); without CIDR, clear them
+    Set {
+        #[arg(value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PodCidrCommand {
+    /// Print the pod CIDRs, one per line
+    Get {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the pod CIDRs (at most 16, IPv4 and/or IPv6, no host bits
+    /// set); without CIDR, clear them
     Set {
         #[arg(value_name = "CIDR")]
         cidrs: Vec<String>,
@@ -420,6 +439,20 @@ fn run(command: Command, verbose: bool) -> Result {
             let cidrs = check_service_cidrs(&cidrs)?;
             Ok(connect(verbose)?.service_cidrs_set(&cidrs)?)
         }
+        Command::PodCidr(PodCidrCommand::Get { json }) => {
+            let cidrs = connect(verbose)?.pod_cidrs_get()?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                pod_cidrs: &'a [Cidr],
+            }
+            output(json, &Out { pod_cidrs: &cidrs }, |w| {
+                cidrs.iter().try_for_each(|c| writeln!(w, "{c}"))
+            })
+        }
+        Command::PodCidr(PodCidrCommand::Set { cidrs }) => {
+            let cidrs = check_pod_cidrs(&cidrs)?;
+            Ok(connect(verbose)?.pod_cidrs_set(&cidrs)?)
+        }
         Command::Drain => Ok(connect(verbose)?.drain()?),
         Command::Flows { json } => {
             let flows = connect(verbose)?.flows()?;
@@ -431,8 +464,8 @@ fn run(command: Command, verbose: bool) -> Result {
 
 /// `apply`: everything in the config (the file itself, the mapping, every
 /// secret file) is read and validated before the first request is sent.
-/// Then: mapping, mode, cipher and key timeout, secrets, Service CIDRs,
-/// local nodes; each optional setting only if the file has it.
+/// Then: mapping, mode, cipher and key timeout, secrets, Service CIDRs, pod
+/// CIDRs, local nodes; each optional setting only if the file has it.
 fn apply(path: &Path, verbose: bool) -> Result {
     let config = CaptureConfig::from_file(path)?;
     let mut table = PodNodeTable::from_file(&config.pod_node_config)?;
@@ -468,6 +501,11 @@ fn apply(path: &Path, verbose: bool) -> Result {
         client.service_cidrs_set(cidrs)?;
         let shown: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
         println!("Service CIDRs set to {}", shown.join(" "));
+    }
+    if let Some(cidrs) = &config.pod_cidrs {
+        client.pod_cidrs_set(cidrs)?;
+        let shown: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
+        println!("Pod CIDRs set to {}", shown.join(" "));
     }
     if let Some(nodes) = &config.local_nodes {
         client.local_nodes_set(nodes)?;
@@ -1189,6 +1227,13 @@ n1+n2            established  1      0.010s  -        0        -
         assert!(parse(&["service-cidr", "get", "--json"]).is_ok());
         assert!(parse(&["service-cidr", "get", "10.96.0.0/12"]).is_err());
         assert!(parse(&["service-cidr"]).is_err());
+        assert!(parse(&["pod-cidr", "set", "10.244.0.0/16", "fd00:10:244::/56"]).is_ok());
+        assert!(parse(&["pod-cidr", "set"]).is_ok());
+        assert!(parse(&["pod-cidr", "get"]).is_ok());
+        assert!(parse(&["pod-cidr", "get", "--json"]).is_ok());
+        assert!(parse(&["pod-cidr", "get", "10.244.0.0/16"]).is_err());
+        assert!(parse(&["pod-cidr"]).is_err());
+        assert!(parse(&["pod-cidrs", "get"]).is_err());
         assert!(parse(&["flows", "--json"]).is_ok());
         assert!(parse(&["events"]).is_ok());
     }

@@ -494,7 +494,8 @@ fn render(spec: &schema::Attr, a: RawAttr<'_>) -> String {
 
 /// One trace line per request: every attribute for small requests and for
 /// those without pods or nodes (at most 17: `node-local-set`,
-/// `service-cidr-set`), counts for the large `map-stage` batches.
+/// `service-cidr-set`, `pod-cidr-set`), counts for the large `map-stage`
+/// batches.
 pub(crate) fn describe_request(encoded: &Encoded) -> String {
     const LISTED: usize = 4;
     let labels: Vec<&str> = encoded.spans.iter().map(|s| s.label.as_str()).collect();

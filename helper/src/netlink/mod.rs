@@ -169,11 +169,12 @@ pub struct Stats {
     /// A gauge: NAT records of Service connects waiting for their SYN-ACK.
     pub service_records: u64,
     pub reset_identity: u64,
+    pub reset_unmapped: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 32] {
+    pub fn counters(&self) -> [(&'static str, u64); 33] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -207,6 +208,7 @@ impl Stats {
             ("reset-service", self.reset_service),
             ("service-records", self.service_records),
             ("reset-identity", self.reset_identity),
+            ("reset-unmapped", self.reset_unmapped),
         ]
     }
 
@@ -246,6 +248,7 @@ impl Stats {
             s::RESET_SERVICE => &mut self.reset_service,
             s::SERVICE_RECORDS => &mut self.service_records,
             s::RESET_IDENTITY => &mut self.reset_identity,
+            s::RESET_UNMAPPED => &mut self.reset_unmapped,
             _ => return None,
         })
     }
@@ -660,6 +663,22 @@ impl Client {
         // No Service CIDR: the reply may be empty, or absent altogether.
         match replies.first() {
             Some(reply) => service_cidrs_in(&Attrs::parse(reply)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `pod-cidr-set`: the pod CIDRs become `cidrs` (none: there are none).
+    /// At most [`uapi::MAX_POD_CIDRS`], each once; all or nothing.
+    pub fn pod_cidrs_set(&mut self, cidrs: &[Cidr]) -> Result<(), NetlinkError> {
+        self.transact(pod_cidrs_request(cidrs)?).map(drop)
+    }
+
+    /// `pod-cidr-get`: the pod CIDRs.
+    pub fn pod_cidrs_get(&mut self) -> Result<Vec<Cidr>, NetlinkError> {
+        let replies = self.transact(Request::new(&schema::POD_CIDR_GET))?;
+        // No pod CIDR: the reply may be empty, or absent altogether.
+        match replies.first() {
+            Some(reply) => pod_cidrs_in(&Attrs::parse(reply)?),
             None => Ok(Vec::new()),
         }
     }
@@ -1282,47 +1301,102 @@ fn local_nodes_request<S: AsRef<str>>(nodes: &[S]) -> Result<Request, NetlinkErr
     Ok(request)
 }
 
+/// One of the CIDR sets the kernel holds: its requests, attributes, bound
+/// and how errors name it.
+struct CidrSet {
+    set: &'static schema::Op,
+    flag: u16,
+    flag_name: &'static str,
+    nest: u16,
+    nest_name: &'static str,
+    max: usize,
+    /// "Service CIDR", "pod CIDR".
+    what: &'static str,
+}
+
+/// The Service CIDRs: `service-cidr-set`, `service-cidr-get`.
+static SERVICE_CIDRS: CidrSet = CidrSet {
+    set: &schema::SERVICE_CIDR_SET,
+    flag: uapi::attr::SERVICE_SET,
+    flag_name: "service-set",
+    nest: uapi::attr::SERVICE_CIDR,
+    nest_name: "service-cidr",
+    max: uapi::MAX_SERVICE_CIDRS,
+    what: "Service CIDR",
+};
+
+/// The pod CIDRs: `pod-cidr-set`, `pod-cidr-get`.
+static POD_CIDRS: CidrSet = CidrSet {
+    set: &schema::POD_CIDR_SET,
+    flag: uapi::attr::POD_SET,
+    flag_name: "pod-set",
+    nest: uapi::attr::POD_CIDR,
+    nest_name: "pod-cidr",
+    max: uapi::MAX_POD_CIDRS,
+    what: "pod CIDR",
+};
+
 /// `service-cidr-set` of `cidrs`: the `service-set` flag, then a `cidr`
 /// nest each. At most [`uapi::MAX_SERVICE_CIDRS`], each once.
 fn service_cidrs_request(cidrs: &[Cidr]) -> Result<Request, NetlinkError> {
-    if cidrs.len() > uapi::MAX_SERVICE_CIDRS {
+    cidrs_request(&SERVICE_CIDRS, cidrs)
+}
+
+/// `pod-cidr-set` of `cidrs`: the `pod-set` flag, then a `cidr` nest each.
+/// At most [`uapi::MAX_POD_CIDRS`], each once.
+fn pod_cidrs_request(cidrs: &[Cidr]) -> Result<Request, NetlinkError> {
+    cidrs_request(&POD_CIDRS, cidrs)
+}
+
+/// The set request of `set` for `cidrs`: its flag, then a `cidr` nest each.
+fn cidrs_request(set: &CidrSet, cidrs: &[Cidr]) -> Result<Request, NetlinkError> {
+    let op = set.set.name;
+    if cidrs.len() > set.max {
         return Err(NetlinkError::Encode(format!(
-            "service-cidr-set: {} Service CIDRs, at most {} are allowed",
+            "{op}: {} {}s, at most {} are allowed",
             cidrs.len(),
-            uapi::MAX_SERVICE_CIDRS
+            set.what,
+            set.max
         )));
     }
-    let mut request = Request::new(&schema::SERVICE_CIDR_SET);
-    request.put(uapi::attr::SERVICE_SET, Value::Flag, "service-set")?;
+    let mut request = Request::new(set.set);
+    request.put(set.flag, Value::Flag, set.flag_name)?;
     for (i, cidr) in cidrs.iter().enumerate() {
         if cidrs[..i].contains(cidr) {
             return Err(NetlinkError::Encode(format!(
-                "service-cidr-set: Service CIDR {cidr} given twice"
+                "{op}: {} {cidr} given twice",
+                set.what
             )));
         }
-        request.nest(
-            uapi::attr::SERVICE_CIDR,
-            format!("service-cidr {cidr}"),
-            |w| {
-                match cidr.addr() {
-                    IpAddr::V4(a) => w.put(uapi::cidr::IPV4, Value::U32(u32::from(a)))?,
-                    IpAddr::V6(a) => w.put(uapi::cidr::IPV6, Value::Bytes(&a.octets()))?,
-                }
-                w.put(uapi::cidr::PREFIX_LEN, Value::U8(cidr.prefix_len()))
-            },
-        )?;
+        request.nest(set.nest, format!("{} {cidr}", set.nest_name), |w| {
+            match cidr.addr() {
+                IpAddr::V4(a) => w.put(uapi::cidr::IPV4, Value::U32(u32::from(a)))?,
+                IpAddr::V6(a) => w.put(uapi::cidr::IPV6, Value::Bytes(&a.octets()))?,
+            }
+            w.put(uapi::cidr::PREFIX_LEN, Value::U8(cidr.prefix_len()))
+        })?;
     }
     Ok(request)
 }
 
-/// Every `service-cidr` nest at the top level of `attrs`: one address
-/// (`ipv4` or `ipv6`) and its `prefix-len`, a network without host bits.
+/// Every `service-cidr` nest at the top level of `attrs`.
 fn service_cidrs_in(attrs: &Attrs<'_>) -> Result<Vec<Cidr>, NetlinkError> {
+    cidrs_in(&SERVICE_CIDRS, attrs)
+}
+
+/// Every `pod-cidr` nest at the top level of `attrs`.
+fn pod_cidrs_in(attrs: &Attrs<'_>) -> Result<Vec<Cidr>, NetlinkError> {
+    cidrs_in(&POD_CIDRS, attrs)
+}
+
+/// Every nest of `set` at the top level of `attrs`: one address (`ipv4` or
+/// `ipv6`) and its `prefix-len`, a network without host bits.
+fn cidrs_in(set: &CidrSet, attrs: &Attrs<'_>) -> Result<Vec<Cidr>, NetlinkError> {
     attrs
-        .all(uapi::attr::SERVICE_CIDR)
+        .all(set.nest)
         .map(|nest| {
             let nest = nest.nested()?;
-            let bad = |what: &str| NetlinkError::Protocol(format!("service-cidr {what}"));
+            let bad = |what: &str| NetlinkError::Protocol(format!("{} {what}", set.nest_name));
             let addr = match (nest.get(uapi::cidr::IPV4), nest.get(uapi::cidr::IPV6)) {
                 (Some(a), None) => IpAddr::V4(a.ipv4()?),
                 (None, Some(a)) => IpAddr::V6(a.ipv6()?),
@@ -1576,11 +1650,13 @@ mod datapath_tests {
         assert_eq!(status.stats.flows_tracked, 1000 + 18);
         assert_eq!(status.stats.service_records, 1000 + 32);
         assert_eq!(status.stats.reset_identity, 1000 + 33);
+        assert_eq!(status.stats.reset_unmapped, 1000 + 34);
         // And JSON names them in snake case.
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["stats"]["reset_stale_sender"], 1015);
         assert_eq!(json["stats"]["bypass_service"], 1030);
         assert_eq!(json["stats"]["reset_identity"], 1033);
+        assert_eq!(json["stats"]["reset_unmapped"], 1034);
         assert_eq!(json["cipher"], "aes-128-gcm");
         assert_eq!(json["key_timeout_ms"], 2000);
         assert_eq!(json["local_nodes"][1], "node-9");
@@ -1760,6 +1836,149 @@ mod datapath_tests {
                 .unwrap_err()
                 .to_string(),
             "cannot encode request: service-cidr-set: 'prefix-len' value 129 out of range"
+        );
+    }
+
+    #[test]
+    fn pod_cidr_set_request() {
+        let cidrs: Vec<Cidr> = ["10.244.0.0/16", "fd00:10:244::/56", "192.0.2.7/32", "::/0"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let enc = pod_cidrs_request(&cidrs)
+            .unwrap()
+            .encode(0x20, 1, 1)
+            .unwrap();
+        assert_eq!(enc.bytes[16], uapi::cmd::POD_CIDR_SET);
+        let bytes = enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec();
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.get(uapi::attr::POD_SET).unwrap().payload, b"");
+        assert!(attrs.get(uapi::attr::SERVICE_SET).is_none());
+        assert!(attrs.get(uapi::attr::SERVICE_CIDR).is_none());
+        // The wire form: ipv4 big-endian, ipv6 16 bytes, prefix-len one byte.
+        let first = attrs.get(uapi::attr::POD_CIDR).unwrap().nested().unwrap();
+        assert_eq!(
+            first.get(uapi::cidr::IPV4).unwrap().payload,
+            &[10, 244, 0, 0]
+        );
+        assert_eq!(first.get(uapi::cidr::PREFIX_LEN).unwrap().payload, &[16]);
+        assert!(first.get(uapi::cidr::IPV6).is_none());
+        let second = attrs
+            .all(uapi::attr::POD_CIDR)
+            .nth(1)
+            .unwrap()
+            .nested()
+            .unwrap();
+        assert_eq!(
+            second.get(uapi::cidr::IPV6).unwrap().ipv6().unwrap(),
+            "fd00:10:244::".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            second.get(uapi::cidr::PREFIX_LEN).unwrap().u8().unwrap(),
+            56
+        );
+        // What the request says is what a reply of the same nests decodes to.
+        assert_eq!(pod_cidrs_in(&attrs).unwrap(), cidrs);
+        // The other set's nests are not these.
+        assert!(service_cidrs_in(&attrs).unwrap().is_empty());
+        assert_eq!(
+            describe_request(&enc),
+            format!(
+                "-> pod-cidr-set seq 1 ({} bytes): pod-set, pod-cidr 10.244.0.0/16, \
+                 pod-cidr fd00:10:244::/56, pod-cidr 192.0.2.7/32, pod-cidr ::/0",
+                enc.bytes.len()
+            )
+        );
+        // Clearing: the flag alone.
+        let bytes = bytes_of(pod_cidrs_request(&[]).unwrap());
+        let attrs = Attrs::parse(&bytes).unwrap();
+        assert_eq!(attrs.iter().count(), 1);
+        assert!(attrs.get(uapi::attr::POD_SET).is_some());
+        let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
+        let many: Vec<Cidr> = (0..=uapi::MAX_POD_CIDRS)
+            .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
+            .collect();
+        assert_eq!(
+            err(pod_cidrs_request(&many)),
+            "cannot encode request: pod-cidr-set: 17 pod CIDRs, at most 16 are allowed"
+        );
+        assert!(pod_cidrs_request(&many[..16]).is_ok());
+        assert_eq!(
+            err(pod_cidrs_request(&[cidrs[1], cidrs[0], cidrs[1]])),
+            "cannot encode request: pod-cidr-set: pod CIDR fd00:10:244::/56 given twice"
+        );
+    }
+
+    #[test]
+    fn pod_cidr_get_reply() {
+        /// One nest: ipv4, ipv6, prefix-len, each if given.
+        type Nest = (Option<u32>, Option<[u8; 16]>, Option<u8>);
+        let reply = |nests: &[Nest]| {
+            let mut r = Request::reply(&schema::POD_CIDR_GET, false);
+            for &(v4, v6, len) in nests {
+                r.nest(uapi::attr::POD_CIDR, "c", |w| {
+                    if let Some(a) = v4 {
+                        w.put(uapi::cidr::IPV4, Value::U32(a))?;
+                    }
+                    if let Some(a) = &v6 {
+                        w.put(uapi::cidr::IPV6, Value::Bytes(a))?;
+                    }
+                    match len {
+                        Some(l) => w.put(uapi::cidr::PREFIX_LEN, Value::U8(l)),
+                        None => Ok(()),
+                    }
+                })
+                .unwrap();
+            }
+            let bytes = bytes_of(r);
+            pod_cidrs_in(&Attrs::parse(&bytes).unwrap())
+                .map(|c| c.iter().map(Cidr::to_string).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        };
+        let v6 = "fd00:10:244::"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert_eq!(
+            reply(&[
+                (Some(0x0af4_0000), None, Some(16)),
+                (None, Some(v6), Some(56))
+            ]),
+            Ok(vec![
+                "10.244.0.0/16".to_owned(),
+                "fd00:10:244::/56".to_owned()
+            ])
+        );
+        assert_eq!(reply(&[]), Ok(vec![]));
+        let protocol = |what: &str| Err(format!("netlink protocol error: pod-cidr {what}"));
+        assert_eq!(
+            reply(&[(Some(0x0af4_0000), None, None)]),
+            protocol("without prefix-len")
+        );
+        assert_eq!(
+            reply(&[(None, None, Some(8))]),
+            protocol("without exactly one address")
+        );
+        assert_eq!(
+            reply(&[(Some(1), Some(v6), Some(8))]),
+            protocol("without exactly one address")
+        );
+        assert_eq!(
+            reply(&[(Some(0x0af4_0001), None, Some(16))]),
+            protocol("10.244.0.1/16 is not a network")
+        );
+        assert_eq!(
+            reply(&[(Some(0x0af4_0000), None, Some(33))]),
+            protocol("10.244.0.0/33 is not a network")
+        );
+        // The encoder keeps to the spec's bound on prefix-len.
+        let mut r = Request::new(&schema::POD_CIDR_SET);
+        assert_eq!(
+            r.nest(uapi::attr::POD_CIDR, "c", |w| w
+                .put(uapi::cidr::PREFIX_LEN, Value::U8(129)))
+                .unwrap_err()
+                .to_string(),
+            "cannot encode request: pod-cidr-set: 'prefix-len' value 129 out of range"
         );
     }
 

@@ -131,7 +131,7 @@ pub static ENUMS: [&Enum; 5] = [
 ];
 
 /// Every `const` definition of the spec, by name.
-pub static CONSTS: [(&str, u64); 8] = [
+pub static CONSTS: [(&str, u64); 9] = [
     ("name-max-len", uapi::NAME_MAX_LEN as u64),
     ("pod-name-max-len", uapi::POD_NAME_MAX_LEN as u64),
     ("max-pod-ips", uapi::MAX_POD_IPS as u64),
@@ -139,6 +139,7 @@ pub static CONSTS: [(&str, u64); 8] = [
     ("psk-len", uapi::PSK_LEN as u64),
     ("max-local-nodes", uapi::MAX_LOCAL_NODES as u64),
     ("max-service-cidrs", uapi::MAX_SERVICE_CIDRS as u64),
+    ("max-pod-cidrs", uapi::MAX_POD_CIDRS as u64),
     ("error-max-len", uapi::ERROR_MAX_LEN as u64),
 ];
 
@@ -351,6 +352,7 @@ pub static STATS: AttrSet = AttrSet {
         attr("reset-service", uapi::stats::RESET_SERVICE, Type::U64),
         attr("service-records", uapi::stats::SERVICE_RECORDS, Type::U64),
         attr("reset-identity", uapi::stats::RESET_IDENTITY, Type::U64),
+        attr("reset-unmapped", uapi::stats::RESET_UNMAPPED, Type::U64),
     ],
 };
 
@@ -439,6 +441,8 @@ pub static TLSHUB: AttrSet = AttrSet {
         attr("local-set", uapi::attr::LOCAL_SET, Type::Flag),
         attr("service-cidr", uapi::attr::SERVICE_CIDR, Type::Nest(&CIDR)).multi(),
         attr("service-set", uapi::attr::SERVICE_SET, Type::Flag),
+        attr("pod-cidr", uapi::attr::POD_CIDR, Type::Nest(&CIDR)).multi(),
+        attr("pod-set", uapi::attr::POD_SET, Type::Flag),
     ],
 };
 
@@ -539,9 +543,13 @@ pub static SERVICE_CIDR_SET: Op = op("service-cidr-set", uapi::cmd::SERVICE_CIDR
     .doit(&[a::SERVICE_SET, a::SERVICE_CIDR], None);
 pub static SERVICE_CIDR_GET: Op =
     op("service-cidr-get", uapi::cmd::SERVICE_CIDR_GET, false).doit(&[], Some(&[a::SERVICE_CIDR]));
+pub static POD_CIDR_SET: Op =
+    op("pod-cidr-set", uapi::cmd::POD_CIDR_SET, true).doit(&[a::POD_SET, a::POD_CIDR], None);
+pub static POD_CIDR_GET: Op =
+    op("pod-cidr-get", uapi::cmd::POD_CIDR_GET, false).doit(&[], Some(&[a::POD_CIDR]));
 
 /// Every operation, in spec order.
-pub static OPS: [&Op; 23] = [
+pub static OPS: [&Op; 25] = [
     &MODE_GET,
     &MODE_SET,
     &STATUS_GET,
@@ -565,6 +573,8 @@ pub static OPS: [&Op; 23] = [
     &DRAIN,
     &SERVICE_CIDR_SET,
     &SERVICE_CIDR_GET,
+    &POD_CIDR_SET,
+    &POD_CIDR_GET,
 ];
 
 /// `nlctrl` (`include/uapi/linux/genetlink.h`): just what resolving a
