@@ -11,7 +11,7 @@
 
 use super::{count, ip_of, put_ip, str_of, Control};
 use crate::datapath::services::{Cidr, CidrSet};
-use crate::datapath::{self, flow};
+use crate::datapath::{self, flow, Cidrs};
 use crate::keys::peers::{FlowSetError, FlowTuple, PeerKey, PeerState, SetError};
 use crate::keys::schedule::NodePairSecret;
 use crate::state::ident;
@@ -135,36 +135,33 @@ impl Control {
         self.dp.set_local(&names)
     }
 
-    /// Replace the Service CIDRs: every one checked before any is set.
-    pub(super) fn service_cidr_set(&self, req: &Request<'_>) -> Result {
-        if req.single(attr::SERVICE_SET)?.is_none() {
-            return Err(req.missing(attr::SERVICE_SET, c"service-set flag missing"));
+    /// `service-cidr-set` / `pod-cidr-set`: every CIDR checked before
+    /// any is set.
+    pub(super) fn cidr_set(&self, req: &Request<'_>, which: Cidrs) -> Result {
+        let (flag, ty, missing) = match which {
+            Cidrs::Service => (
+                attr::SERVICE_SET,
+                attr::SERVICE_CIDR,
+                c"service-set flag missing",
+            ),
+            Cidrs::Pod => (attr::POD_SET, attr::POD_CIDR, c"pod-set flag missing"),
+        };
+        if req.single(flag)?.is_none() {
+            return Err(req.missing(flag, missing));
         }
-        let list = cidrs_of(req, attr::SERVICE_CIDR, uapi::MAX_SERVICE_CIDRS)?;
-        self.dp.set_services(list)
+        let list = cidrs_of(req, ty, which.max())?;
+        self.dp.set_cidrs(which, list)
     }
 
-    pub(super) fn service_cidr_get(&self, req: &Request<'_>) -> Result {
-        let mut r = req.reply(cmd::SERVICE_CIDR_GET)?;
+    /// `service-cidr-get` / `pod-cidr-get`.
+    pub(super) fn cidr_get(&self, req: &Request<'_>, which: Cidrs) -> Result {
+        let (cmd, ty) = match which {
+            Cidrs::Service => (cmd::SERVICE_CIDR_GET, attr::SERVICE_CIDR),
+            Cidrs::Pod => (cmd::POD_CIDR_GET, attr::POD_CIDR),
+        };
+        let mut r = req.reply(cmd)?;
         let g = Guard::new();
-        put_cidrs(&mut r, attr::SERVICE_CIDR, self.dp.services(&g))?;
-        drop(g);
-        r.send()
-    }
-
-    /// Replace the pod CIDRs: every one checked before any is set.
-    pub(super) fn pod_cidr_set(&self, req: &Request<'_>) -> Result {
-        if req.single(attr::POD_SET)?.is_none() {
-            return Err(req.missing(attr::POD_SET, c"pod-set flag missing"));
-        }
-        let list = cidrs_of(req, attr::POD_CIDR, uapi::MAX_POD_CIDRS)?;
-        self.dp.set_pod_cidrs(list)
-    }
-
-    pub(super) fn pod_cidr_get(&self, req: &Request<'_>) -> Result {
-        let mut r = req.reply(cmd::POD_CIDR_GET)?;
-        let g = Guard::new();
-        put_cidrs(&mut r, attr::POD_CIDR, self.dp.pod_cidrs(&g))?;
+        put_cidrs(&mut r, ty, self.dp.cidrs(&g, which))?;
         drop(g);
         r.send()
     }

@@ -10,7 +10,7 @@
 //! unlocking. A staged replacement belongs to its sending socket (by port
 //! id): `ReleaseHandler::released` drops it when that socket closes.
 
-use crate::datapath::Datapath;
+use crate::datapath::{Cidrs, Datapath};
 use crate::state::mapping::{
     AddError, IpAddr, MapError, NodeAddr, NodeEntry, Pod, PodSpec, MAX_POD_IPS,
 };
@@ -771,10 +771,10 @@ impl Handler for Control {
             cmd::DRAIN => self.drain(req),
             cmd::CONFIG_SET => self.config_set(req),
             cmd::CONFIG_GET => self.config_get(req),
-            cmd::SERVICE_CIDR_SET => self.service_cidr_set(req),
-            cmd::SERVICE_CIDR_GET => self.service_cidr_get(req),
-            cmd::POD_CIDR_SET => self.pod_cidr_set(req),
-            cmd::POD_CIDR_GET => self.pod_cidr_get(req),
+            cmd::SERVICE_CIDR_SET => self.cidr_set(req, Cidrs::Service),
+            cmd::SERVICE_CIDR_GET => self.cidr_get(req, Cidrs::Service),
+            cmd::POD_CIDR_SET => self.cidr_set(req, Cidrs::Pod),
+            cmd::POD_CIDR_GET => self.cidr_get(req, Cidrs::Pod),
             _ => Err(eopnotsupp()),
         }
     }

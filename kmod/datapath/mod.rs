@@ -118,8 +118,26 @@ impl LocalNodes {
 /// Writer side of the configuration (process context).
 struct Config {
     local_writer: RcuWriter<LocalNodes>,
-    services_writer: RcuWriter<services::CidrSet>,
-    pod_cidrs_writer: RcuWriter<services::CidrSet>,
+    /// By [`Cidrs`].
+    cidr_writers: [RcuWriter<services::CidrSet>; 2],
+}
+
+/// Which CIDR setting.
+#[derive(Clone, Copy)]
+pub(crate) enum Cidrs {
+    /// Kubernetes Service addresses (`services`).
+    Service = 0,
+    /// The cluster's pod addresses (mapping skew: `hook::classify`).
+    Pod = 1,
+}
+
+impl Cidrs {
+    pub(crate) fn max(self) -> usize {
+        match self {
+            Cidrs::Service => uapi::MAX_SERVICE_CIDRS,
+            Cidrs::Pod => uapi::MAX_POD_CIDRS,
+        }
+    }
 }
 
 /// The datapath.
@@ -127,9 +145,8 @@ struct Config {
 pub(crate) struct Datapath {
     pub(crate) state: Arc<State>,
     local: RcuBox<LocalNodes>,
-    services: RcuBox<services::CidrSet>,
-    /// The cluster's pod CIDRs (mapping skew: `hook::classify`).
-    pod_cidrs: RcuBox<services::CidrSet>,
+    /// By [`Cidrs`].
+    cidrs: [RcuBox<services::CidrSet>; 2],
     #[pin]
     pub(crate) nat: services::NatRecords,
     #[pin]
@@ -255,10 +272,15 @@ impl Datapath {
     pub(crate) fn new(state: Arc<State>) -> Result<Arc<Self>> {
         let local = RcuBox::new(KBox::new(LocalNodes { names: KVec::new() }, GFP_KERNEL)?);
         let local_writer = local.writer().ok_or(EINVAL)?;
-        let services = RcuBox::new(KBox::new(services::CidrSet::new(KVec::new()), GFP_KERNEL)?);
-        let services_writer = services.writer().ok_or(EINVAL)?;
-        let pod_cidrs = RcuBox::new(KBox::new(services::CidrSet::new(KVec::new()), GFP_KERNEL)?);
-        let pod_cidrs_writer = pod_cidrs.writer().ok_or(EINVAL)?;
+        let empty = || -> Result<RcuBox<services::CidrSet>> {
+            let set = services::CidrSet::new(KVec::new());
+            Ok(RcuBox::new(KBox::new(set, GFP_KERNEL)?))
+        };
+        let cidrs = [empty()?, empty()?];
+        let cidr_writers = [
+            cidrs[0].writer().ok_or(EINVAL)?,
+            cidrs[1].writer().ok_or(EINVAL)?,
+        ];
         let announce = RcuBox::new(KBox::new(Announce::empty(), GFP_KERNEL)?);
         let announce_writer = announce.writer().ok_or(EINVAL)?;
         let queue = OwnQueue::new()?;
@@ -266,13 +288,11 @@ impl Datapath {
             try_pin_init!(Datapath {
                 state,
                 local,
-                services,
-                pod_cidrs,
+                cidrs,
                 nat <- services::NatRecords::new(),
                 config <- new_mutex!(Config {
                     local_writer,
-                    services_writer,
-                    pod_cidrs_writer
+                    cidr_writers
                 }),
                 cipher: AtomicU32::new(uapi::cipher::AES_128_GCM),
                 key_timeout_ms: AtomicU32::new(DEFAULT_KEY_TIMEOUT_MS),
@@ -313,42 +333,29 @@ impl Datapath {
         Ok(())
     }
 
-    /// The Service CIDRs, for a read section.
-    pub(crate) fn services<'g>(&'g self, g: &'g Guard) -> &'g services::CidrSet {
-        self.services.get(g)
+    /// A CIDR setting, for a read section.
+    pub(crate) fn cidrs<'g>(&'g self, g: &'g Guard, which: Cidrs) -> &'g services::CidrSet {
+        self.cidrs[which as usize].get(g)
     }
 
-    /// Replace the Service CIDRs (process context).
-    pub(crate) fn set_services(&self, list: KVec<services::Cidr>) -> Result {
-        if list.len() > uapi::MAX_SERVICE_CIDRS {
-            return Err(E2BIG);
-        }
-        let new = KBox::new(services::CidrSet::new(list), GFP_KERNEL)?;
-        let old = self
-            .config
-            .lock()
-            .services_writer
-            .replace(&self.services, new)?;
-        drop(old); // after a grace period, unlocked
-        Ok(())
+    /// The Service CIDRs, for a read section.
+    pub(crate) fn services<'g>(&'g self, g: &'g Guard) -> &'g services::CidrSet {
+        self.cidrs(g, Cidrs::Service)
     }
 
     /// The pod CIDRs, for a read section.
     pub(crate) fn pod_cidrs<'g>(&'g self, g: &'g Guard) -> &'g services::CidrSet {
-        self.pod_cidrs.get(g)
+        self.cidrs(g, Cidrs::Pod)
     }
 
-    /// Replace the pod CIDRs (process context).
-    pub(crate) fn set_pod_cidrs(&self, list: KVec<services::Cidr>) -> Result {
-        if list.len() > uapi::MAX_POD_CIDRS {
+    /// Replace a CIDR setting (process context).
+    pub(crate) fn set_cidrs(&self, which: Cidrs, list: KVec<services::Cidr>) -> Result {
+        if list.len() > which.max() {
             return Err(E2BIG);
         }
         let new = KBox::new(services::CidrSet::new(list), GFP_KERNEL)?;
-        let old = self
-            .config
-            .lock()
-            .pod_cidrs_writer
-            .replace(&self.pod_cidrs, new)?;
+        let i = which as usize;
+        let old = self.config.lock().cidr_writers[i].replace(&self.cidrs[i], new)?;
         drop(old); // after a grace period, unlocked
         Ok(())
     }
