@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use tlshub::config::{check_pod_cidrs, check_service_cidrs};
+use tlshub::config::{check_pod_cidrs, check_service_cidrs, InvalidSetting};
 use tlshub::{uapi, Cidr};
 
 fn cidr(s: &str) -> Cidr {
@@ -98,79 +98,80 @@ fn bad_cidrs_are_named() {
     }
 }
 
+/// One CIDR setting as its tests see it: its check, bound and name in
+/// errors, and example networks.
+struct Setting {
+    check: fn(&[&str]) -> Result<Vec<Cidr>, InvalidSetting>,
+    max: usize,
+    /// One CIDR of the setting in errors.
+    what: &'static str,
+    /// An IPv4 network, the same with a host bit set, and the IPv4-mapped
+    /// IPv6 spelling of the network.
+    v4: [&'static str; 3],
+    /// An IPv6 network and another spelling of it.
+    v6: [&'static str; 2],
+}
+
+static SERVICE: Setting = Setting {
+    check: |texts| check_service_cidrs(texts),
+    max: uapi::MAX_SERVICE_CIDRS,
+    what: "Service CIDR",
+    v4: ["10.96.0.0/12", "10.96.0.1/12", "::ffff:10.96.0.0/108"],
+    v6: ["fd00:96::/108", "fd00:96:0:0::/108"],
+};
+
+static POD: Setting = Setting {
+    check: |texts| check_pod_cidrs(texts),
+    max: uapi::MAX_POD_CIDRS,
+    what: "pod CIDR",
+    v4: ["10.244.0.0/16", "10.244.0.1/16", "::ffff:10.244.0.0/112"],
+    v6: ["fd00:10:244::/56", "fd00:10:244:0::/56"],
+};
+
 #[test]
 fn sets_of_service_cidrs() {
-    assert_eq!(
-        check_service_cidrs(&["10.96.0.0/12", "fd00:96::/108"]).unwrap(),
-        [cidr("10.96.0.0/12"), cidr("fd00:96::/108")]
-    );
-    assert!(check_service_cidrs::<&str>(&[]).unwrap().is_empty());
-    let err = |texts: &[&str]| check_service_cidrs(texts).unwrap_err().to_string();
-    assert_eq!(
-        err(&["10.96.0.0/12", "10.96.0.1/12"]),
-        "invalid CIDR '10.96.0.1/12': host bits set (the network is 10.96.0.0/12)"
-    );
-    assert_eq!(
-        err(&["10.96.0.0/12", "fd00::/8", "10.96.0.0/12"]),
-        "Service CIDR '10.96.0.0/12' given twice"
-    );
-    assert_eq!(
-        err(&["fd00:96::/108", "fd00:96:0:0::/108"]),
-        "Service CIDR 'fd00:96:0:0::/108' given twice (same as 'fd00:96::/108')"
-    );
-    assert_eq!(
-        err(&["10.96.0.0/12", "::ffff:10.96.0.0/108"]),
-        "Service CIDR '::ffff:10.96.0.0/108' given twice (same as '10.96.0.0/12')"
-    );
-    // Overlapping networks are different networks.
-    assert!(check_service_cidrs(&["10.0.0.0/8", "10.96.0.0/12"]).is_ok());
-    let many: Vec<String> = (0..=uapi::MAX_SERVICE_CIDRS)
-        .map(|i| format!("10.{i}.0.0/16"))
-        .collect();
-    assert!(check_service_cidrs(&many[..uapi::MAX_SERVICE_CIDRS]).is_ok());
-    assert_eq!(
-        check_service_cidrs(&many).unwrap_err().to_string(),
-        "17 Service CIDRs, at most 16 are allowed"
-    );
+    sets_of_cidrs(&SERVICE);
 }
 
 #[test]
 fn sets_of_pod_cidrs() {
+    sets_of_cidrs(&POD);
+}
+
+fn sets_of_cidrs(s: &Setting) {
+    let [v4, v4_host, v4_mapped] = s.v4;
+    let [v6, v6_again] = s.v6;
+    assert_eq!((s.check)(&[v4, v6]).unwrap(), [cidr(v4), cidr(v6)]);
+    assert!((s.check)(&[]).unwrap().is_empty());
+    // /0 is a network.
     assert_eq!(
-        check_pod_cidrs(&["10.244.0.0/16", "fd00:10:244::/56"]).unwrap(),
-        [cidr("10.244.0.0/16"), cidr("fd00:10:244::/56")]
-    );
-    assert!(check_pod_cidrs::<&str>(&[]).unwrap().is_empty());
-    // As for Service CIDRs, /0 is a network.
-    assert_eq!(
-        check_pod_cidrs(&["0.0.0.0/0", "::/0"]).unwrap(),
+        (s.check)(&["0.0.0.0/0", "::/0"]).unwrap(),
         [cidr("0.0.0.0/0"), cidr("::/0")]
     );
-    let err = |texts: &[&str]| check_pod_cidrs(texts).unwrap_err().to_string();
+    let err = |texts: &[&str]| (s.check)(texts).unwrap_err().to_string();
     assert_eq!(
-        err(&["10.244.0.0/16", "10.244.0.1/16"]),
-        "invalid CIDR '10.244.0.1/16': host bits set (the network is 10.244.0.0/16)"
+        err(&[v4, v4_host]),
+        format!("invalid CIDR '{v4_host}': host bits set (the network is {v4})")
     );
     assert_eq!(
-        err(&["10.244.0.0/16", "fd00::/8", "10.244.0.0/16"]),
-        "pod CIDR '10.244.0.0/16' given twice"
+        err(&[v4, "fd00::/8", v4]),
+        format!("{} '{v4}' given twice", s.what)
     );
     assert_eq!(
-        err(&["fd00:10:244::/56", "fd00:10:244:0::/56"]),
-        "pod CIDR 'fd00:10:244:0::/56' given twice (same as 'fd00:10:244::/56')"
+        err(&[v6, v6_again]),
+        format!("{} '{v6_again}' given twice (same as '{v6}')", s.what)
     );
     assert_eq!(
-        err(&["10.244.0.0/16", "::ffff:10.244.0.0/112"]),
-        "pod CIDR '::ffff:10.244.0.0/112' given twice (same as '10.244.0.0/16')"
+        err(&[v4, v4_mapped]),
+        format!("{} '{v4_mapped}' given twice (same as '{v4}')", s.what)
     );
     // Overlapping networks are different networks.
-    assert!(check_pod_cidrs(&["10.0.0.0/8", "10.244.0.0/16"]).is_ok());
-    let many: Vec<String> = (0..=uapi::MAX_POD_CIDRS)
-        .map(|i| format!("10.{i}.0.0/16"))
-        .collect();
-    assert!(check_pod_cidrs(&many[..uapi::MAX_POD_CIDRS]).is_ok());
+    assert!((s.check)(&["10.0.0.0/8", v4]).is_ok());
+    let many: Vec<String> = (0..=s.max).map(|i| format!("10.{i}.0.0/16")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!((s.check)(&many[..s.max]).is_ok());
     assert_eq!(
-        check_pod_cidrs(&many).unwrap_err().to_string(),
-        "17 pod CIDRs, at most 16 are allowed"
+        err(&many),
+        format!("17 {}s, at most 16 are allowed", s.what)
     );
 }

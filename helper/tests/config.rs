@@ -129,7 +129,7 @@ fn file_errors() {
 
 use tlshub::config::{
     check_local_nodes, parse_key_timeout, parse_local_nodes, parse_pod_cidrs, parse_service_cidrs,
-    PskSource,
+    InvalidSetting, PskSource,
 };
 use tlshub::{Cidr, Cipher};
 
@@ -285,187 +285,171 @@ fn datapath_errors_name_the_line() {
     );
 }
 
-#[test]
-fn service_cidrs() {
-    let shown = |text: &str| {
-        parse(text)
-            .service_cidrs
-            .unwrap()
-            .iter()
-            .map(Cidr::to_string)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(shown("service_cidrs = 10.96.0.0/12"), ["10.96.0.0/12"]);
-    assert_eq!(
-        shown("service_cidrs = 10.96.0.0/12 fd00:96::/108  # both families\n"),
-        ["10.96.0.0/12", "fd00:96::/108"]
-    );
-    assert_eq!(
-        shown("service_cidrs =10.96.0.0/12,fd00:96::/108 ,\t192.0.2.0/24\r\n"),
-        ["10.96.0.0/12", "fd00:96::/108", "192.0.2.0/24"]
-    );
-    let many: Vec<String> = (0..16).map(|i| format!("10.{i}.0.0/16")).collect();
-    assert_eq!(
-        shown(&format!("service_cidrs = {}", many.join(", "))).len(),
-        16
-    );
-    assert_eq!(
-        parse_service_cidrs(" 10.96.0.0/12 ,fd00:96::/108 ").unwrap(),
-        [
-            "10.96.0.0/12".parse::<Cidr>().unwrap(),
-            "fd00:96::/108".parse().unwrap()
-        ]
-    );
+/// One CIDR key of `capture.conf` as its tests see it: its name, where the
+/// config keeps it, its parser, its name in errors, example networks.
+struct CidrKey {
+    key: &'static str,
+    field: fn(CaptureConfig) -> Option<Vec<Cidr>>,
+    parse: fn(&str) -> Result<Vec<Cidr>, InvalidSetting>,
+    /// One CIDR of the setting in errors.
+    what: &'static str,
+    /// An IPv4 network and the same with a host bit set.
+    v4: [&'static str; 2],
+    /// An IPv6 network and another spelling of it.
+    v6: [&'static str; 2],
 }
 
+static SERVICE_CIDRS: CidrKey = CidrKey {
+    key: "service_cidrs",
+    field: |c| c.service_cidrs,
+    parse: parse_service_cidrs,
+    what: "Service CIDR",
+    v4: ["10.96.0.0/12", "10.96.0.1/12"],
+    v6: ["fd00:96::/108", "fd00:96:0:0::/108"],
+};
+
+static POD_CIDRS: CidrKey = CidrKey {
+    key: "pod_cidrs",
+    field: |c| c.pod_cidrs,
+    parse: parse_pod_cidrs,
+    what: "pod CIDR",
+    v4: ["10.244.0.0/16", "10.244.0.1/16"],
+    v6: ["fd00:10:244::/56", "fd00:10:244:0::/56"],
+};
+
 #[test]
-fn service_cidr_errors_name_the_line() {
-    assert_eq!(
-        error("mode = tlshub\nservice_cidrs = 10.96.0.1/12\n"),
-        "capture.conf:2: service_cidrs: invalid CIDR '10.96.0.1/12': host bits set \
-         (the network is 10.96.0.0/12)"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/12 10.96.0.0\n"),
-        "capture.conf:1: service_cidrs: invalid CIDR '10.96.0.0': expected \
-         ADDRESS/PREFIX-LENGTH, e.g. 10.96.0.0/12 or fd00:96::/108"
-    );
-    assert_eq!(
-        error("service_cidrs = fd00:96::/129\n"),
-        "capture.conf:1: service_cidrs: invalid CIDR 'fd00:96::/129': prefix length '129' \
-         is not 0 to 128"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/33\n"),
-        "capture.conf:1: service_cidrs: invalid CIDR '10.96.0.0/33': prefix length '33' \
-         is not 0 to 32"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/12, fd00:96::/108, 10.96.0.0/12\n"),
-        "capture.conf:1: service_cidrs: Service CIDR '10.96.0.0/12' given twice"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/12,,fd00:96::/108\n"),
-        "capture.conf:1: service_cidrs: empty CIDR in '10.96.0.0/12,,fd00:96::/108'"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/12,\n"),
-        "capture.conf:1: service_cidrs: empty CIDR in '10.96.0.0/12,'"
-    );
-    let many: Vec<String> = (0..17).map(|i| format!("10.{i}.0.0/16")).collect();
-    assert_eq!(
-        error(&format!("service_cidrs = {}\n", many.join(" "))),
-        "capture.conf:1: service_cidrs: 17 Service CIDRs, at most 16 are allowed"
-    );
-    assert_eq!(
-        error("service_cidrs =\n"),
-        "capture.conf:1: missing value for 'service_cidrs'"
-    );
-    assert_eq!(
-        error("service_cidrs = 10.96.0.0/12\nservice_cidrs = fd00:96::/108\n"),
-        "capture.conf:2: duplicate key 'service_cidrs' (first at line 1)"
-    );
-    assert_eq!(
-        error("service-cidrs = 10.96.0.0/12\n"),
-        "capture.conf:1: unknown key 'service-cidrs'"
-    );
+fn service_cidrs() {
+    cidrs(&SERVICE_CIDRS);
 }
 
 #[test]
 fn pod_cidrs() {
+    cidrs(&POD_CIDRS);
+}
+
+fn cidrs(k: &CidrKey) {
+    let key = k.key;
+    let [v4, _] = k.v4;
+    let [v6, _] = k.v6;
     let shown = |text: &str| {
-        parse(text)
-            .pod_cidrs
+        (k.field)(parse(text))
             .unwrap()
             .iter()
             .map(Cidr::to_string)
             .collect::<Vec<_>>()
     };
-    assert_eq!(shown("pod_cidrs = 10.244.0.0/16"), ["10.244.0.0/16"]);
+    assert_eq!(shown(&format!("{key} = {v4}")), [v4]);
     assert_eq!(
-        shown("pod_cidrs = 10.244.0.0/16 fd00:10:244::/56  # both families\n"),
-        ["10.244.0.0/16", "fd00:10:244::/56"]
+        shown(&format!("{key} = {v4} {v6}  # both families\n")),
+        [v4, v6]
     );
     assert_eq!(
-        shown("pod_cidrs =10.244.0.0/16,fd00:10:244::/56 ,\t192.0.2.0/24\r\n"),
-        ["10.244.0.0/16", "fd00:10:244::/56", "192.0.2.0/24"]
+        shown(&format!("{key} ={v4},{v6} ,\t192.0.2.0/24\r\n")),
+        [v4, v6, "192.0.2.0/24"]
     );
-    // As for Service CIDRs, /0 is a network.
-    assert_eq!(shown("pod_cidrs = 0.0.0.0/0, ::/0"), ["0.0.0.0/0", "::/0"]);
+    // /0 is a network.
+    assert_eq!(
+        shown(&format!("{key} = 0.0.0.0/0, ::/0")),
+        ["0.0.0.0/0", "::/0"]
+    );
     let many: Vec<String> = (0..16).map(|i| format!("10.{i}.0.0/16")).collect();
-    assert_eq!(shown(&format!("pod_cidrs = {}", many.join(", "))).len(), 16);
+    assert_eq!(shown(&format!("{key} = {}", many.join(", "))).len(), 16);
     assert_eq!(
-        parse_pod_cidrs(" 10.244.0.0/16 ,fd00:10:244::/56 ").unwrap(),
-        [
-            "10.244.0.0/16".parse::<Cidr>().unwrap(),
-            "fd00:10:244::/56".parse().unwrap()
-        ]
+        (k.parse)(&format!(" {v4} ,{v6} ")).unwrap(),
+        [v4.parse::<Cidr>().unwrap(), v6.parse().unwrap()]
     );
-    // The two sets are independent: the same network may be in both.
+}
+
+#[test]
+fn service_and_pod_cidrs_are_independent() {
+    // The same network may be in both sets.
     let config = parse("service_cidrs = 10.96.0.0/12\npod_cidrs = 10.96.0.0/12, 10.244.0.0/16\n");
     assert_eq!(config.service_cidrs.unwrap().len(), 1);
     assert_eq!(config.pod_cidrs.unwrap().len(), 2);
 }
 
 #[test]
+fn service_cidr_errors_name_the_line() {
+    cidr_errors_name_the_line(&SERVICE_CIDRS);
+}
+
+#[test]
 fn pod_cidr_errors_name_the_line() {
+    cidr_errors_name_the_line(&POD_CIDRS);
+}
+
+fn cidr_errors_name_the_line(k: &CidrKey) {
+    let (key, what) = (k.key, k.what);
+    let [v4, v4_host] = k.v4;
+    let [v6, v6_again] = k.v6;
+    let v4_addr = v4.split_once('/').unwrap().0;
+    let v6_addr = v6.split_once('/').unwrap().0;
     assert_eq!(
-        error("mode = tlshub\npod_cidrs = 10.244.0.1/16\n"),
-        "capture.conf:2: pod_cidrs: invalid CIDR '10.244.0.1/16': host bits set \
-         (the network is 10.244.0.0/16)"
+        error(&format!("mode = tlshub\n{key} = {v4_host}\n")),
+        format!(
+            "capture.conf:2: {key}: invalid CIDR '{v4_host}': host bits set \
+             (the network is {v4})"
+        )
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/16 10.244.0.0\n"),
-        "capture.conf:1: pod_cidrs: invalid CIDR '10.244.0.0': expected \
-         ADDRESS/PREFIX-LENGTH, e.g. 10.96.0.0/12 or fd00:96::/108"
+        error(&format!("{key} = {v4} {v4_addr}\n")),
+        format!(
+            "capture.conf:1: {key}: invalid CIDR '{v4_addr}': expected \
+             ADDRESS/PREFIX-LENGTH, e.g. 10.96.0.0/12 or fd00:96::/108"
+        )
     );
     assert_eq!(
-        error("pod_cidrs = fd00:10:244::/129\n"),
-        "capture.conf:1: pod_cidrs: invalid CIDR 'fd00:10:244::/129': prefix length '129' \
-         is not 0 to 128"
+        error(&format!("{key} = {v6_addr}/129\n")),
+        format!(
+            "capture.conf:1: {key}: invalid CIDR '{v6_addr}/129': prefix length '129' \
+             is not 0 to 128"
+        )
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/33\n"),
-        "capture.conf:1: pod_cidrs: invalid CIDR '10.244.0.0/33': prefix length '33' \
-         is not 0 to 32"
+        error(&format!("{key} = {v4_addr}/33\n")),
+        format!(
+            "capture.conf:1: {key}: invalid CIDR '{v4_addr}/33': prefix length '33' \
+             is not 0 to 32"
+        )
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/16, fd00:10:244::/56, 10.244.0.0/16\n"),
-        "capture.conf:1: pod_cidrs: pod CIDR '10.244.0.0/16' given twice"
+        error(&format!("{key} = {v4}, {v6}, {v4}\n")),
+        format!("capture.conf:1: {key}: {what} '{v4}' given twice")
     );
     assert_eq!(
-        error("pod_cidrs = fd00:10:244::/56 fd00:10:244:0::/56\n"),
-        "capture.conf:1: pod_cidrs: pod CIDR 'fd00:10:244:0::/56' given twice \
-         (same as 'fd00:10:244::/56')"
+        error(&format!("{key} = {v6} {v6_again}\n")),
+        format!("capture.conf:1: {key}: {what} '{v6_again}' given twice (same as '{v6}')")
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/16,,fd00:10:244::/56\n"),
-        "capture.conf:1: pod_cidrs: empty CIDR in '10.244.0.0/16,,fd00:10:244::/56'"
+        error(&format!("{key} = {v4},,{v6}\n")),
+        format!("capture.conf:1: {key}: empty CIDR in '{v4},,{v6}'")
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/16,\n"),
-        "capture.conf:1: pod_cidrs: empty CIDR in '10.244.0.0/16,'"
+        error(&format!("{key} = {v4},\n")),
+        format!("capture.conf:1: {key}: empty CIDR in '{v4},'")
     );
     let many: Vec<String> = (0..17).map(|i| format!("10.{i}.0.0/16")).collect();
     assert_eq!(
-        error(&format!("pod_cidrs = {}\n", many.join(" "))),
-        "capture.conf:1: pod_cidrs: 17 pod CIDRs, at most 16 are allowed"
+        error(&format!("{key} = {}\n", many.join(" "))),
+        format!("capture.conf:1: {key}: 17 {what}s, at most 16 are allowed")
     );
     assert_eq!(
-        error("pod_cidrs =\n"),
-        "capture.conf:1: missing value for 'pod_cidrs'"
+        error(&format!("{key} =\n")),
+        format!("capture.conf:1: missing value for '{key}'")
     );
     assert_eq!(
-        error("pod_cidrs = 10.244.0.0/16\npod_cidrs = fd00:10:244::/56\n"),
-        "capture.conf:2: duplicate key 'pod_cidrs' (first at line 1)"
+        error(&format!("{key} = {v4}\n{key} = {v6}\n")),
+        format!("capture.conf:2: duplicate key '{key}' (first at line 1)")
     );
+    let dashed = key.replace('_', "-");
     assert_eq!(
-        error("pod-cidrs = 10.244.0.0/16\n"),
-        "capture.conf:1: unknown key 'pod-cidrs'"
+        error(&format!("{dashed} = {v4}\n")),
+        format!("capture.conf:1: unknown key '{dashed}'")
     );
+    let singular = key.strip_suffix('s').unwrap();
     assert_eq!(
-        error("pod_cidr = 10.244.0.0/16\n"),
-        "capture.conf:1: unknown key 'pod_cidr'"
+        error(&format!("{singular} = {v4}\n")),
+        format!("capture.conf:1: unknown key '{singular}'")
     );
 }
 

@@ -4,6 +4,7 @@
 //! JSON with `--json`, errors that name the file line, and nothing sent to
 //! the kernel until every input has been validated.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -421,33 +422,17 @@ fn run(command: Command, verbose: bool) -> Result {
         Command::Timeout(TimeoutCommand::Set { ms }) => {
             Ok(connect(verbose)?.config_set(None, Some(ms))?)
         }
-        Command::ServiceCidr(ServiceCidrCommand::Get { json }) => {
-            let cidrs = connect(verbose)?.service_cidrs_get()?;
-            #[derive(Serialize)]
-            struct Out<'a> {
-                service_cidrs: &'a [Cidr],
-            }
-            output(
-                json,
-                &Out {
-                    service_cidrs: &cidrs,
-                },
-                |w| cidrs.iter().try_for_each(|c| writeln!(w, "{c}")),
-            )
-        }
+        Command::ServiceCidr(ServiceCidrCommand::Get { json }) => output_cidrs(
+            json,
+            "service_cidrs",
+            &connect(verbose)?.service_cidrs_get()?,
+        ),
         Command::ServiceCidr(ServiceCidrCommand::Set { cidrs }) => {
             let cidrs = check_service_cidrs(&cidrs)?;
             Ok(connect(verbose)?.service_cidrs_set(&cidrs)?)
         }
         Command::PodCidr(PodCidrCommand::Get { json }) => {
-            let cidrs = connect(verbose)?.pod_cidrs_get()?;
-            #[derive(Serialize)]
-            struct Out<'a> {
-                pod_cidrs: &'a [Cidr],
-            }
-            output(json, &Out { pod_cidrs: &cidrs }, |w| {
-                cidrs.iter().try_for_each(|c| writeln!(w, "{c}"))
-            })
+            output_cidrs(json, "pod_cidrs", &connect(verbose)?.pod_cidrs_get()?)
         }
         Command::PodCidr(PodCidrCommand::Set { cidrs }) => {
             let cidrs = check_pod_cidrs(&cidrs)?;
@@ -965,6 +950,14 @@ fn load(client: &mut Client, table: &PodNodeTable, file: &Path) -> Result {
         file.display()
     );
     Ok(())
+}
+
+/// `service-cidr get`, `pod-cidr get`: one CIDR a line, or with `--json`
+/// an object whose one member `key` is the list.
+fn output_cidrs(json: bool, key: &str, cidrs: &[Cidr]) -> Result {
+    output(json, &BTreeMap::from([(key, cidrs)]), |w| {
+        cidrs.iter().try_for_each(|c| writeln!(w, "{c}"))
+    })
 }
 
 /// Writes `value` as JSON or through `text`, buffered (a dump can have 100k

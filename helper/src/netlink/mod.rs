@@ -1702,221 +1702,168 @@ mod datapath_tests {
         );
     }
 
+    /// One CIDR setting as its tests see it: its request and decoding
+    /// functions, operations, attributes and bound, the words its messages
+    /// use, and an example network of each family.
+    struct CidrCase {
+        request: fn(&[Cidr]) -> Result<Request, NetlinkError>,
+        decode: fn(&Attrs<'_>) -> Result<Vec<Cidr>, NetlinkError>,
+        set: &'static schema::Op,
+        get: &'static schema::Op,
+        cmd: u8,
+        flag: u16,
+        nest: u16,
+        max: usize,
+        /// The set operation, its flag and its nests as messages name them.
+        set_name: &'static str,
+        flag_name: &'static str,
+        nest_name: &'static str,
+        /// One CIDR of the setting in errors.
+        what: &'static str,
+        /// An IPv4 network: its address, big-endian, and prefix length.
+        v4: ([u8; 4], u8),
+        /// An IPv6 network: its address and prefix length.
+        v6: (&'static str, u8),
+    }
+
+    static SERVICE_CASE: CidrCase = CidrCase {
+        request: service_cidrs_request,
+        decode: service_cidrs_in,
+        set: &schema::SERVICE_CIDR_SET,
+        get: &schema::SERVICE_CIDR_GET,
+        cmd: uapi::cmd::SERVICE_CIDR_SET,
+        flag: uapi::attr::SERVICE_SET,
+        nest: uapi::attr::SERVICE_CIDR,
+        max: uapi::MAX_SERVICE_CIDRS,
+        set_name: "service-cidr-set",
+        flag_name: "service-set",
+        nest_name: "service-cidr",
+        what: "Service CIDR",
+        v4: ([10, 96, 0, 0], 12),
+        v6: ("fd00:96::", 108),
+    };
+
+    static POD_CASE: CidrCase = CidrCase {
+        request: pod_cidrs_request,
+        decode: pod_cidrs_in,
+        set: &schema::POD_CIDR_SET,
+        get: &schema::POD_CIDR_GET,
+        cmd: uapi::cmd::POD_CIDR_SET,
+        flag: uapi::attr::POD_SET,
+        nest: uapi::attr::POD_CIDR,
+        max: uapi::MAX_POD_CIDRS,
+        set_name: "pod-cidr-set",
+        flag_name: "pod-set",
+        nest_name: "pod-cidr",
+        what: "pod CIDR",
+        v4: ([10, 244, 0, 0], 16),
+        v6: ("fd00:10:244::", 56),
+    };
+
     #[test]
     fn service_cidr_set_request() {
-        let cidrs: Vec<Cidr> = ["10.96.0.0/12", "fd00:96::/108", "192.0.2.7/32", "::/0"]
+        cidr_set_request(&SERVICE_CASE, &POD_CASE);
+    }
+
+    #[test]
+    fn pod_cidr_set_request() {
+        cidr_set_request(&POD_CASE, &SERVICE_CASE);
+    }
+
+    /// The set request of `case`; `other` is the other setting, whose
+    /// attributes the request must not carry.
+    fn cidr_set_request(case: &CidrCase, other: &CidrCase) {
+        let (v4, v4_len) = case.v4;
+        let (v6, v6_len) = case.v6;
+        let v4_text = format!("{}/{v4_len}", std::net::Ipv4Addr::from(v4));
+        let v6_text = format!("{v6}/{v6_len}");
+        let cidrs: Vec<Cidr> = [&*v4_text, &*v6_text, "192.0.2.7/32", "::/0"]
             .iter()
             .map(|c| c.parse().unwrap())
             .collect();
-        let enc = service_cidrs_request(&cidrs)
-            .unwrap()
-            .encode(0x20, 1, 1)
-            .unwrap();
-        assert_eq!(enc.bytes[16], uapi::cmd::SERVICE_CIDR_SET);
+        let enc = (case.request)(&cidrs).unwrap().encode(0x20, 1, 1).unwrap();
+        assert_eq!(enc.bytes[16], case.cmd);
         let bytes = enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec();
         let attrs = Attrs::parse(&bytes).unwrap();
-        assert_eq!(attrs.get(uapi::attr::SERVICE_SET).unwrap().payload, b"");
+        assert_eq!(attrs.get(case.flag).unwrap().payload, b"");
+        assert!(attrs.get(other.flag).is_none());
+        assert!(attrs.get(other.nest).is_none());
         // The wire form: ipv4 big-endian, ipv6 16 bytes, prefix-len one byte.
-        let first = attrs
-            .get(uapi::attr::SERVICE_CIDR)
-            .unwrap()
-            .nested()
-            .unwrap();
+        let first = attrs.get(case.nest).unwrap().nested().unwrap();
+        assert_eq!(first.get(uapi::cidr::IPV4).unwrap().payload, &v4);
         assert_eq!(
-            first.get(uapi::cidr::IPV4).unwrap().payload,
-            &[10, 96, 0, 0]
+            first.get(uapi::cidr::PREFIX_LEN).unwrap().payload,
+            &[v4_len]
         );
-        assert_eq!(first.get(uapi::cidr::PREFIX_LEN).unwrap().payload, &[12]);
         assert!(first.get(uapi::cidr::IPV6).is_none());
-        let second = attrs
-            .all(uapi::attr::SERVICE_CIDR)
-            .nth(1)
-            .unwrap()
-            .nested()
-            .unwrap();
+        let second = attrs.all(case.nest).nth(1).unwrap().nested().unwrap();
         assert_eq!(
             second.get(uapi::cidr::IPV6).unwrap().ipv6().unwrap(),
-            "fd00:96::".parse::<std::net::Ipv6Addr>().unwrap()
+            v6.parse::<std::net::Ipv6Addr>().unwrap()
         );
         assert_eq!(
             second.get(uapi::cidr::PREFIX_LEN).unwrap().u8().unwrap(),
-            108
+            v6_len
         );
         // What the request says is what a reply of the same nests decodes to.
-        assert_eq!(service_cidrs_in(&attrs).unwrap(), cidrs);
+        assert_eq!((case.decode)(&attrs).unwrap(), cidrs);
+        // The other set's nests are not these.
+        assert!((other.decode)(&attrs).unwrap().is_empty());
+        let nest = case.nest_name;
         assert_eq!(
             describe_request(&enc),
             format!(
-                "-> service-cidr-set seq 1 ({} bytes): service-set, service-cidr 10.96.0.0/12, \
-                 service-cidr fd00:96::/108, service-cidr 192.0.2.7/32, service-cidr ::/0",
-                enc.bytes.len()
+                "-> {} seq 1 ({} bytes): {}, {nest} {v4_text}, {nest} {v6_text}, \
+                 {nest} 192.0.2.7/32, {nest} ::/0",
+                case.set_name,
+                enc.bytes.len(),
+                case.flag_name
             )
         );
         // Clearing: the flag alone.
-        let bytes = bytes_of(service_cidrs_request(&[]).unwrap());
+        let bytes = bytes_of((case.request)(&[]).unwrap());
         let attrs = Attrs::parse(&bytes).unwrap();
         assert_eq!(attrs.iter().count(), 1);
-        assert!(attrs.get(uapi::attr::SERVICE_SET).is_some());
+        assert!(attrs.get(case.flag).is_some());
         let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
-        let many: Vec<Cidr> = (0..=uapi::MAX_SERVICE_CIDRS)
+        let many: Vec<Cidr> = (0..=case.max)
             .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
             .collect();
         assert_eq!(
-            err(service_cidrs_request(&many)),
-            "cannot encode request: service-cidr-set: 17 Service CIDRs, at most 16 are allowed"
+            err((case.request)(&many)),
+            format!(
+                "cannot encode request: {}: 17 {}s, at most 16 are allowed",
+                case.set_name, case.what
+            )
         );
-        assert!(service_cidrs_request(&many[..16]).is_ok());
+        assert!((case.request)(&many[..16]).is_ok());
         assert_eq!(
-            err(service_cidrs_request(&[cidrs[1], cidrs[0], cidrs[1]])),
-            "cannot encode request: service-cidr-set: Service CIDR fd00:96::/108 given twice"
+            err((case.request)(&[cidrs[1], cidrs[0], cidrs[1]])),
+            format!(
+                "cannot encode request: {}: {} {v6_text} given twice",
+                case.set_name, case.what
+            )
         );
     }
 
     #[test]
     fn service_cidr_get_reply() {
-        /// One nest: ipv4, ipv6, prefix-len, each if given.
-        type Nest = (Option<u32>, Option<[u8; 16]>, Option<u8>);
-        let reply = |nests: &[Nest]| {
-            let mut r = Request::reply(&schema::SERVICE_CIDR_GET, false);
-            for &(v4, v6, len) in nests {
-                r.nest(uapi::attr::SERVICE_CIDR, "c", |w| {
-                    if let Some(a) = v4 {
-                        w.put(uapi::cidr::IPV4, Value::U32(a))?;
-                    }
-                    if let Some(a) = &v6 {
-                        w.put(uapi::cidr::IPV6, Value::Bytes(a))?;
-                    }
-                    match len {
-                        Some(l) => w.put(uapi::cidr::PREFIX_LEN, Value::U8(l)),
-                        None => Ok(()),
-                    }
-                })
-                .unwrap();
-            }
-            let bytes = bytes_of(r);
-            service_cidrs_in(&Attrs::parse(&bytes).unwrap())
-                .map(|c| c.iter().map(Cidr::to_string).collect::<Vec<_>>())
-                .map_err(|e| e.to_string())
-        };
-        let v6 = "fd00:96::".parse::<std::net::Ipv6Addr>().unwrap().octets();
-        assert_eq!(
-            reply(&[
-                (Some(0x0a60_0000), None, Some(12)),
-                (None, Some(v6), Some(108))
-            ]),
-            Ok(vec!["10.96.0.0/12".to_owned(), "fd00:96::/108".to_owned()])
-        );
-        assert_eq!(reply(&[]), Ok(vec![]));
-        let protocol = |what: &str| Err(format!("netlink protocol error: service-cidr {what}"));
-        assert_eq!(
-            reply(&[(Some(0x0a60_0000), None, None)]),
-            protocol("without prefix-len")
-        );
-        assert_eq!(
-            reply(&[(None, None, Some(8))]),
-            protocol("without exactly one address")
-        );
-        assert_eq!(
-            reply(&[(Some(1), Some(v6), Some(8))]),
-            protocol("without exactly one address")
-        );
-        assert_eq!(
-            reply(&[(Some(0x0a60_0001), None, Some(12))]),
-            protocol("10.96.0.1/12 is not a network")
-        );
-        assert_eq!(
-            reply(&[(Some(0x0a60_0000), None, Some(33))]),
-            protocol("10.96.0.0/33 is not a network")
-        );
-        // The encoder keeps to the spec's bound on prefix-len.
-        let mut r = Request::new(&schema::SERVICE_CIDR_SET);
-        assert_eq!(
-            r.nest(uapi::attr::SERVICE_CIDR, "c", |w| w
-                .put(uapi::cidr::PREFIX_LEN, Value::U8(129)))
-                .unwrap_err()
-                .to_string(),
-            "cannot encode request: service-cidr-set: 'prefix-len' value 129 out of range"
-        );
-    }
-
-    #[test]
-    fn pod_cidr_set_request() {
-        let cidrs: Vec<Cidr> = ["10.244.0.0/16", "fd00:10:244::/56", "192.0.2.7/32", "::/0"]
-            .iter()
-            .map(|c| c.parse().unwrap())
-            .collect();
-        let enc = pod_cidrs_request(&cidrs)
-            .unwrap()
-            .encode(0x20, 1, 1)
-            .unwrap();
-        assert_eq!(enc.bytes[16], uapi::cmd::POD_CIDR_SET);
-        let bytes = enc.bytes[NLMSG_HDRLEN + GENL_HDRLEN..].to_vec();
-        let attrs = Attrs::parse(&bytes).unwrap();
-        assert_eq!(attrs.get(uapi::attr::POD_SET).unwrap().payload, b"");
-        assert!(attrs.get(uapi::attr::SERVICE_SET).is_none());
-        assert!(attrs.get(uapi::attr::SERVICE_CIDR).is_none());
-        // The wire form: ipv4 big-endian, ipv6 16 bytes, prefix-len one byte.
-        let first = attrs.get(uapi::attr::POD_CIDR).unwrap().nested().unwrap();
-        assert_eq!(
-            first.get(uapi::cidr::IPV4).unwrap().payload,
-            &[10, 244, 0, 0]
-        );
-        assert_eq!(first.get(uapi::cidr::PREFIX_LEN).unwrap().payload, &[16]);
-        assert!(first.get(uapi::cidr::IPV6).is_none());
-        let second = attrs
-            .all(uapi::attr::POD_CIDR)
-            .nth(1)
-            .unwrap()
-            .nested()
-            .unwrap();
-        assert_eq!(
-            second.get(uapi::cidr::IPV6).unwrap().ipv6().unwrap(),
-            "fd00:10:244::".parse::<std::net::Ipv6Addr>().unwrap()
-        );
-        assert_eq!(
-            second.get(uapi::cidr::PREFIX_LEN).unwrap().u8().unwrap(),
-            56
-        );
-        // What the request says is what a reply of the same nests decodes to.
-        assert_eq!(pod_cidrs_in(&attrs).unwrap(), cidrs);
-        // The other set's nests are not these.
-        assert!(service_cidrs_in(&attrs).unwrap().is_empty());
-        assert_eq!(
-            describe_request(&enc),
-            format!(
-                "-> pod-cidr-set seq 1 ({} bytes): pod-set, pod-cidr 10.244.0.0/16, \
-                 pod-cidr fd00:10:244::/56, pod-cidr 192.0.2.7/32, pod-cidr ::/0",
-                enc.bytes.len()
-            )
-        );
-        // Clearing: the flag alone.
-        let bytes = bytes_of(pod_cidrs_request(&[]).unwrap());
-        let attrs = Attrs::parse(&bytes).unwrap();
-        assert_eq!(attrs.iter().count(), 1);
-        assert!(attrs.get(uapi::attr::POD_SET).is_some());
-        let err = |r: Result<Request, NetlinkError>| r.err().unwrap().to_string();
-        let many: Vec<Cidr> = (0..=uapi::MAX_POD_CIDRS)
-            .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
-            .collect();
-        assert_eq!(
-            err(pod_cidrs_request(&many)),
-            "cannot encode request: pod-cidr-set: 17 pod CIDRs, at most 16 are allowed"
-        );
-        assert!(pod_cidrs_request(&many[..16]).is_ok());
-        assert_eq!(
-            err(pod_cidrs_request(&[cidrs[1], cidrs[0], cidrs[1]])),
-            "cannot encode request: pod-cidr-set: pod CIDR fd00:10:244::/56 given twice"
-        );
+        cidr_get_reply(&SERVICE_CASE);
     }
 
     #[test]
     fn pod_cidr_get_reply() {
+        cidr_get_reply(&POD_CASE);
+    }
+
+    /// Replies to the get request of `case`, and the bound on prefix-len.
+    fn cidr_get_reply(case: &CidrCase) {
         /// One nest: ipv4, ipv6, prefix-len, each if given.
         type Nest = (Option<u32>, Option<[u8; 16]>, Option<u8>);
         let reply = |nests: &[Nest]| {
-            let mut r = Request::reply(&schema::POD_CIDR_GET, false);
+            let mut r = Request::reply(case.get, false);
             for &(v4, v6, len) in nests {
-                r.nest(uapi::attr::POD_CIDR, "c", |w| {
+                r.nest(case.nest, "c", |w| {
                     if let Some(a) = v4 {
                         w.put(uapi::cidr::IPV4, Value::U32(a))?;
                     }
@@ -1931,28 +1878,30 @@ mod datapath_tests {
                 .unwrap();
             }
             let bytes = bytes_of(r);
-            pod_cidrs_in(&Attrs::parse(&bytes).unwrap())
+            (case.decode)(&Attrs::parse(&bytes).unwrap())
                 .map(|c| c.iter().map(Cidr::to_string).collect::<Vec<_>>())
                 .map_err(|e| e.to_string())
         };
-        let v6 = "fd00:10:244::"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets();
+        let (v4, v4_len) = case.v4;
+        let v4 = u32::from_be_bytes(v4);
+        let ipv4 = std::net::Ipv4Addr::from;
+        let (v6_text, v6_len) = case.v6;
+        let v6 = v6_text.parse::<std::net::Ipv6Addr>().unwrap().octets();
         assert_eq!(
             reply(&[
-                (Some(0x0af4_0000), None, Some(16)),
-                (None, Some(v6), Some(56))
+                (Some(v4), None, Some(v4_len)),
+                (None, Some(v6), Some(v6_len))
             ]),
             Ok(vec![
-                "10.244.0.0/16".to_owned(),
-                "fd00:10:244::/56".to_owned()
+                format!("{}/{v4_len}", ipv4(v4)),
+                format!("{v6_text}/{v6_len}")
             ])
         );
         assert_eq!(reply(&[]), Ok(vec![]));
-        let protocol = |what: &str| Err(format!("netlink protocol error: pod-cidr {what}"));
+        let protocol =
+            |what: &str| Err(format!("netlink protocol error: {} {what}", case.nest_name));
         assert_eq!(
-            reply(&[(Some(0x0af4_0000), None, None)]),
+            reply(&[(Some(v4), None, None)]),
             protocol("without prefix-len")
         );
         assert_eq!(
@@ -1963,22 +1912,26 @@ mod datapath_tests {
             reply(&[(Some(1), Some(v6), Some(8))]),
             protocol("without exactly one address")
         );
+        // A host bit set.
         assert_eq!(
-            reply(&[(Some(0x0af4_0001), None, Some(16))]),
-            protocol("10.244.0.1/16 is not a network")
+            reply(&[(Some(v4 + 1), None, Some(v4_len))]),
+            protocol(&format!("{}/{v4_len} is not a network", ipv4(v4 + 1)))
         );
         assert_eq!(
-            reply(&[(Some(0x0af4_0000), None, Some(33))]),
-            protocol("10.244.0.0/33 is not a network")
+            reply(&[(Some(v4), None, Some(33))]),
+            protocol(&format!("{}/33 is not a network", ipv4(v4)))
         );
         // The encoder keeps to the spec's bound on prefix-len.
-        let mut r = Request::new(&schema::POD_CIDR_SET);
+        let mut r = Request::new(case.set);
         assert_eq!(
-            r.nest(uapi::attr::POD_CIDR, "c", |w| w
+            r.nest(case.nest, "c", |w| w
                 .put(uapi::cidr::PREFIX_LEN, Value::U8(129)))
                 .unwrap_err()
                 .to_string(),
-            "cannot encode request: pod-cidr-set: 'prefix-len' value 129 out of range"
+            format!(
+                "cannot encode request: {}: 'prefix-len' value 129 out of range",
+                case.set_name
+            )
         );
     }
 
