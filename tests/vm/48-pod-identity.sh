@@ -57,7 +57,8 @@ capture_start n1 link1 "$pcap"
 s0=$(tlshubctl status --json)
 out=$(printf '%s\n' "$m-b" | pod_exec a1 socat -t 10 -T 10 - "TCP:$(pod_ip4 b1):7000,bind=$a2" 2>&1) \
     && dp_fail "(B) a1 as a2 was let through: $out"
-expect_eq "(B) a1 as itself -> b1 still secured" "$m-own" "$(app_echo a1 "$(pod_ip4 b1)" 7000 "$m-own")"
+expect_eq "(B) a1 as itself -> b1 still secured" "$m-own" \
+    "$(printf '%s\n' "$m-own" | pod_exec a1 socat -t 30 -T 30 - "TCP:$(pod_ip4 b1):7000,bind=$(pod_ip4 a1)")"
 # (C) a1 listens on a2's address; b1 connects to a2.
 pod_bg a1 socat -T 10 "TCP-LISTEN:7300,bind=$a2,reuseaddr,fork" "SYSTEM:echo $m-c-reply"
 pod_wait_listen a1 7300
