@@ -232,15 +232,19 @@ pub(crate) fn gate_off(s: &Socket, to: *const bindings::proto_ops, always: bool)
         }
         return always;
     }
-    if s.releasing() {
+    // The file pinned from the check to the swap: if its last `fput` came
+    // in between, `__sock_release` could load our ops, and drop the
+    // socket's module reference after we dropped it too (an underflow:
+    // `rmmod` would then never pass, or pass while a socket is ours).
+    let Some(pin) = s.pin_file() else {
         return false;
-    }
-    if s.swap_ops(cur, to) {
+    };
+    let swapped = s.swap_ops(cur, to);
+    if swapped {
         module_put();
-        true
-    } else {
-        false
     }
+    drop(pin);
+    swapped
 }
 
 /// Calls currently inside a trampoline (module unload waits for zero).

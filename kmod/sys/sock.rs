@@ -423,6 +423,18 @@ impl Socket {
         }
     }
 
+    /// A reference on the socket's file, unless it has none or is being
+    /// released (its count reached zero). While it is held the file's last
+    /// `fput`, hence `__sock_release` (which loads `sock->ops` and drops a
+    /// reference on *their* owner), cannot start.
+    pub(crate) fn pin_file(&self) -> Option<FilePin> {
+        // SAFETY: live socket; `get_file_active` reads `sock->file` and
+        // takes a reference only while the count is not zero, re-checking
+        // the pointer (files are `SLAB_TYPESAFE_BY_RCU`; it holds RCU).
+        let f = unsafe { bindings::get_file_active(ptr::addr_of_mut!((*self.as_ptr()).file)) };
+        (!f.is_null()).then_some(FilePin(f))
+    }
+
     /// Non-blocking file (`O_NONBLOCK`).
     pub(crate) fn file_nonblock(&self) -> bool {
         // SAFETY: live socket; `file` is set for sockets with an fd and
@@ -684,5 +696,21 @@ pub(crate) fn poison_on(sk: &Sock, base: *const bindings::proto) -> bool {
 pub(crate) fn poison_off(sk: &Sock, base: *const bindings::proto) {
     if swap_prot(sk, poison_prot(sk.is_v6()), base) {
         crate::sys::gate::module_put();
+    }
+}
+
+/// A file reference taken by [`Socket::pin_file`], dropped with `fput`.
+///
+/// # Invariants
+///
+/// Holds one reference on the file.
+pub(crate) struct FilePin(*mut bindings::file);
+
+impl Drop for FilePin {
+    fn drop(&mut self) {
+        // SAFETY: our reference (invariant). `fput` may be called from any
+        // context: a last reference is released from task work or a
+        // workqueue, never here.
+        unsafe { bindings::fput(self.0) }
     }
 }
