@@ -432,7 +432,13 @@ impl Socket {
         // takes a reference only while the count is not zero, re-checking
         // the pointer (files are `SLAB_TYPESAFE_BY_RCU`; it holds RCU).
         let f = unsafe { bindings::get_file_active(ptr::addr_of_mut!((*self.as_ptr()).file)) };
-        (!f.is_null()).then_some(FilePin(f))
+        // Not `then_some`: it would build (and drop, `fput`) a pin of a
+        // null file.
+        if f.is_null() {
+            None
+        } else {
+            Some(FilePin(f))
+        }
     }
 
     /// Non-blocking file (`O_NONBLOCK`).
