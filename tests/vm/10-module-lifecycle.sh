@@ -20,4 +20,3 @@ rmmod tls || fail "rmmod tls with tlshub unloaded"
 ! insmod "$TLSHUB_KO" 2>/dev/null || fail "tlshub loaded without tls.ko"
 ! mod_loaded || fail "tlshub listed after a failed insmod"
 load_tls
-kmemleak_check

@@ -115,4 +115,3 @@ capture_stop
 ok "no marker on the wire"
 topo_teardown
 unload_module
-kmemleak_check

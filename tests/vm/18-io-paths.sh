@@ -65,4 +65,3 @@ out=$(tlswire "$pcap" --expect tls --port 7000 --min-conns 9 --marker "$m") || {
 ok "wire: 9 connections, TLS records only, no marker ($secured0 -> $secured secured ends)"
 topo_teardown
 unload_module
-kmemleak_check

@@ -51,4 +51,3 @@ out=$(tlswire "$pcap" --expect plain --marker "$m-plain") || { echo "$out"; fail
 ok "wire: secured flows are TLS records only; controls plain"
 topo_teardown
 unload_module
-kmemleak_check

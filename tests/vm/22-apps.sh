@@ -178,4 +178,3 @@ ok "tlshubctl status: flows-secured $s0 -> $s1, install-failures 0, no resets"
 
 topo_teardown
 unload_module
-kmemleak_check

@@ -134,4 +134,3 @@ ok "wire (link1): 9 connections, TLS records only, no marker"
 
 topo_teardown
 unload_module
-kmemleak_check

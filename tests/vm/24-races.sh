@@ -93,4 +93,3 @@ ok "counters shown (reset-stale-sender may rise)"
 
 topo_teardown
 unload_module
-kmemleak_check

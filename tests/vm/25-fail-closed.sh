@@ -129,4 +129,3 @@ ok "wire (link1): (a) and (c) TLS records only, (b) handshake and RST only, no m
 tlshubctl status | grep -E 'reset|install|key-'
 topo_teardown
 unload_module
-kmemleak_check

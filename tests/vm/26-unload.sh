@@ -25,7 +25,7 @@
 #   connection, and the transfer goes on (kTLS belongs to tls.ko) and
 #   completes with the right sha256; its wire stays TLS-only.
 # vm-run fails the run on any oops, KASAN, lockdep or hung-task report;
-# kmemleak must be clean. The module then loads and unloads again.
+# kmemleak must be clean (run-all's check after the suite). The module then loads and unloads again.
 . ./lib.sh
 . ./pods.sh
 ok() { echo "ok   $* [${SECONDS}s]"; }
@@ -181,4 +181,3 @@ ok "wire (link1): the transfer TLS-only throughout, the waiting connection no pa
 topo_teardown
 load_module
 unload_module
-kmemleak_check

@@ -27,7 +27,8 @@
 #     tlshubctl refuses a long message before sending; 128 bytes is fine,
 #     and a peer with only an error is listed.
 # The wire (link1): every connection TLS records only (the one reset in (D):
-# no payload), no marker anywhere. kmemleak clean after unload.
+# no payload), no marker anywhere. kmemleak clean after unload
+# (run-all's check after the suite).
 . ./lib.sh
 . ./pods.sh
 ok() { echo "ok   $* [${SECONDS}s]"; }
@@ -284,4 +285,3 @@ ok "wire (link1): the transfer and the probes TLS records only (the one reset by
 
 topo_teardown
 unload_module
-kmemleak_check

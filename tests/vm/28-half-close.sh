@@ -140,4 +140,3 @@ ok "counters: 8 ends secured, no install failure"
 
 topo_teardown
 unload_module
-kmemleak_check

@@ -139,4 +139,3 @@ out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip6 a1)" --marker "
 ok "wire: every flow of this test is TLS records only, no marker"
 topo_teardown
 unload_module
-kmemleak_check

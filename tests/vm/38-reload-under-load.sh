@@ -8,7 +8,7 @@
 # scripts/vm-run fails the run on any KASAN, lockdep, WARN or oops report;
 # afterwards no flow is tracked, the kTLS contexts in a1 and b1 are back
 # at their baselines once the apps are gone, and kmemleak finds nothing
-# of ours.
+# of ours (run-all's check after the suite).
 . ./lib.sh
 . ./pods.sh
 fail() { dp_fail "$@"; }
@@ -61,4 +61,3 @@ wait_for 30 back || fail "kTLS contexts not released: a1 $(tls_curr a1) (was $ba
 ok "no flow tracked; kTLS contexts back to a1 $base_a, b1 $base_b"
 topo_teardown
 unload_module
-kmemleak_check

@@ -58,4 +58,3 @@ PY
 expect_eq "existing node unchanged by a refused map-add" "$before" "$(node_json node-2)"
 expect_eq "new node not created by a refused map-add" 0 "$(node_json node-9 | json 'len(d)')"
 expect_eq "refused map-adds commit nothing" "$gen" "$(tlshubctl status --json | json 'd["generation"]')"
-kmemleak_check

@@ -204,4 +204,3 @@ ok "wire: secured Service flows TLS only, masqueraded and hostNetwork plain on b
 node_exec n1 nft flush ruleset
 topo_teardown
 unload_module
-kmemleak_check

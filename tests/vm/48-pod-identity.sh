@@ -73,4 +73,3 @@ ok "(B) a1 as a2 fails closed (reset-identity), nothing on the wire; a1 as itsel
 
 topo_teardown
 unload_module
-kmemleak_check

@@ -72,4 +72,3 @@ ok "wire: nothing of the reset flows, (D) TLS only, (F) plain"
 
 topo_teardown
 unload_module
-kmemleak_check

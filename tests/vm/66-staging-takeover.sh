@@ -53,4 +53,3 @@ a.close()
 check("A closed: live table still B's", lookup(reader, "b-pod-1") == 0 and lookup(reader, "a-pod-9") == errno.ENOENT)
 sys.exit(1 if failures else 0)
 PY
-kmemleak_check
