@@ -43,4 +43,4 @@ expect_eq "v4-mapped lookup" ns-a/web "$(tlshubctl mapping lookup ::ffff:10.1.0.
 # hostNetwork pods add one by one too, and still never by IP.
 tlshubctl mapping add kube-system/kube-proxy-y node-2 10.0.0.2 hostNetwork || fail "adding a hostNetwork pod"
 expect_eq "added hostNetwork pod" "node-2 hostNetwork" "$(tlshubctl mapping lookup kube-system/kube-proxy-y)"
-tlshubctl mapping lookup 10.0.0.2 >/dev/null 2>&1 && fail "an added hostNetwork pod's IP was found"
+! tlshubctl mapping lookup 10.0.0.2 >/dev/null 2>&1 || fail "an added hostNetwork pod's IP was found"
