@@ -144,7 +144,8 @@ pub mod stats {
     pub const SERVICE_RECORDS: u16 = 32;
     pub const RESET_IDENTITY: u16 = 33;
     pub const RESET_UNMAPPED: u16 = 34;
-    pub const MAX: u16 = RESET_UNMAPPED;
+    pub const RESET_FASTOPEN: u16 = 35;
+    pub const MAX: u16 = RESET_FASTOPEN;
 }
 
 /// Attribute set `peer`.

@@ -339,6 +339,7 @@ fn attribute_sets() {
                     ("service-records", uapi::stats::SERVICE_RECORDS),
                     ("reset-identity", uapi::stats::RESET_IDENTITY),
                     ("reset-unmapped", uapi::stats::RESET_UNMAPPED),
+                    ("reset-fastopen", uapi::stats::RESET_FASTOPEN),
                 ]),
                 uapi::stats::MAX,
             ),

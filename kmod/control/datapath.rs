@@ -518,6 +518,7 @@ impl Control {
             (stats::RESET_SERVICE, &c.reset_service),
             (stats::RESET_IDENTITY, &c.reset_identity),
             (stats::RESET_UNMAPPED, &c.reset_unmapped),
+            (stats::RESET_FASTOPEN, &c.reset_fastopen),
         ];
         for (ty, v) in all {
             w.put_u64(ty, v.load(Ordering::Relaxed), stats::PAD)?;

@@ -94,6 +94,7 @@ static STATS_SET: AttrSet = AttrSet {
         (stats::SERVICE_RECORDS, Kind::U64),
         (stats::RESET_IDENTITY, Kind::U64),
         (stats::RESET_UNMAPPED, Kind::U64),
+        (stats::RESET_FASTOPEN, Kind::U64),
     ],
 };
 

@@ -87,6 +87,9 @@ pub(crate) enum Reason {
     /// A Service connect with no NAT record, or one the ends cannot agree
     /// on (`super::services`).
     Service,
+    /// A passive TCP Fast Open child of a listener the module never gated
+    /// (review L6): failed closed at its SYN-ACK (`super::hook`).
+    FastOpen,
 }
 
 impl Reason {
@@ -102,6 +105,7 @@ impl Reason {
             Reason::KeyRepeat => 8,
             Reason::KeyEpoch => 9,
             Reason::Service => 10,
+            Reason::FastOpen => 11,
         }
     }
 }

@@ -29,6 +29,12 @@
 //!   the post-NAT tuple), left alone (gate off, out of the table), or
 //!   reset.
 //! - SYN_SENT→SYN_RECV (simultaneous open): no reliable ISNs — reset.
+//! - A passive TCP Fast Open child's SYN-ACK (the wire guard's LOCAL_OUT
+//!   hook; no state change announces such a child before the app can
+//!   accept it, and only listeners we never gated have a Fast Open queue):
+//!   a pair we secure is failed closed there, poisoned before its SYN data
+//!   can be read or a byte written; at ESTABLISHED its flow is failed and
+//!   TCP sends a FIN for the shut send side (review L6).
 //! - SYN_RECV→ESTABLISHED on a child (no `struct socket` yet): decided
 //!   from the child's own addresses, ISNs captured, its `sk_prot` swapped
 //!   for the poison proto (invisible to apps until our `accept` restores
@@ -479,6 +485,44 @@ fn simultaneous(dp: &Datapath, sk: &Sock) {
     }
 }
 
+/// A passive TCP Fast Open child sends its SYN-ACK (review L6). Only a
+/// listener we never gated has a Fast Open queue (one that listened before
+/// the module loaded, or whose gate could not go on), and our connects
+/// never send SYN data or a cookie: a pair we secure is then a client that
+/// did not key (its node not serving, or a forged SYN), and the child's SYN
+/// data is plaintext the app must never read. `tcp_conn_request` sends
+/// this before it queues the child for `accept`, and the child's lock is
+/// held: poison it now (reads, writes and options fail), shut its send
+/// side (at ESTABLISHED, TCP sends a FIN for it: `tcp_rcv_state_process`);
+/// its ESTABLISHED probe fails its flow. A child an app already holds (a
+/// retransmitted SYN-ACK after a module load) is left as it is: its
+/// socket calls may already be past our reach.
+pub(crate) fn fastopen_child(sk: &Sock) {
+    let Some(dp) = dp() else { return };
+    if sk.state() != st::SYN_RECV
+        || !sk.is_passive_fastopen()
+        || !sk.socket_ptr().is_null()
+        || sk.is_poisoned()
+    {
+        return;
+    }
+    let (l, r) = (sk.local(), sk.remote());
+    if dp.nat.has(End::Server, &r.ip, r.port, &l.ip, l.port) {
+        // DNATed from a node address: its client addressed no pod.
+        return;
+    }
+    match classify(dp, sk.netns_cookie(), &l.ip, &r.ip) {
+        Ok(_) | Err(Bypass::Identity) | Err(Bypass::Unmapped) => {}
+        Err(_) => return,
+    }
+    // The poison proto needs a module reference; without one (unloading)
+    // the shut send side and the error still keep bytes off the wire.
+    let _ = sock::poison_on(sk, gate::base_prot(sk.is_v6()));
+    sk.shutdown_send();
+    sk.poison(crate::sys::ECONNABORTED_NR);
+    inc(&dp.counters.reset_fastopen);
+}
+
 fn passive_established(dp: &Datapath, sk: &Sock) {
     if !sk.socket_ptr().is_null() {
         // Not a child (simultaneous open's second step): handled above.
@@ -521,9 +565,15 @@ fn passive_established(dp: &Datapath, sk: &Sock) {
         untracked(dp, sk);
         return;
     }
+    let fastopen_failed = sk.is_poisoned();
     let Some(f) = track(dp, sk, d) else { return };
     // New: nobody else has seen it yet, so this cannot lose to a failure.
     f.established(sk);
+    if fastopen_failed {
+        // Failed closed at its SYN-ACK (`fastopen_child`, counted there).
+        dp.fail_counted(&f, Reason::FastOpen);
+        return;
+    }
     if sk.is_mptcp() {
         // An MP_CAPABLE subflow (a plain client of an MPTCP listener falls
         // back before this: a plain TCP child, handled below). Apps never
@@ -595,6 +645,14 @@ fn closed(dp: &Datapath, sk: &Sock) {
             f.cv.notify_all();
         }
         drop(e);
+    }
+    if sk.socket_ptr().is_null() && sk.is_poisoned() {
+        // A child failed closed on its listener's queue, going away before
+        // anyone accepted it: a listener we never gated can still hand it
+        // to its app, and once the poison is off its receive queue (a Fast
+        // Open child's SYN data; plaintext of a client that did not key)
+        // would be readable. Nothing it received is ever read.
+        sk.drop_unread();
     }
     sock::poison_off(sk, gate::base_prot(sk.is_v6()));
     if let Some(sp) = SocketPtr::of(sk) {

@@ -94,6 +94,9 @@ pub(crate) struct Counters {
     /// Flows between a mapped pod of another node and an address of a pod
     /// CIDR the mapping does not name (mapping skew).
     pub(crate) reset_unmapped: AtomicU64,
+    /// Passive TCP Fast Open children of a pair the module secures, on a
+    /// listener it never gated: failed closed at their SYN-ACK (review L6).
+    pub(crate) reset_fastopen: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -196,6 +199,10 @@ impl crate::sys::netfilter::SegmentGuard for Kernel {
         seg: &crate::sys::netfilter::Segment,
     ) -> crate::sys::netfilter::Verdict {
         guard::check(sk, seg)
+    }
+
+    fn syn_ack(sk: &sock::Sock) {
+        hook::fastopen_child(sk);
     }
 }
 
@@ -543,6 +550,7 @@ impl Datapath {
             Reason::KeyRepeat => &self.counters.reset_key_repeat,
             Reason::KeyEpoch => &self.counters.reset_key_epoch,
             Reason::Service => &self.counters.reset_service,
+            Reason::FastOpen => &self.counters.reset_fastopen,
         });
     }
 
@@ -560,6 +568,15 @@ impl Datapath {
     pub(crate) fn fail(&self, flow: &Arc<Flow>, why: Reason) {
         if flow.fail(why) {
             self.count_reset(why);
+            flow.cv.notify_all();
+            self.kick(flow);
+        }
+    }
+
+    /// [`Self::fail`] for a flow whose failure was counted before it was
+    /// tracked (a Fast Open child failed closed at its SYN-ACK).
+    pub(crate) fn fail_counted(&self, flow: &Arc<Flow>, why: Reason) {
+        if flow.fail(why) {
             flow.cv.notify_all();
             self.kick(flow);
         }

@@ -290,6 +290,22 @@ impl NatRecords {
         }
     }
 
+    /// Whether `end` has a record of `src:sport → dst:dport`, left in place
+    /// (a passive Fast Open child's SYN-ACK, before its ESTABLISHED probe
+    /// takes it). Any context.
+    pub(crate) fn has(&self, end: End, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> bool {
+        if self.count() == 0 {
+            return false;
+        }
+        let Some(shard) = self.shards.get(self.shard(src, sport, dst, dport)) else {
+            return false;
+        };
+        let s = shard.lock();
+        let found = s.iter().any(|x| x.is(end, src, sport, dst, dport));
+        drop(s);
+        found
+    }
+
     /// Take `end`'s record of the connection `src:sport → dst:dport` (its
     /// socket's own addresses, remote last for the client, first for the
     /// server; the ESTABLISHED probe, any context). A lock only while the

@@ -3,7 +3,9 @@
 //! namespace (a pernet subsystem registers them in the namespaces that
 //! exist and in each new one):
 //! - `NF_INET_LOCAL_OUT`, last: the wire guard's view of an outgoing TCP
-//!   segment (its sock, sequence number, payload length, payload bytes);
+//!   segment (its sock, sequence number, payload length, payload bytes),
+//!   and of a SYN-ACK a full socket sends (a passive TCP Fast Open child:
+//!   the one moment it is seen before the app can accept it);
 //! - `NF_INET_POST_ROUTING`, just after source NAT: the NAT translation
 //!   conntrack made for the first packet of a TCP connection (the tuples
 //!   before and after DNAT and SNAT), for the Service records.
@@ -15,7 +17,8 @@
 //!
 //! The hooks run for every packet leaving a namespace, in process or
 //! softirq context, inside an RCU read section (datapath design, Part 2
-//! §2.4, §7). They must not sleep; they read the packet, never change it.
+//! §2.4, §7). They must not sleep; they read the packet, never change it
+//! (what the datapath does to a sock is its business).
 //! A packet without a conntrack entry costs the POSTROUTING hook one load
 //! (`skb->_nfct`). `nf_unregister_net_hooks` waits for running hooks
 //! (`synchronize_net`), so after [`NetfilterHooks`] is dropped no call is
@@ -30,6 +33,13 @@ pub(crate) trait SegmentGuard: 'static {
     /// The verdict on an outgoing TCP payload segment of `sk`. Any
     /// context, preemption may be off, inside an RCU read section.
     fn check(sk: &Sock, seg: &Segment) -> Verdict;
+
+    /// `sk`, a full TCP socket, sends a SYN-ACK: a passive TCP Fast Open
+    /// child (`tcp_conn_request` sends it before queueing the child for
+    /// `accept`, or its retransmission timer) or a socket in simultaneous
+    /// open. The sending context owns the sock (its lock or `bh_lock_sock`).
+    /// Same context otherwise as [`Self::check`]; the packet goes out.
+    fn syn_ack(sk: &Sock);
 }
 
 /// Who records NAT translations (the datapath's Service records; this
@@ -101,9 +111,12 @@ impl Segment {
 }
 
 /// `TCPHDR` facts: bytes 4..8 are the sequence number, the high nibble of
-/// byte 12 the header length in 32-bit words.
+/// byte 12 the header length in 32-bit words, byte 13 the flags.
 const TCP_SEQ_OFF: usize = 4;
 const TCP_DOFF_OFF: usize = 12;
+const TCP_FLAGS_OFF: usize = 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// The hook (`nf_hookfn`).
 ///
@@ -117,10 +130,14 @@ unsafe extern "C" fn local_out<G: SegmentGuard>(
 ) -> u32 {
     // SAFETY: netfilter passes a live skb and state (caller).
     match unsafe { segment(skb, state) } {
-        Some((sk, seg)) => match G::check(sk, &seg) {
+        Some(Ok((sk, seg))) => match G::check(sk, &seg) {
             Verdict::Accept => bindings::NF_ACCEPT,
             Verdict::Drop => bindings::NF_DROP,
         },
+        Some(Err(SynAck(sk))) => {
+            G::syn_ack(sk);
+            bindings::NF_ACCEPT
+        }
         None => bindings::NF_ACCEPT,
     }
 }
@@ -165,8 +182,12 @@ unsafe extern "C" fn post_routing<W: NatWatcher>(
     bindings::NF_ACCEPT
 }
 
-/// The sock and payload of a TCP segment with payload from a full socket;
-/// `None` for anything else.
+/// A SYN-ACK without payload from a full TCP socket.
+struct SynAck<'a>(&'a Sock);
+
+/// The sock and payload of a TCP segment with payload from a full socket
+/// (`Ok`), or a SYN-ACK a full socket sends (`Err`); `None` for anything
+/// else.
 ///
 /// # Safety
 ///
@@ -174,7 +195,7 @@ unsafe extern "C" fn post_routing<W: NatWatcher>(
 unsafe fn segment<'a>(
     skb: *mut bindings::sk_buff,
     state: *const bindings::nf_hook_state,
-) -> Option<(&'a Sock, Segment)> {
+) -> Option<Result<(&'a Sock, Segment), SynAck<'a>>> {
     // SAFETY: live state (caller).
     let sk = unsafe { (*state).sk };
     if sk.is_null() {
@@ -206,7 +227,8 @@ unsafe fn segment<'a>(
     let doff = u32::from(th[TCP_DOFF_OFF] >> 4) * 4;
     let plen = seg.len.checked_sub(doff)?;
     if plen == 0 {
-        return None;
+        let syn_ack = TCP_SYN | TCP_ACK;
+        return (th[TCP_FLAGS_OFF] & syn_ack == syn_ack).then_some(Err(SynAck(sock)));
     }
     let seq = u32::from_be_bytes([
         th[TCP_SEQ_OFF],
@@ -214,7 +236,7 @@ unsafe fn segment<'a>(
         th[TCP_SEQ_OFF + 2],
         th[TCP_SEQ_OFF + 3],
     ]);
-    Some((
+    Some(Ok((
         sock,
         Segment {
             skb,
@@ -222,7 +244,7 @@ unsafe fn segment<'a>(
             seq,
             len: plen,
         },
-    ))
+    )))
 }
 
 /// The hooks of one family pair: LOCAL_OUT and POSTROUTING, for IPv4 and

@@ -242,6 +242,41 @@ impl Sock {
         }
     }
 
+    /// A passive TCP Fast Open child before its handshake completes: in
+    /// `SYN_RECV` with its request still attached (`tcp_fastopen_create_child`
+    /// sets `fastopen_rsk`; the final ACK clears it before ESTABLISHED).
+    pub(crate) fn is_passive_fastopen(&self) -> bool {
+        // SAFETY: a TCP sock (callers); only compared with NULL, as
+        // `rcu_access_pointer` does.
+        unsafe { !ptr::read_volatile(ptr::addr_of!((*self.tcp()).fastopen_rsk)).is_null() }
+    }
+
+    /// Toss what it received and nobody read, as `tcp_close` does with
+    /// unread data: the receive queue is purged and `copied_seq` catches up
+    /// with `rcv_nxt`, so reads and `SIOCINQ` see nothing. For a child that
+    /// closes before anyone accepted it.
+    pub(crate) fn drop_unread(&self) {
+        // SAFETY: a TCP sock under its lock (owned or bh-locked: the state
+        // probe's callers); `skb_queue_purge_reason` takes the queue's own
+        // lock, and the lock holder is the one writer of `copied_seq`.
+        unsafe {
+            bindings::skb_queue_purge_reason(
+                ptr::addr_of_mut!((*self.raw()).sk_receive_queue),
+                bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED,
+            );
+            let tp = self.tcp();
+            let nxt = ptr::read_volatile(ptr::addr_of!((*tp).rcv_nxt));
+            ptr::write_volatile(ptr::addr_of_mut!((*tp).copied_seq), nxt);
+        }
+    }
+
+    /// Whether our poison proto is on it ([`poison_on`]).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        // SAFETY: field read of a live sock.
+        let prot = unsafe { ptr::read_volatile(ptr::addr_of!((*self.raw()).__sk_common.skc_prot)) };
+        prot.cast_const() == poison_prot(self.is_v6())
+    }
+
     /// A listener: no TCP Fast Open queue (no cookies, no SYN data).
     pub(crate) fn no_fastopen_queue(&self) {
         // SAFETY: TCP listener, owned by `listen()`'s caller in the probe.

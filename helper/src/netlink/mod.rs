@@ -170,11 +170,12 @@ pub struct Stats {
     pub service_records: u64,
     pub reset_identity: u64,
     pub reset_unmapped: u64,
+    pub reset_fastopen: u64,
 }
 
 impl Stats {
     /// Every counter with its attribute name in the spec, in spec order.
-    pub fn counters(&self) -> [(&'static str, u64); 33] {
+    pub fn counters(&self) -> [(&'static str, u64); 34] {
         [
             ("lookups", self.lookups),
             ("lookup-misses", self.lookup_misses),
@@ -209,6 +210,7 @@ impl Stats {
             ("service-records", self.service_records),
             ("reset-identity", self.reset_identity),
             ("reset-unmapped", self.reset_unmapped),
+            ("reset-fastopen", self.reset_fastopen),
         ]
     }
 
@@ -249,6 +251,7 @@ impl Stats {
             s::SERVICE_RECORDS => &mut self.service_records,
             s::RESET_IDENTITY => &mut self.reset_identity,
             s::RESET_UNMAPPED => &mut self.reset_unmapped,
+            s::RESET_FASTOPEN => &mut self.reset_fastopen,
             _ => return None,
         })
     }
@@ -1651,12 +1654,14 @@ mod datapath_tests {
         assert_eq!(status.stats.service_records, 1000 + 32);
         assert_eq!(status.stats.reset_identity, 1000 + 33);
         assert_eq!(status.stats.reset_unmapped, 1000 + 34);
+        assert_eq!(status.stats.reset_fastopen, 1000 + 35);
         // And JSON names them in snake case.
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["stats"]["reset_stale_sender"], 1015);
         assert_eq!(json["stats"]["bypass_service"], 1030);
         assert_eq!(json["stats"]["reset_identity"], 1033);
         assert_eq!(json["stats"]["reset_unmapped"], 1034);
+        assert_eq!(json["stats"]["reset_fastopen"], 1035);
         assert_eq!(json["cipher"], "aes-128-gcm");
         assert_eq!(json["key_timeout_ms"], 2000);
         assert_eq!(json["local_nodes"][1], "node-9");

@@ -353,6 +353,7 @@ pub static STATS: AttrSet = AttrSet {
         attr("service-records", uapi::stats::SERVICE_RECORDS, Type::U64),
         attr("reset-identity", uapi::stats::RESET_IDENTITY, Type::U64),
         attr("reset-unmapped", uapi::stats::RESET_UNMAPPED, Type::U64),
+        attr("reset-fastopen", uapi::stats::RESET_FASTOPEN, Type::U64),
     ],
 };
 
