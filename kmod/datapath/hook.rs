@@ -515,8 +515,10 @@ pub(crate) fn fastopen_child(sk: &Sock) {
         Ok(_) | Err(Bypass::Identity) | Err(Bypass::Unmapped) => {}
         Err(_) => return,
     }
-    // The poison proto needs a module reference; without one (unloading)
-    // the shut send side and the error still keep bytes off the wire.
+    // The poison proto needs a module reference and the family's proto;
+    // without them (unloading; a socket map's proto put on by a sockops
+    // program) the shut send side and the error still keep bytes off the
+    // wire, but the SYN data stays readable.
     let _ = sock::poison_on(sk, gate::base_prot(sk.is_v6()));
     sk.shutdown_send();
     sk.poison(crate::sys::ECONNABORTED_NR);

@@ -566,20 +566,21 @@ impl Datapath {
 
     /// Fail `flow` for `why` and have the worker reset it.
     pub(crate) fn fail(&self, flow: &Arc<Flow>, why: Reason) {
-        if flow.fail(why) {
+        if self.fail_counted(flow, why) {
             self.count_reset(why);
-            flow.cv.notify_all();
-            self.kick(flow);
         }
     }
 
     /// [`Self::fail`] for a flow whose failure was counted before it was
-    /// tracked (a Fast Open child failed closed at its SYN-ACK).
-    pub(crate) fn fail_counted(&self, flow: &Arc<Flow>, why: Reason) {
-        if flow.fail(why) {
+    /// tracked (a Fast Open child failed closed at its SYN-ACK). Returns
+    /// whether this call failed it.
+    pub(crate) fn fail_counted(&self, flow: &Arc<Flow>, why: Reason) -> bool {
+        let failed = flow.fail(why);
+        if failed {
             flow.cv.notify_all();
             self.kick(flow);
         }
+        failed
     }
 
     /// Start: fill the gate tables, register the wire guard, then the

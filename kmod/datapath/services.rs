@@ -192,12 +192,15 @@ impl Record {
     }
 }
 
+/// One shard of the records: a few ways under one BH spinlock.
+type Shard = BhSpinLock<[Record; RECORD_WAYS]>;
+
 /// The NAT records of Service connects waiting for their SYN-ACK.
 #[pin_data]
 pub(crate) struct NatRecords {
     seed: u32,
     #[pin]
-    shards: [BhSpinLock<[Record; RECORD_WAYS]>; RECORD_SHARDS],
+    shards: [Shard; RECORD_SHARDS],
     /// Records in the table (gauge, `service-records`).
     count: AtomicU64,
 }
@@ -294,16 +297,21 @@ impl NatRecords {
     /// (a passive Fast Open child's SYN-ACK, before its ESTABLISHED probe
     /// takes it). Any context.
     pub(crate) fn has(&self, end: End, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> bool {
+        self.shard_of(src, sport, dst, dport).is_some_and(|shard| {
+            shard
+                .lock()
+                .iter()
+                .any(|x| x.is(end, src, sport, dst, dport))
+        })
+    }
+
+    /// The shard that would hold a record of `src:sport → dst:dport`;
+    /// `None` while the table holds no record (then no lock is taken).
+    fn shard_of(&self, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> Option<&Shard> {
         if self.count() == 0 {
-            return false;
+            return None;
         }
-        let Some(shard) = self.shards.get(self.shard(src, sport, dst, dport)) else {
-            return false;
-        };
-        let s = shard.lock();
-        let found = s.iter().any(|x| x.is(end, src, sport, dst, dport));
-        drop(s);
-        found
+        self.shards.get(self.shard(src, sport, dst, dport))
     }
 
     /// Take `end`'s record of the connection `src:sport → dst:dport` (its
@@ -318,11 +326,7 @@ impl NatRecords {
         dst: &IpAddr,
         dport: u16,
     ) -> Option<Translation> {
-        if self.count() == 0 {
-            return None;
-        }
-        let shard = self.shards.get(self.shard(src, sport, dst, dport))?;
-        let mut s = shard.lock();
+        let mut s = self.shard_of(src, sport, dst, dport)?.lock();
         let slot = s.iter_mut().find(|x| x.is(end, src, sport, dst, dport))?;
         let r = *slot;
         *slot = FREE;

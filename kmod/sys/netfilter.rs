@@ -130,11 +130,11 @@ unsafe extern "C" fn local_out<G: SegmentGuard>(
 ) -> u32 {
     // SAFETY: netfilter passes a live skb and state (caller).
     match unsafe { segment(skb, state) } {
-        Some(Ok((sk, seg))) => match G::check(sk, &seg) {
+        Some(Outgoing::Payload(sk, seg)) => match G::check(sk, &seg) {
             Verdict::Accept => bindings::NF_ACCEPT,
             Verdict::Drop => bindings::NF_DROP,
         },
-        Some(Err(SynAck(sk))) => {
+        Some(Outgoing::SynAck(sk)) => {
             G::syn_ack(sk);
             bindings::NF_ACCEPT
         }
@@ -182,12 +182,16 @@ unsafe extern "C" fn post_routing<W: NatWatcher>(
     bindings::NF_ACCEPT
 }
 
-/// A SYN-ACK without payload from a full TCP socket.
-struct SynAck<'a>(&'a Sock);
+/// What LOCAL_OUT reports to the datapath.
+enum Outgoing<'a> {
+    /// A TCP segment with payload from a full socket.
+    Payload(&'a Sock, Segment),
+    /// A SYN-ACK without payload from a full TCP socket.
+    SynAck(&'a Sock),
+}
 
-/// The sock and payload of a TCP segment with payload from a full socket
-/// (`Ok`), or a SYN-ACK a full socket sends (`Err`); `None` for anything
-/// else.
+/// The sock and payload of a TCP segment with payload from a full socket,
+/// or a SYN-ACK a full socket sends; `None` for anything else.
 ///
 /// # Safety
 ///
@@ -195,7 +199,7 @@ struct SynAck<'a>(&'a Sock);
 unsafe fn segment<'a>(
     skb: *mut bindings::sk_buff,
     state: *const bindings::nf_hook_state,
-) -> Option<Result<(&'a Sock, Segment), SynAck<'a>>> {
+) -> Option<Outgoing<'a>> {
     // SAFETY: live state (caller).
     let sk = unsafe { (*state).sk };
     if sk.is_null() {
@@ -228,7 +232,7 @@ unsafe fn segment<'a>(
     let plen = seg.len.checked_sub(doff)?;
     if plen == 0 {
         let syn_ack = TCP_SYN | TCP_ACK;
-        return (th[TCP_FLAGS_OFF] & syn_ack == syn_ack).then_some(Err(SynAck(sock)));
+        return (th[TCP_FLAGS_OFF] & syn_ack == syn_ack).then_some(Outgoing::SynAck(sock));
     }
     let seq = u32::from_be_bytes([
         th[TCP_SEQ_OFF],
@@ -236,7 +240,7 @@ unsafe fn segment<'a>(
         th[TCP_SEQ_OFF + 2],
         th[TCP_SEQ_OFF + 3],
     ]);
-    Some(Ok((
+    Some(Outgoing::Payload(
         sock,
         Segment {
             skb,
@@ -244,7 +248,7 @@ unsafe fn segment<'a>(
             seq,
             len: plen,
         },
-    )))
+    ))
 }
 
 /// The hooks of one family pair: LOCAL_OUT and POSTROUTING, for IPv4 and

@@ -258,7 +258,11 @@ impl Sock {
     pub(crate) fn drop_unread(&self) {
         // SAFETY: a TCP sock under its lock (owned or bh-locked: the state
         // probe's callers); `skb_queue_purge_reason` takes the queue's own
-        // lock, and the lock holder is the one writer of `copied_seq`.
+        // lock, and the lock holder is the one writer of `copied_seq`. No
+        // caller of a →CLOSE change touches a queued skb afterwards
+        // (`tcp_data_queue` frees only skbs it did not queue, after
+        // `tcp_fin`; `tcp_close` and `tcp_disconnect` purge the queue
+        // themselves).
         unsafe {
             bindings::skb_queue_purge_reason(
                 ptr::addr_of_mut!((*self.raw()).sk_receive_queue),

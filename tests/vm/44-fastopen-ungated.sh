@@ -74,7 +74,11 @@ ok "(B) the same listener without Fast Open: failed closed ($out)"
 capture_stop
 [ "$CAPTURE_DROPPED" = 0 ] || dp_fail "capture dropped $CAPTURE_DROPPED packets"
 ! grep -q "reply-$m" "$pcap" || dp_fail "a1's answer is on the wire in plaintext"
-ok "wire: nothing of a1's answers (the client's own SYN data is its node's choice)"
+# Control: the capture shows a marker sent in plaintext (the clients' own SYN
+# data, their node's choice), so the check above could see one.
+grep -q "$m-tfo4-7700" "$pcap" && grep -q "$m-tfo6-7701" "$pcap" \
+    || dp_fail "control: the clients' SYN data is not in the capture"
+ok "wire: nothing of a1's answers; the clients' own SYN data is (control)"
 cat "$TOPO_DIR/tfo-server.log" "$TOPO_DIR/tfo-late.log"
 
 topo_teardown
