@@ -19,6 +19,13 @@ import statistics
 import sys
 import time
 
+
+def kernel_desc():
+    """Which kernel the VMs ran (TLSHUB_KERNEL, set by `make bench*`)."""
+    if os.environ.get("TLSHUB_KERNEL", "test") == "bench":
+        return "benchmark kernel (kernel/bench.config: no sanitizers or lock debugging)"
+    return "KASAN/lockdep/kmemleak test kernel"
+
 CASES = ("plain", "secured", "ceiling")
 
 
@@ -40,6 +47,12 @@ def load(raw, case, kind):
 
 def case_summary(raw, case):
     echo, bulk = load(raw, case, "echo"), load(raw, case, "bulk")
+    rr_runs, bulk4 = load(raw, case, "rr"), load(raw, case, "bulk4")
+    # Each run's own p50/p99 (its first round trip, which keys the flow,
+    # is not among them).
+    rr_p50 = [r["rr_ms"]["p50"] for r in rr_runs if r.get("rr_ms")]
+    rr_p99 = [r["rr_ms"]["p99"] for r in rr_runs if r.get("rr_ms")]
+    mbps4 = [r["aggregate_throughput_mbps"] for r in bulk4 if r["successful_connections"] == 4]
     rows = [c for r in echo for c in r["connections"] if c["state"] == "success"]
     lat = [c["connection_latency_ms"] for c in rows]
     fb = [c["first_byte_ms"] for c in rows if c["first_byte_ms"] is not None]
@@ -58,6 +71,15 @@ def case_summary(raw, case):
         "bulk_mbps": mbps,
         "bulk_mbps_median": statistics.median(mbps) if mbps else None,
         "client_cpu_percent_bulk": [r["cpu_percent"] for r in bulk],
+        "rr_runs": len(rr_runs),
+        "rr_failed": sum(1 for r in rr_runs if r["successful_connections"] != 1),
+        # Medians over the runs of each run's p50/p99.
+        "rr_ms": {"p50": statistics.median(rr_p50) if rr_p50 else None,
+                  "p99": statistics.median(rr_p99) if rr_p99 else None},
+        "bulk4_runs": len(bulk4),
+        "bulk4_failed": sum(1 for r in bulk4 if r["successful_connections"] != 4),
+        "bulk4_mbps": mbps4,
+        "bulk4_mbps_median": statistics.median(mbps4) if mbps4 else None,
     }
 
 
@@ -72,6 +94,7 @@ def main(argv=None):
     ap.add_argument("--conns", type=int)
     ap.add_argument("--mib", type=int)
     ap.add_argument("--data", type=int)
+    ap.add_argument("--rr", type=int)
     ap.add_argument("--status")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
@@ -86,22 +109,35 @@ def main(argv=None):
         "secured_over_ceiling_throughput": ratio(s["bulk_mbps_median"], c["bulk_mbps_median"]),
         "secured_over_plain_throughput": ratio(s["bulk_mbps_median"], p["bulk_mbps_median"]),
         "ceiling_over_plain_throughput": ratio(c["bulk_mbps_median"], p["bulk_mbps_median"]),
+        "secured_over_plain_rr_p50": ratio(s["rr_ms"]["p50"], p["rr_ms"]["p50"]),
+        "secured_over_plain_rr_p99": ratio(s["rr_ms"]["p99"], p["rr_ms"]["p99"]),
+        "secured_over_ceiling_rr_p50": ratio(s["rr_ms"]["p50"], c["rr_ms"]["p50"]),
+        "secured_over_ceiling_throughput_4_flows": ratio(s["bulk4_mbps_median"], c["bulk4_mbps_median"]),
+        "secured_over_plain_throughput_4_flows": ratio(s["bulk4_mbps_median"], p["bulk4_mbps_median"]),
     }
     f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
     out = sys.stdout.write
-    out("\n== tlshub-bench, two nodes (TCG VMs, debug kernel: compare ratios)\n")
-    out(f"   {a.rounds} rounds; echo: {a.conns} connections x {a.data} B per round and case; bulk: {a.mib} MiB\n\n")
-    out(f"{'case':<9} {'connect p50/p99 ms':>20} {'first byte p50/p99 ms':>23} {'bulk Mbps (median)':>20}  failed\n")
+    out(f"\n== tlshub-bench, two nodes (TCG VMs, {kernel_desc()}: compare ratios)\n")
+    out(f"   {a.rounds} rounds; echo: {a.conns} connections x {a.data} B per round and case; "
+        f"rr: {a.rr} round trips; bulk: {a.mib} MiB, 1 and 4 flows\n\n")
+    out(f"{'case':<9} {'connect p50/p99 ms':>20} {'first byte p50/p99 ms':>23} {'rr p50/p99 ms':>16} "
+        f"{'bulk Mbps':>10} {'4 flows':>8}  failed\n")
     for name, v in cases.items():
+        failed = v['failed_connections'] + v['bulk_failed'] + v['rr_failed'] + v['bulk4_failed']
         out(f"{name:<9} {f(v['connect_ms']['p50']) + ' / ' + f(v['connect_ms']['p99']):>20} "
             f"{f(v['first_byte_ms']['p50']) + ' / ' + f(v['first_byte_ms']['p99']):>23} "
-            f"{f(v['bulk_mbps_median'], 1):>20}  {v['failed_connections'] + v['bulk_failed']}\n")
+            f"{f(v['rr_ms']['p50'], 3) + ' / ' + f(v['rr_ms']['p99'], 3):>16} "
+            f"{f(v['bulk_mbps_median'], 1):>10} {f(v['bulk4_mbps_median'], 1):>8}  {failed}\n")
     out("\nratios\n")
     out(f"  secured / plain, connect -> first byte:  p50 x{f(ratios['secured_over_plain_first_byte_p50'], 3)}, "
         f"p99 x{f(ratios['secured_over_plain_first_byte_p99'], 3)}\n")
     out(f"  secured / plain, connect() latency:      p50 x{f(ratios['secured_over_plain_connect_p50'], 3)}, "
         f"p99 x{f(ratios['secured_over_plain_connect_p99'], 3)}\n")
-    out(f"  secured / ceiling, bulk throughput:      x{f(ratios['secured_over_ceiling_throughput'], 3)}\n")
+    out(f"  secured / plain, request/response:       p50 x{f(ratios['secured_over_plain_rr_p50'], 3)}, "
+        f"p99 x{f(ratios['secured_over_plain_rr_p99'], 3)} (secured / ceiling p50 "
+        f"x{f(ratios['secured_over_ceiling_rr_p50'], 3)})\n")
+    out(f"  secured / ceiling, bulk throughput:      x{f(ratios['secured_over_ceiling_throughput'], 3)}, "
+        f"4 flows x{f(ratios['secured_over_ceiling_throughput_4_flows'], 3)}\n")
     out(f"  secured / plain, bulk throughput:        x{f(ratios['secured_over_plain_throughput'], 3)}\n")
     out(f"  (ceiling / plain: first byte p50 x{f(ratios['ceiling_over_plain_first_byte_p50'], 3)}, "
         f"throughput x{f(ratios['ceiling_over_plain_throughput'], 3)})\n")
@@ -109,8 +145,8 @@ def main(argv=None):
         summary = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "setup": {"rounds": a.rounds, "echo_connections_per_round": a.conns, "echo_bytes": a.data,
-                      "bulk_mib": a.mib, "cipher": "aes-128-gcm (TLS 1.3)",
-                      "vms": "two QEMU TCG VMs, 1 vCPU each, KASAN/lockdep/kmemleak kernel"},
+                      "bulk_mib": a.mib, "rr_round_trips": a.rr, "cipher": "aes-128-gcm (TLS 1.3)",
+                      "vms": "two QEMU TCG VMs, 1 vCPU each, " + kernel_desc()},
             "cases": cases,
             "ratios": ratios,
         }
@@ -118,7 +154,8 @@ def main(argv=None):
             json.dump(summary, fh, indent=1)
             fh.write("\n")
         out(f"\nsummary: {os.path.relpath(a.out)}; raw runs: {os.path.relpath(a.raw)}/\n")
-    bad = sum(v["failed_connections"] + v["bulk_failed"] for v in cases.values())
+    bad = sum(v["failed_connections"] + v["bulk_failed"] + v["rr_failed"] + v["bulk4_failed"]
+              for v in cases.values())
     return 1 if bad else 0
 
 

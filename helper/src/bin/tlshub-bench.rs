@@ -9,7 +9,11 @@
 //!   (TLS 1.3, AES-128-GCM, a fixed key, distinct per direction), the "kTLS
 //!   ceiling" tlshub can at best reach;
 //! - `--bulk MIB` (client) / `--sink` (server): one long connection, MIB MiB
-//!   one way, reported in Mbps.
+//!   one way, reported in Mbps (`--concurrency N`: N such connections at
+//!   once, reported in aggregate);
+//! - `--rr N` (client, against the echo server): netperf `TCP_RR`-style, one
+//!   connection making N request/response round trips of `--data-size`
+//!   bytes; p50/p99 of the round trip.
 //!
 //! Echo protocol (the seed's): per connection the client connects
 //! (TCP_NODELAY), sends `--data-size` bytes, reads them back, half-closes
@@ -79,6 +83,10 @@ struct Cli {
     /// to a `--sink` server; reports Mbps
     #[arg(long, value_name = "MIB")]
     bulk: Option<u64>,
+    /// Client: instead of echo connections, one connection making N
+    /// request/response round trips of --data-size bytes (netperf TCP_RR)
+    #[arg(long, value_name = "N", conflicts_with = "bulk")]
+    rr: Option<u64>,
     /// Server: count what each connection sends and answer with the count
     /// (the peer of `--bulk`), instead of echoing
     #[arg(long)]
@@ -242,6 +250,11 @@ struct Summary {
     peak_memory_mb: f64,
     connection_latency_ms: Option<Percentiles>,
     first_byte_ms: Option<Percentiles>,
+    /// `--rr`: each request/response round trip, after the connection's first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rr_ms: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rr_per_second: Option<f64>,
     connections: Vec<ConnRow>,
 }
 
@@ -308,6 +321,8 @@ struct Outcome {
     connected: Option<Instant>,
     first_byte: Option<Instant>,
     err: Option<io::Error>,
+    /// `--rr`: round-trip times (ms).
+    rr: Vec<f64>,
 }
 
 /// One echo connection (or the bulk one). Blocking socket with
@@ -343,6 +358,39 @@ fn one_conn(cli: &Cli, addr: SocketAddr, payload: &[u8], out: &mut Outcome) -> i
                 "sink counted {counted} bytes, sent {total}"
             )));
         }
+        return Ok(());
+    }
+    if let Some(n) = cli.rr {
+        let req = payload
+            .get(..cli.data_size.min(payload.len()))
+            .unwrap_or_default();
+        if req.is_empty() {
+            return Err(io::Error::other("--rr needs a --data-size of 1 to 64 KiB"));
+        }
+        for i in 0..n {
+            let t = Instant::now();
+            s.write_all(req)?;
+            let mut got = 0;
+            while got < req.len() {
+                let r = s.read(&mut buf[..req.len() - got])?;
+                if r == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed early",
+                    ));
+                }
+                got += r;
+            }
+            out.first_byte.get_or_insert_with(Instant::now);
+            out.sent += req.len() as u64;
+            out.received += got as u64;
+            // The first one includes keying the flow: not a steady-state RR.
+            if i > 0 {
+                out.rr.push(ms(t.elapsed()));
+            }
+        }
+        s.shutdown(Shutdown::Write)?;
+        while s.read(&mut buf)? != 0 {}
         return Ok(());
     }
     let chunk = 16 * 1024;
@@ -383,14 +431,16 @@ fn client(cli: &Cli) -> Result<Summary> {
         .target_ip
         .context("--target-ip is needed with --mode client")?;
     let addr = SocketAddr::new(ip, cli.target_port);
-    let total = match cli.bulk {
-        Some(_) => 1,
-        None => cli.total_connections.unwrap_or(100),
-    };
-    let concurrency = if cli.bulk.is_some() {
+    let concurrency = if cli.rr.is_some() {
         1
     } else {
         cli.concurrency.max(1)
+    };
+    // Bulk: one connection per thread, all at once; RR: one connection.
+    let total = match (cli.bulk, cli.rr) {
+        (Some(_), _) => concurrency as u64,
+        (_, Some(_)) => 1,
+        _ => cli.total_connections.unwrap_or(100),
     };
     let payload: Arc<Vec<u8>> = Arc::new(
         (0..64 * 1024)
@@ -399,6 +449,7 @@ fn client(cli: &Cli) -> Result<Summary> {
     );
     let next = AtomicU64::new(0);
     let rows = Mutex::new(Vec::with_capacity(total as usize));
+    let rrs = Mutex::new(Vec::new());
     let start = Instant::now();
     std::thread::scope(|sc| {
         for _ in 0..concurrency {
@@ -414,10 +465,12 @@ fn client(cli: &Cli) -> Result<Summary> {
                     connected: None,
                     first_byte: None,
                     err: None,
+                    rr: Vec::new(),
                 };
                 if let Err(e) = one_conn(cli, addr, &payload, &mut o) {
                     o.err = Some(e);
                 }
+                rrs.lock().unwrap_or_else(|p| p.into_inner()).append(&mut o.rr);
                 let end = Instant::now();
                 let conn_at = o.connected.unwrap_or(end);
                 let xfer = end - conn_at;
@@ -456,7 +509,18 @@ fn client(cli: &Cli) -> Result<Summary> {
     let wall = start.elapsed();
     let mut rows = rows.into_inner().unwrap_or_else(|p| p.into_inner());
     rows.sort_by_key(|r| r.id);
-    Ok(summarize(cli, addr.to_string(), rows, wall, concurrency))
+    let mut s = summarize(cli, addr.to_string(), rows, wall, concurrency);
+    if cli.rr.is_some() {
+        let rr = rrs.into_inner().unwrap_or_else(|p| p.into_inner());
+        let sum: f64 = rr.iter().sum();
+        s.rr_per_second = Some(if sum > 0.0 {
+            rr.len() as f64 * 1000.0 / sum
+        } else {
+            0.0
+        });
+        s.rr_ms = stats(rr);
+    }
+    Ok(s)
 }
 
 fn summarize(
@@ -479,6 +543,8 @@ fn summarize(
             "server"
         } else if cli.bulk.is_some() {
             "bulk"
+        } else if cli.rr.is_some() {
+            "rr"
         } else {
             "echo"
         },
@@ -517,6 +583,8 @@ fn summarize(
         peak_memory_mb: peak,
         connection_latency_ms: lat,
         first_byte_ms: fb,
+        rr_ms: None,
+        rr_per_second: None,
         connections: rows,
     }
 }
@@ -659,6 +727,12 @@ fn print_summary(s: &Summary) {
         println!(
             "  connect -> first byte (ms): avg {:.3}, p50 {:.3}, p99 {:.3}, max {:.3}",
             s.avg_first_byte_ms, s.p50_first_byte_ms, s.p99_first_byte_ms, s.max_first_byte_ms
+        );
+    }
+    if let (Some(rr), Some(rate)) = (&s.rr_ms, s.rr_per_second) {
+        println!(
+            "  request/response (ms): avg {:.3}, p50 {:.3}, p99 {:.3}, max {:.3}; {:.1} RR/s",
+            rr.avg, rr.p50, rr.p99, rr.max, rate
         );
     }
     println!(
@@ -828,5 +902,56 @@ mod tests {
             assert_eq!(r.mode, "bulk");
         }
         assert_eq!(s.join().unwrap(), 3);
+    }
+
+    #[test]
+    fn loopback_rr_and_concurrent_bulk() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sink = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (ep, sp) = (
+            echo.local_addr().unwrap().port().to_string(),
+            sink.local_addr().unwrap().port().to_string(),
+        );
+        drop((echo, sink));
+        let srv = |port: &str, n: &str, sink: bool| {
+            let mut args = vec![
+                "b",
+                "--mode",
+                "server",
+                "--total-connections",
+                n,
+                "--listen-port",
+                port,
+            ];
+            if sink {
+                args.push("--sink");
+            }
+            let cli = Cli::parse_from(args);
+            std::thread::spawn(move || server(&cli).unwrap().successful_connections)
+        };
+        let (e, s) = (srv(&ep, "1", false), srv(&sp, "4", true));
+        std::thread::sleep(Duration::from_millis(200));
+        let base = [
+            "b",
+            "--mode",
+            "client",
+            "--target-ip",
+            "127.0.0.1",
+            "--target-port",
+        ];
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend([ep.as_str(), "--rr", "50", "--data-size", "64"]);
+        let r = client(&Cli::parse_from(a)).unwrap();
+        assert_eq!(r.mode, "rr");
+        assert_eq!((r.successful_connections, r.total_bytes_sent), (1, 50 * 64));
+        let rr = r.rr_ms.as_ref().unwrap();
+        assert!(rr.p99 >= rr.p50 && rr.p50 > 0.0);
+        assert!(r.rr_per_second.unwrap() > 0.0);
+        assert_eq!(e.join().unwrap(), 1);
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend([sp.as_str(), "--bulk", "1", "--concurrency", "4"]);
+        let r = client(&Cli::parse_from(a)).unwrap();
+        assert_eq!((r.successful_connections, r.total_bytes_sent), (4, 4 << 20));
+        assert_eq!(s.join().unwrap(), 4);
     }
 }
