@@ -47,16 +47,17 @@ unsafe impl Backend for BhSpinLockBackend {
     ///
     /// As [`Backend::lock`].
     unsafe fn lock(ptr: *mut Self::State) -> Self::GuardState {
-        // SAFETY: initialised lock (caller). A `spinlock_t` starts with its
-        // `raw_spinlock_t` (`spin_lock_bh` passes `&lock->rlock`).
-        unsafe { bindings::_raw_spin_lock_bh(ptr.cast()) }
+        // SAFETY: initialised lock (caller). The kernel's own `spin_lock_bh`
+        // (through a helper, kernel/patches/0001): right on PREEMPT_RT too,
+        // where a `spinlock_t` is an rt_mutex and not a `raw_spinlock_t`.
+        unsafe { bindings::spin_lock_bh(ptr) }
     }
 
     /// # Safety
     ///
     /// As [`Backend::unlock`].
     unsafe fn unlock(ptr: *mut Self::State, _guard_state: &Self::GuardState) {
-        // SAFETY: held by the caller; same layout as in `lock`.
-        unsafe { bindings::_raw_spin_unlock_bh(ptr.cast()) }
+        // SAFETY: held by the caller, taken by `lock` above.
+        unsafe { bindings::spin_unlock_bh(ptr) }
     }
 }
