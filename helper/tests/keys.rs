@@ -16,8 +16,8 @@ use std::net::IpAddr;
 
 use schedule::{
     derive, derive_with_prk, expand_label, flow_info, hkdf_expand, hkdf_extract, hkdf_label, hmac,
-    Cipher, DirKeys, FlowKeys, FlowSecret, Identities, Ip, Isns, KeyError, NodePairSecret, Prk,
-    Tuple,
+    keys_from_info, keys_from_info_into, Cipher, DirKeys, FlowKeys, FlowSecret, Identities, Ip,
+    Isns, KeyError, NodePairSecret, Prk, Tuple,
 };
 use sha2::Digest;
 
@@ -629,6 +629,49 @@ fn key_material_is_wiped_on_drop() {
     assert!(c2s.iter().filter(|&&x| x != 0).count() <= 1, "{c2s:?}");
     let s2c = bytes_after_drop(keys.s2c);
     assert!(s2c.iter().filter(|&&x| x != 0).count() <= 1, "{s2c:?}");
+}
+
+/// The module derives in place (`keys_from_info_into`, `Prk::copy_from`:
+/// review L2): the same bytes as the by-value path, and nothing of an
+/// earlier flow survives in a reused slot.
+#[test]
+fn in_place_derivation_matches() {
+    let b = base();
+    let prk = Prk::extract::<Sha>(&b.secret());
+    let mut slot = Prk::zeroed();
+    assert!(slot.bytes().iter().all(|&x| x == 0));
+    slot.copy_from(&prk);
+    assert_eq!(slot.bytes(), prk.bytes());
+    assert_eq!(slot.epoch(), prk.epoch());
+    for c in [
+        Cipher::Aes128Gcm,
+        Cipher::Aes256Gcm,
+        Cipher::Chacha20Poly1305,
+    ] {
+        let info = flow_info(c, &b.tuple, &b.isns, &b.ids()).unwrap();
+        let want = keys_from_info::<Sha>(&prk, c, &info).unwrap();
+        // A slot that held another cipher's keys of another flow.
+        let mut out = FlowKeys::zeroed(Cipher::Aes256Gcm);
+        let other = flow_info(
+            Cipher::Aes256Gcm,
+            &b.tuple,
+            &Isns {
+                client: 1,
+                server: 2,
+            },
+            &b.ids(),
+        )
+        .unwrap();
+        keys_from_info_into::<Sha>(&prk, Cipher::Aes256Gcm, &other, &mut out).unwrap();
+        keys_from_info_into::<Sha>(&slot, c, &info, &mut out).unwrap();
+        for (got, want) in [(&out.c2s, &want.c2s), (&out.s2c, &want.s2c)] {
+            assert_eq!(got.cipher(), c);
+            assert_eq!(got.key(), want.key(), "{c:?}");
+            assert_eq!(got.iv(), want.iv(), "{c:?}");
+            assert_eq!(got.key().len(), c.key_len());
+        }
+    }
+    schedule::burn_stack();
 }
 
 #[test]

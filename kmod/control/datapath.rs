@@ -270,7 +270,10 @@ impl Control {
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
             peers.set_with(key, &secret, Some(lifetime), &mut woken)
-        })?;
+        });
+        // The secret and its PRK passed through the frames below (L2).
+        crate::keys::schedule::burn_stack();
+        let res = res?;
         for f in woken {
             self.dp.kick(&f);
         }

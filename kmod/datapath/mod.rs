@@ -36,10 +36,10 @@ pub(crate) mod services;
 
 use crate::keys::announce::Announce;
 use crate::keys::peers::{
-    info_of, keys_of, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError,
+    info_of, keys_into, Derived, FlowSetError, FlowTuple, PeerKey, Peers, SetError,
 };
 use crate::keys::repeat::{Refused, RepeatWindow};
-use crate::keys::schedule::{Cipher, NodePairSecret};
+use crate::keys::schedule::{Cipher, FlowKeys, NodePairSecret, Prk};
 use crate::state::State;
 use crate::sys::genl::Multicaster;
 use crate::sys::rcu::{Guard, RcuBox, RcuWriter};
@@ -451,7 +451,10 @@ impl Datapath {
             };
             let secret = NodePairSecret::from_slice(psk, epoch).ok_or(EINVAL)?;
             peers.set(key, &secret, &mut woken)
-        })?;
+        });
+        // The secret and its PRK passed through the frames below (L2).
+        crate::keys::schedule::burn_stack();
+        let res = res?;
         for f in woken {
             self.kick(&f);
         }
@@ -534,8 +537,10 @@ impl Datapath {
         t: &FlowTuple,
         secret: &[u8],
     ) -> Result<core::result::Result<(), FlowSetError>> {
-        let r = self.peers.lock().set_flow_secret(t, secret)?;
-        Ok(r.map(|f| self.kick(&f)))
+        let r = self.peers.lock().set_flow_secret(t, secret);
+        // The secret and its PRK passed through the frames below (L2).
+        crate::keys::schedule::burn_stack();
+        Ok(r?.map(|f| self.kick(&f)))
     }
 
     fn count_reset(&self, why: Reason) {
@@ -748,9 +753,9 @@ fn bindings_econnaborted() -> i32 {
     crate::sys::ECONNABORTED_NR
 }
 
-/// What the worker got for a flow: its keys, or a wait.
+/// What the worker got for a flow: its keys (in `Inner::keys`), or a wait.
 enum Keyed {
-    Keys(crate::keys::schedule::FlowKeys),
+    Keys,
     Wait { request: bool },
 }
 
@@ -784,10 +789,12 @@ pub(crate) fn process(f: &Arc<Flow>) {
             }
             let cipher = f.cipher;
             // The HMACs (about 21 SHA-256 blocks) run outside the `Peers`
-            // lock, on a copy of the PRK (review M4).
-            let derived = dp.peers.lock().derive(f);
+            // lock, on a copy of the PRK (review M4), in a slot that is
+            // wiped where it lies when it goes (review L2).
+            let mut prk = Prk::zeroed();
+            let derived = dp.peers.lock().derive(f, &mut prk);
             let derived = match derived {
-                Ok(Derived::Prk(prk)) => {
+                Ok(Derived::Prk) => {
                     // Never key a flow from inputs a recent one had (a
                     // replayed SYN-cookie handshake): `keys::repeat`. A
                     // per-flow secret (openssl/boringssl) never repeats.
@@ -800,7 +807,11 @@ pub(crate) fn process(f: &Arc<Flow>) {
                         Ok(ok.map(|()| info))
                     });
                     match admitted {
-                        Ok(Ok(info)) => keys_of(&prk, cipher, &info).map(Keyed::Keys),
+                        // Derived into the flow's own storage, in place.
+                        Ok(Ok(info)) => {
+                            let out = inner.keys.insert(FlowKeys::zeroed(cipher));
+                            keys_into(&prk, cipher, &info, out).map(|()| Keyed::Keys)
+                        }
                         Ok(Err(why)) => {
                             if matches!(why, Refused::Full) {
                                 inc(&dp.counters.repeat_window_full);
@@ -821,10 +832,10 @@ pub(crate) fn process(f: &Arc<Flow>) {
                 Err(e) => Err(e),
             };
             match derived {
-                Ok(Keyed::Keys(k)) => {
+                Ok(Keyed::Keys) => {
                     // Unless it failed meanwhile (its reset is queued).
-                    if f.to_keyed() {
-                        inner.keys = Some(k);
+                    if !f.to_keyed() {
+                        wipe_keys(&mut inner);
                     }
                 }
                 Ok(Keyed::Wait { request }) => {
@@ -843,6 +854,7 @@ pub(crate) fn process(f: &Arc<Flow>) {
                     return;
                 }
                 Err(_) => {
+                    wipe_keys(&mut inner);
                     drop(inner);
                     dp.fail(f, Reason::Install);
                     return;
@@ -876,6 +888,9 @@ pub(crate) fn process(f: &Arc<Flow>) {
 pub(crate) fn install_locked(dp: &Datapath, f: &Flow, inner: &mut flow::Inner) -> Result {
     let r = install_keys(f, inner);
     wipe_keys(inner);
+    // The kTLS crypto_info buffers and kTLS's own key setup were below
+    // this frame (review L2).
+    crate::keys::schedule::burn_stack();
     match r {
         Ok(()) => {
             // Unless it failed meanwhile (the wire guard, a peer-fail): its

@@ -267,9 +267,10 @@ impl Peer {
 
 /// What `derive` found.
 pub(crate) enum Derived {
-    /// The secret is there: a copy of its PRK, for the caller to derive the
-    /// flow's keys with ([`keys_of`]) outside the `Peers` lock (review M4).
-    Prk(Prk),
+    /// The secret is there: its PRK is copied into the caller's slot, to
+    /// derive the flow's keys with ([`keys_into`]) outside the `Peers` lock
+    /// (review M4).
+    Prk,
     /// No secret: the flow now waits; `request` says whether to send the
     /// key-request event (the first waiter since the last answer). A flow
     /// whose client chose the epoch after the current one waits for it
@@ -364,9 +365,13 @@ pub(crate) fn info_of(flow: &Flow, cipher: Cipher) -> Result<FlowInfo> {
     schedule::flow_info(cipher, &tuple, &isns, &ids).map_err(|_| EINVAL)
 }
 
-/// The keys of a flow from `prk` and its `info` ([`info_of`]).
-pub(crate) fn keys_of(prk: &Prk, cipher: Cipher, info: &FlowInfo) -> Result<FlowKeys> {
-    schedule::keys_from_info::<LibSha256>(prk, cipher, info).map_err(|_| EINVAL)
+/// The keys of a flow from `prk` and its `info` ([`info_of`]), written into
+/// `out` in place (review L2: a key moved by value leaves a copy behind),
+/// then the stack the HMACs used is overwritten.
+pub(crate) fn keys_into(prk: &Prk, cipher: Cipher, info: &FlowInfo, out: &mut FlowKeys) -> Result {
+    let r = schedule::keys_from_info_into::<LibSha256>(prk, cipher, info, out);
+    schedule::burn_stack();
+    r.map_err(|_| EINVAL)
 }
 
 impl Peers {
@@ -436,9 +441,9 @@ impl Peers {
     /// An expired secret counts as none (and is wiped here).
     /// A flow keyed by a secret of its own (`flow.mode()` is not TLSHUB)
     /// waits for that secret instead.
-    pub(crate) fn derive(&mut self, flow: &Arc<Flow>) -> Result<Derived> {
+    pub(crate) fn derive(&mut self, flow: &Arc<Flow>, prk_out: &mut Prk) -> Result<Derived> {
         if flow.mode() != uapi::mode::TLSHUB {
-            return self.derive_own(flow);
+            return self.derive_own(flow, prk_out);
         }
         // The pair's own entry if there is one, else the peer's.
         let (remote, local) = (flow.remote_pod.node(), flow.local_pod.node());
@@ -463,7 +468,8 @@ impl Peers {
         let want = flow.tuple_isns().1.client & EPOCH_MASK;
         for s in [&peer.secret, &peer.previous].into_iter().flatten() {
             if let Some(prk) = s.for_announced(now).filter(|_| epoch_bits(s.epoch) == want) {
-                return Ok(Derived::Prk(prk.duplicate()));
+                prk_out.copy_from(prk);
+                return Ok(Derived::Prk);
             }
         }
         let next = match peer.secret.as_ref().filter(|s| s.usable(now).is_some()) {
@@ -487,7 +493,7 @@ impl Peers {
     /// `derive` for a flow with a secret of its own: keys once the agent
     /// sent it (the PRK goes with the list entry), else wait; the first
     /// call asks for a key request.
-    fn derive_own(&mut self, flow: &Arc<Flow>) -> Result<Derived> {
+    fn derive_own(&mut self, flow: &Arc<Flow>, prk_out: &mut Prk) -> Result<Derived> {
         let slots = self.flow_waits.as_mut_slice();
         let Some(slot) = slots
             .iter_mut()
@@ -507,10 +513,10 @@ impl Peers {
         let Some(prk) = slot.as_ref().and_then(|w| w.prk.as_ref()) else {
             return Ok(Derived::Wait { request: false });
         };
-        let prk = prk.duplicate();
+        prk_out.copy_from(prk);
         // Wipes the PRK in place.
         *slot = None;
-        Ok(Derived::Prk(prk))
+        Ok(Derived::Prk)
     }
 
     /// Flows waiting for a secret of their own.

@@ -16,9 +16,13 @@
 //! Key material ([`NodePairSecret`], [`Prk`], [`FlowSecret`], [`DirKeys`])
 //! is overwritten with zeroes when dropped, as are this file's own
 //! temporaries, and has no `Debug`/`Display`: nothing here can print a key.
-//! Zeroing is best effort, as `memzero_explicit` is: copies a compiler makes
-//! on the stack and the SHA-256 provider's state are the provider's and the
-//! caller's concern (the kernel's `sha256_final` wipes its state).
+//! Key material is written where it will stay ([`keys_from_info_into`],
+//! [`Prk::copy_from`]), never returned by value, because a move leaves the
+//! bytes behind in the frame it left. What the compiler still spills to the
+//! stack in the HMACs (their outputs, before the callers copy them) is left
+//! below the caller's frame: [`burn_stack`] overwrites that region once a
+//! derivation is done. The SHA-256 provider wipes its own state (the
+//! kernel's `sha256_final` does).
 #![allow(dead_code, unreachable_pub)]
 
 use core::ptr;
@@ -115,6 +119,22 @@ pub fn zeroize(buf: &mut [u8]) {
         unsafe { ptr::write_volatile(b, 0) };
     }
     compiler_fence(Ordering::SeqCst);
+}
+
+/// Bytes of stack [`burn_stack`] overwrites: more than a derivation or a
+/// kTLS install uses below its caller's frame (the HMAC chain is a few
+/// hundred bytes deep, several times that with KASAN's redzones).
+pub const BURN_STACK_LEN: usize = 2048;
+
+/// Overwrites the [`BURN_STACK_LEN`] bytes of stack below the caller's
+/// frame, where the functions it called before left their locals: called
+/// after key material was computed or copied there (as libgcrypt's
+/// `_gcry_burn_stack`). Never inlined, so its buffer lies below the caller.
+#[inline(never)]
+pub fn burn_stack() {
+    let mut buf = [0u8; BURN_STACK_LEN];
+    zeroize(&mut buf);
+    core::hint::black_box(&mut buf);
 }
 
 /// Whether `a` and `b` are equal, in time that depends only on their
@@ -476,13 +496,21 @@ impl Prk {
         self.epoch
     }
 
-    /// A copy (wiped on drop, as the original): lets a caller derive flow
-    /// keys outside the lock that guards the original.
-    pub fn duplicate(&self) -> Self {
+    /// An empty PRK (zeroes, epoch 0): a place for [`Prk::copy_from`], so
+    /// that a caller can derive flow keys outside the lock that guards the
+    /// original.
+    pub const fn zeroed() -> Self {
         Self {
-            bytes: self.bytes,
-            epoch: self.epoch,
+            bytes: [0; HASH_LEN],
+            epoch: 0,
         }
+    }
+
+    /// Overwrites this PRK with `other` in place: a caller's wiped-on-drop
+    /// slot gets the copy, and no temporary is moved through the stack.
+    pub fn copy_from(&mut self, other: &Prk) {
+        copy(&mut self.bytes, &other.bytes);
+        self.epoch = other.epoch;
     }
 
     /// The key bytes.
@@ -504,8 +532,13 @@ impl FlowSecret {
     /// Expands the flow secret for `info` from `prk`.
     pub fn expand<H: Sha256>(prk: &Prk, info: &FlowInfo) -> Result<Self, KeyError> {
         let mut s = FlowSecret([0; HASH_LEN]);
-        hkdf_expand::<H>(&prk.bytes, info.as_bytes(), &mut s.0)?;
+        s.expand_into::<H>(prk, info)?;
         Ok(s)
+    }
+
+    /// [`FlowSecret::expand`] into `self`, in place.
+    fn expand_into<H: Sha256>(&mut self, prk: &Prk, info: &FlowInfo) -> Result<(), KeyError> {
+        hkdf_expand::<H>(&prk.bytes, info.as_bytes(), &mut self.0)
     }
 
     /// The key bytes.
@@ -528,24 +561,31 @@ pub struct DirKeys {
 }
 
 impl DirKeys {
-    fn expand<H: Sha256>(
+    /// Empty keys (zeroes) of `cipher`: a place to expand into.
+    pub const fn zeroed(cipher: Cipher) -> Self {
+        Self {
+            cipher,
+            key: [0; KEY_MAX_LEN],
+            iv: [0; IV_LEN],
+        }
+    }
+
+    /// Expands this direction's key and IV for `cipher` into `self`, in
+    /// place. On error `self` may hold part of them (its drop wipes it).
+    fn expand_into<H: Sha256>(
+        &mut self,
         flow: &FlowSecret,
         cipher: Cipher,
         key_label: &[u8],
         iv_label: &[u8],
-    ) -> Result<Self, KeyError> {
-        let mut d = DirKeys {
-            cipher,
-            key: [0; KEY_MAX_LEN],
-            iv: [0; IV_LEN],
-        };
-        let key = d
+    ) -> Result<(), KeyError> {
+        self.cipher = cipher;
+        let key = self
             .key
             .get_mut(..cipher.key_len())
             .ok_or(KeyError::OutputTooLong)?;
         expand_label::<H>(&flow.0, key_label, &[], key)?;
-        expand_label::<H>(&flow.0, iv_label, &[], &mut d.iv)?;
-        Ok(d)
+        expand_label::<H>(&flow.0, iv_label, &[], &mut self.iv)
     }
 
     /// The cipher.
@@ -597,6 +637,14 @@ pub struct FlowKeys {
 }
 
 impl FlowKeys {
+    /// Empty keys (zeroes) of `cipher`: a place for [`keys_from_info_into`].
+    pub const fn zeroed(cipher: Cipher) -> Self {
+        Self {
+            c2s: DirKeys::zeroed(cipher),
+            s2c: DirKeys::zeroed(cipher),
+        }
+    }
+
     /// The local end's `(tx, rx)` keys: `is_client` is whether it connected.
     pub fn tx_rx(&self, is_client: bool) -> (&DirKeys, &DirKeys) {
         if is_client {
@@ -625,11 +673,25 @@ pub fn keys_from_info<H: Sha256>(
     cipher: Cipher,
     info: &FlowInfo,
 ) -> Result<FlowKeys, KeyError> {
-    let flow = FlowSecret::expand::<H>(prk, info)?;
-    Ok(FlowKeys {
-        c2s: DirKeys::expand::<H>(&flow, cipher, C2S_KEY, C2S_IV)?,
-        s2c: DirKeys::expand::<H>(&flow, cipher, S2C_KEY, S2C_IV)?,
-    })
+    let mut keys = FlowKeys::zeroed(cipher);
+    keys_from_info_into::<H>(prk, cipher, info, &mut keys)?;
+    Ok(keys)
+}
+
+/// [`keys_from_info`] into `out`, in place: the keys are written where
+/// they stay (the module's flow), never moved. On error `out` may hold part
+/// of them; its drop wipes it. The caller burns the stack
+/// ([`burn_stack`]) afterwards.
+pub fn keys_from_info_into<H: Sha256>(
+    prk: &Prk,
+    cipher: Cipher,
+    info: &FlowInfo,
+    out: &mut FlowKeys,
+) -> Result<(), KeyError> {
+    let mut flow = FlowSecret([0; HASH_LEN]);
+    flow.expand_into::<H>(prk, info)?;
+    out.c2s.expand_into::<H>(&flow, cipher, C2S_KEY, C2S_IV)?;
+    out.s2c.expand_into::<H>(&flow, cipher, S2C_KEY, S2C_IV)
 }
 
 /// A flow's keys from the node-pair secret (Extract, then

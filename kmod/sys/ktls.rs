@@ -63,11 +63,17 @@ fn put(buf: &mut [u8], at: usize, data: &[u8]) -> Result {
 }
 
 impl CryptoInfo {
-    fn new(k: &DirKeys) -> Result<Self> {
-        let mut ci = CryptoInfo {
+    /// An empty buffer: filled in place ([`CryptoInfo::fill`]), never
+    /// returned with a key in it (a move leaves a copy behind; review L2).
+    const fn zeroed() -> Self {
+        CryptoInfo {
             buf: [0; core::mem::size_of::<bindings::tls12_crypto_info_aes_gcm_256>()],
             len: 0,
-        };
+        }
+    }
+
+    fn fill(&mut self, k: &DirKeys) -> Result {
+        let ci = self;
         let (cipher_type, len, iv_at, key_at, salt_at, seq_at) = match k.cipher() {
             Cipher::Aes128Gcm => (
                 bindings::TLS_CIPHER_AES_GCM_128,
@@ -100,8 +106,7 @@ impl CryptoInfo {
         put(&mut ci.buf, iv_at, k.ktls_iv())?;
         put(&mut ci.buf, key_at, k.key())?;
         put(&mut ci.buf, salt_at, k.ktls_salt())?;
-        put(&mut ci.buf, seq_at, &k.ktls_rec_seq())?;
-        Ok(ci)
+        put(&mut ci.buf, seq_at, &k.ktls_rec_seq())
     }
 
     fn bytes(&mut self) -> &mut [u8] {
@@ -121,9 +126,10 @@ pub(crate) fn install_locked(
     client: bool,
     base: *const bindings::proto_ops,
 ) -> Result<OpsPtr> {
-    let (tx, rx) = keys.tx_rx(client);
-    let mut tx = CryptoInfo::new(tx)?;
-    let mut rx = CryptoInfo::new(rx)?;
+    let (tx_keys, rx_keys) = keys.tx_rx(client);
+    let (mut tx, mut rx) = (CryptoInfo::zeroed(), CryptoInfo::zeroed());
+    tx.fill(tx_keys)?;
+    rx.fill(rx_keys)?;
     let (tx_len, rx_len) = (u32::try_from(tx.len)?, u32::try_from(rx.len)?);
     let mut ops: *const bindings::proto_ops = core::ptr::null();
     // SAFETY: `l` owns the lock of a live TCP sock (what the helper asserts);
