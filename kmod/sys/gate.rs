@@ -239,6 +239,8 @@ pub(crate) fn gate_off(s: &Socket, to: *const bindings::proto_ops, always: bool)
     let Some(pin) = s.pin_file() else {
         return false;
     };
+    #[cfg(tlshub_test_knobs)]
+    crate::sys::knobs::delay(&crate::sys::knobs::GATE_OFF_DELAY_MS);
     let swapped = s.swap_ops(cur, to);
     if swapped {
         module_put();

@@ -19,7 +19,8 @@
 //! - `netfilter`: the wire guard's LOCAL_OUT hook in every namespace;
 //! - `ktls`: installing kTLS from kernel context;
 //! - `sha256`: lib/crypto SHA-256 for the key schedule;
-//! - `workq`: the datapath's workqueue and deadline tick.
+//! - `workq`: the datapath's workqueue and deadline tick;
+//! - `knobs` (test builds only): delay knobs that widen race windows.
 
 use kernel::{bindings, prelude::*};
 
@@ -42,6 +43,8 @@ pub(crate) fn eproto() -> Error {
 pub(crate) mod bhlock;
 pub(crate) mod gate;
 pub(crate) mod genl;
+#[cfg(tlshub_test_knobs)]
+pub(crate) mod knobs;
 pub(crate) mod ktls;
 pub(crate) mod netfilter;
 pub(crate) mod nlattr;
