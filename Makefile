@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo bench bench-mapping bench-compare clean
+.PHONY: all setup kernel kmod helper test demo bench-kernel bench bench-mapping bench-compare bench-scale clean
 
 all: kmod helper
 
@@ -23,20 +23,35 @@ test: kmod helper
 demo: kmod helper
 	@scripts/demo
 
-# Plain vs secured vs kTLS-ceiling pod-to-pod across two VMs (bench/tlshub-bench);
-# not part of `make test`. Results: bench/results/.
-bench: kmod helper
-	@bench/tlshub-bench
+# The benchmark kernel (kernel/bench.config: no sanitizers or lock debugging)
+# and its tlshub.ko; every bench target runs on it. Never built by `make test`.
+bench-kernel:
+	@scripts/setup bench
+	@TLSHUB_KERNEL=bench scripts/kernel-build >/dev/null
+	@TLSHUB_KERNEL=bench scripts/kmod-build
+
+# Plain vs secured vs kTLS-ceiling pod-to-pod (bench/tlshub-bench), in one
+# kernel serving both nodes and across two VMs; not part of `make test`.
+# Results: bench/results/.
+bench: bench-kernel helper
+	@TLSHUB_KERNEL=bench BENCH_TOPOLOGY=one bench/tlshub-bench
+	@TLSHUB_KERNEL=bench BENCH_TOPOLOGY=two bench/tlshub-bench
+	@bench/plot.py
 
 # Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
-bench-mapping: kmod helper
-	@bench/mapping-churn
+bench-mapping: bench-kernel helper
+	@TLSHUB_KERNEL=bench bench/mapping-churn
+
+# Scale: 10k connections held open (plain, kTLS ceiling, secured) in one VM;
+# tlshub's slab bytes per flow and the flows dump time (bench/scale).
+bench-scale: bench-kernel helper
+	@TLSHUB_KERNEL=bench bench/scale
 
 # Issue-8 comparison across two VMs: plain TCP, tlshub (tlshubd agents), a
 # stunnel proxy pair, kernel WireGuard (bench/compare); not part of `make test`.
 # Results: bench/results/compare-summary.json, bench/results/compare-raw/.
-bench-compare: kmod helper
-	@bench/compare
+bench-compare: bench-kernel helper
+	@TLSHUB_KERNEL=bench bench/compare
 
 clean:
 	@. scripts/common.sh && d=$$(kernel_dir) && [ -d "$$d/src" ] && \

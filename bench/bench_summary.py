@@ -38,11 +38,27 @@ def pct(values, p):
 
 
 def load(raw, case, kind):
+    """Each run's JSON, with the kernel's busy CPU time around it (the
+    run's `.cpu.json`, if any) as `busy_cs`."""
     runs = []
     for path in sorted(glob.glob(os.path.join(raw, f"{case}-{kind}-*.json"))):
+        if path.endswith(".cpu.json"):
+            continue
         with open(path) as f:
-            runs.append(json.load(f))
+            run = json.load(f)
+        cpu = path[:-len(".json")] + ".cpu.json"
+        if os.path.exists(cpu):
+            with open(cpu) as f:
+                run["busy_cs"] = json.load(f)["busy_cs"]
+        runs.append(run)
     return runs
+
+
+def cpu_per_gbit(runs):
+    """Busy CPU seconds of the kernel per Gbit the runs moved."""
+    runs = [r for r in runs if "busy_cs" in r]
+    bits = sum(r["total_bytes_sent"] for r in runs) * 8
+    return round(sum(r["busy_cs"] for r in runs) / 100 / (bits / 1e9), 3) if bits else None
 
 
 def case_summary(raw, case):
@@ -80,6 +96,7 @@ def case_summary(raw, case):
         "bulk4_failed": sum(1 for r in bulk4 if r["successful_connections"] != 4),
         "bulk4_mbps": mbps4,
         "bulk4_mbps_median": statistics.median(mbps4) if mbps4 else None,
+        "cpu_seconds_per_gbit": {"bulk": cpu_per_gbit(bulk), "bulk4": cpu_per_gbit(bulk4)},
     }
 
 
@@ -95,6 +112,7 @@ def main(argv=None):
     ap.add_argument("--mib", type=int)
     ap.add_argument("--data", type=int)
     ap.add_argument("--rr", type=int)
+    ap.add_argument("--topology", choices=("one", "two"), default="two")
     ap.add_argument("--status")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
@@ -117,17 +135,19 @@ def main(argv=None):
     }
     f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
     out = sys.stdout.write
-    out(f"\n== tlshub-bench, two nodes (TCG VMs, {kernel_desc()}: compare ratios)\n")
+    where = "one kernel serving both nodes" if a.topology == "one" else "two nodes, two kernels"
+    out(f"\n== tlshub-bench, {where} (TCG VMs, {kernel_desc()}: compare ratios)\n")
     out(f"   {a.rounds} rounds; echo: {a.conns} connections x {a.data} B per round and case; "
         f"rr: {a.rr} round trips; bulk: {a.mib} MiB, 1 and 4 flows\n\n")
     out(f"{'case':<9} {'connect p50/p99 ms':>20} {'first byte p50/p99 ms':>23} {'rr p50/p99 ms':>16} "
-        f"{'bulk Mbps':>10} {'4 flows':>8}  failed\n")
+        f"{'bulk Mbps':>10} {'4 flows':>8} {'CPU s/Gbit':>11}  failed\n")
     for name, v in cases.items():
         failed = v['failed_connections'] + v['bulk_failed'] + v['rr_failed'] + v['bulk4_failed']
         out(f"{name:<9} {f(v['connect_ms']['p50']) + ' / ' + f(v['connect_ms']['p99']):>20} "
             f"{f(v['first_byte_ms']['p50']) + ' / ' + f(v['first_byte_ms']['p99']):>23} "
             f"{f(v['rr_ms']['p50'], 3) + ' / ' + f(v['rr_ms']['p99'], 3):>16} "
-            f"{f(v['bulk_mbps_median'], 1):>10} {f(v['bulk4_mbps_median'], 1):>8}  {failed}\n")
+            f"{f(v['bulk_mbps_median'], 1):>10} {f(v['bulk4_mbps_median'], 1):>8} "
+            f"{f(v['cpu_seconds_per_gbit']['bulk'], 1):>11}  {failed}\n")
     out("\nratios\n")
     out(f"  secured / plain, connect -> first byte:  p50 x{f(ratios['secured_over_plain_first_byte_p50'], 3)}, "
         f"p99 x{f(ratios['secured_over_plain_first_byte_p99'], 3)}\n")
@@ -146,7 +166,9 @@ def main(argv=None):
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "setup": {"rounds": a.rounds, "echo_connections_per_round": a.conns, "echo_bytes": a.data,
                       "bulk_mib": a.mib, "rr_round_trips": a.rr, "cipher": "aes-128-gcm (TLS 1.3)",
-                      "vms": "two QEMU TCG VMs, 1 vCPU each, " + kernel_desc()},
+                      "topology": a.topology,
+                      "vms": ("one QEMU TCG VM, 2 vCPUs, " if a.topology == "one"
+                              else "two QEMU TCG VMs, 1 vCPU each, ") + kernel_desc()},
             "cases": cases,
             "ratios": ratios,
         }

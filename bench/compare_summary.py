@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 
-from bench_summary import pct, ratio  # same directory: the issue-7 bench's helpers
+from bench_summary import kernel_desc, pct, ratio  # same directory: the issue-7 bench's helpers
 
 GOALS = {
     # name: (numerator, denominator, metric, comparison, bound, text)
@@ -217,7 +217,7 @@ def main(argv=None):
                                "(flow-key-set); then kTLS TLS 1.3 AES-128-GCM",
                     "boringssl": "the same with tlshub-worker-boring (BoringSSL)",
                 },
-                "vms": "two QEMU TCG VMs, 1 vCPU each, KASAN/lockdep/kmemleak kernel, 2-core host shared with other VMs",
+                "vms": "two QEMU TCG VMs, 1 vCPU each, " + kernel_desc() + ", 2-core host",
             },
             "cases": cases,
             "ratios": ratios,

@@ -14,6 +14,32 @@ KERNEL_SRC_PKG=linux-source-6.12
 log() { printf '[tlshub] %s\n' "$*" >&2; }
 die() { printf '[tlshub] error: %s\n' "$*" >&2; exit 1; }
 
+# Which kernel: `test` (default; kernel/tlshub.config, with KASAN, lockdep,
+# kmemleak, strict RCU: every test runs on it) or `bench` (the same source
+# and patches, with kernel/bench.config on top: configured as a distribution
+# ships it, for `make bench` only). Each has its own cache trees.
+TLSHUB_KERNEL=${TLSHUB_KERNEL:-test}
+case $TLSHUB_KERNEL in
+test) KERNEL_TREE=kernel ;;
+bench) KERNEL_TREE=bench-kernel ;;
+*) printf '[tlshub] error: TLSHUB_KERNEL=%s: expected test or bench\n' "$TLSHUB_KERNEL" >&2; exit 1 ;;
+esac
+
+# Config fragments of this kernel, in merge order (a later one overrides).
+kernel_fragments() {
+    echo "$TLSHUB_ROOT/kernel/tlshub.config"
+    [ "$TLSHUB_KERNEL" = bench ] && echo "$TLSHUB_ROOT/kernel/bench.config"
+    return 0
+}
+
+# The module for this kernel (scripts/kmod-build): the test kernel's is built
+# in place (kmod/tlshub.ko); the benchmark kernel's from a copy of kmod/ and
+# spec/ inside that kernel's cache tree, $1 (KDIR).
+kmod_ko() {
+    if [ "$TLSHUB_KERNEL" = test ]; then echo "$TLSHUB_ROOT/kmod/tlshub.ko"
+    else echo "$1/tlshub-kmod/kmod/tlshub.ko"; fi
+}
+
 # Where the built kernel for the current inputs lives (see scripts/kernel-build).
 kernel_key() {
     local pkgver
@@ -23,13 +49,13 @@ kernel_key() {
         for p in "$TLSHUB_ROOT"/kernel/patches/*.patch; do
             [ -e "$p" ] && { echo "patch $(basename "$p")"; cat "$p"; }
         done
-        echo "fragment"; cat "$TLSHUB_ROOT/kernel/tlshub.config"
+        for f in $(kernel_fragments); do echo "fragment $(basename "$f")"; cat "$f"; done
         echo "build-script"; cat "$TLSHUB_ROOT/scripts/kernel-build"
         rustc --version; clang$LLVM_SUFFIX --version | head -1
         "$TOOLS_PREFIX/bin/bindgen" --version 2>/dev/null
     } | sha256sum | cut -c1-16
 }
-kernel_dir() { echo "$TLSHUB_CACHE/kernel-$(kernel_key)"; }
+kernel_dir() { echo "$TLSHUB_CACHE/$KERNEL_TREE-$(kernel_key)"; }
 
 # Hold a shared lock on the kernel tree $1 for the rest of this process, so
 # that no concurrent build's housekeeping deletes it (see scripts/kernel-build).
@@ -64,7 +90,7 @@ kernel_use() {
 kernel_cache_prune() {
     local dir=$1 old
     # --- copy of scripts/kernel-build's loop, begin
-for old in $(ls -dt "$TLSHUB_CACHE"/kernel-*/ 2>/dev/null | sed 's#/$##' | grep -vxF "$dir" | tail -n +2); do
+for old in $(ls -dt "$TLSHUB_CACHE/$KERNEL_TREE"-*/ 2>/dev/null | sed 's#/$##' | grep -vxF "$dir" | tail -n +2); do
     (exec 8>>"$old.lock"; flock -n -x 8 && rm -rf "$old") || true
 done
     # --- copy of scripts/kernel-build's loop, end
