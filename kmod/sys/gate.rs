@@ -92,6 +92,10 @@ pub(crate) fn base_ops(v6: bool) -> *const bindings::proto_ops {
     }
 }
 
+// Without lockdep (the benchmark kernel) `struct lockdep_map`, inside
+// `struct proto` and `struct proto_ops`, has no fields, which rustc calls
+// FFI-unsafe; only pointers to these kernel-owned structs cross here.
+#[allow(improper_ctypes)]
 extern "C" {
     /// `net/ipv6/tcp_ipv6.c`, `EXPORT_SYMBOL_GPL` (declared in
     /// `net/transp_v6.h`, which the bindings do not include).

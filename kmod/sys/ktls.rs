@@ -28,6 +28,10 @@ use crate::keys::schedule::{zeroize, Cipher, DirKeys, FlowKeys};
 use crate::sys::sock::{OpsPtr, SockLock};
 use kernel::{bindings, prelude::*};
 
+// Without lockdep (the benchmark kernel) `struct lockdep_map`, inside
+// `struct proto` and `struct proto_ops`, has no fields, which rustc calls
+// FFI-unsafe; only pointers to these kernel-owned structs cross here.
+#[allow(improper_ctypes)]
 extern "C" {
     /// `net/tls/tls_main.c` (kernel patch 0004), `EXPORT_SYMBOL_GPL`;
     /// declared in `include/net/tls.h`, which the bindings do not include.
