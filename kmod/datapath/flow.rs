@@ -119,8 +119,11 @@ pub(crate) struct Inner {
     /// locks it; `accept()` does (review H2).
     pub(crate) in_app: bool,
     /// Derived keys, until kTLS has them; wiped in place when dropped
-    /// (never moved out: a move leaves the bytes behind).
-    pub(crate) keys: Option<FlowKeys>,
+    /// (never moved out: a move leaves the bytes behind). Boxed: only for
+    /// the moment between derivation and install, so a flow that lives on
+    /// (every secured one, in the table until it closes) does not carry
+    /// 92 bytes of empty key storage (bench/scale).
+    pub(crate) keys: Option<KBox<FlowKeys>>,
     /// Reset already sent.
     pub(crate) aborted: bool,
 }

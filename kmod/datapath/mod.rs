@@ -808,10 +808,13 @@ pub(crate) fn process(f: &Arc<Flow>) {
                     });
                     match admitted {
                         // Derived into the flow's own storage, in place.
-                        Ok(Ok(info)) => {
-                            let out = inner.keys.insert(FlowKeys::zeroed(cipher));
-                            keys_into(&prk, cipher, &info, out).map(|()| Keyed::Keys)
-                        }
+                        Ok(Ok(info)) => match KBox::new(FlowKeys::zeroed(cipher), GFP_KERNEL) {
+                            Ok(b) => {
+                                let out = inner.keys.insert(b);
+                                keys_into(&prk, cipher, &info, out).map(|()| Keyed::Keys)
+                            }
+                            Err(e) => Err(e.into()),
+                        },
                         Ok(Err(why)) => {
                             if matches!(why, Refused::Full) {
                                 inc(&dp.counters.repeat_window_full);
