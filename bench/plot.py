@@ -35,6 +35,24 @@ def first_bytes(raw, case):
     return sorted(v)
 
 
+def bars(topos, name, title, ylabel, series):
+    """One bar chart per topology: per case, a bar for each (label, value
+    of the case's summary) in `series`."""
+    fig, axes = plt.subplots(1, len(topos), figsize=(6 * len(topos), 4.2), squeeze=False)
+    for ax, (_, _, label, summ) in zip(axes[0], topos):
+        xs = range(len(CASES))
+        for k, (what, value) in enumerate(series):
+            off = (k - (len(series) - 1) / 2) * 0.4
+            ax.bar([x + off for x in xs], [value(summ["cases"][c]) or 0 for c in CASES], 0.4, label=what)
+        ax.set_xticks(list(xs), CASES)
+        ax.set_ylabel(ylabel)
+        ax.set_title(label)
+        ax.legend()
+    fig.suptitle(title + "\n" + topos[0][3]["setup"]["vms"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RES, name), dpi=110)
+
+
 def main():
     topos = []
     for key, raw, label in TOPOS:
@@ -62,35 +80,10 @@ def main():
     fig.tight_layout()
     fig.savefig(os.path.join(RES, "setup-latency.png"), dpi=110)
 
-    fig, axes = plt.subplots(1, len(topos), figsize=(6 * len(topos), 4.2), squeeze=False)
-    for ax, (_, _, label, s) in zip(axes[0], topos):
-        xs = range(len(CASES))
-        one = [s["cases"][c]["bulk_mbps_median"] or 0 for c in CASES]
-        four = [s["cases"][c].get("bulk4_mbps_median") or 0 for c in CASES]
-        ax.bar([x - 0.2 for x in xs], one, 0.4, label="1 flow")
-        ax.bar([x + 0.2 for x in xs], four, 0.4, label="4 flows")
-        ax.set_xticks(list(xs), CASES)
-        ax.set_ylabel("Mbit/s (median of rounds)")
-        ax.set_title(label)
-        ax.legend()
-    fig.suptitle("Bulk throughput\n" + kernel, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.path.join(RES, "throughput.png"), dpi=110)
-
-    fig, axes = plt.subplots(1, len(topos), figsize=(6 * len(topos), 4.2), squeeze=False)
-    for ax, (_, _, label, s) in zip(axes[0], topos):
-        xs = range(len(CASES))
-        p50 = [s["cases"][c].get("rr_ms", {}).get("p50") or 0 for c in CASES]
-        p99 = [s["cases"][c].get("rr_ms", {}).get("p99") or 0 for c in CASES]
-        ax.bar([x - 0.2 for x in xs], p50, 0.4, label="p50")
-        ax.bar([x + 0.2 for x in xs], p99, 0.4, label="p99")
-        ax.set_xticks(list(xs), CASES)
-        ax.set_ylabel("round trip (ms)")
-        ax.set_title(label)
-        ax.legend()
-    fig.suptitle("Request/response on an established flow (64 B)\n" + kernel, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.path.join(RES, "rr-latency.png"), dpi=110)
+    bars(topos, "throughput.png", "Bulk throughput", "Mbit/s (median of rounds)",
+         (("1 flow", lambda c: c["bulk_mbps_median"]), ("4 flows", lambda c: c.get("bulk4_mbps_median"))))
+    bars(topos, "rr-latency.png", "Request/response on an established flow (64 B)", "round trip (ms)",
+         (("p50", lambda c: c.get("rr_ms", {}).get("p50")), ("p99", lambda c: c.get("rr_ms", {}).get("p99"))))
     print("plots: bench/results/{setup-latency,throughput,rr-latency}.png")
 
 

@@ -14,12 +14,7 @@
 . ./lib.sh
 . ./pods.sh
 
-load_module
-topo_setup
-topo_mapping "$TOPO_DIR/mapping.conf"
-tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null
-tlshubctl node local n1 n2
-head -c 32 /dev/urandom > "$TOPO_DIR/psk"
+dp_setup
 tlshubctl node set n1 psk "$TOPO_DIR/psk"
 tlshubctl node set n2 psk "$TOPO_DIR/psk"
 base_a=$(tls_curr a1) base_b=$(tls_curr b1)

@@ -837,27 +837,28 @@ mod tests {
         assert_eq!(percentile(&[3.0], 99.0), 3.0);
     }
 
+    /// A server (echo, or `--sink`) on a free loopback port for `n`
+    /// connections: its port, and its thread (the count it served).
+    fn loopback_server(n: u64, sink: bool) -> (String, std::thread::JoinHandle<u64>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port().to_string();
+        drop(l);
+        let n = n.to_string();
+        let mut args = vec!["b", "--mode", "server", "--total-connections", &n];
+        args.extend(["--listen-port", &port]);
+        if sink {
+            args.push("--sink");
+        }
+        let cli = Cli::parse_from(args);
+        let t = std::thread::spawn(move || server(&cli).unwrap().successful_connections);
+        (port, t)
+    }
+
     #[test]
     fn loopback_echo_and_bulk() {
         // An echo server and a sink on loopback; the client's rows add up.
-        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-        let sink = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (ep, sp) = (
-            echo.local_addr().unwrap().port(),
-            sink.local_addr().unwrap().port(),
-        );
-        drop((echo, sink));
-        let srv = |port: u16, sink: bool| {
-            let mut args = vec!["b", "--mode", "server", "--total-connections", "3"];
-            let p = port.to_string();
-            args.extend(["--listen-port", &p]);
-            if sink {
-                args.push("--sink");
-            }
-            let cli = Cli::parse_from(args);
-            std::thread::spawn(move || server(&cli).unwrap().successful_connections)
-        };
-        let (e, s) = (srv(ep, false), srv(sp, true));
+        let ((ep, e), (sp, s)) = (loopback_server(3, false), loopback_server(3, true));
+        let (ep, sp) = (ep.parse::<u16>().unwrap(), sp.parse::<u16>().unwrap());
         std::thread::sleep(Duration::from_millis(200));
         let c = Cli::parse_from([
             "b",
@@ -906,30 +907,7 @@ mod tests {
 
     #[test]
     fn loopback_rr_and_concurrent_bulk() {
-        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-        let sink = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (ep, sp) = (
-            echo.local_addr().unwrap().port().to_string(),
-            sink.local_addr().unwrap().port().to_string(),
-        );
-        drop((echo, sink));
-        let srv = |port: &str, n: &str, sink: bool| {
-            let mut args = vec![
-                "b",
-                "--mode",
-                "server",
-                "--total-connections",
-                n,
-                "--listen-port",
-                port,
-            ];
-            if sink {
-                args.push("--sink");
-            }
-            let cli = Cli::parse_from(args);
-            std::thread::spawn(move || server(&cli).unwrap().successful_connections)
-        };
-        let (e, s) = (srv(&ep, "1", false), srv(&sp, "4", true));
+        let ((ep, e), (sp, s)) = (loopback_server(1, false), loopback_server(4, true));
         std::thread::sleep(Duration::from_millis(200));
         let base = [
             "b",
