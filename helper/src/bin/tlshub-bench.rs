@@ -854,20 +854,27 @@ mod tests {
         (port, t)
     }
 
-    #[test]
-    fn loopback_echo_and_bulk() {
-        // An echo server and a sink on loopback; the client's rows add up.
-        let ((ep, e), (sp, s)) = (loopback_server(3, false), loopback_server(3, true));
-        let (ep, sp) = (ep.parse::<u16>().unwrap(), sp.parse::<u16>().unwrap());
-        std::thread::sleep(Duration::from_millis(200));
-        let c = Cli::parse_from([
+    /// A client of 127.0.0.1 with ARGS after `--target-port` (the port first).
+    fn client_cli(args: &[&str]) -> Cli {
+        let mut a = vec![
             "b",
             "--mode",
             "client",
             "--target-ip",
             "127.0.0.1",
             "--target-port",
-            &ep.to_string(),
+        ];
+        a.extend_from_slice(args);
+        Cli::parse_from(a)
+    }
+
+    #[test]
+    fn loopback_echo_and_bulk() {
+        // An echo server and a sink on loopback; the client's rows add up.
+        let ((ep, e), (sp, s)) = (loopback_server(3, false), loopback_server(3, true));
+        std::thread::sleep(Duration::from_millis(200));
+        let c = client_cli(&[
+            &ep,
             "--data-size",
             "100000",
             "--concurrency",
@@ -887,17 +894,7 @@ mod tests {
         assert!(r.p99_first_byte_ms >= r.p50_first_byte_ms && r.p50_first_byte_ms > 0.0);
         assert_eq!(e.join().unwrap(), 3);
         for _ in 0..3 {
-            let c = Cli::parse_from([
-                "b",
-                "--mode",
-                "client",
-                "--target-ip",
-                "127.0.0.1",
-                "--target-port",
-                &sp.to_string(),
-                "--bulk",
-                "2",
-            ]);
+            let c = client_cli(&[&sp, "--bulk", "2"]);
             let r = client(&c).unwrap();
             assert_eq!((r.successful_connections, r.total_bytes_sent), (1, 2 << 20));
             assert_eq!(r.mode, "bulk");
@@ -909,26 +906,14 @@ mod tests {
     fn loopback_rr_and_concurrent_bulk() {
         let ((ep, e), (sp, s)) = (loopback_server(1, false), loopback_server(4, true));
         std::thread::sleep(Duration::from_millis(200));
-        let base = [
-            "b",
-            "--mode",
-            "client",
-            "--target-ip",
-            "127.0.0.1",
-            "--target-port",
-        ];
-        let mut a: Vec<&str> = base.to_vec();
-        a.extend([ep.as_str(), "--rr", "50", "--data-size", "64"]);
-        let r = client(&Cli::parse_from(a)).unwrap();
+        let r = client(&client_cli(&[&ep, "--rr", "50", "--data-size", "64"])).unwrap();
         assert_eq!(r.mode, "rr");
         assert_eq!((r.successful_connections, r.total_bytes_sent), (1, 50 * 64));
         let rr = r.rr_ms.as_ref().unwrap();
         assert!(rr.p99 >= rr.p50 && rr.p50 > 0.0);
         assert!(r.rr_per_second.unwrap() > 0.0);
         assert_eq!(e.join().unwrap(), 1);
-        let mut a: Vec<&str> = base.to_vec();
-        a.extend([sp.as_str(), "--bulk", "1", "--concurrency", "4"]);
-        let r = client(&Cli::parse_from(a)).unwrap();
+        let r = client(&client_cli(&[&sp, "--bulk", "1", "--concurrency", "4"])).unwrap();
         assert_eq!((r.successful_connections, r.total_bytes_sent), (4, 4 << 20));
         assert_eq!(s.join().unwrap(), 4);
     }
