@@ -48,7 +48,7 @@ def bars(topos, name, title, ylabel, series):
         ax.set_ylabel(ylabel)
         ax.set_title(label)
         ax.legend()
-    fig.suptitle(title + "\n" + topos[0][3]["setup"]["vms"], fontsize=9)
+    fig.suptitle(title + "\nTCG VMs, " + topos[0][3]["setup"]["vms"].split(", ", 2)[-1], fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(RES, name), dpi=110)
 
@@ -62,7 +62,8 @@ def main():
                 topos.append((key, os.path.join(RES, raw), label, json.load(f)))
     if not topos:
         sys.exit("bench/plot.py: no bench/results/*-node-summary.json (run make bench)")
-    kernel = topos[0][3]["setup"]["vms"]
+    # "one QEMU TCG VM, 2 vCPUs, <kernel>": the kernel part is common.
+    kernel = "TCG VMs, " + topos[0][3]["setup"]["vms"].split(", ", 2)[-1]
 
     fig, axes = plt.subplots(1, len(topos), figsize=(6 * len(topos), 4.2), squeeze=False)
     for ax, (_, raw, label, _) in zip(axes[0], topos):
