@@ -40,6 +40,13 @@ kmod_ko() {
     else echo "$1/tlshub-kmod/kmod/tlshub.ko"; fi
 }
 
+# kmod_copy DEST: the module's sources (kmod/, and the spec/ file it
+# includes) copied to DEST, for a build outside kmod/ (clippy, another kernel).
+kmod_copy() {
+    (cd "$TLSHUB_ROOT" && find kmod spec -type f \( -name '*.rs' -o -name Kbuild -o -name Makefile -o -name '*.[ch]' \) \
+        | cpio -pdm --quiet "$1")
+}
+
 # Where the built kernel for the current inputs lives (see scripts/kernel-build).
 kernel_key() {
     local pkgver

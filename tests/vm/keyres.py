@@ -28,6 +28,8 @@ import socket
 import struct
 import sys
 
+from dpapp import read_answer
+
 SOL_TLS = 282
 TLS_TX, TLS_RX = 1, 2
 # struct tls12_crypto_info_aes_gcm_128 / _256 / chacha20_poly1305:
@@ -85,12 +87,7 @@ def client(host, port):
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     s = socket.create_connection((host, port), timeout=60)
     s.sendall(b"key residue\n")
-    got = b""
-    while not got.endswith(b"\n"):
-        b = s.recv(4096)
-        if not b:
-            break
-        got += b
+    got = read_answer(s)
     if got != b"key residue\n":
         sys.exit(f"FAIL: echo {got!r}")
     tx = own_key_hex(libc, s.fileno(), TLS_TX)
