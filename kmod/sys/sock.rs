@@ -607,21 +607,21 @@ pub(crate) fn msleep(ms: u32) {
 /// through a pointer we already removed (RCU Tasks).
 pub(crate) fn synchronize_tasks() {
     crate::sys::rcu::might_sleep();
-    // SAFETY: process context (checked).
     #[cfg(CONFIG_TASKS_RCU)]
-    unsafe {
-        bindings::synchronize_rcu_tasks()
-    };
+    {
+        // SAFETY: process context (checked).
+        unsafe { bindings::synchronize_rcu_tasks() };
+    }
     // Without preemption there are no RCU Tasks (a non-preemptible
     // kernel, or voluntary preemption without PREEMPT_DYNAMIC): a task can
     // leave such text only by a voluntary context switch, which is also an
     // RCU quiescent state, so the kernel's own `synchronize_rcu_tasks` is
     // `synchronize_rcu` there (include/linux/rcupdate.h).
-    // SAFETY: process context (checked).
     #[cfg(not(CONFIG_TASKS_RCU))]
-    unsafe {
-        bindings::synchronize_rcu()
-    };
+    {
+        // SAFETY: process context (checked).
+        unsafe { bindings::synchronize_rcu() };
+    }
 }
 
 /// The poison `proto`s: clones of `tcp_prot`/`tcpv6_prot` whose data and
