@@ -379,10 +379,11 @@ impl PodNodeTable {
         Self::default()
     }
 
-    /// Reads and validates a mapping file (the seed's `init_pod_node_mapping`).
+    /// Reads and validates a mapping file (the seed's `init_pod_node_mapping`);
+    /// `-` reads standard input.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let path = path.as_ref();
-        Self::parse_str(&source::read_text(path)?, &path.display().to_string())
+        Self::parse_str(&source::read_text(path)?, &source::name_of(path))
     }
 
     /// Parses mapping text; `source_name` is the `FILE` of error messages.

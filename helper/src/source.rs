@@ -23,17 +23,37 @@ pub enum SourceError {
     },
 }
 
-/// The text of `path`, which must be UTF-8.
+/// The text of `path`, which must be UTF-8; `-` is standard input.
 pub(crate) fn read_text(path: &Path) -> Result<String, SourceError> {
-    let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
-        path: path.to_owned(),
+    let read = match is_stdin(path) {
+        true => {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut io::stdin().lock(), &mut bytes).map(|_| bytes)
+        }
+        false => std::fs::read(path),
+    };
+    let bytes = read.map_err(|source| SourceError::Io {
+        path: PathBuf::from(name_of(path)),
         source,
     })?;
     String::from_utf8(bytes).map_err(|e| SourceError::Syntax {
-        file: path.display().to_string(),
+        file: name_of(path),
         line: line_of_offset(e.as_bytes(), e.utf8_error().valid_up_to()),
         message: "not valid UTF-8".to_owned(),
     })
+}
+
+/// Whether `path` names standard input (`-`).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// How errors name `path`: `stdin` for `-`, else the path.
+pub fn name_of(path: &Path) -> String {
+    match is_stdin(path) {
+        true => "stdin".to_owned(),
+        false => path.display().to_string(),
+    }
 }
 
 /// The lines of `text` (without a UTF-8 byte-order mark and CRs), numbered

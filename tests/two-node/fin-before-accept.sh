@@ -88,7 +88,7 @@ fi
 tn_barrier done
 if [ "$TN_NODE" = n1 ]; then
     echo "server a1 (secured):"; sed 's/^/  /' "$TOPO_DIR/srv-a1.log"
-    tlshubctl status | grep -E '^(flows-secured|install-failures|reset-install):'
+    tlshubctl status | grep -E '^(flows_secured|install_failures|reset_install):'
     echo "kernel log (tlshub):"; dmesg | grep tlshub | tail -n 20 | sed 's/^/  /'
     if [ -n "$TN_TRACE" ]; then
         echo "trace (port 7100 state changes, tcp_set_ulp / kTLS setsockopt returns):"

@@ -43,7 +43,7 @@ app_echo_server b1 7000
 pcap=$TOPO_DIR/link1.pcap
 capture_start n1 link1 "$pcap"
 m=$(new_marker)
-before=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+before=$(tlshubctl status | sed -n 's/^reset_unsupported: //p')
 out=$(pod_exec_root a1 python3 - "$(pod_ip4 b1)" "$m-repair" <<'PY'
 import errno, socket, sys
 TCP_REPAIR = 19
@@ -60,7 +60,7 @@ PY
 )
 echo "repair client: $out"
 case $out in refused*) ;; *) fail "TCP_REPAIR socket was not refused: $out";; esac
-after=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+after=$(tlshubctl status | sed -n 's/^reset_unsupported: //p')
 [ "$after" -gt "$before" ] || fail "reset-unsupported did not rise ($before -> $after)"
 ok "TCP_REPAIR connect to a remote pod: refused, counted ($before -> $after)"
 
@@ -92,7 +92,7 @@ try:
 except OSError as e:
     print("failed", errno.errorcode.get(e.errno, e.errno))
 PY
-before=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+before=$(tlshubctl status | sed -n 's/^reset_unsupported: //p')
 node_exec n1 ip route add blackhole "$(pod_ip4 b1)/32"
 pod_bg a1 python3 "$simo" 7301 "$(pod_ip4 b1)" 7302 "$m-simA" > "$TOPO_DIR/simA.log" 2>&1
 simA=$BG_PID
@@ -105,7 +105,7 @@ nap 0.5
 node_exec n1 ip route del blackhole "$(pod_ip4 b1)/32"
 wait "$simA" || true; wait "$simB" || true
 echo "a1: $(cat "$TOPO_DIR/simA.log")"; echo "b1: $(cat "$TOPO_DIR/simB.log")"
-after=$(tlshubctl status | sed -n 's/^reset-unsupported: //p')
+after=$(tlshubctl status | sed -n 's/^reset_unsupported: //p')
 [ "$after" -gt "$before" ] || fail "simultaneous open was not reset as unsupported ($before -> $after)"
 ! grep -q "got b'$m" "$TOPO_DIR/simA.log" "$TOPO_DIR/simB.log" || fail "a simultaneous-open end read the other's plaintext"
 ok "simultaneous open a1:7301 <-> b1:7302: reset, counted ($before -> $after)"

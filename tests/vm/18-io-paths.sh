@@ -26,7 +26,7 @@ app_echo_server b1 7000
 pcap=$TOPO_DIR/link1.pcap
 capture_start n1 link1 "$pcap"
 m=$(new_marker)
-secured0=$(tlshubctl status | sed -n 's/^flows-secured: //p')
+secured0=$(tlshubctl status | sed -n 's/^flows_secured: //p')
 for mode in write splice uring; do
     for fam in 4 6; do
         host=$(pod_ip$fam b1)
@@ -59,7 +59,7 @@ for mode in write splice uring; do
     ok "$mode waited ${waited} ms for the keys (cpu $cpu s), then echoed intact"
 done
 capture_stop
-secured=$(tlshubctl status | sed -n 's/^flows-secured: //p')
+secured=$(tlshubctl status | sed -n 's/^flows_secured: //p')
 [ "$secured" -ge $((secured0 + 18)) ] || fail "flows-secured rose from $secured0 to $secured only (want 9 flows x 2 ends)"
 out=$(tlswire "$pcap" --expect tls --port 7000 --min-conns 9 --marker "$m") || { echo "$out"; fail "not TLS on the wire"; }
 ok "wire: 9 connections, TLS records only, no marker ($secured0 -> $secured secured ends)"

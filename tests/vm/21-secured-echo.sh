@@ -43,7 +43,7 @@ out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip4 a1)" --marker "
 echo "$out" | tail -3
 out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip6 a1)" --marker "$m-echo6") || { echo "$out"; fail "IPv6 flow is not TLS on the wire"; }
 out=$(tlswire "$pcap" --expect tls --port 7000 --host "$(pod_ip4 a1)" --min-conns 2 --marker "$m-mapped") || { echo "$out"; fail "v4-mapped flow is not TLS on the wire"; }
-expect_contains "flows secured" "flows-secured: 6" "$(tlshubctl status)"
+expect_contains "flows secured" "flows_secured: 6" "$(tlshubctl status)"
 out=$(tlswire "$pcap" --expect plain --marker "$m-plain") || { echo "$out"; fail "control (unmapped) not plain"; }
 ! grep -q "$m-local" "$pcap" || fail "same-node traffic crossed the wire"
 [ "$(tls_stat a1 TlsTxSw)" -ge $((tx_a + 3)) ] || fail "a1 TlsTxSw rose from $tx_a to $(tls_stat a1 TlsTxSw) only"

@@ -174,7 +174,7 @@ s0=$(stat_of "$before" flows_secured) s1=$(stat_of "$after" flows_secured)
 for k in install_failures reset_key_timeout reset_install reset_stale_sender reset_unsupported reset_unload; do
     expect_eq "status $k" 0 "$(stat_of "$after" $k)"
 done
-ok "tlshubctl status: flows-secured $s0 -> $s1, install-failures 0, no resets"
+ok "tlshubctl status: flows_secured $s0 -> $s1, install_failures 0, no resets"
 
 topo_teardown
 unload_module

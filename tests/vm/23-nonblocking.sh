@@ -66,7 +66,7 @@ tlshubctl -v events >"$TOPO_DIR/events.log" 2>"$TOPO_DIR/events.err" &
 EV_PID=$!
 wait_has 60 "$TOPO_DIR/events.err" "<- family" || fail "tlshubctl events did not start: $(cat "$TOPO_DIR/events.err")"
 sleep 1   # it subscribes right after resolving the family
-tlshubctl node del n1
+tlshubctl node forget n1   # the verb; `del` is its alias
 tlshubctl node del n2
 show=$(tlshubctl node show --json)
 [ "$(jq '[.[] | select(.epoch != null)] | length' <<<"$show")" = 0 ] || fail "secrets still there after node del: $show"

@@ -120,7 +120,7 @@ kw() { [ "$(tlshubctl flows --json | jq '[.[] | select(.state == "key-wait" and 
 wait_for 30 kw || fail "no client flow waiting for keys to b1:7401: $(tlshubctl flows)"
 sleep 1
 st=$(tlshubctl status)
-echo "$st" | grep -E 'flows-tracked|key-waits|secured'
+echo "$st" | grep -E 'flows_tracked|key_waits|secured'
 ok "secrets deleted; a second connection (a1 -> b1:7401) waits for keys, its client blocked in send(); a1's server blocked in accept() on $a4:7402"
 
 t0=$SECONDS

@@ -8,10 +8,10 @@ load_module
 data=../../helper/tests/data
 json() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
 name_of() { tlshubctl mapping lookup "$1" --json | json 'd["pod"]["name"]'; }
-not_found() {  # KEY: lookup exits 1 with "pod not found"
+not_found() {  # KEY: lookup exits 3 (not found) with "pod not found"
     local rc=0 out
     out=$(tlshubctl mapping lookup "$1" 2>&1) || rc=$?
-    expect_eq "lookup $1 exit" 1 "$rc"
+    expect_eq "lookup $1 exit" 3 "$rc"
     expect_eq "lookup $1" "tlshubctl: pod not found" "$out"
 }
 

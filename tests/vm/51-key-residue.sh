@@ -32,7 +32,7 @@ tx=${tx#tx=} rx=${rx#rx=}
 [[ $tx =~ ^[0-9a-f]{32,64}$ && $rx =~ ^[0-9a-f]{32,64}$ ]] || fail "client printed no keys: $out"
 [ "$tx" != "$rx" ] || fail "the two directions share a key"
 [[ $tx =~ [1-9a-f] && $rx =~ [1-9a-f] ]] || fail "a key is all zeroes: $out"
-expect_contains "both ends secured" "flows-secured: 2" "$(tlshubctl status)"
+expect_contains "both ends secured" "flows_secured: 2" "$(tlshubctl status)"
 ok "a1 -> b1 secured; the client read its kTLS keys (c2s, s2c)"
 
 wait_log "$log" closed 30 || fail "server did not see the close: $(cat "$log")"

@@ -18,9 +18,9 @@ use tlshub::config::{
     check_local_nodes, check_pod_cidrs, check_service_cidrs, parse_key_timeout, DEFAULT_CONFIG_PATH,
 };
 use tlshub::mapping::{self, check_node_name, check_pod_name, SeedTable};
-use tlshub::netlink::{schema, Client, Event, Flow, Peer, Trace};
+use tlshub::netlink::{schema, Client, Event, Flow, Peer, Status, Trace};
 use tlshub::{
-    k8s, netns, uapi, CaptureConfig, Cidr, Cipher, Mode, NetlinkError, Netns, Node, Pod,
+    k8s, netns, source, uapi, CaptureConfig, Cidr, Cipher, Mode, NetlinkError, Netns, Node, Pod,
     PodNodeTable, Psk,
 };
 
@@ -30,14 +30,61 @@ type Result<T = ()> = anyhow::Result<T>;
 #[command(
     name = "tlshubctl",
     version,
-    about = "Configure and inspect the tlshub kernel module"
+    about = "Configure and inspect the tlshub kernel module",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Print every netlink message sent and received (also CAPTURE_DEBUG=1)
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Print JSON instead of text; its keys are the text output's names
+    /// (a table's column NAME is key `name`; durations in JSON are `*_ms`)
+    #[arg(short, long, global = true)]
+    json: bool,
+    /// Without a command: `status`
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// The exit codes, as `--help` shows them.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  failure (the kernel refused, a file could not be read or is invalid,
+     no module loaded)
+  2  usage error (unknown command or flag, an invalid argument)
+  3  not found (`mapping lookup` found no pod; a pod, node or peer secret
+     to delete or change does not exist)";
+
+/// [`EXIT_CODES`] as values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Failure = 1,
+    Usage = 2,
+    NotFound = 3,
+}
+
+/// An invalid command-line argument, found by our own checks after clap's
+/// (a node name, a CIDR, a message): exits [`Exit::Usage`] like clap's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct UsageError(anyhow::Error);
+
+/// What `mapping lookup` found nothing for: exits [`Exit::NotFound`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotFound(String);
+
+/// `r`, its error marked as a usage error.
+fn usage<T, E: Into<anyhow::Error>>(r: std::result::Result<T, E>) -> Result<T> {
+    r.map_err(|e| UsageError(e.into()).into())
+}
+
+/// The global flags every command sees.
+#[derive(Clone, Copy)]
+struct Opts {
+    verbose: bool,
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -49,14 +96,12 @@ enum Command {
     #[command(subcommand)]
     Mode(ModeCommand),
     /// Show version, mode, mapping size and counters
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Load the mapping and set the mode (and the local nodes, cipher, key
     /// timeout, Service CIDRs, pod CIDRs and node-pair secrets, if given)
     /// named by a capture.conf
     Apply {
+        /// The capture.conf to apply
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
@@ -78,10 +123,7 @@ enum Command {
     #[command(subcommand)]
     PodCidr(PodCidrCommand),
     /// Show the flows the module tracks
-    Flows {
-        #[arg(long)]
-        json: bool,
-    },
+    Flows,
     /// Print key-request and flow-key-request events, one per line, until
     /// killed (needs CAP_NET_ADMIN)
     Events,
@@ -95,20 +137,21 @@ enum Command {
 enum NodeCommand {
     /// Set the nodes this kernel serves; without NODE, print them
     Local {
+        /// The nodes this kernel serves (replaces the list)
         #[arg(value_name = "NODE")]
         nodes: Vec<String>,
         /// Serve no node
         #[arg(long, conflicts_with = "nodes")]
         clear: bool,
-        /// Print them as JSON
-        #[arg(long, conflicts_with_all = ["nodes", "clear"])]
-        json: bool,
     },
     /// Set the secret shared with peer node NODE, read from FILE (32 raw
     /// bytes, or base64 as `wg genpsk` writes; - reads stdin)
     Set {
+        /// The peer node
         node: String,
+        /// What FILE holds
         kind: SecretKind,
+        /// The secret: 32 raw bytes or base64 (- reads standard input)
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Epoch of the secret (default: the next one)
@@ -125,9 +168,14 @@ enum NodeCommand {
         local: Option<String>,
     },
     /// Forget the secret shared with peer node NODE (with --local, the
-    /// pair {LOCAL, NODE}'s)
-    Del {
+    /// pair {LOCAL, NODE}'s); the mapping keeps NODE (`mapping del-node`
+    /// removes a node from the mapping)
+    #[command(visible_alias = "del")]
+    Forget {
+        /// The peer node
         node: String,
+        /// Only the pair {LOCAL, NODE}'s secret (LOCAL: a node this kernel
+        /// serves)
         #[arg(long, value_name = "LOCAL")]
         local: Option<String>,
     },
@@ -136,18 +184,18 @@ enum NodeCommand {
     /// dropped, and MESSAGE is shown by `node show` (with --local: for the
     /// pair {LOCAL, NODE})
     Fail {
+        /// The peer node
         node: String,
+        /// Why (at most 128 bytes), shown by `node show`
         #[arg(value_name = "MESSAGE")]
         message: String,
+        /// Only the pair {LOCAL, NODE} (LOCAL: a node this kernel serves)
         #[arg(long, value_name = "LOCAL")]
         local: Option<String>,
     },
     /// Show peer nodes (a node pair's own secret as LOCAL+NODE): state,
     /// secret epoch ("-": none), age and expiry, flows waiting, last error
-    Show {
-        #[arg(long)]
-        json: bool,
-    },
+    Show,
 }
 
 /// `--lifetime SECONDS`: a positive number of seconds (fractions allowed),
@@ -180,12 +228,10 @@ enum SecretKind {
 #[derive(Subcommand)]
 enum CipherCommand {
     /// Print the cipher of new flows
-    Get {
-        #[arg(long)]
-        json: bool,
-    },
+    Get,
     /// Set the cipher of new flows
     Set {
+        /// The cipher
         #[arg(value_parser = parse_cipher, value_name = "aes-128-gcm|aes-256-gcm|chacha20-poly1305")]
         cipher: Cipher,
     },
@@ -194,12 +240,10 @@ enum CipherCommand {
 #[derive(Subcommand)]
 enum TimeoutCommand {
     /// Print the key timeout in milliseconds
-    Get {
-        #[arg(long)]
-        json: bool,
-    },
+    Get,
     /// Set the key timeout in milliseconds (100 to 600000)
     Set {
+        /// Milliseconds (100 to 600000)
         #[arg(value_parser = parse_timeout, value_name = "MS")]
         ms: u32,
     },
@@ -208,13 +252,11 @@ enum TimeoutCommand {
 #[derive(Subcommand)]
 enum ServiceCidrCommand {
     /// Print the Service CIDRs, one per line
-    Get {
-        #[arg(long)]
-        json: bool,
-    },
+    Get,
     /// Replace the Service CIDRs (at most 16, IPv4 and/or IPv6, no host
     /// bits set); without CIDR, clear them
     Set {
+        /// The CIDRs (none: clear them)
         #[arg(value_name = "CIDR")]
         cidrs: Vec<String>,
     },
@@ -223,13 +265,11 @@ enum ServiceCidrCommand {
 #[derive(Subcommand)]
 enum PodCidrCommand {
     /// Print the pod CIDRs, one per line
-    Get {
-        #[arg(long)]
-        json: bool,
-    },
+    Get,
     /// Replace the pod CIDRs (at most 16, IPv4 and/or IPv6, no host bits
     /// set); without CIDR, clear them
     Set {
+        /// The CIDRs (none: clear them)
         #[arg(value_name = "CIDR")]
         cidrs: Vec<String>,
     },
@@ -246,49 +286,68 @@ fn parse_timeout(s: &str) -> std::result::Result<u32, String> {
 #[derive(Subcommand)]
 enum MappingCommand {
     /// Replace the kernel's mapping with the contents of FILE
-    Load { file: PathBuf },
+    Load {
+        /// The mapping file (- reads standard input)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Validate FILE and print it as a table, without touching the kernel
     Check {
+        /// The mapping file (- reads standard input)
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
     },
-    /// Print the kernel's mapping
+    /// Print the kernel's mapping (the seed's table; with --json, pods and
+    /// nodes in full)
     Show {
-        #[arg(long)]
-        json: bool,
+        /// Print it as a mapping file that `mapping load` reads back: node
+        /// lines (agent addresses), then pod lines (IPs, hostNetwork, netns)
+        #[arg(long, conflicts_with = "json")]
+        conf: bool,
     },
     /// Print the node of a pod, given its name or one of its IPs
     Lookup {
+        /// A pod name (NAMESPACE/NAME or NAME) or one of its IPs
         #[arg(value_name = "POD|IP")]
         key: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Add or update one pod (NAMESPACE/NAME or NAME; "hostNetwork" after
     /// the IPs marks a pod that shares its node's network, "netns=PATH" or
     /// "netns-cookie=N" binds it to its network namespace)
     Add {
+        /// The pod (NAMESPACE/NAME or NAME)
         pod: String,
+        /// The node it runs on
         node: String,
+        /// Its IPs, then optionally "hostNetwork", "netns=PATH" or
+        /// "netns-cookie=N"
         #[arg(value_name = "IP|hostNetwork|netns=PATH|netns-cookie=N")]
         ips: Vec<String>,
     },
     /// Add or update one node and where its agent listens
     AddNode {
+        /// The node's name
         node: String,
+        /// Where its TLSHub agent listens (default port 7443)
         #[arg(value_name = "ADDR[:PORT]")]
         addr: Option<String>,
     },
     /// Delete one pod
-    Del { pod: String },
+    Del {
+        /// The pod (NAMESPACE/NAME or NAME)
+        pod: String,
+    },
     /// Delete one node that no pod uses
-    DelNode { node: String },
+    DelNode {
+        /// The node's name
+        node: String,
+    },
     /// Print a mapping file for a cluster, from `kubectl get pods -A -o json`
     /// (and `kubectl get nodes -o json` for the nodes' addresses)
     FromK8s {
+        /// The output of `kubectl get pods -A -o json`
         #[arg(value_name = "PODS.json")]
         pods: PathBuf,
+        /// The output of `kubectl get nodes -o json` (agent addresses)
         #[arg(long, value_name = "NODES.json")]
         nodes: Option<PathBuf>,
     },
@@ -297,12 +356,13 @@ enum MappingCommand {
 #[derive(Subcommand)]
 enum ModeCommand {
     /// Print the current mode
-    Get {
-        #[arg(long)]
-        json: bool,
-    },
+    Get,
     /// Switch the key provider
-    Set { mode: ModeArg },
+    Set {
+        /// tlshub (node-pair secrets, no per-flow handshake), or openssl /
+        /// boringssl (a TLS handshake per flow by the agents' workers)
+        mode: ModeArg,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -326,12 +386,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose =
         cli.verbose || std::env::var("CAPTURE_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0");
-    match run(cli.command, verbose) {
+    let opts = Opts {
+        verbose,
+        json: cli.json,
+    };
+    match run(cli.command.unwrap_or(Command::Status), opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tlshubctl: {}", explain(&e));
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e) as u8)
         }
+    }
+}
+
+/// Which [`Exit`] an error is: a usage error, a lookup that found nothing
+/// or a kernel `ENOENT` (what was named does not exist), else a failure.
+fn exit_code(e: &anyhow::Error) -> Exit {
+    if e.chain().any(|c| c.is::<UsageError>()) {
+        return Exit::Usage;
+    }
+    let not_found = e.chain().any(|c| {
+        c.is::<NotFound>()
+            || matches!(c.downcast_ref::<NetlinkError>(),
+                        Some(NetlinkError::Kernel(k)) if k.errno == libc::ENOENT)
+    });
+    match not_found {
+        true => Exit::NotFound,
+        false => Exit::Failure,
     }
 }
 
@@ -364,10 +445,10 @@ fn connect(verbose: bool) -> std::result::Result<Client, NetlinkError> {
     Client::connect_with_trace(trace)
 }
 
-fn run(command: Command, verbose: bool) -> Result {
+fn run(command: Command, Opts { verbose, json }: Opts) -> Result {
     match command {
-        Command::Mapping(m) => mapping(m, verbose),
-        Command::Mode(ModeCommand::Get { json }) => {
+        Command::Mapping(m) => mapping(m, Opts { verbose, json }),
+        Command::Mode(ModeCommand::Get) => {
             let mode = connect(verbose)?.mode_get()?;
             #[derive(Serialize)]
             struct Out {
@@ -376,29 +457,13 @@ fn run(command: Command, verbose: bool) -> Result {
             output(json, &Out { mode }, |w| writeln!(w, "{mode}"))
         }
         Command::Mode(ModeCommand::Set { mode }) => Ok(connect(verbose)?.mode_set(mode.into())?),
-        Command::Status { json } => {
+        Command::Status => {
             let s = connect(verbose)?.status()?;
-            output(json, &s, |w| {
-                writeln!(w, "version: {}", s.version)?;
-                writeln!(w, "mode: {}", s.mode)?;
-                writeln!(w, "pods: {}", s.pods)?;
-                writeln!(w, "nodes: {}", s.nodes)?;
-                writeln!(w, "generation: {}", s.generation)?;
-                for (name, value) in s.stats.counters() {
-                    writeln!(w, "{name}: {value}")?;
-                }
-                writeln!(w, "cipher: {}", or_dash(s.cipher))?;
-                writeln!(w, "key-timeout-ms: {}", or_dash(s.key_timeout_ms))?;
-                let local = match s.local_nodes.is_empty() {
-                    true => "-".to_owned(),
-                    false => s.local_nodes.join(" "),
-                };
-                writeln!(w, "local-nodes: {local}")
-            })
+            output(json, &s, |w| write_status(w, &s))
         }
         Command::Apply { config } => apply(&config, verbose),
-        Command::Node(n) => node(n, verbose),
-        Command::Cipher(CipherCommand::Get { json }) => {
+        Command::Node(n) => node(n, Opts { verbose, json }),
+        Command::Cipher(CipherCommand::Get) => {
             let cipher = connect(verbose)?.config_get()?.cipher;
             #[derive(Serialize)]
             struct Out {
@@ -409,7 +474,7 @@ fn run(command: Command, verbose: bool) -> Result {
         Command::Cipher(CipherCommand::Set { cipher }) => {
             Ok(connect(verbose)?.config_set(Some(cipher), None)?)
         }
-        Command::Timeout(TimeoutCommand::Get { json }) => {
+        Command::Timeout(TimeoutCommand::Get) => {
             let key_timeout_ms = connect(verbose)?.config_get()?.key_timeout_ms;
             #[derive(Serialize)]
             struct Out {
@@ -422,28 +487,28 @@ fn run(command: Command, verbose: bool) -> Result {
         Command::Timeout(TimeoutCommand::Set { ms }) => {
             Ok(connect(verbose)?.config_set(None, Some(ms))?)
         }
-        Command::ServiceCidr(ServiceCidrCommand::Get { json }) => output_cidrs(
+        Command::ServiceCidr(ServiceCidrCommand::Get) => output_cidrs(
             json,
             "service_cidrs",
             &connect(verbose)?.service_cidrs_get()?,
         ),
         Command::ServiceCidr(ServiceCidrCommand::Set { cidrs }) => {
-            let cidrs = check_service_cidrs(&cidrs)?;
+            let cidrs = usage(check_service_cidrs(&cidrs))?;
             Ok(connect(verbose)?.service_cidrs_set(&cidrs)?)
         }
-        Command::PodCidr(PodCidrCommand::Get { json }) => {
+        Command::PodCidr(PodCidrCommand::Get) => {
             output_cidrs(json, "pod_cidrs", &connect(verbose)?.pod_cidrs_get()?)
         }
         Command::PodCidr(PodCidrCommand::Set { cidrs }) => {
-            let cidrs = check_pod_cidrs(&cidrs)?;
+            let cidrs = usage(check_pod_cidrs(&cidrs))?;
             Ok(connect(verbose)?.pod_cidrs_set(&cidrs)?)
         }
         Command::Drain => Ok(connect(verbose)?.drain()?),
-        Command::Flows { json } => {
+        Command::Flows => {
             let flows = connect(verbose)?.flows()?;
-            output(json, &flows, |w| write_flows(w, &flows))
+            output(json, &flows_json(&flows), |w| write_flows(w, &flows))
         }
-        Command::Events => events(verbose),
+        Command::Events => events(verbose, json),
     }
 }
 
@@ -499,12 +564,11 @@ fn apply(path: &Path, verbose: bool) -> Result {
     Ok(())
 }
 
-fn node(command: NodeCommand, verbose: bool) -> Result {
+fn node(command: NodeCommand, Opts { verbose, json }: Opts) -> Result {
     match command {
         NodeCommand::Local {
             nodes,
             clear: false,
-            json,
         } if nodes.is_empty() => {
             let nodes = connect(verbose)?.local_nodes_get()?;
             #[derive(Serialize)]
@@ -521,7 +585,7 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
         }
         NodeCommand::Local { nodes, .. } => {
             // `--clear` conflicts with NODE arguments: nodes is empty then.
-            check_local_nodes(&nodes)?;
+            usage(check_local_nodes(&nodes))?;
             Ok(connect(verbose)?.local_nodes_set(&nodes)?)
         }
         NodeCommand::Set {
@@ -532,7 +596,7 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             lifetime,
             local,
         } => {
-            check_pair(&node, local.as_deref())?;
+            usage(check_pair(&node, local.as_deref()))?;
             let psk = Psk::from_arg(&file)?;
             let epoch =
                 connect(verbose)?.peer_set_pair(&node, local.as_deref(), &psk, epoch, lifetime)?;
@@ -546,8 +610,8 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             }
             Ok(())
         }
-        NodeCommand::Del { node, local } => {
-            check_pair(&node, local.as_deref())?;
+        NodeCommand::Forget { node, local } => {
+            usage(check_pair(&node, local.as_deref()))?;
             Ok(connect(verbose)?.peer_del_pair(&node, local.as_deref())?)
         }
         NodeCommand::Fail {
@@ -555,13 +619,13 @@ fn node(command: NodeCommand, verbose: bool) -> Result {
             message,
             local,
         } => {
-            check_pair(&node, local.as_deref())?;
-            check_error_message(&message)?;
+            usage(check_pair(&node, local.as_deref()))?;
+            usage(check_error_message(&message))?;
             Ok(connect(verbose)?.peer_fail_pair(&node, local.as_deref(), &message)?)
         }
-        NodeCommand::Show { json } => {
+        NodeCommand::Show => {
             let peers = connect(verbose)?.peers()?;
-            output(json, &peers, |w| write_peers(w, &peers))
+            output(json, &peers_json(&peers), |w| write_peers(w, &peers))
         }
     }
 }
@@ -602,7 +666,7 @@ fn check_error_message(message: &str) -> Result {
 /// events (the socket buffer overflowed) and malformed ones are reported on
 /// stderr and the loop goes on: the kernel repeats a key request after its
 /// timeout.
-fn events(verbose: bool) -> Result {
+fn events(verbose: bool, json: bool) -> Result {
     let mut client = connect(verbose)?;
     client.subscribe(uapi::MCGRP_KEYS)?;
     let stdout = io::stdout();
@@ -616,7 +680,11 @@ fn events(verbose: bool) -> Result {
             Err(e) => return Err(e.into()),
         };
         let mut w = stdout.lock();
-        let written = writeln!(w, "{}", event_line(&event)).and_then(|()| w.flush());
+        let line = match json {
+            true => event_json(&event).to_string(),
+            false => event_line(&event),
+        };
+        let written = writeln!(w, "{line}").and_then(|()| w.flush());
         match written {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             other => other?,
@@ -624,35 +692,82 @@ fn events(verbose: bool) -> Result {
     }
 }
 
-/// One `events` line: `key-request node=PEER local=LOCAL`, or
-/// `flow-key-request role=ROLE mode=MODE local=IP:PORT remote=IP:PORT
-/// local-pod=POD remote-pod=POD peer=NODE client-isn=N server-isn=N` (`-`
-/// for what the module did not report). Text from the kernel has its
-/// control characters escaped.
-fn event_line(event: &Event) -> String {
+/// An event's fields, named as its `events` line names them: `event`
+/// (`key-request` or `flow-key-request`), then `node` and `local` of a key
+/// request, or `role mode local remote local-pod remote-pod peer
+/// client-isn server-isn` of a flow key request (null: what the module did
+/// not report).
+fn event_fields(event: &Event) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::Value;
+    let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
     match event {
-        Event::KeyRequest(e) => format!(
-            "key-request node={} local={}",
-            printable(&e.node),
-            printable(&e.local_node)
-        ),
-        Event::FlowKeyRequest(e) => {
-            let text = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), printable);
-            format!(
-                "flow-key-request role={} mode={} local={} remote={} local-pod={} \
-                 remote-pod={} peer={} client-isn={} server-isn={}",
-                e.role,
-                e.mode,
-                e.local,
-                e.remote,
-                text(&e.local_pod),
-                text(&e.remote_pod),
-                text(&e.peer_node),
-                e.client_isn,
-                e.server_isn
-            )
-        }
+        Event::KeyRequest(e) => vec![
+            ("event", "key-request".into()),
+            ("node", e.node.clone().into()),
+            ("local", e.local_node.clone().into()),
+        ],
+        Event::FlowKeyRequest(e) => vec![
+            ("event", "flow-key-request".into()),
+            ("role", e.role.to_string().into()),
+            ("mode", e.mode.to_string().into()),
+            ("local", e.local.to_string().into()),
+            ("remote", e.remote.to_string().into()),
+            ("local-pod", text(&e.local_pod)),
+            ("remote-pod", text(&e.remote_pod)),
+            ("peer", text(&e.peer_node)),
+            ("client-isn", e.client_isn.into()),
+            ("server-isn", e.server_isn.into()),
+        ],
     }
+}
+
+/// One `events` line: the event's name, then `name=value` for each other
+/// field (`-` for null). Text from the kernel has its control characters
+/// escaped.
+fn event_line(event: &Event) -> String {
+    let mut fields = event_fields(event).into_iter();
+    let mut line = fields
+        .next()
+        .and_then(|(_, v)| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    for (name, value) in fields {
+        let value = match value {
+            serde_json::Value::Null => "-".to_owned(),
+            serde_json::Value::String(s) => printable(&s),
+            other => other.to_string(),
+        };
+        line.push_str(&format!(" {name}={value}"));
+    }
+    line
+}
+
+/// One `events --json` line: an object of [`event_fields`], names with
+/// `_` for `-`.
+fn event_json(event: &Event) -> serde_json::Value {
+    let fields = event_fields(event)
+        .into_iter()
+        .map(|(name, value)| (name.replace('-', "_"), value));
+    serde_json::Value::Object(fields.collect())
+}
+
+/// `status`: one `name: value` line each, named as in `--json` (the
+/// counters of its `stats` object in line, in spec order).
+fn write_status(w: &mut dyn Write, s: &Status) -> io::Result<()> {
+    writeln!(w, "version: {}", s.version)?;
+    writeln!(w, "mode: {}", s.mode)?;
+    writeln!(w, "pods: {}", s.pods)?;
+    writeln!(w, "nodes: {}", s.nodes)?;
+    writeln!(w, "generation: {}", s.generation)?;
+    for (name, value) in s.stats.counters() {
+        writeln!(w, "{}: {value}", name.replace('-', "_"))?;
+    }
+    writeln!(w, "cipher: {}", or_dash(s.cipher))?;
+    writeln!(w, "key_timeout_ms: {}", or_dash(s.key_timeout_ms))?;
+    let local = match s.local_nodes.is_empty() {
+        true => "-".to_owned(),
+        false => s.local_nodes.join(" "),
+    };
+    writeln!(w, "local_nodes: {local}")
 }
 
 /// `-` for what the module did not report.
@@ -691,6 +806,55 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
+/// A row of `flows --json`: the flow, and its `local` and `remote`
+/// columns as the table shows them.
+#[derive(Serialize)]
+struct FlowRow<'a> {
+    #[serde(flatten)]
+    flow: &'a Flow,
+    local: String,
+    remote: String,
+}
+
+fn flows_json(flows: &[Flow]) -> Vec<FlowRow<'_>> {
+    flows
+        .iter()
+        .map(|flow| FlowRow {
+            flow,
+            local: endpoint(flow.local_ip, flow.local_port),
+            remote: endpoint(flow.remote_ip, flow.remote_port),
+        })
+        .collect()
+}
+
+/// A row of `node show --json`: the peer, and its `node` column (`NODE`,
+/// or `LOCAL+NODE` for a node pair's own secret).
+#[derive(Serialize)]
+struct PeerRow<'a> {
+    node: String,
+    #[serde(flatten)]
+    peer: &'a Peer,
+}
+
+fn peers_json(peers: &[Peer]) -> Vec<PeerRow<'_>> {
+    peers
+        .iter()
+        .map(|peer| PeerRow {
+            node: peer_label(peer),
+            peer,
+        })
+        .collect()
+}
+
+/// A peer's `NODE` cell: a node pair's own secret is LOCAL+PEER (names
+/// have no '+').
+fn peer_label(p: &Peer) -> String {
+    match &p.local {
+        Some(l) => format!("{l}+{}", p.name),
+        None => p.name.clone(),
+    }
+}
+
 /// `node show`: one row per peer; the error text (whatever the key
 /// provider reported) with control characters escaped.
 fn write_peers(w: &mut dyn Write, peers: &[Peer]) -> io::Result<()> {
@@ -703,11 +867,7 @@ fn write_peers(w: &mut dyn Write, peers: &[Peer]) -> io::Result<()> {
                 (None, _) => "-".to_owned(),
             };
             [
-                // A node pair's own secret: LOCAL+PEER (names have no '+').
-                match &p.local {
-                    Some(l) => format!("{l}+{}", p.name),
-                    None => p.name.clone(),
-                },
+                peer_label(p),
                 p.state.to_string(),
                 or_dash(p.epoch),
                 age(p.age_ms),
@@ -786,7 +946,7 @@ fn write_flows(w: &mut dyn Write, flows: &[Flow]) -> io::Result<()> {
     write_table(w, header, &rows)
 }
 
-fn mapping(command: MappingCommand, verbose: bool) -> Result {
+fn mapping(command: MappingCommand, Opts { verbose, json }: Opts) -> Result {
     match command {
         MappingCommand::Load { file } => {
             let mut table = PodNodeTable::from_file(&file)?;
@@ -795,7 +955,7 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
                     "tlshubctl: parsed {} pods and {} nodes from {}",
                     table.len(),
                     table.nodes().len(),
-                    file.display()
+                    source::name_of(&file)
                 );
             }
             let mut client = connect(verbose);
@@ -803,7 +963,7 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             bind_netns(&mut table, local.as_deref(), verbose)?;
             load(&mut client?, &table, &file)
         }
-        MappingCommand::Check { file, json } => {
+        MappingCommand::Check { file } => {
             let table = PodNodeTable::from_file(&file)?;
             #[derive(Serialize)]
             struct Out<'a> {
@@ -816,14 +976,17 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             };
             output(json, &out, |w| write!(w, "{table}"))
         }
-        MappingCommand::Show { json } => {
+        MappingCommand::Show { conf } => {
             let dump = connect(verbose)?.map_dump()?;
-            output(json, &dump, |w| write!(w, "{}", SeedTable(&dump.pods)))
+            output(json, &dump, |w| match conf {
+                true => write_conf(w, &dump),
+                false => write!(w, "{}", SeedTable(&dump.pods)),
+            })
         }
-        MappingCommand::Lookup { key, json } => {
+        MappingCommand::Lookup { key } => {
             let ip = key.parse::<IpAddr>().ok();
             if ip.is_none() {
-                check_pod_name(&key)?;
+                usage(check_pod_name(&key))?;
             }
             let mut client = connect(verbose)?;
             let found = match ip {
@@ -831,7 +994,7 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
                 None => client.map_get_by_name(&key)?,
             };
             let Some(found) = found else {
-                bail!("pod not found")
+                return Err(NotFound("pod not found".to_owned()).into());
             };
             output(json, &found, |w| {
                 write!(w, "{}", found.pod.node)?;
@@ -845,7 +1008,7 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             })
         }
         MappingCommand::Add { pod, node, ips } => {
-            let mut pod = Pod::from_columns(&pod, &node, &ips)?;
+            let mut pod = usage(Pod::from_columns(&pod, &node, &ips))?;
             let mut client = connect(verbose);
             if let Some(Netns::Path(path)) = &pod.netns {
                 let local = local_nodes_of(&mut client);
@@ -870,15 +1033,15 @@ fn mapping(command: MappingCommand, verbose: bool) -> Result {
             Ok(client?.map_add(Some(&pod), None)?)
         }
         MappingCommand::AddNode { node, addr } => {
-            let node = Node::parse(&node, addr.as_deref())?;
+            let node = usage(Node::parse(&node, addr.as_deref()))?;
             Ok(connect(verbose)?.map_add(None, Some(&node))?)
         }
         MappingCommand::Del { pod } => {
-            check_pod_name(&pod)?;
+            usage(check_pod_name(&pod))?;
             Ok(connect(verbose)?.map_del_pod(&pod)?)
         }
         MappingCommand::DelNode { node } => {
-            check_node_name(&node)?;
+            usage(check_node_name(&node))?;
             Ok(connect(verbose)?.map_del_node(&node)?)
         }
         MappingCommand::FromK8s { pods, nodes } => from_k8s(&pods, nodes.as_deref()),
@@ -911,6 +1074,21 @@ fn from_k8s(pods: &Path, nodes: Option<&Path>) -> Result {
         c.table.write_conf(&mut conf)?;
         w.write_all(&conf)
     })
+}
+
+/// `mapping show --conf`: the live mapping as a mapping file (node lines,
+/// then pod lines, as [`PodNodeTable::write_conf`] writes them), which
+/// `mapping load` reads back into the same table.
+fn write_conf(w: &mut dyn Write, dump: &tlshub::netlink::MapDump) -> io::Result<()> {
+    writeln!(
+        w,
+        "# tlshubctl mapping show --conf: {} pods, {} nodes, generation {}",
+        dump.pods.len(),
+        dump.nodes.len(),
+        dump.generation
+    )?;
+    dump.nodes.iter().try_for_each(|n| writeln!(w, "{n}"))?;
+    dump.pods.iter().try_for_each(|p| writeln!(w, "{p}"))
 }
 
 /// The nodes the kernel serves (`node-local-get`); `None` when that cannot
@@ -947,7 +1125,7 @@ fn load(client: &mut Client, table: &PodNodeTable, file: &Path) -> Result {
     println!(
         "Loaded {} pod-node mappings from {}",
         table.len(),
-        file.display()
+        source::name_of(file)
     );
     Ok(())
 }
@@ -1190,6 +1368,131 @@ n1+n2            established  1      0.010s  -        0        -
         assert!(check_error_message("a\0b").is_err());
     }
 
+    /// Every argument of every command has help text (review: `--json`
+    /// flags had none).
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tlshubctl", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    /// `status` names each line as `status --json` names its key.
+    #[test]
+    fn status_text_names_are_json_keys() {
+        let status = Status {
+            version: "1".into(),
+            mode: Mode::Tlshub,
+            pods: 2,
+            nodes: 1,
+            generation: 3,
+            stats: Default::default(),
+            cipher: Some(Cipher::Aes128Gcm),
+            key_timeout_ms: Some(5000),
+            local_nodes: vec!["n1".into()],
+        };
+        let names: Vec<String> = text(|w| write_status(w, &status))
+            .lines()
+            .map(|l| l.split_once(": ").unwrap().0.to_owned())
+            .collect();
+        let json = serde_json::to_value(&status).unwrap();
+        let mut keys = Vec::new();
+        for (k, v) in json.as_object().unwrap() {
+            match v.as_object() {
+                Some(nest) => keys.extend(nest.keys().cloned()),
+                None => keys.push(k.clone()),
+            }
+        }
+        let (mut a, mut b) = (names.clone(), keys);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert!(names.contains(&"lookup_misses".to_owned()));
+    }
+
+    /// Each table column NAME is the JSON key `name` (`name_ms` for a
+    /// duration), in `flows` and `node show`.
+    #[test]
+    fn table_columns_are_json_keys() {
+        fn check(header: &str, row: &serde_json::Value) {
+            let obj = row.as_object().unwrap();
+            for col in header.split_whitespace() {
+                let key = col.to_lowercase().replace('-', "_");
+                assert!(
+                    obj.contains_key(&key) || obj.contains_key(&format!("{key}_ms")),
+                    "column {col}: no key {key} in {row}"
+                );
+            }
+        }
+        let flows = flows();
+        let header = text(|w| write_flows(w, &flows));
+        let json = serde_json::to_value(flows_json(&flows)).unwrap();
+        check(header.lines().next().unwrap(), &json[0]);
+        assert_eq!(json[1]["local"], "[fd00::5]:443");
+        let peers = vec![Peer {
+            name: "n2".into(),
+            local: Some("n1".into()),
+            last_epoch: Some(1),
+            state: PeerState::Established,
+            epoch: Some(1),
+            pending: 0,
+            age_ms: Some(10),
+            expires_ms: None,
+            error: None,
+            error_age_ms: None,
+        }];
+        let header = text(|w| write_peers(w, &peers));
+        let json = serde_json::to_value(peers_json(&peers)).unwrap();
+        check(header.lines().next().unwrap(), &json[0]);
+        assert_eq!(json[0]["node"], "n1+n2");
+    }
+
+    /// Exit codes: our own argument checks are usage errors (2), a lookup
+    /// miss and a kernel ENOENT are "not found" (3), the rest failures.
+    #[test]
+    fn exit_codes() {
+        let e = usage(check_pair("n1", Some("n1"))).unwrap_err();
+        assert_eq!(exit_code(&e), Exit::Usage);
+        let e = anyhow::Error::from(NotFound("pod not found".into()));
+        assert_eq!(exit_code(&e), Exit::NotFound);
+        assert_eq!(e.to_string(), "pod not found");
+        let e = anyhow::anyhow!("boom");
+        assert_eq!(exit_code(&e), Exit::Failure);
+        let e = anyhow::Error::from(NetlinkError::EventsLost).context("events");
+        assert_eq!(exit_code(&e), Exit::Failure);
+    }
+
+    #[test]
+    fn events_json_names_match_text() {
+        use tlshub::netlink::KeyRequest;
+        let ev = Event::KeyRequest(KeyRequest {
+            node: "node-2".into(),
+            local_node: "node-1".into(),
+        });
+        assert_eq!(
+            event_json(&ev),
+            serde_json::json!({"event": "key-request", "node": "node-2", "local": "node-1"})
+        );
+    }
+
     #[test]
     fn cli_shapes() {
         use clap::CommandFactory;
@@ -1203,6 +1506,15 @@ n1+n2            established  1      0.010s  -        0        -
         assert!(parse(&["node", "set", "n", "key", "f"]).is_err());
         assert!(parse(&["node", "set", "n", "psk"]).is_err());
         assert!(parse(&["node", "del", "n"]).is_ok());
+        assert!(parse(&["node", "forget", "n", "--local", "l"]).is_ok());
+        assert!(parse(&[]).is_ok_and(|c| c.command.is_none()));
+        assert!(parse(&["-j", "status"]).is_ok_and(|c| c.json));
+        assert!(parse(&["status", "-j"]).is_ok_and(|c| c.json));
+        assert!(parse(&["flows", "--json"]).is_ok_and(|c| c.json));
+        assert!(parse(&["events", "--json"]).is_ok());
+        assert!(parse(&["mapping", "show", "--conf"]).is_ok());
+        assert!(parse(&["mapping", "show", "--conf", "--json"]).is_err());
+        assert!(parse(&["mapping", "load", "-"]).is_ok());
         assert!(parse(&["node", "set", "n", "psk", "f", "--lifetime", "2"]).is_ok());
         assert!(parse(&["node", "set", "n", "psk", "f", "--lifetime", "0"]).is_err());
         assert!(parse(&["node", "fail", "n", "handshake failed"]).is_ok());
