@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The agents under a hostile pod network (issue 17, review-agent H1/M1/M3):
+# scripts/two-node tests/two-node/hostile.sh runs this in both VMs. On each
+# node an unprivileged pod (a1 on n1, b1 on n2; uid 65534) floods the other
+# node's agent port and both worker ports with FLOOD connections each (a
+# third silent, a third garbage, a third a TLS record trickled a byte every
+# 2 s; each one the server closes is opened again, 20/s per port), for the
+# whole test. Meanwhile, with a 12 s secret lifetime:
+#   1. the agents renew the pair's secret twice, and a1 -> b1 and b1 -> a1
+#      are secured;
+#   2. each agent in turn is restarted: a new session within 30 s, and
+#      flows secured both ways after it;
+#   3. n1's certificate and key files are replaced while its agent runs
+#      (atomically, as cert-manager does): first by an expired certificate,
+#      which n2's agent then refuses (Expired), then by a valid one, after
+#      which a session is made and a1 -> b1 is secured, with no restart;
+#   4. through it all the agent's and each worker's threads and open files
+#      stay within fixed bounds of their idle counts, the flood's
+#      connections to the agent port are closed at once (a pod's address is
+#      no node's), at most 8 at a time are held by each worker (per-source
+#      limit), and the refusals are logged at most once per 10 s.
+# Prints `ok ...` lines; exits non-zero on the first failure.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/agent-lib.sh"
+ok() { echo "ok   [$TN_NODE] $* (t=$((SECONDS - T0))s)"; }
+T0=$SECONDS
+INSTALLED="secret installed, epoch"
+FLOOD=${TN_FLOOD:-120}      # connections per port
+AGENT_PORT=7443             # the mapping's default; workers listen on +1, +2
+# Bounds over the idle counts (the attacker's one address may hold 8 of a
+# worker's slots; the agent admits none of its connections).
+AGENT_EXTRA=12 WORKER_EXTRA=24
+
+ok "start, VM up for $(cut -d" " -f1 /proc/uptime)s"
+tn_setup
+trap 'touch "$TOPO_DIR/flood.stop" 2>/dev/null || true; ag_stop KILL; topo_teardown' EXIT
+load_module
+tn_mapping "$TOPO_DIR/mapping.conf"
+tlshubctl mapping load "$TOPO_DIR/mapping.conf" >/dev/null || fail "mapping load"
+tlshubctl node local "$TN_NODE" || fail "node local $TN_NODE"
+tlshubctl timeout set 30000 || fail "timeout set"
+AG_LOG=$TOPO_DIR/agent.log AG_PKI=$TLSHUB_SHARED/pki AG_RETRY=30 AG_LIFETIME=12
+if [ "$TN_NODE" = n1 ]; then
+    ag_pki "$AG_PKI"
+    _ag_leaf "$AG_PKI/expired-n1" "$AG_PKI/ca" n1 -1
+    chmod 644 "$AG_PKI"/*.key
+    tn_put pki ready
+else
+    tn_get pki >/dev/null
+fi
+# The identity files the agent runs from; step 3 replaces them in place.
+id=$TOPO_DIR/id
+mkdir -p "$id"
+cp "$AG_PKI/$TN_NODE.pem" "$id/node.pem"
+cp "$AG_PKI/$TN_NODE.key" "$id/node.key"
+replace_identity() {  # SRC (without .pem/.key): new files renamed over the old
+    cp "$1.pem" "$id/.node.pem.new" && cp "$1.key" "$id/.node.key.new"
+    mv "$id/.node.key.new" "$id/node.key" && mv "$id/.node.pem.new" "$id/node.pem"
+}
+app_echo_server "$TN_POD" 7000
+tn_barrier ready
+
+ag_start "$id/node.pem"
+ag_wait "$INSTALLED" 1 240 || fail "no session with $TN_PEER"
+tn_barrier started
+ok "agents up (with both workers), one session"
+
+# Idle counts of the agent and each worker (threads, open files), and the
+# highest seen at the sample points; by role, so a restarted agent and its
+# new workers are held to the same bounds.
+pid_of() {
+    case $1 in
+        agent) echo "$AG_PID" ;;
+        *) pgrep -f "tlshub-worker-$1" | head -n 1 ;;
+    esac
+}
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+files() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+ROLES="agent openssl boring"
+declare -A BASE_T BASE_F MAX_T MAX_F
+for r in $ROLES; do
+    p=$(pid_of $r)
+    [ -n "$p" ] || fail "no $r process (the agent starts both workers)"
+    BASE_T[$r]=$(threads "$p") BASE_F[$r]=$(files "$p") MAX_T[$r]=0 MAX_F[$r]=0
+done
+bounded() {  # WHEN: sample, and fail if a count went past its bound
+    local r p t f extra
+    for r in $ROLES; do
+        p=$(pid_of $r)
+        [ -n "$p" ] || fail "$1: no $r process"
+        t=$(threads "$p") f=$(files "$p")
+        [ "$t" -le "${MAX_T[$r]}" ] || MAX_T[$r]=$t
+        [ "$f" -le "${MAX_F[$r]}" ] || MAX_F[$r]=$f
+        extra=$WORKER_EXTRA
+        [ $r != agent ] || extra=$AGENT_EXTRA
+        [ "$t" -le $((BASE_T[$r] + extra)) ] || fail "$1: $r (pid $p) has $t threads, ${BASE_T[$r]} idle"
+        [ "$f" -le $((BASE_F[$r] + extra)) ] || fail "$1: $r (pid $p) has $f open files, ${BASE_F[$r]} idle"
+    done
+}
+
+AG_PID0=$AG_PID
+
+# The flood: from this node's pod to the other node's address.
+peer_addr=192.168.100.$((3 - TLSHUB_NODE))
+ports=$AGENT_PORT,$((AGENT_PORT + 1)),$((AGENT_PORT + 2))
+pod_bg "$TN_POD" python3 "$TN_DIR/flood.py" "$peer_addr" "$ports" "$FLOOD" 900 "$TOPO_DIR/flood.stop" \
+    > "$TOPO_DIR/flood.out" 2> "$TOPO_DIR/flood.err"
+FLOOD_PID=$BG_PID
+sleep 10
+kill -0 "$FLOOD_PID" 2>/dev/null || fail "the flood ended early: $(cat "$TOPO_DIR/flood.err")"
+bounded "flood started"
+ok "flood: pod $TN_POD (uid 65534) -> $peer_addr ports $ports, $FLOOD connections each"
+tn_barrier flooding
+
+secured_both_ways() {  # WHAT
+    local m s0
+    m=$(new_marker)
+    s0=$(ag_stat flows_secured)
+    if [ "$TN_NODE" = n1 ]; then
+        expect_eq "$1: a1 -> b1 echo" "$m" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m")"
+    else
+        tn_get "$1.n1" >/dev/null
+        expect_eq "$1: b1 -> a1 echo" "$m" "$(tn_echo b1 "$(tn_ip4 a1)" 7000 "$m")"
+    fi
+    tn_put "$1.$TN_NODE" done
+    tn_get "$1.$TN_PEER" >/dev/null
+    [ "$(ag_stat flows_secured)" -gt "$s0" ] || fail "$1: no flow secured here"
+}
+
+# 1. Renewals under the flood.
+e0=$(ag_peer epoch)
+renewed() { local e; e=$(ag_peer epoch); [ "$e" != - ] && [ "$e" -ge $((e0 + 2)) ]; }
+wait_for 90 renewed || fail "the secret was not renewed twice under the flood (epoch $e0 -> $(ag_peer epoch))"
+bounded "renewals"
+secured_both_ways renewals
+ok "two renewals under the flood (epoch $e0 -> $(ag_peer epoch)); flows secured both ways"
+
+# 2. Each agent restarted in turn under the flood: a session within 30 s.
+for who in n1 n2; do
+    tn_barrier "restart-$who"
+    if [ "$TN_NODE" = "$who" ]; then
+        bounded "before the restart"
+        n0=$(ag_count "$INSTALLED")
+        ag_stop
+        t0=$SECONDS
+        ag_start "$id/node.pem"
+        ag_wait "$INSTALLED" $((n0 + 1)) 30 || fail "no session within 30 s of the restart under the flood"
+        took=$((SECONDS - t0))
+        AG_PID0=$AG_PID
+        ok "agent $who restarted under the flood: a session ${took}s after its start"
+    fi
+    secured_both_ways "restart-$who"
+    bounded "after restarting $who"
+done
+ok "both agents restarted in turn: flows secured both ways after each"
+
+# 3. n1's identity files replaced while it runs: an expired certificate
+# (refused by n2), then a valid one (a session), no restart.
+tn_barrier identity
+if [ "$TN_NODE" = n1 ]; then
+    r0=$(ag_count "identity re-read")
+    replace_identity "$AG_PKI/expired-n1"
+    ag_wait "identity re-read" $((r0 + 1)) 30 || fail "the replaced identity files were not re-read"
+    tn_put expired-n1 installed
+    tn_get n2-refused 120 >/dev/null
+    ok "expired certificate picked up without a restart; n2's agent refuses it"
+    n0=$(ag_count "$INSTALLED")
+    replace_identity "$AG_PKI/n1"
+    ag_wait "identity re-read" $((r0 + 2)) 30 || fail "the valid identity files were not re-read"
+    t0=$SECONDS
+    # A flow asks for the secret at once if it expired meanwhile; a renewal
+    # retry makes the session otherwise.
+    m=$(new_marker)
+    expect_eq "a1 -> b1 after the valid identity" "$m" "$(tn_echo a1 "$(tn_ip4 b1)" 7000 "$m")"
+    ag_wait "$INSTALLED" $((n0 + 1)) 60 || fail "no session after the valid identity was put back"
+    ok "valid certificate put back in place: a session $((SECONDS - t0))s later, a1 -> b1 secured, same agent (pid $AG_PID)"
+    [ "$AG_PID" = "$AG_PID0" ] || fail "the agent was restarted"
+    tn_put identity-done yes
+else
+    tn_get expired-n1 >/dev/null
+    x0=$(ag_count "Expired")
+    # n2's renewals (or n1's) meet the expired certificate.
+    ag_wait "Expired" $((x0 + 1)) 90 || fail "n2's agent did not refuse n1's expired certificate"
+    grep "Expired" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+    tn_put n2-refused yes
+    tn_get identity-done 180 >/dev/null
+fi
+secured_both_ways identity
+bounded "identity replaced"
+ok "identity files replaced while running: expired refused by the peer, valid one used, no restart"
+
+# 4. The flood's view, and the refusal log lines.
+tn_barrier flood-end
+touch "$TOPO_DIR/flood.stop"
+wait "$FLOOD_PID" || fail "flood: $(cat "$TOPO_DIR/flood.err")"
+sed 's/^/    /' "$TOPO_DIR/flood.out"
+stat_of() { jq -r --argjson p "$1" "select(.port == \$p) | .$2" "$TOPO_DIR/flood.out"; }
+opened=$(stat_of $AGENT_PORT opened) closed=$(stat_of $AGENT_PORT closed) fast=$(stat_of $AGENT_PORT closed_fast)
+[ "$opened" -ge "$FLOOD" ] || fail "flood: only $opened connections to the agent port"
+[ $((fast * 10)) -ge $((closed * 9)) ] || fail "flood: agent port closed $closed, only $fast within 1 s"
+[ "$(stat_of $AGENT_PORT max_held)" -le 8 ] || fail "flood: the agent held $(stat_of $AGENT_PORT max_held) of a pod's connections at once"
+for p in $((AGENT_PORT + 1)) $((AGENT_PORT + 2)); do
+    [ "$(stat_of "$p" max_held)" -le 12 ] || fail "flood: worker port $p held $(stat_of "$p" max_held) at once (8 per source)"
+    [ "$(stat_of "$p" closed)" -gt 0 ] || fail "flood: worker port $p never closed a connection"
+done
+tn_put "flood-read.$TN_NODE" yes
+tn_get "flood-read.$TN_PEER" >/dev/null
+# This node's agent saw the peer's flood: refusal lines, at most one per 10 s.
+lines=$(ag_count "before TLS since the last such line")
+[ "$lines" -ge 1 ] || fail "no refusal line in the agent log"
+[ "$lines" -le $(( (SECONDS - T0) / 10 + 4 )) ] || fail "$lines refusal lines in $((SECONDS - T0)) s: not rate-limited"
+grep "before TLS since the last such line" "$AG_LOG" | tail -n 1 | sed 's/^/    /'
+bounded "the end"
+for r in $ROLES; do
+    echo "    $r: threads ${BASE_T[$r]} idle, ${MAX_T[$r]} at most; open files ${BASE_F[$r]} idle, ${MAX_F[$r]} at most"
+done
+ok "flood: agent-port connections closed at once, workers held <= 12 at a time, $lines refusal lines, threads and files bounded"
+tn_barrier done
+ag_stop
+ok "agents stopped"
