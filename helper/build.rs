@@ -17,11 +17,56 @@ fn main() {
     let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| fail("", &e.to_string()));
     let spec: Value =
         serde_yaml_ng::from_str(&text).unwrap_or_else(|e| fail("", &format!("not YAML: {e}")));
-    let code = generate(&spec);
-    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("schema.rs");
-    if let Err(e) = std::fs::write(&out, code) {
-        panic!("{}: {e}", out.display());
+    let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+    for (file, code) in [("schema.rs", generate(&spec)), ("stats.rs", stats(&spec))] {
+        let path = Path::new(&out).join(file);
+        if let Err(e) = std::fs::write(&path, code) {
+            panic!("{}: {e}", path.display());
+        }
     }
+}
+
+/// `netlink::Stats`: a field per counter of the `stats` set (u64 each; the
+/// pad skipped), `counters()` and the field of each attribute id.
+fn stats(spec: &Value) -> String {
+    let set = list(spec, "attribute-sets", "attribute-sets")
+        .iter()
+        .find(|s| s["name"].as_str() == Some("stats"))
+        .unwrap_or_else(|| fail("attribute-sets", "no 'stats' set"));
+    let attrs = list(set, "attributes", "attribute-sets[stats]");
+    let numbers = numbered(attrs, 1, "attribute-sets[stats].attributes");
+    let (mut fields, mut counters, mut slots) = (String::new(), Vec::new(), String::new());
+    for (a, (n, id)) in attrs.iter().zip(numbers) {
+        match a["type"].as_str() {
+            Some("pad") => continue,
+            Some("u64") => {}
+            _ => fail(
+                &format!("attribute-sets[stats].attributes[{n}]"),
+                "not a u64",
+            ),
+        }
+        let field = n.replace('-', "_");
+        if let Some(doc) = a["doc"].as_str() {
+            writeln!(fields, "    #[doc = {doc:?}]").unwrap();
+        }
+        writeln!(fields, "    pub {field}: u64,").unwrap();
+        counters.push(format!("({n:?}, self.{field})"));
+        writeln!(slots, "            {id} => &mut self.{field},").unwrap();
+    }
+    format!(
+        "/// Counters since the module was loaded (`stats` nest). Counters the\n\
+         /// module does not send read 0.\n\
+         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]\n\
+         pub struct Stats {{\n{fields}}}\n\n\
+         impl Stats {{\n\
+         \x20   /// Every counter with its attribute name in the spec, in spec order.\n\
+         \x20   pub fn counters(&self) -> [(&'static str, u64); {}] {{\n        [{}]\n    }}\n\n\
+         \x20   /// The counter of `stats` attribute `id`.\n\
+         \x20   fn slot(&mut self, id: u16) -> Option<&mut u64> {{\n        Some(match id {{\n{slots}\
+         \x20           _ => return None,\n        }})\n    }}\n}}\n",
+        counters.len(),
+        counters.join(", ")
+    )
 }
 
 /// Stops the build: `spec/tlshub.yaml: attribute-sets[pod].attributes[ipv4]: ...`.
