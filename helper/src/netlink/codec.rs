@@ -1,11 +1,27 @@
-//! Netlink framing driven by the [`schema`] table: requests are built
-//! attribute by attribute and checked against the spec as they are written;
-//! received datagrams are split into messages; kernel errors carry their
-//! extended ack, mapped back onto the request attribute it points at.
+//! Netlink messages driven by the [`schema`] table, built and parsed with
+//! `neli`: requests are built attribute by attribute (neli's `Nlattr`) and
+//! checked against the spec as they are written; received datagrams are
+//! split into neli `Nlmsghdr`s; kernel errors carry their extended ack,
+//! mapped back onto the request attribute it points at.
+//!
+//! What neli does not do stays here, thin: the spec's checks and byte
+//! orders, the offsets of request attributes (for the extended ack), and
+//! secrets. A secret (a `binary` attribute without a display hint: a PSK,
+//! a flow's secret) never enters neli's buffers, which are freed unwiped:
+//! neli lays out a placeholder of its size, and the secret is written into
+//! the serialised request, a buffer this module owns and wipes.
 
 use std::fmt;
+use std::io::Cursor;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
+
+use neli::attr::{AttrHandle, Attribute};
+use neli::consts::nl::{NlmF, Nlmsg, NlmsgerrAttr};
+use neli::genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder};
+use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
+use neli::types::{Buffer, GenlBuffer};
+use neli::{FromBytes, FromBytesWithInput, Size, ToBytes};
 
 use super::error::KernelError;
 use super::schema::{self, AttrSet, Hint, Op, Type};
@@ -17,18 +33,10 @@ pub(crate) const NLMSG_HDRLEN: usize = 16;
 pub(crate) const GENL_HDRLEN: usize = 4;
 const NLA_HDRLEN: usize = 4;
 
-const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
-const NLA_TYPE_MASK: u16 = libc::NLA_TYPE_MASK as u16;
-const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
-const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
-const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
-const NLMSG_OVERRUN: u16 = libc::NLMSG_OVERRUN as u16;
-pub(crate) const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
-pub(crate) const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
-pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
-pub(crate) const NLM_F_DUMP_INTR: u16 = libc::NLM_F_DUMP_INTR as u16;
-const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
-pub(crate) const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
+/// A generic netlink attribute as neli holds it.
+pub(crate) type Nla = Nlattr<u16, Buffer>;
+/// A generic netlink message (header and attributes) as neli holds it.
+pub(crate) type GenlMsg = Genlmsghdr<u8, u16>;
 
 /// Rounds up to the 4-byte netlink alignment.
 pub(crate) fn align(len: usize) -> usize {
@@ -53,14 +61,32 @@ pub(crate) enum Value<'a> {
     Bytes(&'a [u8]),
 }
 
-/// Writes the attributes of one set (a message's top level, or a nest).
+/// A secret to write into the serialised request: top-level attribute
+/// `top`, at byte `at` from its start.
+struct Secret {
+    top: usize,
+    at: usize,
+    bytes: Vec<u8>,
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        wipe(&mut self.bytes);
+    }
+}
+
+/// Builds the attributes of one set (a message's top level, or a nest).
 pub(crate) struct Writer<'b> {
-    buf: &'b mut Vec<u8>,
     op: &'static Op,
     set: &'static AttrSet,
     /// The operation's request attributes, at the top level only.
     allowed: Option<&'static [u16]>,
     seen: Vec<u16>,
+    attrs: Vec<Nla>,
+    /// Where the next attribute goes, from the start of the top-level one.
+    at: usize,
+    top: usize,
+    secrets: &'b mut Vec<Secret>,
 }
 
 impl Writer<'_> {
@@ -79,15 +105,30 @@ impl Writer<'_> {
         Ok(attr)
     }
 
-    fn emit(&mut self, ty: u16, parts: &[&[u8]]) -> Result<(), NetlinkError> {
-        let len = NLA_HDRLEN + parts.iter().map(|p| p.len()).sum::<usize>();
-        let len = u16::try_from(len).map_err(|_| encode_err(self.op, "attribute too large"))?;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        for part in parts {
-            self.buf.extend_from_slice(part);
+    /// Appends attribute `id` with `payload` (serialised by neli).
+    fn emit<P: Size + ToBytes>(
+        &mut self,
+        id: u16,
+        nested: bool,
+        payload: P,
+    ) -> Result<(), NetlinkError> {
+        let too_large = || encode_err(self.op, "attribute too large");
+        if NLA_HDRLEN + payload.unpadded_size() > usize::from(u16::MAX) {
+            return Err(too_large());
         }
-        self.buf.resize(align(self.buf.len()), 0);
+        let ty = AttrTypeBuilder::default()
+            .nla_type(id)
+            .nla_nested(nested)
+            .build()
+            .map_err(|e| encode_err(self.op, e))?;
+        let nla = NlattrBuilder::default()
+            .nla_type(ty)
+            .nla_payload(payload)
+            .build()
+            .map_err(|e| encode_err(self.op, e))?;
+        self.at += nla.padded_size();
+        self.attrs.push(nla);
+        self.seen.push(id);
         Ok(())
     }
 
@@ -95,12 +136,6 @@ impl Writer<'_> {
     /// byte order, strings NUL-terminated, every check enforced.
     pub fn put(&mut self, id: u16, value: Value<'_>) -> Result<(), NetlinkError> {
         let a = self.spec(id)?;
-        self.write(a, value)?;
-        self.seen.push(id);
-        Ok(())
-    }
-
-    fn write(&mut self, a: &'static schema::Attr, value: Value<'_>) -> Result<(), NetlinkError> {
         let c = a.checks;
         let fail = |what: String| Err(encode_err(self.op, format!("'{}' {what}", a.name)));
         let int = match value {
@@ -116,29 +151,17 @@ impl Writer<'_> {
             return fail(format!("value {v} out of range"));
         }
         match (a.ty, value) {
-            (Type::Flag, Value::Flag) => self.emit(a.id, &[]),
-            (Type::U8, Value::U8(v)) => self.emit(a.id, &[&[v]]),
-            (Type::U16, Value::U16(v)) => {
-                let bytes = if a.big_endian {
-                    v.to_be_bytes()
-                } else {
-                    v.to_ne_bytes()
-                };
-                self.emit(a.id, &[&bytes])
-            }
-            (Type::U32, Value::U32(v)) => {
-                let bytes = if a.big_endian {
-                    v.to_be_bytes()
-                } else {
-                    v.to_ne_bytes()
-                };
-                self.emit(a.id, &[&bytes])
-            }
-            (Type::U64, Value::U64(v)) => self.emit(a.id, &[&v.to_ne_bytes()]),
+            (Type::Flag, Value::Flag) => self.emit(id, false, ()),
+            (Type::U8, Value::U8(v)) => self.emit(id, false, v),
+            (Type::U16, Value::U16(v)) if a.big_endian => self.emit(id, false, v.to_be_bytes()),
+            (Type::U16, Value::U16(v)) => self.emit(id, false, v),
+            (Type::U32, Value::U32(v)) if a.big_endian => self.emit(id, false, v.to_be_bytes()),
+            (Type::U32, Value::U32(v)) => self.emit(id, false, v),
+            (Type::U64, Value::U64(v)) => self.emit(id, false, v),
             (Type::String, Value::Str(s)) if s.contains('\0') => fail("contains a NUL byte".into()),
             (Type::String, Value::Str(s)) => match c.max_len {
                 Some(max) if s.len() > max => fail(format!("longer than {max} bytes")),
-                _ => self.emit(a.id, &[s.as_bytes(), &[0]]),
+                _ => self.emit(id, false, s),
             },
             (Type::Binary, Value::Bytes(b)) => {
                 if c.exact_len.is_some_and(|n| b.len() != n)
@@ -146,7 +169,16 @@ impl Writer<'_> {
                 {
                     return fail(format!("has the wrong size ({} bytes)", b.len()));
                 }
-                self.emit(a.id, &[b])
+                if a.hint != Hint::None {
+                    return self.emit(id, false, b);
+                }
+                // A secret: neli gets zeros, the bytes are written at encode.
+                self.secrets.push(Secret {
+                    top: self.top,
+                    at: self.at + NLA_HDRLEN,
+                    bytes: b.to_vec(),
+                });
+                self.emit(id, false, &vec![0; b.len()][..])
             }
             (ty, value) => fail(format!("is a {}, not {value:?}", ty.name())),
         }
@@ -163,22 +195,20 @@ impl Writer<'_> {
         let Type::Nest(set) = a.ty else {
             return Err(encode_err(self.op, format!("'{}' is not a nest", a.name)));
         };
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; NLA_HDRLEN]);
         let mut inner = Writer {
-            buf: self.buf,
             op: self.op,
             set,
             allowed: None,
             seen: Vec::new(),
+            attrs: Vec::new(),
+            at: self.at + NLA_HDRLEN,
+            top: self.top,
+            secrets: self.secrets,
         };
         f(&mut inner)?;
-        let len = u16::try_from(self.buf.len() - start)
-            .map_err(|_| encode_err(self.op, format!("'{}' nest too large", a.name)))?;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        self.buf[start + 2..start + 4].copy_from_slice(&(id | NLA_F_NESTED).to_ne_bytes());
-        self.seen.push(id);
-        Ok(())
+        let children: GenlBuffer<u16, Buffer> = inner.attrs.into_iter().collect();
+        self.emit(id, true, children)
+            .map_err(|_| encode_err(self.op, format!("'{}' nest too large", a.name)))
     }
 }
 
@@ -191,9 +221,6 @@ pub(crate) struct Span {
     pub label: String,
 }
 
-/// Bytes reserved for a request's attributes when it is created.
-const REQUEST_RESERVE: usize = 512;
-
 /// A generic netlink request of one operation, checked against the spec as
 /// it is built.
 pub(crate) struct Request {
@@ -203,9 +230,11 @@ pub(crate) struct Request {
     /// `reply` and `event`) and the top-level attributes it may carry.
     kind: &'static str,
     allowed: Option<&'static [u16]>,
-    attrs: Vec<u8>,
+    attrs: Vec<Nla>,
     seen: Vec<u16>,
-    spans: Vec<Span>,
+    /// Label and spec of each top-level attribute.
+    labels: Vec<(String, &'static schema::Attr)>,
+    secrets: Vec<Secret>,
 }
 
 impl Request {
@@ -247,16 +276,11 @@ impl Request {
             dump,
             kind,
             allowed,
-            // Room for any small request up front: growing would leave
-            // copies of a secret in freed memory.
-            attrs: Vec::with_capacity(REQUEST_RESERVE),
+            attrs: Vec::new(),
             seen: Vec::new(),
-            spans: Vec::new(),
+            labels: Vec::new(),
+            secrets: Vec::new(),
         }
-    }
-
-    fn allowed(&self) -> Option<&'static [u16]> {
-        self.allowed
     }
 
     fn top(
@@ -264,34 +288,31 @@ impl Request {
         label: String,
         f: impl FnOnce(&mut Writer<'_>) -> Result<(), NetlinkError>,
     ) -> Result<(), NetlinkError> {
-        let start = self.attrs.len();
-        let allowed = Some(self.allowed().unwrap_or_default());
+        let secrets = self.secrets.len();
         let mut w = Writer {
-            buf: &mut self.attrs,
             op: self.op,
             set: self.op.set,
-            allowed,
+            allowed: Some(self.allowed.unwrap_or_default()),
             seen: std::mem::take(&mut self.seen),
+            attrs: Vec::new(),
+            at: 0,
+            top: self.attrs.len(),
+            secrets: &mut self.secrets,
         };
         let written = f(&mut w);
-        self.seen = w.seen;
+        let (seen, attrs) = (w.seen, w.attrs);
+        self.seen = seen;
         if let Err(e) = written {
             // Nothing of a failed attribute stays (not even half a nest).
-            self.attrs.truncate(start);
+            self.secrets.truncate(secrets);
             return Err(e);
         }
-        let ty = u16::from_ne_bytes([self.attrs[start + 2], self.attrs[start + 3]]);
-        let attr = self
-            .op
-            .set
-            .get(ty & NLA_TYPE_MASK)
-            .expect("written by Writer");
-        let base = NLMSG_HDRLEN + GENL_HDRLEN;
-        self.spans.push(Span {
-            range: base + start..base + self.attrs.len(),
-            attr,
-            label,
-        });
+        for nla in attrs {
+            let id = *nla.nla_type().nla_type();
+            let attr = self.op.set.get(id).expect("written by Writer");
+            self.labels.push((label.clone(), attr));
+            self.attrs.push(nla);
+        }
         Ok(())
     }
 
@@ -329,10 +350,11 @@ impl Request {
 
     /// Removes the last top-level attribute again.
     pub fn pop(&mut self) {
-        if let Some(span) = self.spans.pop() {
-            self.attrs
-                .truncate(span.range.start - NLMSG_HDRLEN - GENL_HDRLEN);
-            if let Some(i) = self.seen.iter().rposition(|&t| t == span.attr.id) {
+        if let Some((_, attr)) = self.labels.pop() {
+            self.attrs.pop();
+            let top = self.attrs.len();
+            self.secrets.retain(|s| s.top != top);
+            if let Some(i) = self.seen.iter().rposition(|&t| t == attr.id) {
                 self.seen.remove(i);
             }
         }
@@ -340,37 +362,63 @@ impl Request {
 
     /// Size of the framed message in bytes.
     pub fn size(&self) -> usize {
-        NLMSG_HDRLEN + GENL_HDRLEN + self.attrs.len()
+        NLMSG_HDRLEN + GENL_HDRLEN + self.attrs.iter().map(Size::padded_size).sum::<usize>()
     }
 
     /// Number of top-level attributes of type `ty`.
     #[cfg(test)]
     pub fn count(&self, ty: u16) -> usize {
-        self.spans.iter().filter(|s| s.attr.id == ty).count()
+        self.labels.iter().filter(|(_, a)| a.id == ty).count()
     }
 
-    /// Frames the request for family `family`: `NLM_F_REQUEST` plus
-    /// `NLM_F_ACK` (do) or `NLM_F_DUMP`.
+    /// Frames the request for family `family` with neli: `NLM_F_REQUEST`
+    /// plus `NLM_F_ACK` (do) or `NLM_F_DUMP`; then writes the secrets in.
     pub fn encode(mut self, family: u16, version: u8, seq: u32) -> Result<Encoded, NetlinkError> {
-        if self.allowed().is_none() {
-            return Err(encode_err(self.op, format!("has no {} mode", self.kind)));
+        let op = self.op;
+        if self.allowed.is_none() {
+            return Err(encode_err(op, format!("has no {} mode", self.kind)));
         }
-        let flags = NLM_F_REQUEST | if self.dump { NLM_F_DUMP } else { NLM_F_ACK };
-        let len =
-            u32::try_from(self.size()).map_err(|_| encode_err(self.op, "request too large"))?;
-        let mut bytes = Vec::with_capacity(self.size());
-        bytes.extend_from_slice(&len.to_ne_bytes());
-        bytes.extend_from_slice(&family.to_ne_bytes());
-        bytes.extend_from_slice(&flags.to_ne_bytes());
-        bytes.extend_from_slice(&seq.to_ne_bytes());
-        bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-        bytes.extend_from_slice(&[self.op.cmd, version, 0, 0]);
-        bytes.extend_from_slice(&self.attrs);
+        let mut spans = Vec::with_capacity(self.attrs.len());
+        let mut at = NLMSG_HDRLEN + GENL_HDRLEN;
+        for (nla, (label, attr)) in self.attrs.iter().zip(std::mem::take(&mut self.labels)) {
+            spans.push(Span {
+                range: at..at + nla.padded_size(),
+                attr,
+                label,
+            });
+            at += nla.padded_size();
+        }
+        let genl = GenlmsghdrBuilder::default()
+            .cmd(op.cmd)
+            .version(version)
+            .attrs(std::mem::take(&mut self.attrs).into_iter().collect())
+            .build()
+            .map_err(|e| encode_err(op, e))?;
+        let flags = NlmF::REQUEST | if self.dump { NlmF::DUMP } else { NlmF::ACK };
+        let msg = NlmsghdrBuilder::default()
+            .nl_type(family)
+            .nl_flags(flags)
+            .nl_seq(seq)
+            .nl_pid(0) // the kernel fills it in
+            .nl_payload(NlPayload::Payload(genl))
+            .build()
+            .map_err(|e| encode_err(op, e))?;
+        if msg.padded_size() > u32::MAX as usize {
+            return Err(encode_err(op, "request too large"));
+        }
+        // Written in place: a Vec that grew would leave copies behind.
+        let mut cursor = Cursor::new(Vec::with_capacity(msg.padded_size()));
+        msg.to_bytes(&mut cursor).map_err(|e| encode_err(op, e))?;
+        let mut bytes = cursor.into_inner();
+        for s in &self.secrets {
+            let at = spans[s.top].range.start + s.at;
+            bytes[at..at + s.bytes.len()].copy_from_slice(&s.bytes);
+        }
         Ok(Encoded {
-            op: self.op,
+            op,
             seq,
             bytes,
-            spans: std::mem::take(&mut self.spans),
+            spans,
         })
     }
 }
@@ -381,12 +429,6 @@ pub(crate) fn wipe(buf: &mut [u8]) {
     buf.fill(0);
     // Keeps the writes from being optimised away as dead stores.
     std::hint::black_box(buf);
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        wipe(&mut self.attrs);
-    }
 }
 
 impl Drop for Encoded {
@@ -420,10 +462,12 @@ impl Encoded {
             return Some(span.label.clone());
         }
         let mut at = start;
-        for child in Attrs::parse(&self.bytes[start..span.range.end])
-            .ok()?
-            .iter()
-        {
+        let len = u16::from_ne_bytes([
+            self.bytes[span.range.start],
+            self.bytes[span.range.start + 1],
+        ]);
+        let nest = Attrs::parse(&self.bytes[start..span.range.start + usize::from(len)]).ok()?;
+        for child in nest.iter() {
             let end = at + align(NLA_HDRLEN + child.payload.len());
             if (at..end).contains(&offset) {
                 let Some(spec) = set.get(child.ty) else { break };
@@ -433,7 +477,6 @@ impl Encoded {
         }
         Some(span.label.clone())
     }
-
     /// Adds to `err` the request's operation and, in the spec's terms, the
     /// attribute the kernel objected to or found missing.
     pub fn annotate(&self, mut err: KernelError) -> KernelError {
@@ -539,6 +582,13 @@ pub(crate) struct RawAttr<'a> {
 }
 
 impl<'a> RawAttr<'a> {
+    fn of(nla: &'a Nla) -> Self {
+        RawAttr {
+            ty: *nla.nla_type().nla_type(),
+            payload: nla.payload().as_ref(),
+        }
+    }
+    /// The payload, of exactly `N` bytes.
     pub fn array<const N: usize>(&self) -> Result<[u8; N], NetlinkError> {
         <[u8; N]>::try_from(self.payload)
             .map_err(|_| protocol(format!("attribute {} is not {N} bytes", self.ty)))
@@ -569,47 +619,38 @@ impl<'a> RawAttr<'a> {
         String::from_utf8(raw.to_vec())
             .map_err(|_| protocol(format!("attribute {} is not UTF-8", self.ty)))
     }
-    pub fn nested(&self) -> Result<Attrs<'a>, NetlinkError> {
+    pub fn nested(&self) -> Result<Attrs<'static>, NetlinkError> {
         Attrs::parse(self.payload)
     }
 }
 
-/// A run of attributes.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Attrs<'a>(Vec<RawAttr<'a>>);
+/// A run of attributes (neli's attribute handle): a message's own, or
+/// parsed from a nest.
+pub(crate) struct Attrs<'a>(AttrHandle<'a, GenlBuffer<u16, Buffer>, Nla>);
 
-impl<'a> Attrs<'a> {
-    pub fn parse(mut b: &'a [u8]) -> Result<Self, NetlinkError> {
-        let mut out = Vec::new();
-        while b.len() >= NLA_HDRLEN {
-            let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
-            let ty = u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK;
-            if len < NLA_HDRLEN || len > b.len() {
-                return Err(protocol(format!(
-                    "attribute length {len} does not fit {} bytes",
-                    b.len()
-                )));
-            }
-            out.push(RawAttr {
-                ty,
-                payload: &b[NLA_HDRLEN..len],
-            });
-            b = &b[align(len).min(b.len())..];
-        }
-        Ok(Attrs(out))
+impl Attrs<'_> {
+    pub fn parse(b: &[u8]) -> Result<Attrs<'static>, NetlinkError> {
+        GenlBuffer::from_bytes_with_input(&mut Cursor::new(b), b.len())
+            .map(|attrs| Attrs(AttrHandle::new(attrs)))
+            .map_err(|e| protocol(format!("malformed attributes: {e}")))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = RawAttr<'a>> + '_ {
-        self.0.iter().copied()
+    /// The attributes of a received message.
+    pub fn of(msg: &GenlMsg) -> Attrs<'_> {
+        Attrs(msg.attrs().get_attr_handle())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RawAttr<'_>> + '_ {
+        self.0.iter().map(RawAttr::of)
     }
 
     /// The first attribute of type `ty`.
-    pub fn get(&self, ty: u16) -> Option<RawAttr<'a>> {
+    pub fn get(&self, ty: u16) -> Option<RawAttr<'_>> {
         self.iter().find(|a| a.ty == ty)
     }
 
     /// Every attribute of type `ty`.
-    pub fn all(&self, ty: u16) -> impl Iterator<Item = RawAttr<'a>> + '_ {
+    pub fn all(&self, ty: u16) -> impl Iterator<Item = RawAttr<'_>> + '_ {
         self.iter().filter(move |a| a.ty == ty)
     }
 }
@@ -618,14 +659,12 @@ impl<'a> Attrs<'a> {
 #[derive(Debug)]
 pub(crate) enum Message {
     /// A generic netlink message (a `do` reply, one part of a dump, or an
-    /// event): `family` is its `nlmsg_type`, `cmd` the genetlink command, and
-    /// `attrs` the bytes after the genetlink header.
+    /// event): `family` is its `nlmsg_type`.
     Data {
         seq: u32,
         flags: u16,
         family: u16,
-        cmd: u8,
-        attrs: Vec<u8>,
+        msg: GenlMsg,
     },
     /// `NLMSG_ERROR` with error 0: the request succeeded.
     Ack { seq: u32 },
@@ -658,8 +697,11 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// Splits a datagram into messages. Each message is framed by its own
-/// `nlmsg_len`, so one odd message cannot desynchronise the rest.
-pub(crate) fn parse_datagram(mut buf: &[u8]) -> Result<Vec<Message>, NetlinkError> {
+/// `nlmsg_len` and handed to neli alone, so one odd message (an ack with
+/// TLVs neli does not read) cannot desynchronise the rest. The datagram is
+/// the caller's receive buffer: the request an error echoes (a secret,
+/// perhaps) is blanked there before neli copies anything.
+pub(crate) fn parse_datagram(mut buf: &mut [u8]) -> Result<Vec<Message>, NetlinkError> {
     let mut messages = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
         let len = u32_at(buf, 0) as usize;
@@ -669,56 +711,67 @@ pub(crate) fn parse_datagram(mut buf: &[u8]) -> Result<Vec<Message>, NetlinkErro
                 buf.len()
             )));
         }
-        messages.push(parse_message(&buf[..len])?);
-        buf = &buf[align(len).min(buf.len())..];
+        let next = align(len).min(buf.len());
+        let (msg, rest) = std::mem::take(&mut buf).split_at_mut(next);
+        messages.push(parse_message(&mut msg[..len])?);
+        buf = rest;
     }
     Ok(messages)
 }
 
-fn parse_message(msg: &[u8]) -> Result<Message, NetlinkError> {
-    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+fn parse_message(msg: &mut [u8]) -> Result<Message, NetlinkError> {
     let flags = u16::from_ne_bytes([msg[6], msg[7]]);
-    let seq = u32_at(msg, 8);
-    let body = &msg[NLMSG_HDRLEN..];
-    // NLMSG_ERROR and NLMSG_DONE start with a negative errno.
-    let errno = || (body.len() >= 4).then(|| -(u32_at(body, 0) as i32));
-    match ty {
-        NLMSG_NOOP => Ok(Message::Noop),
-        NLMSG_OVERRUN => Err(protocol("kernel reported overrun")),
-        NLMSG_ERROR => {
-            let errno = errno().ok_or_else(|| protocol("truncated error message"))?;
-            if errno == 0 {
-                return Ok(Message::Ack { seq });
-            }
-            // Then the failed request's header, and its payload unless capped;
-            // then the extended ack.
-            let echoed = match body.get(4..8) {
-                Some(_) if flags & NLM_F_CAPPED == 0 => align(u32_at(body, 4) as usize),
-                _ => NLMSG_HDRLEN,
-            };
-            let tlvs = body.get(4 + echoed..).unwrap_or_default();
-            let error = KernelError::new(errno).with_ext_ack(flags, tlvs);
-            Ok(Message::Error { seq, error })
-        }
-        NLMSG_DONE => {
-            let error = errno()
-                .filter(|&e| e != 0)
-                .map(|e| KernelError::new(e).with_ext_ack(flags, &body[4..]));
-            Ok(Message::Done { seq, flags, error })
-        }
-        _ => {
-            let attrs = body
-                .get(GENL_HDRLEN..)
-                .ok_or_else(|| protocol("reply without genetlink header"))?;
-            Ok(Message::Data {
-                seq,
-                flags,
-                family: ty,
-                cmd: body[0],
-                attrs: attrs.to_vec(),
-            })
+    let error = u16::from_ne_bytes([msg[4], msg[5]]) == u16::from(Nlmsg::Error);
+    // An error: its errno, the failed request's header, its payload unless
+    // capped, then the extended ack.
+    if error && msg.len() >= NLMSG_HDRLEN + 4 + NLMSG_HDRLEN && u32_at(msg, NLMSG_HDRLEN) != 0 {
+        let echo = NLMSG_HDRLEN + 4;
+        if flags & u16::from(NlmF::CAPPED) != 0 {
+            // neli reads the echoed length as the payload's.
+            msg[echo..echo + 4].copy_from_slice(&(NLMSG_HDRLEN as u32).to_ne_bytes());
+        } else {
+            let end = (echo + align(u32_at(msg, echo) as usize)).min(msg.len());
+            wipe(&mut msg[(echo + NLMSG_HDRLEN).min(end)..end]);
         }
     }
+    let msg = Nlmsghdr::<u16, Buffer>::from_bytes(&mut Cursor::new(&*msg))
+        .map_err(|e| protocol(format!("malformed message: {e}")))?;
+    let (seq, ty) = (*msg.nl_seq(), *msg.nl_type());
+    let kernel_error = |errno: i32, tlvs: &GenlBuffer<NlmsgerrAttr, Buffer>| {
+        let tlvs = tlvs
+            .iter()
+            .map(|a| (u16::from(a.nla_type().nla_type()), a.payload().as_ref()));
+        KernelError::new(-errno).with_ext_ack(flags, tlvs)
+    };
+    Ok(match msg.nl_payload() {
+        NlPayload::Ack(_) => Message::Ack { seq },
+        NlPayload::Err(e) => Message::Error {
+            seq,
+            error: kernel_error(*e.error(), e.ext_ack()),
+        },
+        NlPayload::DumpExtAck(e) => Message::Done {
+            seq,
+            flags,
+            error: (*e.error() != 0).then(|| kernel_error(*e.error(), e.ext_ack())),
+        },
+        NlPayload::Empty => Message::Done {
+            seq,
+            flags,
+            error: None,
+        },
+        _ if ty == u16::from(Nlmsg::Noop) => Message::Noop,
+        _ if ty == u16::from(Nlmsg::Overrun) => return Err(protocol("kernel reported overrun")),
+        _ if ty == u16::from(Nlmsg::Done) || ty == u16::from(Nlmsg::Error) => {
+            return Err(protocol(format!("truncated message of type {ty}")))
+        }
+        NlPayload::Payload(body) => Message::Data {
+            seq,
+            flags,
+            family: ty,
+            msg: GenlMsg::from_bytes_with_input(&mut Cursor::new(body.as_ref()), body.len())
+                .map_err(|e| protocol(format!("malformed genetlink message: {e}")))?,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -727,6 +780,16 @@ mod tests {
     use super::*;
     use crate::uapi;
     use schema::{MAP_ADD, MAP_GET, MODE_SET};
+
+    const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+    const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+    const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+    const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+    const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+    const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+    const NLM_F_DUMP_INTR: u16 = libc::NLM_F_DUMP_INTR as u16;
+    const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
+    const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
 
     /// An `NLMSG_ERROR` for `request` as the kernel builds it; `tlvs` are
     /// (type, payload) ext-ack attributes.
@@ -779,7 +842,7 @@ mod tests {
     }
 
     fn error_of(reply: &[u8]) -> KernelError {
-        let msgs = parse_datagram(reply).unwrap();
+        let msgs = parse_datagram(&mut reply.to_vec()).unwrap();
         let [Message::Error { seq: 7, error }] = msgs.as_slice() else {
             panic!("{msgs:?}")
         };
@@ -811,6 +874,70 @@ mod tests {
             u16::from_ne_bytes([dump.bytes[6], dump.bytes[7]]),
             NLM_F_REQUEST | NLM_F_DUMP
         );
+    }
+
+    /// The bytes on the wire, assembled by hand: neli's framing is the
+    /// kernel's (lengths, padding, `NLA_F_NESTED`), byte for byte.
+    #[test]
+    fn wire_bytes() {
+        fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
+            let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+            v.extend_from_slice(&ty.to_ne_bytes());
+            v.extend_from_slice(payload);
+            v.resize(align(v.len()), 0);
+            v
+        }
+        let node = nla(uapi::node::NAME, b"n\0");
+        let pod = [
+            nla(uapi::pod::NAME, b"web-1\0"),
+            nla(uapi::pod::NODE, b"n\0"),
+            nla(uapi::pod::IPV4, &[10, 0, 0, 1]),
+            nla(uapi::pod::IPV4, &[10, 0, 0, 2]),
+        ]
+        .concat();
+        let attrs = [
+            nla(uapi::attr::NODE | NLA_F_NESTED, &node),
+            nla(uapi::attr::POD | NLA_F_NESTED, &pod),
+        ]
+        .concat();
+        let mut expected = ((20 + attrs.len()) as u32).to_ne_bytes().to_vec();
+        expected.extend_from_slice(&0x20u16.to_ne_bytes());
+        expected.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        expected.extend_from_slice(&0u32.to_ne_bytes());
+        expected.extend_from_slice(&[uapi::cmd::MAP_ADD, 1, 0, 0]);
+        expected.extend_from_slice(&attrs);
+        assert_eq!(sample_request().bytes, expected);
+    }
+
+    /// A secret never enters neli's buffers (freed unwiped): they hold
+    /// zeros of its size, and the secret is written into the request's own
+    /// bytes, which are wiped.
+    #[test]
+    fn secrets_stay_out_of_neli_buffers() {
+        let psk = [0x5a; 32];
+        let mut r = Request::new(&schema::PEER_SET);
+        r.nest(uapi::attr::PEER, "peer n2", |w| {
+            w.put(uapi::peer::NAME, Value::Str("n2"))?;
+            w.put(uapi::peer::PSK, Value::Bytes(&psk))?;
+            w.put(uapi::peer::EPOCH, Value::U64(3))
+        })
+        .unwrap();
+        let has_psk = |b: &[u8]| b.windows(32).any(|w| w == psk);
+        assert!(r.attrs.iter().all(|a| !has_psk(a.payload().as_ref())));
+        let enc = r.encode(0x20, 1, 1).unwrap();
+        let attrs = Attrs::parse(&enc.bytes[20..]).unwrap();
+        let peer = attrs.get(uapi::attr::PEER).unwrap().nested().unwrap();
+        assert_eq!(peer.get(uapi::peer::PSK).unwrap().payload, psk);
+        assert_eq!(peer.get(uapi::peer::EPOCH).unwrap().u64().unwrap(), 3);
+        // Dropped with the request, the attribute it was in gone too.
+        let mut r = Request::new(&schema::PEER_SET);
+        r.nest(uapi::attr::PEER, "p", |w| {
+            w.put(uapi::peer::PSK, Value::Bytes(&psk))
+        })
+        .unwrap();
+        r.pop();
+        assert!(r.secrets.is_empty());
     }
 
     #[test]
@@ -986,7 +1113,7 @@ mod tests {
         done.extend_from_slice(&0u32.to_ne_bytes());
         done.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
         dgram.extend_from_slice(&done);
-        let msgs = parse_datagram(&dgram).unwrap();
+        let msgs = parse_datagram(&mut dgram).unwrap();
         assert_eq!(msgs.len(), 3);
         let Message::Error { error, .. } = &msgs[0] else {
             panic!()
@@ -1009,9 +1136,9 @@ mod tests {
     fn bad_lengths_are_errors_not_panics() {
         let mut b = sample_request().bytes.clone();
         b[0..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert!(parse_datagram(&b).is_err());
+        assert!(parse_datagram(&mut b).is_err());
         b[0..4].copy_from_slice(&3u32.to_ne_bytes());
-        assert!(parse_datagram(&b).is_err());
+        assert!(parse_datagram(&mut b).is_err());
         assert!(Attrs::parse(&[9, 0, 1, 0, 0]).is_err());
     }
 

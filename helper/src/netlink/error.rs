@@ -2,7 +2,9 @@
 
 use nix::errno::Errno;
 
-use super::codec::{Attrs, NLM_F_ACK_TLVS};
+use neli::consts::nl::NlmF;
+
+use super::codec::{Attrs, RawAttr};
 
 // enum nlmsgerr_attrs and enum netlink_policy_type_attr
 // (include/uapi/linux/netlink.h).
@@ -57,18 +59,20 @@ impl KernelError {
         }
     }
 
-    /// Fills in the extended-ack attributes found in `tlvs`, if `flags`
-    /// says there are any.
-    pub(crate) fn with_ext_ack(mut self, flags: u16, tlvs: &[u8]) -> Self {
-        if flags & NLM_F_ACK_TLVS == 0 {
+    /// Fills in the extended-ack attributes `tlvs` (type, payload), if
+    /// `flags` says there are any.
+    pub(crate) fn with_ext_ack<'a>(
+        mut self,
+        flags: u16,
+        tlvs: impl Iterator<Item = (u16, &'a [u8])>,
+    ) -> Self {
+        if flags & u16::from(NlmF::ACK_TLVS) == 0 {
             return self;
         }
         // The error code is what matters; a garbled ext-ack only loses detail.
-        let Ok(attrs) = Attrs::parse(tlvs) else {
-            return self;
-        };
-        for a in attrs.iter() {
-            match a.ty {
+        for (ty, payload) in tlvs {
+            let a = RawAttr { ty, payload };
+            match ty {
                 NLMSGERR_ATTR_MSG => {
                     let text = a.string().unwrap_or_default().trim().to_owned();
                     self.message = Some(text).filter(|t| !t.is_empty());
