@@ -765,3 +765,41 @@ fn agent_routes_flow_key_requests() {
     fk.stop();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A worker that says `ready`, then reports `refused` handshakes as a
+/// flooded port would: many, fast.
+const REFUSING_WORKER: &str = r#"#!/usr/bin/env python3
+import sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+print("ready " + args["--listen"], flush=True)
+for i in range(50):
+    print("refused 10.2.0.21:%d: handshake: wrong version number" % (40000 + i), flush=True)
+print("refused 10.2.0.21:1: the last one", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn refused_handshakes_are_counted_and_logged_rate_limited() {
+    // Anyone who reaches a worker's port makes `refused` lines: the agent
+    // counts each one and logs at most one line per REFUSED_LOG_EVERY, with
+    // the count it did not log (issue 17: a flood must not flood the log).
+    let d = tempdir("refused");
+    let w = d.join("refusing-worker");
+    std::fs::write(&w, REFUSING_WORKER).unwrap();
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p1 = free_base_port();
+    let dir = mapping(p1, free_base_port());
+    let n1 = node("n1", &dir, p1, &[(Mode::Openssl, w, "n1", no_identity())], 0);
+    assert!(
+        wait_until(20, || n1.fk.stats().refused_handshakes == 51),
+        "refused handshakes counted: {}",
+        n1.fk.stats().refused_handshakes
+    );
+    assert_eq!(
+        n1.logged("worker refused a handshake"),
+        1,
+        "{}",
+        n1.all_logs()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,7 +5,7 @@ Run unprivileged inside a pod: holds N connections per port open, in three
 kinds (a third each): silent (connect, say nothing), garbage (random bytes
 at once, then nothing) and slow (a TLS record header, then one byte every
 2 s: a handshake that never ends). A connection the server closes is opened
-again, paced (at most RATE new connections per port per second), so the
+again, paced (at most 5 new connections per port per second), so the
 pressure lasts as long as the flood. Until SECONDS pass or the file STOP
 exists; then prints one JSON line of statistics per port:
 
@@ -24,7 +24,7 @@ import sys
 import time
 
 KINDS = ("silent", "garbage", "slow")
-RATE = 20  # new connections per port per second, at most
+RATE = 5  # new connections per port per second, at most
 SLOW_EVERY = 2.0
 
 

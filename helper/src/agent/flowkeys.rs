@@ -265,7 +265,14 @@ pub struct FlowStats {
     pub dropped: u64,
     /// Worker (re)starts.
     pub worker_starts: u64,
+    /// Incoming handshakes a worker refused (garbage, timeouts, bad
+    /// certificates: anyone who reaches its port).
+    pub refused_handshakes: u64,
 }
+
+/// Refused handshakes are logged at most this often (anyone who reaches a
+/// worker's port can make them), with the count since the last line.
+pub const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A running (or restarting) worker process.
 struct Worker {
@@ -306,6 +313,8 @@ pub struct FlowKeys {
     stats: Arc<Mutex<FlowStats>>,
     local_nodes: Mutex<Option<(Instant, Vec<String>)>>,
     stopping: AtomicBool,
+    /// When a refused handshake was last logged, and how many were not.
+    refused_log: Mutex<(Option<Instant>, u64)>,
 }
 
 impl FlowKeys {
@@ -329,6 +338,7 @@ impl FlowKeys {
             stats: Arc::new(Mutex::new(FlowStats::default())),
             local_nodes: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            refused_log: Mutex::new((None, 0)),
         })
     }
 
@@ -664,7 +674,23 @@ impl FlowKeys {
                 self.set(key, format!("server, peer {peer}"), mode);
             }
             Reply::Refused { text } => {
-                self.log(format!("{mode} worker refused a handshake: {text}"))
+                self.count(|s| s.refused_handshakes += 1);
+                let unlogged = {
+                    let mut last = lock(&self.refused_log);
+                    let now = Instant::now();
+                    if last.0.is_some_and(|t| now.duration_since(t) < REFUSED_LOG_EVERY) {
+                        last.1 += 1;
+                        return;
+                    }
+                    last.0 = Some(now);
+                    std::mem::take(&mut last.1)
+                };
+                match unlogged {
+                    0 => self.log(format!("{mode} worker refused a handshake: {text}")),
+                    n => self.log(format!(
+                        "{mode} worker refused a handshake: {text} ({n} more refused since the last such line)"
+                    )),
+                }
             }
         }
     }

@@ -60,6 +60,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// connections must not hold every slot, nor make the process run out of
 /// threads).
 pub const MAX_PER_SOURCE: usize = 8;
+/// Connections closed over the limits are logged at most this often.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub const USAGE: &str = "usage: --node NAME --cert PEM --key PEM --ca PEM --listen ADDR:PORT";
 
@@ -813,11 +815,13 @@ impl Slots {
         })
     }
 
-    /// A connection closed over a limit: one stderr line a second at most.
+    /// A connection closed over a limit: one stderr line every
+    /// [`REFUSAL_LOG_EVERY`] at most (the agent's own limit lines go at
+    /// the same pace), with the total so far.
     fn refuse(&self, peer: SocketAddr) {
         let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         r.0 += 1;
-        if r.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if r.1.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
             r.1 = Some(Instant::now());
             eprintln!(
                 "over the connection limits ({MAX_PER_SOURCE} per source, {MAX_CONNECTIONS} in all): closed one from {peer} ({} so far)",
