@@ -77,17 +77,11 @@ ag_count() { local n; n=$(grep -c -- "$1" "$AG_LOG" 2>/dev/null) || true; echo "
 _ag_reached() { [ "$(ag_count "$1")" -ge "$2" ]; }
 ag_wait() { wait_for "${3:-60}" _ag_reached "$1" "$2"; }
 
-ag_stat() {
-    tlshubctl status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["stats"][sys.argv[1]])' "$1"
-}
+# jq, not python: a python start costs seconds in a busy TCG guest.
+ag_stat() { tlshubctl status --json | jq -r --arg k "$1" '.stats[$k]'; }
 ag_peer() {
-    tlshubctl node show --json | python3 -c '
-import json, sys
-for p in json.load(sys.stdin):
-    if p["name"] == sys.argv[1]:
-        v = p.get(sys.argv[2]); print("-" if v is None else v); break
-else:
-    print("-")' "$TN_PEER" "$1"
+    tlshubctl node show --json |
+        jq -r --arg n "$TN_PEER" --arg f "$1" '[.[] | select(.name == $n)][0][$f] // "-"'
 }
 
 eval "$(declare -f fail | sed '1s/^fail/_ag_tn_fail/')"
