@@ -954,6 +954,32 @@ fn openssl_key(dir: &std::path::Path, name: &str, form: &str) {
     assert!(text.contains(header), "{key} is not {form}: {text:.40}");
 }
 
+/// Signs `csr` with CA `ca` (`ca.pem`, `ca.key`) for two days, with the
+/// extensions of `ext`, into `pem`.
+fn openssl_sign(dir: &std::path::Path, csr: &str, ca: &str, ext: &str, pem: &str) {
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            pem,
+        ],
+    );
+}
+
 /// A CA `name` (self-signed, or signed by `issuer`: an intermediate).
 fn openssl_ca(dir: &std::path::Path, name: &str, form: &str, issuer: Option<&str>) {
     openssl_key(dir, name, form);
@@ -995,27 +1021,7 @@ fn openssl_ca(dir: &std::path::Path, name: &str, form: &str, issuer: Option<&str
                 dir,
                 &["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr],
             );
-            let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-            openssl(
-                dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    &ca_pem,
-                    "-CAkey",
-                    &ca_key,
-                    "-CAcreateserial",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &ext,
-                    "-out",
-                    &pem,
-                ],
-            );
+            openssl_sign(dir, &csr, ca, &ext, &pem);
         }
     }
 }
@@ -1050,27 +1056,7 @@ fn openssl_leaf(dir: &std::path::Path, name: &str, node: &str, form: &str, ca: &
             &csr,
         ],
     );
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-            "-out",
-            &pem,
-        ],
-    );
+    openssl_sign(dir, &csr, ca, &ext, &pem);
 }
 
 #[test]

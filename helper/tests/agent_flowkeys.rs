@@ -789,7 +789,13 @@ fn refused_handshakes_are_counted_and_logged_rate_limited() {
     std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
     let p1 = free_base_port();
     let dir = mapping(p1, free_base_port());
-    let n1 = node("n1", &dir, p1, &[(Mode::Openssl, w, "n1", no_identity())], 0);
+    let n1 = node(
+        "n1",
+        &dir,
+        p1,
+        &[(Mode::Openssl, w, "n1", no_identity())],
+        0,
+    );
     assert!(
         wait_until(20, || n1.fk.stats().refused_handshakes == 51),
         "refused handshakes counted: {}",

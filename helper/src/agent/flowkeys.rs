@@ -678,7 +678,10 @@ impl FlowKeys {
                 let unlogged = {
                     let mut last = lock(&self.refused_log);
                     let now = Instant::now();
-                    if last.0.is_some_and(|t| now.duration_since(t) < REFUSED_LOG_EVERY) {
+                    if last
+                        .0
+                        .is_some_and(|t| now.duration_since(t) < REFUSED_LOG_EVERY)
+                    {
                         last.1 += 1;
                         return;
                     }

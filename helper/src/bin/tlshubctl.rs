@@ -1238,6 +1238,22 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
         assert_eq!(json[1]["cipher"], serde_json::Value::Null);
     }
 
+    /// The pair {n1, n2}'s own secret, established at epoch 1.
+    fn pair_peer() -> Peer {
+        Peer {
+            name: "n2".into(),
+            local: Some("n1".into()),
+            last_epoch: Some(1),
+            state: PeerState::Established,
+            epoch: Some(1),
+            pending: 0,
+            age_ms: Some(10),
+            expires_ms: None,
+            error: None,
+            error_age_ms: None,
+        }
+    }
+
     #[test]
     fn peers_table_and_json() {
         let peers = vec![
@@ -1265,18 +1281,7 @@ server  key-wait  [fd00::5]:443   [fd00::2:7]:51000  -          -           -   
                 error: Some("handshake: bad\ncert".into()),
                 error_age_ms: Some(2_003),
             },
-            Peer {
-                name: "n2".into(),
-                local: Some("n1".into()),
-                last_epoch: Some(1),
-                state: PeerState::Established,
-                epoch: Some(1),
-                pending: 0,
-                age_ms: Some(10),
-                expires_ms: None,
-                error: None,
-                error_age_ms: None,
-            },
+            pair_peer(),
         ];
         assert_eq!(
             text(|w| write_peers(w, &peers)),
@@ -1447,18 +1452,7 @@ n1+n2            established  1      0.010s  -        0        -
         let json = serde_json::to_value(flows_json(&flows)).unwrap();
         check(header.lines().next().unwrap(), &json[0]);
         assert_eq!(json[1]["local"], "[fd00::5]:443");
-        let peers = vec![Peer {
-            name: "n2".into(),
-            local: Some("n1".into()),
-            last_epoch: Some(1),
-            state: PeerState::Established,
-            epoch: Some(1),
-            pending: 0,
-            age_ms: Some(10),
-            expires_ms: None,
-            error: None,
-            error_age_ms: None,
-        }];
+        let peers = vec![pair_peer()];
         let header = text(|w| write_peers(w, &peers));
         let json = serde_json::to_value(peers_json(&peers)).unwrap();
         check(header.lines().next().unwrap(), &json[0]);
