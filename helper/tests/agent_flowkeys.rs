@@ -809,3 +809,36 @@ fn refused_handshakes_are_counted_and_logged_rate_limited() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn worker_output_lines_are_split_and_wiped() {
+    // Lines split across reads, several in one read, a last one without a
+    // newline (kept for the next read); what was handed out is zeroed.
+    use tlshub::agent::flowkeys::WipedLines;
+    let secret = "ab".repeat(32);
+    let text = format!("ready 127.0.0.1:7444\nsecret 1 {secret}\nrefused x\npartial");
+    let mut src = std::io::Cursor::new(text.into_bytes());
+    struct Trickle<'a>(&'a mut std::io::Cursor<Vec<u8>>);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let mut lines = WipedLines::new();
+    let mut got = Vec::new();
+    while lines.fill(&mut Trickle(&mut src)).unwrap() {
+        lines.each(|l| got.push(l.to_owned()));
+    }
+    assert_eq!(
+        got,
+        ["ready 127.0.0.1:7444", &format!("secret 1 {secret}"), "refused x"]
+    );
+    // Only the unfinished "partial" is left in the buffer, the rest zeroed.
+    let mut rest = Vec::new();
+    lines.each(|l| rest.push(l.to_owned()));
+    assert!(rest.is_empty());
+    let raw = lines.raw();
+    assert_eq!(&raw[..7], b"partial");
+    assert!(raw[7..].iter().all(|&b| b == 0), "bytes left behind");
+}

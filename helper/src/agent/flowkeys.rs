@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
@@ -294,6 +294,84 @@ struct Pending {
     sent: Instant,
 }
 
+/// Lines read from a worker's output, which carries secrets (`secret`
+/// and `accepted` lines): one fixed buffer that never reallocates, each
+/// line wiped once handled and the whole buffer when dropped (a
+/// `BufReader` kept them in its own buffer, unwiped: review-agent L3).
+pub struct WipedLines {
+    buf: Box<[u8; WipedLines::SIZE]>,
+    len: usize,
+}
+
+impl WipedLines {
+    /// The longest line kept; a longer one is handed out in pieces (and
+    /// refused by the line parser).
+    pub const SIZE: usize = 8192;
+
+    pub fn new() -> WipedLines {
+        WipedLines {
+            buf: Box::new([0; WipedLines::SIZE]),
+            len: 0,
+        }
+    }
+
+    /// Reads what `from` has; `false` at its end.
+    pub fn fill(&mut self, from: &mut impl std::io::Read) -> std::io::Result<bool> {
+        if self.len == Self::SIZE {
+            // A line longer than the buffer: hand it out as it is.
+            self.len = 0;
+        }
+        loop {
+            match from.read(&mut self.buf[self.len..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The whole buffer, for tests that check what is left in it.
+    pub fn raw(&self) -> &[u8] {
+        &self.buf[..]
+    }
+
+    /// Calls `f` with each complete line (without its newline; invalid
+    /// UTF-8 replaced), wipes it, and keeps the unfinished rest.
+    pub fn each(&mut self, mut f: impl FnMut(&str)) {
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..self.len].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
+            f(&String::from_utf8_lossy(&self.buf[start..end]));
+            wipe(&mut self.buf[start..=end]);
+            start = end + 1;
+        }
+        if self.len == Self::SIZE && start == 0 {
+            f(&String::from_utf8_lossy(&self.buf[..self.len]));
+            start = self.len;
+        }
+        self.buf.copy_within(start..self.len, 0);
+        let rest = self.len - start;
+        wipe(&mut self.buf[rest..self.len]);
+        self.len = rest;
+    }
+}
+
+impl Default for WipedLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WipedLines {
+    fn drop(&mut self) {
+        wipe(&mut self.buf[..]);
+    }
+}
+
 /// Log sink.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -470,20 +548,12 @@ impl FlowKeys {
         if self.stopping.load(Ordering::SeqCst) {
             lock(&worker.stdin).take();
         }
-        if let Some(stdout) = stdout {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
+        if let Some(mut stdout) = stdout {
+            let mut lines = WipedLines::new();
             loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        self.on_line(worker, &line);
-                        // The line may hold a secret: wipe it.
-                        let mut bytes = std::mem::take(&mut line).into_bytes();
-                        wipe(&mut bytes);
-                        line = String::from_utf8(bytes).unwrap_or_default();
-                    }
+                match lines.fill(&mut stdout) {
+                    Ok(false) => break,
+                    Ok(true) => lines.each(|line| self.on_line(worker, line)),
                     Err(e) => {
                         self.log(format!("{mode} worker: reading its output: {e}"));
                         break;

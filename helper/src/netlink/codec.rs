@@ -426,9 +426,9 @@ impl Request {
 /// Overwrites `buf` with zeros: a request may carry a node-pair secret
 /// (`peer-set`), which should not outlive it in freed memory.
 pub(crate) fn wipe(buf: &mut [u8]) {
-    buf.fill(0);
-    // Keeps the writes from being optimised away as dead stores.
-    std::hint::black_box(buf);
+    // One wipe for the whole helper: volatile writes and a fence (the
+    // workers' crate), not a best-effort `black_box` (review-agent L3).
+    tlshub_worker_common::wipe(buf);
 }
 
 impl Drop for Encoded {
