@@ -1140,3 +1140,18 @@ fn chains_bundles_and_key_forms() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn readable_key_files_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("tlshub-keymode-{}.key", std::process::id()));
+    std::fs::write(&path, "not a key").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(tlshub::agent::key_mode_warning(&path), None);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let w = tlshub::agent::key_mode_warning(&path).unwrap();
+    assert!(w.contains("mode 640") && w.contains("chmod 600"), "{w}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
+    assert!(tlshub::agent::key_mode_warning(&path).is_some());
+    let _ = std::fs::remove_file(&path);
+}

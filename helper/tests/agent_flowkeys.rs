@@ -832,7 +832,11 @@ fn worker_output_lines_are_split_and_wiped() {
     }
     assert_eq!(
         got,
-        ["ready 127.0.0.1:7444", &format!("secret 1 {secret}"), "refused x"]
+        [
+            "ready 127.0.0.1:7444",
+            &format!("secret 1 {secret}"),
+            "refused x"
+        ]
     );
     // Only the unfinished "partial" is left in the buffer, the rest zeroed.
     let mut rest = Vec::new();

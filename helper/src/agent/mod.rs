@@ -130,6 +130,20 @@ const START_PAUSE: Duration = Duration::from_millis(100);
 /// A certificate is warned about this long before it expires.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A warning when the private key file `key` can be read by its group or
+/// by others (as `wg` warns about world-readable keys; review-agent L3):
+/// the key is the node's identity towards every peer.
+pub fn key_mode_warning(key: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "WARNING: {}: the private key is readable by group or others (mode {mode:03o}); chmod 600 it",
+            key.display()
+        )
+    })
+}
+
 /// What tells a file changed: its modification time, length and inode
 /// (an atomic replace, even through a symlink swap, changes the inode).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -293,6 +307,11 @@ impl Agent {
     /// with the kernel, then a session with every peer) and the ticker
     /// (renewals, mapping changes). Returns once they are started.
     pub fn start(self: &Arc<Self>, listener: TcpListener) {
+        if let Some([_, key, _]) = &self.identity_files {
+            if let Some(w) = key_mode_warning(key) {
+                self.log(w);
+            }
+        }
         self.listen(listener);
         self.resync("start");
         // Every peer gets a session, START_BURST at a time (review-agent
