@@ -317,10 +317,6 @@ impl WipedLines {
 
     /// Reads what `from` has; `false` at its end.
     pub fn fill(&mut self, from: &mut impl std::io::Read) -> std::io::Result<bool> {
-        if self.len == Self::SIZE {
-            // A line longer than the buffer: hand it out as it is.
-            self.len = 0;
-        }
         loop {
             match from.read(&mut self.buf[self.len..]) {
                 Ok(0) => return Ok(false),
