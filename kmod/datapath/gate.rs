@@ -115,12 +115,13 @@ pub(crate) fn poll_ready(s: &Socket) -> bool {
 /// A gated listener accepted `n` (no fd yet; ops already the family's).
 /// From here the app can reach the child: a keyed one gets kTLS right
 /// here (its first and only install: none happens while it sits on the
-/// listener's queue); one still waiting leaves with the stream gate.
-pub(crate) fn accepted(n: &Socket, v6: bool) -> Result {
-    let Some(dp) = dp() else { return Ok(()) };
-    let Some(sk) = n.sk() else { return Ok(()) };
+/// listener's queue); one still waiting leaves with the stream gate
+/// (`Ok(true)`: from then on a worker may take it off at any time).
+pub(crate) fn accepted(n: &Socket, v6: bool) -> Result<bool> {
+    let Some(dp) = dp() else { return Ok(false) };
+    let Some(sk) = n.sk() else { return Ok(false) };
     let Some(f) = dp.flows.flow(sk) else {
-        return Ok(());
+        return Ok(false);
     };
     sock::poison_off(sk, gate::base_prot(v6));
     let mut inner = f.inner.lock();
@@ -135,7 +136,7 @@ pub(crate) fn accepted(n: &Socket, v6: bool) -> Result {
                 dp.fail(&f, Reason::Install);
                 return Err(crate::sys::econnaborted());
             }
-            Ok(())
+            Ok(false)
         }
         flow::FAILED | flow::CLOSED => {
             // The worker left the reset to us (it never locks a queued
@@ -150,7 +151,7 @@ pub(crate) fn accepted(n: &Socket, v6: bool) -> Result {
             // With the module reference `do_accept` took for `n`
             // (`listen_accept` keeps it when our ops stay on).
             n.set_ops(gate::stream_gate(v6));
-            Ok(())
+            Ok(true)
         }
     }
 }

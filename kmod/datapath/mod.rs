@@ -238,7 +238,7 @@ impl crate::sys::gate::GatePolicy for Kernel {
     fn poll_ready(s: &sock::Socket) -> bool {
         gate::poll_ready(s)
     }
-    fn accepted(n: &sock::Socket, v6: bool) -> Result {
+    fn accepted(n: &sock::Socket, v6: bool) -> Result<bool> {
         gate::accepted(n, v6)
     }
     fn draining() -> bool {

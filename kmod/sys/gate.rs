@@ -50,8 +50,11 @@ pub(crate) trait GatePolicy: 'static {
     /// Whether poll may report readiness as is.
     fn poll_ready(s: &Socket) -> bool;
     /// A gated listener accepted `n` (no fd yet, the family's ops on it):
-    /// the final ops go on, or an error fails the `accept`.
-    fn accepted(n: &Socket, v6: bool) -> Result;
+    /// the final ops go on, or an error fails the `accept`. `Ok(true)`:
+    /// our stream gate went on `n`, which keeps the module reference
+    /// `do_accept` took for it (whoever takes the gate off drops it, maybe
+    /// before this call's caller looks at `n` again).
+    fn accepted(n: &Socket, v6: bool) -> Result<bool>;
     /// Unload or drain under way: blocked accepts give up.
     fn draining() -> bool;
 }
@@ -751,17 +754,23 @@ unsafe extern "C" fn listen_accept<P: GatePolicy>(
     // datapath decides (kTLS's ops, the family's, or — for a flow still
     // waiting for keys — the stream gate, under its flow lock).
     n.set_ops(base_ops(v6));
-    let rc = if err != 0 {
-        err
+    let (rc, gated) = if err != 0 {
+        (err, false)
     } else {
         match P::accepted(n, v6) {
-            Ok(()) => 0,
-            Err(e) => errno(e),
+            Ok(gated) => (0, gated),
+            Err(e) => (errno(e), false),
         }
     };
+    #[cfg(tlshub_test_knobs)]
+    crate::sys::knobs::sleep(&crate::sys::knobs::ACCEPT_DELAY_MS);
     // `do_accept` took a module reference for `n` with our listen gate on
-    // it; the new socket keeps it only if it leaves with our stream gate.
-    if !is_ours(n.ops()) {
+    // it; the new socket keeps it only if it left with our stream gate.
+    // Decided by what `accepted` did, not by looking at `n` again: from the
+    // moment the gate is on, a worker may install kTLS on `n` and take the
+    // gate off, dropping that very reference (twice dropped, the count
+    // underflows and `rmmod` hits the kernel's BUG_ON; VM test 53).
+    if !gated {
         module_put();
     }
     rc
