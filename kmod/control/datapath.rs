@@ -416,7 +416,12 @@ impl Control {
     /// being released): `rmmod` succeeds once they are gone.
     pub(super) fn drain(&self, _req: &Request<'_>) -> Result {
         let refs = self.dp.drain();
-        pr_info!("drained; module references left: {}\n", refs);
+        if refs < 0 {
+            // A reference dropped twice: `rmmod` would hit BUG_ON.
+            pr_err!("drained; module reference count {} (underflow): do not unload\n", refs);
+        } else {
+            pr_info!("drained; module references left: {}\n", refs);
+        }
         Ok(())
     }
 

@@ -23,9 +23,15 @@ load_tls() { tls_loaded || insmod "$TLSHUB_KSRC/net/tls/tls.ko" || fail "insmod 
 # ops, so rmmod fails ("in use") while one does: `tlshubctl drain` lets go
 # of them first; then rmmod, retried for a few seconds while calls that
 # entered through the gate are still inside kTLS.
+# Whether the module's reference count is sane. Negative: a reference was
+# dropped twice (our bug); `rmmod` would then hit the kernel's BUG_ON in
+# try_release_module_ref and take the VM down, so nothing unloads it.
+mod_refs_sane() { [ "$(cat /sys/module/tlshub/refcnt 2>/dev/null || echo 0)" -ge 0 ]; }
+
 rmmod_tlshub() {
     local i
     tlshubctl drain >/dev/null 2>&1 || true
+    mod_refs_sane || { echo "tlshub's module reference count is $(cat /sys/module/tlshub/refcnt): dropped twice; not unloading (rmmod would BUG)" >&2; return 1; }
     for i in $(seq 50); do rmmod tlshub 2>/dev/null && return 0; sleep 0.2; done
     rmmod tlshub
 }
