@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo bench-kernel bench bench-mapping bench-compare bench-scale clean
+.PHONY: all setup kernel kmod helper test demo bench-kernel bench bench-mapping bench-compare bench-scale bench-churn clean
 
 all: kmod helper
 
@@ -37,6 +37,11 @@ bench: bench-kernel helper
 	@TLSHUB_KERNEL=bench BENCH_TOPOLOGY=one bench/tlshub-bench
 	@TLSHUB_KERNEL=bench BENCH_TOPOLOGY=two bench/tlshub-bench
 	@bench/plot.py
+
+# What the module costs connections it leaves alone: unmapped connect/close
+# churn with it loaded vs unloaded (bench/unmapped-churn); not part of `make test`.
+bench-churn: bench-kernel helper
+	@TLSHUB_KERNEL=bench bench/unmapped-churn
 
 # Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
 bench-mapping: bench-kernel helper

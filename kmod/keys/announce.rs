@@ -69,6 +69,37 @@ fn copy(b: &[u8]) -> Result<KVec<u8>> {
     Ok(v)
 }
 
+/// Sorts `v` by `less`, in place, in O(n log n) without allocating.
+/// Not `core`'s `sort_unstable_by`: its merge carries a panic path
+/// (`panic_on_ord_violation`) that 6.12's objtool does not know never
+/// returns, so the benchmark kernel's build warned that the merge "falls
+/// through to next function".
+fn heap_sort<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    // Moves `v[root]` down the max-heap `v[..end]` to its place.
+    let sift = |v: &mut [T], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            break;
+        }
+        if child + 1 < end && less(&v[child], &v[child + 1]) {
+            child += 1;
+        }
+        if !less(&v[root], &v[child]) {
+            break;
+        }
+        v.swap(root, child);
+        root = child;
+    };
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
 impl Announce {
     pub(crate) fn empty() -> Self {
         Self {
@@ -100,9 +131,7 @@ impl Announce {
                 GFP_KERNEL,
             )?;
         }
-        entries
-            .as_mut_slice()
-            .sort_unstable_by(|x, y| Self::key(x).cmp(&Self::key(y)));
+        heap_sort(entries.as_mut_slice(), |x, y| Self::key(x) < Self::key(y));
         let service = entries
             .iter()
             .map(|e| e.current.map_or(e.last_epoch.saturating_add(1), |c| c.0))
