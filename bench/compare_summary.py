@@ -166,7 +166,7 @@ def main(argv=None):
 
     f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
     out = sys.stdout.write
-    out("\n== bench/compare, two nodes (TCG VMs, debug kernel, shared host: compare ratios)\n")
+    out(f"\n== bench/compare, two nodes (TCG VMs, {kernel_desc()}: compare ratios)\n")
     out(f"   {a.rounds} interleaved rounds; bulk: {a.mib} MiB, one connection; "
         f"echo: {a.conns} connections x {a.data} B per round and case\n\n")
     out(f"{'case':<14} {'bulk Mbps (median)':>18} {'per round':>24} {'n1 CPU %':>10} "
