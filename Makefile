@@ -1,7 +1,7 @@
 # tlshub: `make demo` runs the main job, `make test` runs every test.
 # Each target installs what it needs (scripts/setup) on a fresh machine.
 SHELL := /bin/bash
-.PHONY: all setup kernel kmod helper test demo bench-kernel bench bench-mapping bench-compare bench-scale bench-churn clean
+.PHONY: all setup kernel kmod helper test demo bench-kernel bench bench-mapping bench-compare bench-scale bench-churn bench-soak clean
 
 all: kmod helper
 
@@ -42,6 +42,11 @@ bench: bench-kernel helper
 # churn with it loaded vs unloaded (bench/unmapped-churn); not part of `make test`.
 bench-churn: bench-kernel helper
 	@TLSHUB_KERNEL=bench bench/unmapped-churn
+
+# Secured connect/close churn for 5 minutes, then nothing may have grown
+# (bench/soak); not part of `make test`.
+bench-soak: bench-kernel helper
+	@TLSHUB_KERNEL=bench bench/soak
 
 # Mapping churn benchmark in the VM (bench/mapping-churn); not part of `make test`.
 bench-mapping: bench-kernel helper
