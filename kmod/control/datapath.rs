@@ -418,7 +418,10 @@ impl Control {
         let refs = self.dp.drain();
         if refs < 0 {
             // A reference dropped twice: `rmmod` would hit BUG_ON.
-            pr_err!("drained; module reference count {} (underflow): do not unload\n", refs);
+            pr_err!(
+                "drained; module reference count {} (underflow): do not unload\n",
+                refs
+            );
         } else {
             pr_info!("drained; module references left: {}\n", refs);
         }

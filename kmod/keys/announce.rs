@@ -69,33 +69,51 @@ fn copy(b: &[u8]) -> Result<KVec<u8>> {
     Ok(v)
 }
 
-/// Sorts `v` by `less`, in place, in O(n log n) without allocating.
-/// Not `core`'s `sort_unstable_by`: its merge carries a panic path
+/// Sorts `v` by `less`, in place, in O(n log n) without allocating, and
+/// without a panicking path (every access checked by `get`). Not `core`'s
+/// `sort_unstable_by`: its merge carries a panic path
 /// (`panic_on_ord_violation`) that 6.12's objtool does not know never
 /// returns, so the benchmark kernel's build warned that the merge "falls
 /// through to next function".
 fn heap_sort<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    // Swaps `v[i]` and `v[j]`, `i < j < v.len()` (else nothing).
+    let swap = |v: &mut [T], i: usize, j: usize| {
+        if let Some((a, rest)) = v.get_mut(i..=j).and_then(|s| s.split_first_mut()) {
+            if let Some(b) = rest.last_mut() {
+                core::mem::swap(a, b);
+            }
+        }
+    };
+    // The first child of `root` in the heap `v[..end]`, if it has one.
+    let first_child = |root: usize, end: usize| {
+        root.checked_mul(2)
+            .and_then(|c| c.checked_add(1))
+            .filter(|c| *c < end)
+    };
     // Moves `v[root]` down the max-heap `v[..end]` to its place.
-    let sift = |v: &mut [T], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            break;
+    let sift = |v: &mut [T], mut root: usize, end: usize| {
+        while let Some(mut child) = first_child(root, end) {
+            if child + 1 < end {
+                if let (Some(a), Some(b)) = (v.get(child), v.get(child + 1)) {
+                    if less(a, b) {
+                        child += 1;
+                    }
+                }
+            }
+            match (v.get(root), v.get(child)) {
+                (Some(r), Some(c)) if less(r, c) => {}
+                _ => break,
+            }
+            swap(v, root, child);
+            root = child;
         }
-        if child + 1 < end && less(&v[child], &v[child + 1]) {
-            child += 1;
-        }
-        if !less(&v[root], &v[child]) {
-            break;
-        }
-        v.swap(root, child);
-        root = child;
     };
     let n = v.len();
     for i in (0..n / 2).rev() {
         sift(v, i, n);
     }
     for end in (1..n).rev() {
-        v.swap(0, end);
+        swap(v, 0, end);
         sift(v, 0, end);
     }
 }

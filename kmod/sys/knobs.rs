@@ -59,7 +59,11 @@ macro_rules! knob_param {
     };
 }
 
-knob_param!(GATE_OFF_DELAY_PARAM, c"gate_off_delay_ms", GATE_OFF_DELAY_MS);
+knob_param!(
+    GATE_OFF_DELAY_PARAM,
+    c"gate_off_delay_ms",
+    GATE_OFF_DELAY_MS
+);
 knob_param!(ACCEPT_DELAY_PARAM, c"accept_delay_ms", ACCEPT_DELAY_MS);
 
 /// Busy-waits `knob` milliseconds (no sleep: callers may hold spinlocks).
