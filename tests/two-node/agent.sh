@@ -63,11 +63,7 @@ if [ "$TN_NODE" = n1 ]; then
 else
     tn_get pki >/dev/null
 fi
-# The echo server, with a listen backlog for step 3's burst of 100 (socat's
-# default of 5 drops SYNs of a burst, and their retries back off past 60 s).
-pod_bg "$TN_POD" socat -d -d -t 60 "TCP6-LISTEN:7000,ipv6only=0,reuseaddr,fork,backlog=256" EXEC:cat \
-    >"$TOPO_DIR/echo.log" 2>&1
-wait_log "$TOPO_DIR/echo.log" "listening on" 30 || fail "socat did not start: $(cat "$TOPO_DIR/echo.log")"
+app_echo_server "$TN_POD" 7000
 tn_barrier ready
 ok "certificates made (openssl), echo server up, no secret anywhere"
 

@@ -74,7 +74,7 @@ print("echo", c.recv(64).decode(), flush=True)
     tlshubctl node del n1 >/dev/null
     tlshubctl node del n2 >/dev/null
     back() { [ "$(refcnt)" = "$r0" ]; }
-    wait_for 20 back || fail "round $i: module reference count $(refcnt), was $r0 with only the listener gated (an accepted socket's reference dropped twice?)"
+    wait_for 20 back || fail "round $i: module reference count $(refcnt), was $r0: the listener's and the blocked accept's (an accepted socket's reference dropped twice?)"
     ok "round $i: kTLS installed on the accepted socket inside accept()'s widened window; echo secured; reference count back to $r0"
 done
 echo 0 > "$knob"

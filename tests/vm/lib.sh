@@ -19,15 +19,15 @@ mod_loaded() { grep -q '^tlshub ' /proc/modules; }
 tls_loaded() { grep -q '^tls ' /proc/modules; }
 load_tls() { tls_loaded || insmod "$TLSHUB_KSRC/net/tls/tls.ko" || fail "insmod tls.ko"; }
 
-# rmmod_tlshub: the module holds a reference for every socket carrying its
-# ops, so rmmod fails ("in use") while one does: `tlshubctl drain` lets go
-# of them first; then rmmod, retried for a few seconds while calls that
-# entered through the gate are still inside kTLS.
 # Whether the module's reference count is sane. Negative: a reference was
 # dropped twice (our bug); `rmmod` would then hit the kernel's BUG_ON in
 # try_release_module_ref and take the VM down, so nothing unloads it.
 mod_refs_sane() { [ "$(cat /sys/module/tlshub/refcnt 2>/dev/null || echo 0)" -ge 0 ]; }
 
+# rmmod_tlshub: the module holds a reference for every socket carrying its
+# ops, so rmmod fails ("in use") while one does: `tlshubctl drain` lets go
+# of them first; then rmmod, retried for a few seconds while calls that
+# entered through the gate are still inside kTLS.
 rmmod_tlshub() {
     local i
     tlshubctl drain >/dev/null 2>&1 || true

@@ -364,7 +364,9 @@ tlswire() { python3 "$TOPO_LIB_DIR/tlswire.py" "$@"; }
 app_echo_server() {
     local log=$TOPO_DIR/echo-$1-$2.log
     # -t: after the client's EOF, wait for cat's echo (0.5 s by default; TCG is slow).
-    pod_bg "$1" socat -d -d -t 60 "TCP6-LISTEN:$2,ipv6only=0,reuseaddr,fork" EXEC:cat >"$log" 2>&1
+    # backlog: socat's default of 5 drops SYNs of a burst (two-node agent.sh
+    # connects 100 at once), and their retries back off for a minute.
+    pod_bg "$1" socat -d -d -t 60 "TCP6-LISTEN:$2,ipv6only=0,reuseaddr,fork,backlog=256" EXEC:cat >"$log" 2>&1
     wait_log "$log" "listening on" 30 || fail "socat on $1:$2 did not start: $(cat "$log")"
 }
 
